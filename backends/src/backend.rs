@@ -1,0 +1,75 @@
+//! The one storage abstraction every destination implements.
+
+use std::ops::Range;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+
+use crate::error::Result;
+
+/// What a listing or `stat` tells about one stored object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// The object's key, relative to the destination root (`data/ab/ab12…`).
+    pub key: String,
+    /// The object's size in bytes.
+    pub size: u64,
+}
+
+/// An object store holding a Lifeboat repository: flat keys with `/` separators.
+///
+/// Keys are relative, use `/` as separator and never contain `..`, empty
+/// segments or a leading `/`. Implementations must be safe to call concurrently.
+#[async_trait]
+pub trait Backend: Send + Sync + std::fmt::Debug {
+    /// The destination's name, used in every error and message.
+    fn name(&self) -> &str;
+
+    /// A human-readable location (path or URL without credentials).
+    fn location(&self) -> String;
+
+    /// Stores `data` under `key` if, and only if, no object exists there yet.
+    ///
+    /// The write is atomic: readers see either no object or the whole of it.
+    ///
+    /// # Errors
+    /// `AlreadyExists` when the key is taken (the stored object is left as it
+    /// was); `Transient`/`Permanent` on storage failures, in which case no
+    /// partial object is visible under `key`.
+    async fn put(&self, key: &str, data: Bytes) -> Result<()>;
+
+    /// Reads the whole object, or the byte `range` of it.
+    ///
+    /// # Errors
+    /// `NotFound` when the key does not exist. A range that reaches past the end
+    /// of the object is a `Permanent` error, never a short read.
+    async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Bytes>;
+
+    /// Returns the object's metadata.
+    ///
+    /// # Errors
+    /// `NotFound` when the key does not exist.
+    async fn stat(&self, key: &str) -> Result<ObjectMeta>;
+
+    /// Streams every object whose key starts with `prefix`, in no set order.
+    ///
+    /// A prefix that matches nothing yields an empty stream, not an error.
+    /// A failure part-way yields an `Err` item; items before it are valid.
+    fn list<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, Result<ObjectMeta>>;
+
+    /// Removes the object.
+    ///
+    /// # Errors
+    /// `NotFound` when the key does not exist.
+    async fn delete(&self, key: &str) -> Result<()>;
+}
+
+/// Checks that `key` is a well-formed relative object key.
+pub fn validate_key(key: &str) -> bool {
+    !key.is_empty()
+        && !key.starts_with('/')
+        && key
+            .split('/')
+            .all(|seg| !seg.is_empty() && seg != "." && seg != ".." && !seg.contains('\0'))
+}

@@ -1,0 +1,116 @@
+//! Typed backend errors.
+//!
+//! Policy: every backend sorts its own failures into four classes so that callers
+//! decide by value, not by parsing messages: [`ErrorKind::NotFound`],
+//! [`ErrorKind::AlreadyExists`], [`ErrorKind::Transient`] (worth retrying) and
+//! [`ErrorKind::Permanent`]. Each error names the destination and the object key;
+//! the underlying cause is kept as a `source`, never flattened into a string.
+
+use std::fmt;
+
+/// The class of a backend failure; callers match on this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The object (or the destination root) does not exist.
+    NotFound,
+    /// A create-only put found an object already stored under the key.
+    AlreadyExists,
+    /// A failure that may go away on retry: timeouts, dropped connections, 5xx.
+    Transient,
+    /// A failure that retrying will not fix: permissions, a full disk, bad input.
+    Permanent,
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ErrorKind::NotFound => "not found",
+            ErrorKind::AlreadyExists => "already exists",
+            ErrorKind::Transient => "transient failure",
+            ErrorKind::Permanent => "permanent failure",
+        })
+    }
+}
+
+/// An error from a storage destination, naming the destination and the key.
+#[derive(Debug, thiserror::Error)]
+#[error("destination {destination}: {key}: {kind}{}", detail_suffix(.detail))]
+pub struct BackendError {
+    /// What class of failure this is.
+    pub kind: ErrorKind,
+    /// The destination's name (as the user configured it or derived from its URL).
+    pub destination: String,
+    /// The object key concerned, or `""` for the destination as a whole.
+    pub key: String,
+    /// A short human explanation (never secrets).
+    pub detail: String,
+    /// The underlying cause.
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+fn detail_suffix(detail: &str) -> String {
+    if detail.is_empty() {
+        String::new()
+    } else {
+        format!(" ({detail})")
+    }
+}
+
+impl BackendError {
+    /// Builds an error of `kind` for `key` on `destination`.
+    pub fn new(
+        kind: ErrorKind,
+        destination: impl Into<String>,
+        key: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> Self {
+        BackendError {
+            kind,
+            destination: destination.into(),
+            key: key.into(),
+            detail: detail.into(),
+            source: None,
+        }
+    }
+
+    /// Attaches the underlying cause.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// Classifies an I/O error from a filesystem-like destination.
+    pub fn from_io(destination: &str, key: &str, err: std::io::Error) -> Self {
+        use std::io::ErrorKind as Io;
+        let kind = match err.kind() {
+            Io::NotFound => ErrorKind::NotFound,
+            Io::AlreadyExists => ErrorKind::AlreadyExists,
+            Io::Interrupted
+            | Io::TimedOut
+            | Io::WouldBlock
+            | Io::ConnectionReset
+            | Io::ConnectionAborted
+            | Io::BrokenPipe => ErrorKind::Transient,
+            _ => ErrorKind::Permanent,
+        };
+        let detail = match err.raw_os_error() {
+            Some(libc_enospc) if libc_enospc == 28 => "no space left on device".to_string(),
+            _ => err.to_string(),
+        };
+        BackendError::new(kind, destination, key, detail).with_source(err)
+    }
+
+    /// True for `NotFound`.
+    pub fn is_not_found(&self) -> bool {
+        self.kind == ErrorKind::NotFound
+    }
+
+    /// True when a retry may succeed.
+    pub fn is_transient(&self) -> bool {
+        self.kind == ErrorKind::Transient
+    }
+}
+
+/// Result alias for backend calls.
+pub type Result<T, E = BackendError> = std::result::Result<T, E>;

@@ -1,0 +1,36 @@
+//! Storage destinations for Lifeboat.
+//!
+//! A destination is anything that can hold flat, write-once objects: the
+//! [`Backend`] trait is the only thing the engine knows about storage. This crate
+//! has no cryptography: it stores and returns opaque bytes.
+//!
+//! - [`LocalBackend`]: a directory on a local or mounted filesystem.
+//! - [`MemoryBackend`]: an in-memory map, for tests.
+//! - [`DestinationUrl`]: parses `/path`, `file:///path`, `s3://…`, `sftp://…`.
+//! - [`conformance`]: the checks every backend must pass.
+//!
+//! ```
+//! # tokio_test_block(async {
+//! use lifeboat_backends::{Backend, MemoryBackend};
+//! let store = MemoryBackend::new("mem");
+//! store.put("config", bytes::Bytes::from_static(b"hello")).await.unwrap();
+//! assert_eq!(&store.get("config", Some(1..3)).await.unwrap()[..], b"el");
+//! # });
+//! # fn tokio_test_block(f: impl std::future::Future<Output = ()>) {
+//! #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+//! # }
+//! ```
+
+mod backend;
+pub mod conformance;
+mod error;
+mod local;
+mod memory;
+mod url;
+
+pub use backend::{validate_key, Backend, ObjectMeta};
+pub use bytes::Bytes;
+pub use error::{BackendError, ErrorKind, Result};
+pub use local::LocalBackend;
+pub use memory::MemoryBackend;
+pub use url::{redact, DestinationUrl, UrlError};

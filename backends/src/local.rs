@@ -1,0 +1,269 @@
+//! A destination on a local (or mounted) filesystem.
+//!
+//! Writes go to a temporary file in the target directory, are fsynced, then
+//! hard-linked to the final name (which fails atomically if the name is taken)
+//! and the directory is fsynced, so a crash leaves either nothing or the whole
+//! object. Filesystems without hard links (FAT, exFAT) fall back to
+//! check-then-rename, which is safe for content-named objects.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::{self, BoxStream, StreamExt};
+
+use crate::backend::{validate_key, Backend, ObjectMeta};
+use crate::error::{BackendError, ErrorKind, Result};
+
+/// Prefix of temporary files; listings skip them.
+const TEMP_PREFIX: &str = ".tmp-";
+
+/// A repository stored in a directory.
+#[derive(Debug, Clone)]
+pub struct LocalBackend {
+    name: String,
+    root: PathBuf,
+}
+
+impl LocalBackend {
+    /// A backend rooted at `root`. Nothing is touched until the first call.
+    pub fn new(name: impl Into<String>, root: impl Into<PathBuf>) -> Self {
+        LocalBackend {
+            name: name.into(),
+            root: root.into(),
+        }
+    }
+
+    /// The directory holding the repository.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path_of(&self, key: &str) -> Result<PathBuf> {
+        if !validate_key(key) {
+            return Err(BackendError::new(
+                ErrorKind::Permanent,
+                &self.name,
+                key,
+                "invalid object key",
+            ));
+        }
+        Ok(self.root.join(key))
+    }
+
+    fn io_err(&self, key: &str, err: std::io::Error) -> BackendError {
+        BackendError::from_io(&self.name, key, err)
+    }
+
+    fn put_blocking(&self, key: &str, data: &[u8]) -> Result<()> {
+        let path = self.path_of(key)?;
+        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
+        if !dir.is_dir() {
+            fs::create_dir_all(&dir).map_err(|e| self.io_err(key, e))?;
+            if let Some(parent) = dir.parent() {
+                sync_dir(parent).map_err(|e| self.io_err(key, e))?;
+            }
+        }
+        if path.exists() {
+            return Err(BackendError::new(
+                ErrorKind::AlreadyExists,
+                &self.name,
+                key,
+                "",
+            ));
+        }
+        let tmp = dir.join(format!("{TEMP_PREFIX}{:016x}", rand::random::<u64>()));
+        let result = (|| -> std::io::Result<()> {
+            let mut file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            file.write_all(data)?;
+            file.sync_all()?;
+            Ok(())
+        })();
+        if let Err(err) = result {
+            let _ = fs::remove_file(&tmp);
+            return Err(self.io_err(key, err));
+        }
+        let linked = match fs::hard_link(&tmp, &path) {
+            Ok(()) => {
+                let _ = fs::remove_file(&tmp);
+                Ok(())
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+                let _ = fs::remove_file(&tmp);
+                Err(BackendError::new(
+                    ErrorKind::AlreadyExists,
+                    &self.name,
+                    key,
+                    "",
+                ))
+            }
+            // No hard links on this filesystem: the existence check above
+            // stands in for the atomic one.
+            Err(_) => fs::rename(&tmp, &path).map_err(|e| {
+                let _ = fs::remove_file(&tmp);
+                self.io_err(key, e)
+            }),
+        };
+        linked?;
+        sync_dir(&dir).map_err(|e| self.io_err(key, e))
+    }
+
+    fn get_blocking(&self, key: &str, range: Option<Range<u64>>) -> Result<Bytes> {
+        let path = self.path_of(key)?;
+        let mut file = File::open(&path).map_err(|e| self.io_err(key, e))?;
+        let size = file.metadata().map_err(|e| self.io_err(key, e))?.len();
+        let range = range.unwrap_or(0..size);
+        if range.start > range.end || range.end > size {
+            return Err(BackendError::new(
+                ErrorKind::Permanent,
+                &self.name,
+                key,
+                format!(
+                    "range {}..{} outside object of {size} bytes",
+                    range.start, range.end
+                ),
+            ));
+        }
+        let len = usize::try_from(range.end - range.start).map_err(|_| {
+            BackendError::new(ErrorKind::Permanent, &self.name, key, "range too large")
+        })?;
+        let mut buf = vec![0u8; len];
+        file.seek(SeekFrom::Start(range.start))
+            .and_then(|_| file.read_exact(&mut buf))
+            .map_err(|e| self.io_err(key, e))?;
+        Ok(Bytes::from(buf))
+    }
+
+    fn list_blocking(&self, prefix: &str, tx: tokio::sync::mpsc::Sender<Result<ObjectMeta>>) {
+        // Walk only the directory the prefix names, then filter by the rest.
+        let dir_part = match prefix.rfind('/') {
+            Some(i) => &prefix[..i],
+            None => "",
+        };
+        let start = if dir_part.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(dir_part)
+        };
+        let mut stack = vec![(start, dir_part.to_string())];
+        while let Some((dir, rel)) = stack.pop() {
+            let entries = match fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(self.io_err(&rel, e)));
+                    return;
+                }
+            };
+            for entry in entries {
+                let item = entry.and_then(|entry| {
+                    let file_type = entry.file_type()?;
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    let key = if rel.is_empty() {
+                        name.clone()
+                    } else {
+                        format!("{rel}/{name}")
+                    };
+                    if name.starts_with(TEMP_PREFIX) {
+                        return Ok(None);
+                    }
+                    if file_type.is_dir() {
+                        if key.starts_with(prefix) || prefix.starts_with(&format!("{key}/")) {
+                            stack.push((entry.path(), key));
+                        }
+                        return Ok(None);
+                    }
+                    if !key.starts_with(prefix) {
+                        return Ok(None);
+                    }
+                    let size = entry.metadata()?.len();
+                    Ok(Some(ObjectMeta { key, size }))
+                });
+                match item {
+                    Ok(None) => {}
+                    Ok(Some(meta)) => {
+                        if tx.blocking_send(Ok(meta)).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(self.io_err(&rel, e)));
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn join_error(name: &str, key: &str, err: tokio::task::JoinError) -> BackendError {
+    BackendError::new(ErrorKind::Permanent, name, key, "worker thread failed").with_source(err)
+}
+
+#[async_trait]
+impl Backend for LocalBackend {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    async fn put(&self, key: &str, data: Bytes) -> Result<()> {
+        let this = self.clone();
+        let owned_key = key.to_string();
+        tokio::task::spawn_blocking(move || this.put_blocking(&owned_key, &data))
+            .await
+            .map_err(|e| join_error(&self.name, key, e))?
+    }
+
+    async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Bytes> {
+        let this = self.clone();
+        let owned_key = key.to_string();
+        tokio::task::spawn_blocking(move || this.get_blocking(&owned_key, range))
+            .await
+            .map_err(|e| join_error(&self.name, key, e))?
+    }
+
+    async fn stat(&self, key: &str) -> Result<ObjectMeta> {
+        let path = self.path_of(key)?;
+        let meta = tokio::fs::metadata(&path)
+            .await
+            .map_err(|e| self.io_err(key, e))?;
+        if !meta.is_file() {
+            return Err(BackendError::new(
+                ErrorKind::NotFound,
+                &self.name,
+                key,
+                "not a file",
+            ));
+        }
+        Ok(ObjectMeta {
+            key: key.to_string(),
+            size: meta.len(),
+        })
+    }
+
+    fn list<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, Result<ObjectMeta>> {
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        let this = self.clone();
+        let owned_prefix = prefix.to_string();
+        tokio::task::spawn_blocking(move || this.list_blocking(&owned_prefix, tx));
+        stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed()
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        let path = self.path_of(key)?;
+        tokio::fs::remove_file(&path)
+            .await
+            .map_err(|e| self.io_err(key, e))
+    }
+}

@@ -1,0 +1,193 @@
+//! Destination URLs: a path, `file:///path`, `s3://bucket/prefix?…` or
+//! `sftp://user@host:port/path`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::backend::Backend;
+use crate::local::LocalBackend;
+
+/// A parsed destination address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DestinationUrl {
+    /// A directory on a local or mounted filesystem.
+    Local(PathBuf),
+    /// An S3-compatible bucket, with an optional key prefix and query options.
+    S3 {
+        /// Bucket name.
+        bucket: String,
+        /// Key prefix inside the bucket (no leading or trailing `/`).
+        prefix: String,
+        /// Options from the query string (`endpoint`, `region`, …).
+        options: Vec<(String, String)>,
+    },
+    /// A directory on an SFTP server.
+    Sftp {
+        /// Login name, if given.
+        user: Option<String>,
+        /// Host name or address.
+        host: String,
+        /// TCP port (22 when not given).
+        port: u16,
+        /// Remote directory.
+        path: String,
+    },
+}
+
+/// Why a destination URL could not be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum UrlError {
+    /// The text is not a destination URL this version understands.
+    #[error("invalid destination {url:?}: {reason}")]
+    Invalid {
+        /// The text as given (credentials removed).
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The destination kind is recognised but not implemented in this version.
+    #[error("destination {url:?}: {scheme} destinations are not yet supported by this version of lifeboat; use a local path for now")]
+    Unsupported {
+        /// The text as given (credentials removed).
+        url: String,
+        /// The URL scheme.
+        scheme: String,
+    },
+}
+
+impl DestinationUrl {
+    /// Parses a destination as given on the command line or in the config file.
+    ///
+    /// A relative path is resolved against the current directory.
+    ///
+    /// # Errors
+    /// [`UrlError::Invalid`] for an unknown scheme or a malformed URL.
+    pub fn parse(text: &str) -> Result<Self, UrlError> {
+        let invalid = |reason: &str| UrlError::Invalid { url: redact(text), reason: reason.to_string() };
+        if text.is_empty() {
+            return Err(invalid("empty destination"));
+        }
+        let Some((scheme, _)) = text.split_once("://") else {
+            let path = PathBuf::from(text);
+            let path = if path.is_absolute() {
+                path
+            } else {
+                std::env::current_dir().map_err(|_| invalid("cannot resolve a relative path"))?.join(path)
+            };
+            return Ok(DestinationUrl::Local(path));
+        };
+        let url = url::Url::parse(text).map_err(|e| invalid(&e.to_string()))?;
+        match scheme {
+            "file" => {
+                if url.host_str().is_some_and(|h| !h.is_empty() && h != "localhost") {
+                    return Err(invalid("file URLs must name a local path (file:///path)"));
+                }
+                let path = url.to_file_path().map_err(|_| invalid("not a local path"))?;
+                Ok(DestinationUrl::Local(path))
+            }
+            "s3" => {
+                let bucket = url.host_str().filter(|h| !h.is_empty()).ok_or_else(|| invalid("missing bucket name"))?;
+                let prefix = url.path().trim_matches('/').to_string();
+                let options = url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+                Ok(DestinationUrl::S3 { bucket: bucket.to_string(), prefix, options })
+            }
+            "sftp" => {
+                let host = url.host_str().filter(|h| !h.is_empty()).ok_or_else(|| invalid("missing host"))?;
+                let user = Some(url.username()).filter(|u| !u.is_empty()).map(str::to_string);
+                if url.password().is_some() {
+                    return Err(invalid("passwords in sftp URLs are not accepted; use an SSH key or ssh-agent"));
+                }
+                Ok(DestinationUrl::Sftp {
+                    user,
+                    host: host.to_string(),
+                    port: url.port().unwrap_or(22),
+                    path: url.path().to_string(),
+                })
+            }
+            other => Err(invalid(&format!("unknown scheme {other:?}; use a path, file://, s3:// or sftp://"))),
+        }
+    }
+
+    /// A short default name: `local-<dir>`, `s3-<bucket>` or `sftp-<host>`.
+    pub fn default_name(&self) -> String {
+        match self {
+            DestinationUrl::Local(path) => {
+                let last = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                if last.is_empty() { "local".to_string() } else { format!("local-{last}") }
+            }
+            DestinationUrl::S3 { bucket, .. } => format!("s3-{bucket}"),
+            DestinationUrl::Sftp { host, .. } => format!("sftp-{host}"),
+        }
+    }
+
+    /// Opens the destination as a backend called `name`.
+    ///
+    /// # Errors
+    /// [`UrlError::Unsupported`] for S3 and SFTP in this version.
+    pub fn open(&self, name: &str) -> Result<Arc<dyn Backend>, UrlError> {
+        match self {
+            DestinationUrl::Local(path) => Ok(Arc::new(LocalBackend::new(name, path.clone()))),
+            DestinationUrl::S3 { bucket, prefix, .. } => Err(UrlError::Unsupported {
+                url: format!("s3://{bucket}/{prefix}"),
+                scheme: "s3".into(),
+            }),
+            DestinationUrl::Sftp { host, path, .. } => Err(UrlError::Unsupported {
+                url: format!("sftp://{host}{path}"),
+                scheme: "sftp".into(),
+            }),
+        }
+    }
+}
+
+/// Removes any `user:password@` credentials from a URL before it is shown.
+pub fn redact(text: &str) -> String {
+    match url::Url::parse(text) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("***"));
+            url.to_string()
+        }
+        _ => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_paths_and_file_urls() {
+        assert_eq!(DestinationUrl::parse("/mnt/usb/lb").unwrap(), DestinationUrl::Local("/mnt/usb/lb".into()));
+        assert_eq!(DestinationUrl::parse("file:///mnt/usb/lb").unwrap(), DestinationUrl::Local("/mnt/usb/lb".into()));
+        let rel = DestinationUrl::parse("rel/dir").unwrap();
+        assert!(matches!(rel, DestinationUrl::Local(p) if p.is_absolute() && p.ends_with("rel/dir")));
+    }
+
+    #[test]
+    fn parses_s3_and_sftp() {
+        let s3 = DestinationUrl::parse("s3://bucket/lb/x?endpoint=http://127.0.0.1:9000&region=us-east-1").unwrap();
+        assert_eq!(
+            s3,
+            DestinationUrl::S3 {
+                bucket: "bucket".into(),
+                prefix: "lb/x".into(),
+                options: vec![("endpoint".into(), "http://127.0.0.1:9000".into()), ("region".into(), "us-east-1".into())],
+            }
+        );
+        assert_eq!(s3.default_name(), "s3-bucket");
+        let sftp = DestinationUrl::parse("sftp://backup@nas.local:2222/srv/lb").unwrap();
+        assert_eq!(
+            sftp,
+            DestinationUrl::Sftp { user: Some("backup".into()), host: "nas.local".into(), port: 2222, path: "/srv/lb".into() }
+        );
+        assert!(matches!(sftp.open("x"), Err(UrlError::Unsupported { .. })));
+    }
+
+    #[test]
+    fn rejects_unknown_schemes_and_passwords() {
+        assert!(matches!(DestinationUrl::parse("ftp://host/x"), Err(UrlError::Invalid { .. })));
+        let err = DestinationUrl::parse("sftp://u:secret@host/x").unwrap_err();
+        assert!(!err.to_string().contains("secret"));
+        assert!(matches!(DestinationUrl::parse("s3:///nobucket"), Err(UrlError::Invalid { .. })));
+        assert!(DestinationUrl::parse("").is_err());
+    }
+}

@@ -1,0 +1,77 @@
+//! The tree builder: receives directory listings in post-order, waits for
+//! their files' content lists, encodes each tree and hands new trees to the
+//! sealers. The last tree it builds is the snapshot's root.
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::pipeline::{SealJob, Shared, Stop};
+use super::stats::add;
+use super::walker::{DirJob, Pending, SkippedEntry};
+use crate::error::Error;
+use crate::ids::BlobId;
+use crate::pack::BlobType;
+use crate::tree::{NodeKind, Tree};
+
+/// Builds every tree; returns the root tree's id.
+pub(crate) fn build_trees(
+    shared: &Shared,
+    dirs: Receiver<DirJob>,
+    seal: Sender<SealJob>,
+    skipped: &std::sync::Mutex<Vec<SkippedEntry>>,
+) -> Result<BlobId, Stop> {
+    let progress = &shared.progress;
+    let mut finished: Vec<BlobId> = Vec::new();
+    for job in dirs {
+        let subdirs = job.nodes.iter().filter(|p| matches!(p, Pending::Subdir(_))).count();
+        let first = finished
+            .len()
+            .checked_sub(subdirs)
+            .ok_or_else(|| Stop::Failed(Error::InvalidInput("tree builder out of step with walker".into())))?;
+        let mut subtrees = finished.split_off(first).into_iter();
+        let mut nodes = Vec::with_capacity(job.nodes.len());
+        for pending in job.nodes {
+            match pending {
+                Pending::Ready(node) => nodes.push(node),
+                Pending::Subdir(mut node) => {
+                    let subtree = subtrees.next().ok_or(Stop::Closed)?;
+                    node.kind = NodeKind::Dir { subtree };
+                    nodes.push(node);
+                }
+                Pending::File(mut node, answer) => match answer.recv().map_err(|_| Stop::Closed)? {
+                    Ok(file) => {
+                        node.size = file.size;
+                        node.kind = NodeKind::File { content: file.content };
+                        nodes.push(node);
+                    }
+                    Err((path, reason)) => {
+                        add(&progress.errors, 1);
+                        tracing::warn!("skipping {}: {reason}", path.display());
+                        skipped.lock().unwrap_or_else(|p| p.into_inner()).push(SkippedEntry { path, reason });
+                    }
+                },
+            }
+        }
+        for node in &nodes {
+            if matches!(node.kind, NodeKind::File { .. }) {
+                add(&progress.total_files, 1);
+                add(&progress.total_bytes, node.size);
+            }
+        }
+        let tree = Tree::new(nodes);
+        let bytes = tree.encode();
+        let id = shared.keys.blob_id(&bytes);
+        match job.parent_subtree {
+            None => add(&progress.dirs_new, 1),
+            Some(old) if old == id => add(&progress.dirs_unmodified, 1),
+            Some(_) => add(&progress.dirs_changed, 1),
+        }
+        if shared.claim(&id) {
+            seal.send(SealJob { blob_type: BlobType::Tree, id, data: bytes }).map_err(|_| Stop::Closed)?;
+        }
+        finished.push(id);
+    }
+    match finished.as_slice() {
+        [root] => Ok(*root),
+        _ => Err(Stop::Closed),
+    }
+}

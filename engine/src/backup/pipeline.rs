@@ -1,0 +1,196 @@
+//! The CPU stages of the backup pipeline, each on its own threads, joined by
+//! bounded channels so memory stays bounded whatever the data size:
+//!
+//! ```text
+//! walker ─FileJob─▶ file workers (read, chunk, hash, dedup) ─SealJob─▶ sealers (zstd, AEAD)
+//!    │                    │ content lists                                │
+//!    └──DirJob──▶ tree builder ──SealJob (trees)──▶ sealers ─SealedBlob─▶ packer ─▶ uploader
+//! ```
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::stats::{add, BackupProgress};
+use crate::chunker::Chunker;
+use crate::crypto::{blob_aad, MasterKeys};
+use crate::error::Error;
+use crate::ids::BlobId;
+use crate::index::MasterIndex;
+use crate::pack::{BlobType, FinishedPack, PackWriter};
+
+/// Why a stage stopped early.
+#[derive(Debug)]
+pub(crate) enum Stop {
+    /// A neighbouring stage went away; the root cause is reported elsewhere.
+    Closed,
+    /// This stage failed.
+    Failed(Error),
+}
+
+impl From<Error> for Stop {
+    fn from(e: Error) -> Self {
+        Stop::Failed(e)
+    }
+}
+
+/// State every stage shares.
+pub(crate) struct Shared {
+    pub keys: Arc<MasterKeys>,
+    pub index: Arc<MasterIndex>,
+    /// Blobs claimed by this run (so each new blob is sealed once).
+    pub claimed: Mutex<HashSet<BlobId>>,
+    pub chunker: Chunker,
+    pub compression: Option<i32>,
+    pub progress: Arc<BackupProgress>,
+    pub cancel: Arc<AtomicBool>,
+}
+
+impl Shared {
+    /// True when the blob is neither indexed nor already claimed by this run;
+    /// the caller then owns sealing it.
+    pub fn claim(&self, id: &BlobId) -> bool {
+        if self.index.contains(id) {
+            return false;
+        }
+        self.claimed.lock().unwrap_or_else(|p| p.into_inner()).insert(*id)
+    }
+
+    pub fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+}
+
+/// A new blob to compress and seal.
+pub(crate) struct SealJob {
+    pub blob_type: BlobType,
+    pub id: BlobId,
+    pub data: Vec<u8>,
+}
+
+/// A sealed blob for the packer.
+pub(crate) struct SealedBlob {
+    blob_type: BlobType,
+    id: BlobId,
+    sealed: Vec<u8>,
+    raw_length: u32,
+}
+
+/// The content of one file as read.
+#[derive(Debug)]
+pub(crate) struct FileContent {
+    pub content: Vec<BlobId>,
+    pub size: u64,
+}
+
+/// What a file worker answers: the content, or why the file was skipped.
+pub(crate) type FileReply = Result<FileContent, (PathBuf, String)>;
+
+/// A file to read.
+pub(crate) struct FileJob {
+    pub path: PathBuf,
+    pub reply: Sender<FileReply>,
+}
+
+fn open_noatime(path: &Path) -> std::io::Result<File> {
+    // O_NOATIME keeps backups from touching access times; only the owner (or
+    // root) may use it, so fall back to a plain open.
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOATIME)
+        .open(path)
+        .or_else(|_| File::open(path))
+}
+
+enum ReadFail {
+    Io(std::io::Error),
+    Stop(Stop),
+}
+
+impl From<std::io::Error> for ReadFail {
+    fn from(e: std::io::Error) -> Self {
+        ReadFail::Io(e)
+    }
+}
+
+/// File worker: reads, chunks and hashes files, handing new chunks to the sealers.
+pub(crate) fn file_worker(shared: &Shared, jobs: Receiver<FileJob>, seal: Sender<SealJob>) -> Result<(), Stop> {
+    let mut buffer = Vec::new();
+    for job in jobs {
+        let mut content = Vec::new();
+        let mut size = 0u64;
+        let result = open_noatime(&job.path).map_err(ReadFail::Io).and_then(|file| {
+            shared.chunker.chunk_stream(file, &mut buffer, |chunk: &[u8]| {
+                if shared.cancelled() {
+                    return Err(ReadFail::Stop(Stop::Failed(Error::Interrupted)));
+                }
+                let id = shared.keys.blob_id(chunk);
+                content.push(id);
+                size += chunk.len() as u64;
+                add(&shared.progress.bytes_done, chunk.len() as u64);
+                if shared.claim(&id) {
+                    let job = SealJob { blob_type: BlobType::Data, id, data: chunk.to_vec() };
+                    seal.send(job).map_err(|_| ReadFail::Stop(Stop::Closed))?;
+                }
+                Ok(())
+            })
+        });
+        let reply = match result {
+            Ok(()) => Ok(FileContent { content, size }),
+            Err(ReadFail::Io(e)) => Err((job.path.clone(), e.to_string())),
+            Err(ReadFail::Stop(stop)) => return Err(stop),
+        };
+        add(&shared.progress.files_done, 1);
+        if job.reply.send(reply).is_err() {
+            return Err(Stop::Closed);
+        }
+    }
+    Ok(())
+}
+
+/// Sealer: compresses and encrypts blobs.
+pub(crate) fn sealer(shared: &Shared, jobs: Receiver<SealJob>, out: Sender<SealedBlob>) -> Result<(), Stop> {
+    for job in jobs {
+        let mut sealed = Vec::with_capacity(job.data.len() / 2 + 64);
+        let aad = blob_aad(job.blob_type.as_u8(), &job.id);
+        shared.keys.seal(&aad, &job.data, shared.compression, &mut sealed);
+        let counter = match job.blob_type {
+            BlobType::Data => &shared.progress.data_blobs,
+            BlobType::Tree => &shared.progress.tree_blobs,
+        };
+        add(counter, 1);
+        add(&shared.progress.data_added, job.data.len() as u64);
+        let blob = SealedBlob { blob_type: job.blob_type, id: job.id, sealed, raw_length: job.data.len() as u32 };
+        out.send(blob).map_err(|_| Stop::Closed)?;
+    }
+    Ok(())
+}
+
+/// Packer: fills one pack per blob type and hands full packs to the uploader.
+pub(crate) fn packer(
+    keys: &MasterKeys,
+    pack_size: usize,
+    blobs: Receiver<SealedBlob>,
+    upload: tokio::sync::mpsc::Sender<FinishedPack>,
+) -> Result<(), Stop> {
+    let mut open: [Option<PackWriter>; 2] = [None, None];
+    for blob in blobs {
+        let slot = &mut open[blob.blob_type.as_u8() as usize];
+        let writer = slot.get_or_insert_with(|| PackWriter::with_capacity(pack_size + pack_size / 8));
+        writer.add(blob.blob_type, blob.id, &blob.sealed, blob.raw_length);
+        if writer.len() >= pack_size {
+            if let Some(full) = slot.take() {
+                upload.blocking_send(full.finish(keys)).map_err(|_| Stop::Closed)?;
+            }
+        }
+    }
+    for writer in open.into_iter().flatten() {
+        upload.blocking_send(writer.finish(keys)).map_err(|_| Stop::Closed)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,38 @@
+//! Live counters of a backup run, read by progress displays.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters updated by the pipeline as it goes; all relaxed atomics.
+#[derive(Debug, Default)]
+pub struct BackupProgress {
+    /// Files whose content is settled (read or skipped as unchanged).
+    pub files_done: AtomicU64,
+    /// Bytes of file content settled.
+    pub bytes_done: AtomicU64,
+    /// Bytes of packs uploaded.
+    pub bytes_uploaded: AtomicU64,
+    /// Entries that could not be read.
+    pub errors: AtomicU64,
+    pub(crate) files_new: AtomicU64,
+    pub(crate) files_changed: AtomicU64,
+    pub(crate) files_unmodified: AtomicU64,
+    pub(crate) dirs_new: AtomicU64,
+    pub(crate) dirs_changed: AtomicU64,
+    pub(crate) dirs_unmodified: AtomicU64,
+    pub(crate) data_blobs: AtomicU64,
+    pub(crate) tree_blobs: AtomicU64,
+    pub(crate) data_added: AtomicU64,
+    pub(crate) data_added_packed: AtomicU64,
+    pub(crate) total_files: AtomicU64,
+    pub(crate) total_bytes: AtomicU64,
+}
+
+/// Adds `n` to a counter.
+pub(crate) fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Reads a counter.
+pub(crate) fn get(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
+}

@@ -1,0 +1,207 @@
+//! The walker: visits the targets depth-first in name order, decides which
+//! files must be read (skipping those unchanged since the parent snapshot),
+//! and hands each finished directory listing to the tree builder.
+
+use std::fs::Metadata;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crossbeam_channel::Sender;
+
+use super::excludes::Excludes;
+use super::meta::{node_from_metadata, special_kind, unchanged};
+use super::pipeline::{FileJob, FileReply, Shared, Stop};
+use super::stats::add;
+use super::targets::TargetNode;
+use crate::error::Error;
+use crate::ids::BlobId;
+use crate::repo::Repository;
+use crate::tree::{Node, NodeKind, Tree};
+
+/// One entry of a directory listing on its way to the tree builder.
+pub(crate) enum Pending {
+    /// Complete.
+    Ready(Node),
+    /// A file being read by a worker.
+    File(Node, crossbeam_channel::Receiver<FileReply>),
+    /// A directory whose tree the builder finished just before (post-order).
+    Subdir(Node),
+}
+
+/// A directory whose entries are all known or in flight.
+pub(crate) struct DirJob {
+    pub nodes: Vec<Pending>,
+    /// The same directory's tree in the parent snapshot.
+    pub parent_subtree: Option<BlobId>,
+}
+
+/// An entry that could not be read and was left out.
+#[derive(Debug, Clone)]
+pub struct SkippedEntry {
+    /// Its path.
+    pub path: PathBuf,
+    /// Why.
+    pub reason: String,
+}
+
+pub(crate) struct Walker<'a> {
+    pub shared: &'a Shared,
+    pub repo: &'a Repository,
+    pub runtime: tokio::runtime::Handle,
+    pub excludes: &'a Excludes,
+    pub files: Sender<FileJob>,
+    pub dirs: Sender<DirJob>,
+    pub skipped: Arc<std::sync::Mutex<Vec<SkippedEntry>>>,
+}
+
+enum WalkFail {
+    /// This directory cannot be listed: leave it out.
+    Skip(std::io::Error),
+    Stop(Stop),
+}
+
+impl From<Stop> for WalkFail {
+    fn from(s: Stop) -> Self {
+        WalkFail::Stop(s)
+    }
+}
+
+impl Walker<'_> {
+    fn skip(&self, path: &Path, reason: String) {
+        add(&self.shared.progress.errors, 1);
+        tracing::warn!("skipping {}: {reason}", path.display());
+        self.skipped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(SkippedEntry { path: path.to_path_buf(), reason });
+    }
+
+    fn load_parent_tree(&self, id: Option<BlobId>) -> Option<Tree> {
+        let id = id?;
+        match self.runtime.block_on(self.repo.load_tree(&self.shared.index, &id)) {
+            Ok(tree) => Some(tree),
+            Err(e) => {
+                tracing::warn!("parent tree {id} unreadable, reading everything below it: {e}");
+                None
+            }
+        }
+    }
+
+    /// Walks from `/` through the target tree; the last directory sent is the root.
+    pub fn walk_root(&mut self, targets: &TargetNode, parent_root: Option<BlobId>) -> Result<(), Stop> {
+        let parent = self.load_parent_tree(parent_root);
+        match self.walk_dir(Path::new("/"), Some(targets), parent.as_ref(), parent_root) {
+            Ok(()) => Ok(()),
+            Err(WalkFail::Stop(s)) => Err(s),
+            Err(WalkFail::Skip(e)) => Err(Stop::Failed(Error::io("/", e))),
+        }
+    }
+
+    fn walk_dir(
+        &mut self,
+        dir: &Path,
+        targets: Option<&TargetNode>,
+        parent: Option<&Tree>,
+        parent_id: Option<BlobId>,
+    ) -> Result<(), WalkFail> {
+        if self.shared.cancelled() {
+            return Err(Stop::Failed(Error::Interrupted).into());
+        }
+        // Above the targets only the components leading to them are listed.
+        let virtual_children = targets.filter(|t| !t.target);
+        let mut names: Vec<Vec<u8>> = match virtual_children {
+            Some(t) => t.children.keys().cloned().collect(),
+            None => {
+                let mut names = Vec::new();
+                for entry in std::fs::read_dir(dir).map_err(WalkFail::Skip)? {
+                    match entry {
+                        Ok(e) => names.push(e.file_name().as_bytes().to_vec()),
+                        Err(e) => self.skip(dir, e.to_string()),
+                    }
+                }
+                names.sort_unstable();
+                names
+            }
+        };
+        names.dedup();
+        let mut nodes = Vec::with_capacity(names.len());
+        for name in names {
+            let path = dir.join(std::ffi::OsStr::from_bytes(&name));
+            if virtual_children.is_none() && self.excludes.is_excluded(&path, &name) {
+                continue;
+            }
+            let meta = match std::fs::symlink_metadata(&path) {
+                Ok(m) => m,
+                Err(e) => {
+                    self.skip(&path, e.to_string());
+                    continue;
+                }
+            };
+            let child_targets = virtual_children.and_then(|t| t.children.get(&name));
+            let parent_node = parent.and_then(|t| t.find(&name));
+            if let Some(pending) = self.visit(&path, name, &meta, child_targets, parent_node)? {
+                nodes.push(pending);
+            }
+        }
+        self.dirs
+            .send(DirJob { nodes, parent_subtree: parent_id })
+            .map_err(|_| WalkFail::Stop(Stop::Closed))
+    }
+
+    fn visit(
+        &mut self,
+        path: &Path,
+        name: Vec<u8>,
+        meta: &Metadata,
+        targets: Option<&TargetNode>,
+        parent_node: Option<&Node>,
+    ) -> Result<Option<Pending>, WalkFail> {
+        let progress = &self.shared.progress;
+        if meta.is_dir() {
+            let parent_sub = match parent_node.map(|n| &n.kind) {
+                Some(NodeKind::Dir { subtree }) => Some(*subtree),
+                _ => None,
+            };
+            let parent_tree = self.load_parent_tree(parent_sub);
+            return match self.walk_dir(path, targets, parent_tree.as_ref(), parent_sub) {
+                Ok(()) => {
+                    let node = node_from_metadata(name, meta, NodeKind::Dir { subtree: BlobId::default() });
+                    Ok(Some(Pending::Subdir(node)))
+                }
+                Err(WalkFail::Skip(e)) => {
+                    self.skip(path, e.to_string());
+                    Ok(None)
+                }
+                Err(stop) => Err(stop),
+            };
+        }
+        if meta.is_file() {
+            if let Some(old) = parent_node.filter(|n| unchanged(n, meta)) {
+                if let NodeKind::File { content } = &old.kind {
+                    if content.iter().all(|id| self.shared.index.contains(id)) {
+                        add(&progress.files_unmodified, 1);
+                        add(&progress.files_done, 1);
+                        add(&progress.bytes_done, meta.len());
+                        let node = node_from_metadata(name, meta, NodeKind::File { content: content.clone() });
+                        return Ok(Some(Pending::Ready(node)));
+                    }
+                }
+            }
+            add(if parent_node.is_some() { &progress.files_changed } else { &progress.files_new }, 1);
+            let (reply, answer) = crossbeam_channel::bounded(1);
+            self.files
+                .send(FileJob { path: path.to_path_buf(), reply })
+                .map_err(|_| WalkFail::Stop(Stop::Closed))?;
+            let node = node_from_metadata(name, meta, NodeKind::File { content: Vec::new() });
+            return Ok(Some(Pending::File(node, answer)));
+        }
+        match special_kind(path, meta) {
+            Ok(kind) => Ok(Some(Pending::Ready(node_from_metadata(name, meta, kind)))),
+            Err(e) => {
+                self.skip(path, e.to_string());
+                Ok(None)
+            }
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! The engine's error type.
+//!
+//! Policy: an error names what went wrong and the object, destination or path
+//! concerned, so the CLI can print one line that tells the user what to do.
+//! Backend failures keep their typed [`BackendError`] as the source. Secrets
+//! (passwords, keys) never appear in any variant.
+
+use std::path::PathBuf;
+
+use lifeboat_backends::{BackendError, UrlError};
+
+/// Everything the engine can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No repository exists at a destination.
+    #[error("no lifeboat repository at {destination} ({location}); run `lifeboat init` first")]
+    NoRepository {
+        /// Destination name.
+        destination: String,
+        /// Its path or URL.
+        location: String,
+    },
+    /// `init` found a repository already there.
+    #[error("a repository already exists at {destination} ({location}); it was left untouched")]
+    RepositoryExists {
+        /// Destination name.
+        destination: String,
+        /// Its path or URL.
+        location: String,
+    },
+    /// The password opens none of the key files.
+    #[error("wrong password: it does not open any key of this repository")]
+    WrongPassword,
+    /// Another process holds a conflicting lock.
+    #[error("repository is locked by {holder} (lock {lock}); wait for it to finish, or remove the lock if that process is gone")]
+    Locked {
+        /// Who holds it: host, pid, time.
+        holder: String,
+        /// The lock object's name.
+        lock: String,
+    },
+    /// A storage call failed.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// A destination URL is invalid or unsupported.
+    #[error(transparent)]
+    Url(#[from] UrlError),
+    /// Stored bytes fail verification or decoding.
+    #[error("{object}: {reason}")]
+    Format {
+        /// The object (`pack <id>`, `index <id>`, `config`, …).
+        object: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Stored bytes use a format version this build does not know.
+    #[error("{object} uses format version {version}, which this lifeboat does not support; upgrade lifeboat")]
+    UnsupportedVersion {
+        /// The object.
+        object: String,
+        /// Its version.
+        version: u32,
+    },
+    /// A blob is referenced but in no index.
+    #[error("blob {blob} is not in any index (repository damaged; run `lifeboat check`)")]
+    MissingBlob {
+        /// The blob id.
+        blob: String,
+    },
+    /// A snapshot name matches nothing.
+    #[error("no snapshot matches {0:?}; list them with `lifeboat snapshots`")]
+    SnapshotNotFound(String),
+    /// A snapshot prefix matches several.
+    #[error("snapshot prefix {0:?} is ambiguous; give more hex digits")]
+    AmbiguousSnapshot(String),
+    /// A path in a snapshot does not exist.
+    #[error("path {0:?} not found in the snapshot")]
+    PathNotFound(String),
+    /// A local file operation failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file concerned.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The user's input is not acceptable.
+    #[error("{0}")]
+    InvalidInput(String),
+    /// The run was interrupted (Ctrl-C).
+    #[error("interrupted")]
+    Interrupted,
+}
+
+impl Error {
+    /// An [`Error::Io`] for `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+
+    /// An [`Error::Format`] for `object`.
+    pub fn format(object: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Format { object: object.into(), reason: reason.into() }
+    }
+}
+
+/// Result alias for the engine.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,268 @@
+//! Index files (stored) and the in-memory master index.
+//!
+//! An index file is a sealed postcard [`IndexFile`] listing, per pack, the
+//! blobs it holds with their offsets and lengths. The master index merges every
+//! index file into one sorted array of fixed-size entries (52 bytes per blob),
+//! searched by binary search: no per-blob heap allocation.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::MasterKeys;
+use crate::error::{Error, Result};
+use crate::ids::{BlobId, PackId};
+use crate::pack::{BlobType, PackEntry};
+
+const INDEX_VERSION: u8 = 1;
+const INDEX_AAD: &[u8] = b"lifeboat.index.v1";
+
+/// One blob of a pack, as listed in an index file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexBlob {
+    /// Blob type.
+    pub blob_type: BlobType,
+    /// Blob id.
+    pub id: BlobId,
+    /// Offset in the pack.
+    pub offset: u32,
+    /// Sealed length.
+    pub length: u32,
+    /// Plaintext length.
+    pub raw_length: u32,
+}
+
+/// One pack and its blobs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexPack {
+    /// The pack's name.
+    pub id: PackId,
+    /// Its blobs, in pack order.
+    pub blobs: Vec<IndexBlob>,
+}
+
+/// A stored index file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct IndexFile {
+    /// Format version (1).
+    pub version: u8,
+    /// The packs it describes.
+    pub packs: Vec<IndexPack>,
+}
+
+impl IndexFile {
+    /// An empty version-1 index file.
+    pub fn new() -> Self {
+        IndexFile { version: INDEX_VERSION, packs: Vec::new() }
+    }
+
+    /// Adds a pack's entries.
+    pub fn add_pack(&mut self, id: PackId, entries: &[PackEntry]) {
+        self.packs.push(IndexPack {
+            id,
+            blobs: entries
+                .iter()
+                .map(|e| IndexBlob {
+                    blob_type: e.blob_type,
+                    id: e.id,
+                    offset: e.offset,
+                    length: e.length,
+                    raw_length: e.raw_length,
+                })
+                .collect(),
+        });
+    }
+
+    /// Number of blobs listed.
+    pub fn blob_count(&self) -> usize {
+        self.packs.iter().map(|p| p.blobs.len()).sum()
+    }
+
+    /// Encodes and seals the index file.
+    pub fn seal(&self, keys: &MasterKeys) -> Vec<u8> {
+        let plain = postcard::to_stdvec(self).unwrap_or_else(|_| unreachable!("postcard encodes plain structs"));
+        let mut out = Vec::new();
+        keys.seal(INDEX_AAD, &plain, Some(3), &mut out);
+        out
+    }
+
+    /// Opens and decodes a stored index file named `name`.
+    ///
+    /// # Errors
+    /// [`Error::Format`] naming the index on tampering or malformed content.
+    pub fn open(keys: &MasterKeys, name: &str, sealed: &[u8]) -> Result<Self> {
+        let object = || format!("index {name}");
+        let plain = keys.open(INDEX_AAD, sealed).map_err(|e| Error::format(object(), e.to_string()))?;
+        let file: IndexFile = postcard::from_bytes(&plain).map_err(|e| Error::format(object(), e.to_string()))?;
+        if file.version != INDEX_VERSION {
+            return Err(Error::UnsupportedVersion { object: object(), version: u32::from(file.version) });
+        }
+        Ok(file)
+    }
+}
+
+/// Where a blob is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobLocation {
+    /// The pack holding it.
+    pub pack: PackId,
+    /// Blob type.
+    pub blob_type: BlobType,
+    /// Offset in the pack.
+    pub offset: u32,
+    /// Sealed length.
+    pub length: u32,
+    /// Plaintext length.
+    pub raw_length: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    id: BlobId,
+    pack: u32,
+    offset: u32,
+    length: u32,
+    raw_length: u32,
+    blob_type: BlobType,
+}
+
+/// All index files merged: blob id → location, compact and sorted.
+#[derive(Debug, Default)]
+pub struct MasterIndex {
+    packs: Vec<PackId>,
+    pack_numbers: HashMap<PackId, u32>,
+    entries: Vec<Entry>,
+    sorted: bool,
+}
+
+impl MasterIndex {
+    /// An empty index.
+    pub fn new() -> Self {
+        MasterIndex::default()
+    }
+
+    /// Adds every pack of an index file. Call [`MasterIndex::finish`] before lookups.
+    pub fn add_file(&mut self, file: &IndexFile) {
+        for pack in &file.packs {
+            let number = *self.pack_numbers.entry(pack.id).or_insert_with(|| {
+                self.packs.push(pack.id);
+                (self.packs.len() - 1) as u32
+            });
+            self.entries.extend(pack.blobs.iter().map(|b| Entry {
+                id: b.id,
+                pack: number,
+                offset: b.offset,
+                length: b.length,
+                raw_length: b.raw_length,
+                blob_type: b.blob_type,
+            }));
+        }
+        self.sorted = false;
+    }
+
+    /// Sorts the entries (duplicates across packs keep every copy, first found wins lookups).
+    pub fn finish(&mut self) {
+        self.entries.sort_by(|a, b| a.id.cmp(&b.id).then(a.pack.cmp(&b.pack)));
+        self.entries.shrink_to_fit();
+        self.sorted = true;
+    }
+
+    fn position(&self, id: &BlobId) -> Option<usize> {
+        debug_assert!(self.sorted, "MasterIndex::finish not called");
+        let i = self.entries.partition_point(|e| e.id < *id);
+        (self.entries.get(i)?.id == *id).then_some(i)
+    }
+
+    /// Locates a blob.
+    pub fn lookup(&self, id: &BlobId) -> Option<BlobLocation> {
+        let e = self.entries[self.position(id)?];
+        Some(BlobLocation {
+            pack: self.packs[e.pack as usize],
+            blob_type: e.blob_type,
+            offset: e.offset,
+            length: e.length,
+            raw_length: e.raw_length,
+        })
+    }
+
+    /// True when the blob is indexed.
+    pub fn contains(&self, id: &BlobId) -> bool {
+        self.position(id).is_some()
+    }
+
+    /// Number of blob entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Every indexed pack.
+    pub fn packs(&self) -> &[PackId] {
+        &self.packs
+    }
+
+    /// Every entry of one pack, in offset order.
+    pub fn entries_of_pack(&self) -> HashMap<PackId, Vec<PackEntry>> {
+        let mut by_pack: HashMap<PackId, Vec<PackEntry>> = HashMap::new();
+        for e in &self.entries {
+            by_pack.entry(self.packs[e.pack as usize]).or_default().push(PackEntry {
+                blob_type: e.blob_type,
+                id: e.id,
+                offset: e.offset,
+                length: e.length,
+                raw_length: e.raw_length,
+            });
+        }
+        for list in by_pack.values_mut() {
+            list.sort_by_key(|e| e.offset);
+        }
+        by_pack
+    }
+
+    /// Bytes of memory per blob entry (for the benchmark and docs).
+    pub const fn bytes_per_entry() -> usize {
+        std::mem::size_of::<Entry>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blob(n: u8, offset: u32) -> IndexBlob {
+        IndexBlob { blob_type: BlobType::Data, id: BlobId([n; 32]), offset, length: 10, raw_length: 8 }
+    }
+
+    #[test]
+    fn index_file_round_trip_and_lookup() {
+        let keys = MasterKeys::generate();
+        let mut file = IndexFile::new();
+        file.packs.push(IndexPack { id: PackId([1; 32]), blobs: vec![blob(9, 0), blob(3, 10)] });
+        file.packs.push(IndexPack { id: PackId([2; 32]), blobs: vec![blob(5, 0)] });
+        let sealed = file.seal(&keys);
+        let opened = IndexFile::open(&keys, "x", &sealed).unwrap();
+        assert_eq!(opened, file);
+        let mut master = MasterIndex::new();
+        master.add_file(&opened);
+        master.finish();
+        assert_eq!(master.len(), 3);
+        let loc = master.lookup(&BlobId([3; 32])).unwrap();
+        assert_eq!((loc.pack, loc.offset), (PackId([1; 32]), 10));
+        assert_eq!(master.lookup(&BlobId([5; 32])).unwrap().pack, PackId([2; 32]));
+        assert!(master.lookup(&BlobId([4; 32])).is_none());
+        assert!(MasterIndex::bytes_per_entry() <= 56);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_index_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
+            let keys = MasterKeys::generate();
+            let _ = IndexFile::open(&keys, "p", &bytes);
+            let _ = postcard::from_bytes::<IndexFile>(&bytes);
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! The Lifeboat engine: an encrypted, deduplicating repository written to
+//! several destinations at once.
+//!
+//! Main types:
+//! - [`Repository`]: created with [`Repository::init`], opened with
+//!   [`Repository::open`] on a [`DestinationSet`];
+//! - [`backup::backup`] writes a [`Snapshot`]; [`restore::restore`] brings one
+//!   back; [`check::check`] verifies the repository.
+//!
+//! Storage format: see `engine/FORMAT.md`.
+//!
+//! ```no_run
+//! # async fn example() -> lifeboat_engine::Result<()> {
+//! use std::sync::Arc;
+//! use lifeboat_engine::{backup, DestinationSet, KdfParams, RepoParams, Repository};
+//! let dest = lifeboat_backends::DestinationUrl::parse("/mnt/usb/lb")?.open("usb")?;
+//! let dests = DestinationSet::new(vec![dest])?;
+//! let repo = Repository::init(dests, b"password", RepoParams::default(), KdfParams::default()).await?;
+//! let options = backup::BackupOptions { paths: vec!["/home/me/Documents".into()], ..Default::default() };
+//! let outcome = backup::backup(&repo, &options, Default::default(), Default::default()).await?;
+//! println!("snapshot {:?}", outcome.snapshot_id);
+//! # Ok(()) }
+//! ```
+
+pub mod backup;
+pub mod check;
+pub mod chunker;
+pub mod crypto;
+mod destinations;
+mod error;
+pub mod ids;
+pub mod index;
+pub mod keys;
+mod lock;
+pub mod ls;
+pub mod pack;
+mod repo;
+pub mod repo_config;
+pub mod restore;
+pub mod snapshot;
+pub mod tree;
+mod users;
+
+pub use destinations::{count, list_all, DestinationSet};
+pub use error::{Error, Result};
+pub use ids::{BlobId, IndexId, ObjectKind, PackId, RepoId, SnapshotId};
+pub use keys::KdfParams;
+pub use lock::{acquire as acquire_lock, LockGuard};
+pub use repo::Repository;
+pub use repo_config::RepoParams;
+pub use snapshot::{Snapshot, SnapshotSummary};
+pub use tree::{Node, NodeKind, Tree};
+
+/// This machine's host name.
+pub fn hostname() -> String {
+    gethostname::gethostname().to_string_lossy().into_owned()
+}

@@ -1,0 +1,252 @@
+//! Pack files: sealed blobs back to back, then a sealed header listing them,
+//! then the header's length as a u32 LE.
+//!
+//! A pack holds blobs of one type only (data or tree), so tree packs stay small
+//! and quick to read. Its name is the BLAKE3 hash of all its bytes.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::MasterKeys;
+use crate::error::{Error, Result};
+use crate::ids::{storage_hash, BlobId, PackId};
+
+const PACK_HEADER_VERSION: u8 = 1;
+const HEADER_AAD: &[u8] = b"lifeboat.packheader.v1";
+/// Length of the trailer holding the sealed header's size.
+pub const TRAILER_LEN: usize = 4;
+
+/// What a blob holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum BlobType {
+    /// A chunk of file content.
+    Data = 0,
+    /// An encoded directory listing.
+    Tree = 1,
+}
+
+impl BlobType {
+    /// The byte stored in headers, indexes and the blob's AAD.
+    pub fn as_u8(self) -> u8 {
+        self as u8
+    }
+}
+
+/// Where one blob sits inside a pack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackEntry {
+    /// Blob type.
+    pub blob_type: BlobType,
+    /// Blob id.
+    pub id: BlobId,
+    /// Offset of the sealed blob in the pack.
+    pub offset: u32,
+    /// Sealed length.
+    pub length: u32,
+    /// Plaintext length.
+    pub raw_length: u32,
+}
+
+#[derive(Serialize, Deserialize)]
+struct HeaderEntry {
+    blob_type: BlobType,
+    id: BlobId,
+    length: u32,
+    raw_length: u32,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PackHeader {
+    version: u8,
+    entries: Vec<HeaderEntry>,
+}
+
+/// Accumulates sealed blobs into one pack.
+#[derive(Debug, Default)]
+pub struct PackWriter {
+    buf: Vec<u8>,
+    entries: Vec<PackEntry>,
+}
+
+/// A finished pack ready to upload.
+#[derive(Debug, Clone)]
+pub struct FinishedPack {
+    /// Its name.
+    pub id: PackId,
+    /// Its bytes.
+    pub bytes: Bytes,
+    /// The blobs it holds.
+    pub entries: Vec<PackEntry>,
+}
+
+impl PackWriter {
+    /// An empty pack with room for `capacity` bytes.
+    pub fn with_capacity(capacity: usize) -> Self {
+        PackWriter { buf: Vec::with_capacity(capacity), entries: Vec::new() }
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// True when no blob was added.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Appends one sealed blob.
+    pub fn add(&mut self, blob_type: BlobType, id: BlobId, sealed: &[u8], raw_length: u32) {
+        self.entries.push(PackEntry {
+            blob_type,
+            id,
+            offset: self.buf.len() as u32,
+            length: sealed.len() as u32,
+            raw_length,
+        });
+        self.buf.extend_from_slice(sealed);
+    }
+
+    /// Seals the header, appends it and the trailer, and names the pack.
+    pub fn finish(mut self, keys: &MasterKeys) -> FinishedPack {
+        let header = PackHeader {
+            version: PACK_HEADER_VERSION,
+            entries: self
+                .entries
+                .iter()
+                .map(|e| HeaderEntry { blob_type: e.blob_type, id: e.id, length: e.length, raw_length: e.raw_length })
+                .collect(),
+        };
+        let plain = postcard::to_stdvec(&header).unwrap_or_else(|_| unreachable!("postcard encodes plain structs"));
+        let before = self.buf.len();
+        keys.seal(HEADER_AAD, &plain, Some(1), &mut self.buf);
+        let header_len = (self.buf.len() - before) as u32;
+        self.buf.extend_from_slice(&header_len.to_le_bytes());
+        let id = PackId(storage_hash(&self.buf));
+        FinishedPack { id, bytes: Bytes::from(self.buf), entries: self.entries }
+    }
+}
+
+/// Reads the header length from a pack's last four bytes.
+pub fn header_length(trailer: &[u8]) -> Option<u32> {
+    let t: [u8; 4] = trailer.get(trailer.len().checked_sub(TRAILER_LEN)?..)?.try_into().ok()?;
+    Some(u32::from_le_bytes(t))
+}
+
+/// Decodes a pack's sealed header, given the pack's total size, and checks that
+/// the blobs it lists exactly fill the space before it.
+///
+/// # Errors
+/// [`Error::Format`] naming the pack on tampering or inconsistency.
+pub fn decode_header(keys: &MasterKeys, pack: &PackId, pack_size: u64, sealed_header: &[u8]) -> Result<Vec<PackEntry>> {
+    let object = || format!("pack {pack}");
+    let plain = keys.open(HEADER_AAD, sealed_header).map_err(|e| Error::format(object(), format!("header: {e}")))?;
+    let header: PackHeader =
+        postcard::from_bytes(&plain).map_err(|e| Error::format(object(), format!("header: {e}")))?;
+    if header.version != PACK_HEADER_VERSION {
+        return Err(Error::UnsupportedVersion { object: object(), version: u32::from(header.version) });
+    }
+    let data_end = pack_size
+        .checked_sub((sealed_header.len() + TRAILER_LEN) as u64)
+        .ok_or_else(|| Error::format(object(), "header larger than pack"))?;
+    let mut offset = 0u64;
+    let mut entries = Vec::with_capacity(header.entries.len());
+    for e in header.entries {
+        entries.push(PackEntry {
+            blob_type: e.blob_type,
+            id: e.id,
+            offset: offset as u32,
+            length: e.length,
+            raw_length: e.raw_length,
+        });
+        offset += u64::from(e.length);
+    }
+    if offset != data_end {
+        return Err(Error::format(object(), format!("header lists {offset} bytes of blobs, pack holds {data_end}")));
+    }
+    Ok(entries)
+}
+
+/// Splits a whole pack into its header entries, verifying its name first.
+///
+/// # Errors
+/// [`Error::Format`] when the hash does not match the name or the header is bad.
+pub fn parse_pack(keys: &MasterKeys, pack: &PackId, bytes: &[u8]) -> Result<Vec<PackEntry>> {
+    if storage_hash(bytes) != pack.0 {
+        return Err(Error::format(format!("pack {pack}"), "content does not match its name (corrupted)"));
+    }
+    let header_len = header_length(bytes).ok_or_else(|| Error::format(format!("pack {pack}"), "too short"))? as usize;
+    let header_start = bytes
+        .len()
+        .checked_sub(TRAILER_LEN + header_len)
+        .ok_or_else(|| Error::format(format!("pack {pack}"), "header length exceeds pack"))?;
+    decode_header(keys, pack, bytes.len() as u64, &bytes[header_start..bytes.len() - TRAILER_LEN])
+}
+
+/// Opens one sealed blob and checks its id.
+///
+/// # Errors
+/// [`Error::Format`] naming the pack and blob on any mismatch.
+pub fn open_blob(keys: &MasterKeys, pack: &PackId, entry: &PackEntry, sealed: &[u8]) -> Result<Vec<u8>> {
+    let aad = crate::crypto::blob_aad(entry.blob_type.as_u8(), &entry.id);
+    let plain = keys
+        .open(&aad, sealed)
+        .map_err(|e| Error::format(format!("pack {pack}"), format!("blob {}: {e}", entry.id)))?;
+    if plain.len() != entry.raw_length as usize || keys.blob_id(&plain) != entry.id {
+        return Err(Error::format(format!("pack {pack}"), format!("blob {}: content does not match its id", entry.id)));
+    }
+    Ok(plain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(keys: &MasterKeys, blobs: &[&[u8]]) -> FinishedPack {
+        let mut w = PackWriter::with_capacity(1024);
+        for b in blobs {
+            let id = keys.blob_id(b);
+            let mut sealed = Vec::new();
+            keys.seal(&crate::crypto::blob_aad(0, &id), b, Some(3), &mut sealed);
+            w.add(BlobType::Data, id, &sealed, b.len() as u32);
+        }
+        w.finish(keys)
+    }
+
+    #[test]
+    fn pack_round_trip() {
+        let keys = MasterKeys::generate();
+        let pack = build(&keys, &[b"hello", &[0u8; 10000], b""]);
+        let entries = parse_pack(&keys, &pack.id, &pack.bytes).unwrap();
+        assert_eq!(entries, pack.entries);
+        let e = entries[1];
+        let sealed = &pack.bytes[e.offset as usize..(e.offset + e.length) as usize];
+        assert_eq!(open_blob(&keys, &pack.id, &e, sealed).unwrap(), vec![0u8; 10000]);
+        // A blob cannot be passed off under another id.
+        let mut wrong = e;
+        wrong.id = entries[0].id;
+        assert!(open_blob(&keys, &pack.id, &wrong, sealed).is_err());
+    }
+
+    #[test]
+    fn flipped_byte_is_detected_and_named() {
+        let keys = MasterKeys::generate();
+        let pack = build(&keys, &[b"hello world"]);
+        let mut bad = pack.bytes.to_vec();
+        bad[3] ^= 1;
+        let err = parse_pack(&keys, &pack.id, &bad).unwrap_err().to_string();
+        assert!(err.contains(&pack.id.to_hex()), "{err}");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_pack_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
+            let keys = MasterKeys::generate();
+            let id = PackId(storage_hash(&bytes));
+            let _ = parse_pack(&keys, &id, &bytes);
+            let _ = header_length(&bytes);
+            let _ = decode_header(&keys, &id, bytes.len() as u64 + 7, &bytes);
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! An open repository: its destinations, master keys and parameters, and the
+//! verified reads and writes of its objects.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use lifeboat_backends::ErrorKind;
+
+use crate::crypto::MasterKeys;
+use crate::destinations::DestinationSet;
+use crate::error::{Error, Result};
+use crate::ids::{storage_hash, BlobId, IndexId, KeyId, ObjectKind, RepoId, SnapshotId, CONFIG_KEY};
+use crate::index::{IndexFile, MasterIndex};
+use crate::keys::{KdfParams, KeyFile};
+use crate::pack::open_blob;
+use crate::pack::PackEntry;
+use crate::repo_config::{self, RepoParams};
+use crate::snapshot::Snapshot;
+use crate::tree::Tree;
+
+/// An open repository.
+#[derive(Debug, Clone)]
+pub struct Repository {
+    dests: DestinationSet,
+    keys: Arc<MasterKeys>,
+    id: RepoId,
+    params: RepoParams,
+}
+
+/// Verifies that `bytes` hash to the name in `key`; the check of invariant 3.
+fn verify_named(destination: &str, key: &str, kind: ObjectKind, bytes: &[u8]) -> Result<()> {
+    let name = kind.name_of(key).unwrap_or("");
+    if hex::encode(storage_hash(bytes)) != name {
+        return Err(Error::format(
+            format!("{destination}: {key}"),
+            "content does not match its name (corrupted or tampered)",
+        ));
+    }
+    Ok(())
+}
+
+impl Repository {
+    /// Creates a new repository with the same id and keys on every destination.
+    ///
+    /// Key files go first and `config` last, so a destination is only seen as a
+    /// repository once it can be opened.
+    ///
+    /// # Errors
+    /// [`Error::RepositoryExists`] when any destination already holds a
+    /// repository (nothing is written then); storage failures.
+    pub async fn init(dests: DestinationSet, password: &[u8], params: RepoParams, kdf: KdfParams) -> Result<Self> {
+        params.validate()?;
+        for b in dests.backends() {
+            match b.stat(CONFIG_KEY).await {
+                Ok(_) => {
+                    return Err(Error::RepositoryExists { destination: b.name().into(), location: b.location() })
+                }
+                Err(e) if e.kind == ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let keys = MasterKeys::generate();
+        let mut id = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut id);
+        let id = RepoId(id);
+        let key_file = KeyFile::create(&keys, password, &id, kdf)?.to_bytes();
+        let key_name = KeyId(storage_hash(&key_file));
+        dests.put_content(&ObjectKind::Key.key(&key_name.to_hex()), Bytes::from(key_file)).await?;
+        dests.put_new(CONFIG_KEY, Bytes::from(repo_config::encode(&id, &params, &keys))).await?;
+        Ok(Repository { dests, keys: Arc::new(keys), id, params })
+    }
+
+    /// Opens the repository with `password`.
+    ///
+    /// # Errors
+    /// [`Error::NoRepository`] when the preferred destination has no `config`;
+    /// [`Error::WrongPassword`] when no key file opens with the password.
+    pub async fn open(dests: DestinationSet, password: &[u8]) -> Result<Self> {
+        let primary = dests.primary().clone();
+        let config = match primary.get(CONFIG_KEY, None).await {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind == ErrorKind::NotFound => {
+                return Err(Error::NoRepository { destination: primary.name().into(), location: primary.location() })
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let header = repo_config::read_header(&config)?;
+        let key_objects = crate::destinations::list_all(primary.as_ref(), ObjectKind::Key.prefix()).await?;
+        if key_objects.is_empty() {
+            return Err(Error::format(format!("{}: keys/", primary.name()), "no key files (repository damaged)"));
+        }
+        for meta in key_objects {
+            let bytes = primary.get(&meta.key, None).await?;
+            verify_named(primary.name(), &meta.key, ObjectKind::Key, &bytes)?;
+            let key_file = KeyFile::from_bytes(&bytes)?;
+            let password = password.to_vec();
+            let opened = tokio::task::spawn_blocking(move || key_file.open(&password, &header.id))
+                .await
+                .map_err(|e| Error::InvalidInput(format!("key derivation thread failed: {e}")))?;
+            match opened {
+                Ok(keys) => {
+                    let (_, params) = repo_config::decode(&config, &keys)?;
+                    return Ok(Repository { dests, keys: Arc::new(keys), id: header.id, params });
+                }
+                Err(Error::WrongPassword) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::WrongPassword)
+    }
+
+    /// The destinations.
+    pub fn destinations(&self) -> &DestinationSet {
+        &self.dests
+    }
+
+    /// The master keys.
+    pub fn keys(&self) -> &Arc<MasterKeys> {
+        &self.keys
+    }
+
+    /// The repository id.
+    pub fn id(&self) -> RepoId {
+        self.id
+    }
+
+    /// The parameters fixed at init.
+    pub fn params(&self) -> &RepoParams {
+        &self.params
+    }
+
+    /// Reads a content-named object, verifying its hash, with failover.
+    ///
+    /// # Errors
+    /// When no destination has good bytes.
+    pub async fn read_object(&self, kind: ObjectKind, name: &str) -> Result<Bytes> {
+        let key = kind.key(name);
+        self.dests
+            .get_verified(&key, None, |dest, bytes| {
+                verify_named(dest, &key, kind, &bytes)?;
+                Ok(bytes)
+            })
+            .await
+    }
+
+    /// Writes a content-named object to every destination; returns its name.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn write_object(&self, kind: ObjectKind, bytes: Vec<u8>) -> Result<String> {
+        let name = hex::encode(storage_hash(&bytes));
+        self.dests.put_content(&kind.key(&name), Bytes::from(bytes)).await?;
+        Ok(name)
+    }
+
+    /// Names of every object of `kind` on the preferred destination.
+    ///
+    /// # Errors
+    /// Listing failures.
+    pub async fn list_names(&self, kind: ObjectKind) -> Result<Vec<String>> {
+        let metas = self.dests.list_primary(kind.prefix()).await?;
+        Ok(metas.into_iter().filter_map(|m| kind.name_of(&m.key).map(str::to_string)).collect())
+    }
+
+    /// Loads and merges every index file.
+    ///
+    /// # Errors
+    /// The first index file that cannot be read or verified.
+    pub async fn load_index(&self) -> Result<MasterIndex> {
+        let names = self.list_names(ObjectKind::Index).await?;
+        let mut master = MasterIndex::new();
+        let mut reads = futures::stream::iter(names.into_iter().map(|name| async move {
+            let bytes = self.read_object(ObjectKind::Index, &name).await?;
+            IndexFile::open(&self.keys, &name, &bytes)
+        }))
+        .buffer_unordered(8);
+        while let Some(file) = reads.next().await {
+            master.add_file(&file?);
+        }
+        master.finish();
+        Ok(master)
+    }
+
+    /// Writes one index file.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn save_index(&self, file: &IndexFile) -> Result<IndexId> {
+        let name = self.write_object(ObjectKind::Index, file.seal(&self.keys)).await?;
+        name.parse().map_err(|_| Error::format("index", "bad name"))
+    }
+
+    /// Writes a snapshot; it is the commit point of a backup.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<SnapshotId> {
+        let name = self.write_object(ObjectKind::Snapshot, snapshot.seal(&self.keys)).await?;
+        name.parse().map_err(|_| Error::format("snapshot", "bad name"))
+    }
+
+    /// Loads one snapshot.
+    ///
+    /// # Errors
+    /// Read or verification failures.
+    pub async fn load_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
+        let bytes = self.read_object(ObjectKind::Snapshot, &id.to_hex()).await?;
+        Snapshot::open(&self.keys, id, &bytes)
+    }
+
+    /// Every snapshot, oldest first.
+    ///
+    /// # Errors
+    /// The first snapshot that cannot be read.
+    pub async fn list_snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
+        let names = self.list_names(ObjectKind::Snapshot).await?;
+        let mut out = Vec::with_capacity(names.len());
+        let mut reads = futures::stream::iter(names.into_iter().map(|name| async move {
+            let id: SnapshotId = name.parse().map_err(|_| Error::format("snapshot", "bad name"))?;
+            Ok::<_, Error>((id, self.load_snapshot(&id).await?))
+        }))
+        .buffer_unordered(8);
+        while let Some(item) = reads.next().await {
+            out.push(item?);
+        }
+        out.sort_by(|a, b| (a.1.time, a.1.time_nsec, a.0).cmp(&(b.1.time, b.1.time_nsec, b.0)));
+        Ok(out)
+    }
+
+    /// Resolves `latest`, a full id or a unique prefix of at least 4 hex digits.
+    ///
+    /// # Errors
+    /// [`Error::SnapshotNotFound`] or [`Error::AmbiguousSnapshot`].
+    pub async fn find_snapshot(&self, spec: &str) -> Result<(SnapshotId, Snapshot)> {
+        if spec == "latest" {
+            let mut all = self.list_snapshots().await?;
+            return all.pop().ok_or_else(|| Error::SnapshotNotFound(spec.into()));
+        }
+        if spec.len() < 4 || !spec.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::InvalidInput(format!(
+                "{spec:?} is not a snapshot name: use `latest`, an id, or at least 4 hex digits of one"
+            )));
+        }
+        let spec_lower = spec.to_ascii_lowercase();
+        let names = self.list_names(ObjectKind::Snapshot).await?;
+        let matches: Vec<&String> = names.iter().filter(|n| n.starts_with(&spec_lower)).collect();
+        match matches.as_slice() {
+            [] => Err(Error::SnapshotNotFound(spec.into())),
+            [one] => {
+                let id: SnapshotId = one.parse().map_err(|_| Error::format("snapshot", "bad name"))?;
+                Ok((id, self.load_snapshot(&id).await?))
+            }
+            _ => Err(Error::AmbiguousSnapshot(spec.into())),
+        }
+    }
+
+    /// Reads, opens and verifies one blob located through `index`.
+    ///
+    /// # Errors
+    /// [`Error::MissingBlob`] when unindexed; verification failures naming the pack.
+    pub async fn read_blob(&self, index: &MasterIndex, id: &BlobId) -> Result<Vec<u8>> {
+        let loc = index.lookup(id).ok_or_else(|| Error::MissingBlob { blob: id.to_hex() })?;
+        let entry = PackEntry {
+            blob_type: loc.blob_type,
+            id: *id,
+            offset: loc.offset,
+            length: loc.length,
+            raw_length: loc.raw_length,
+        };
+        let key = ObjectKind::Pack.key(&loc.pack.to_hex());
+        let range = u64::from(loc.offset)..u64::from(loc.offset) + u64::from(loc.length);
+        let keys = self.keys.clone();
+        self.dests
+            .get_verified(&key, Some(range), |_, sealed| open_blob(&keys, &loc.pack, &entry, &sealed))
+            .await
+    }
+
+    /// Reads and decodes one tree.
+    ///
+    /// # Errors
+    /// As [`Repository::read_blob`], plus decoding failures.
+    pub async fn load_tree(&self, index: &MasterIndex, id: &BlobId) -> Result<Tree> {
+        let bytes = self.read_blob(index, id).await?;
+        Tree::decode(id, &bytes)
+    }
+}
