@@ -23,14 +23,28 @@ async fn keys(backend: &dyn Backend, prefix: &str) -> Vec<(String, u64)> {
 
 /// Put then get returns the same bytes; stat reports the size.
 pub async fn round_trip(backend: &dyn Backend) {
-    let data = Bytes::from((0..100_000u32).map(|i| (i * 7 % 251) as u8).collect::<Vec<u8>>());
-    backend.put("data/ab/abcdef", data.clone()).await.expect("put");
-    assert_eq!(backend.get("data/ab/abcdef", None).await.expect("get"), data);
+    let data = Bytes::from(
+        (0..100_000u32)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect::<Vec<u8>>(),
+    );
+    backend
+        .put("data/ab/abcdef", data.clone())
+        .await
+        .expect("put");
+    assert_eq!(
+        backend.get("data/ab/abcdef", None).await.expect("get"),
+        data
+    );
     let meta = backend.stat("data/ab/abcdef").await.expect("stat");
     assert_eq!(meta.size, data.len() as u64);
     assert_eq!(meta.key, "data/ab/abcdef");
     backend.put("empty", Bytes::new()).await.expect("put empty");
-    assert!(backend.get("empty", None).await.expect("get empty").is_empty());
+    assert!(backend
+        .get("empty", None)
+        .await
+        .expect("get empty")
+        .is_empty());
 }
 
 /// Ranged reads return exactly the range; a range past the end is an error.
@@ -49,14 +63,20 @@ pub async fn range_edges(backend: &dyn Backend) {
 
 /// A second put of an existing key fails with AlreadyExists and keeps the first bytes.
 pub async fn create_only(backend: &dyn Backend) {
-    backend.put("locks/x", Bytes::from_static(b"first")).await.expect("put");
+    backend
+        .put("locks/x", Bytes::from_static(b"first"))
+        .await
+        .expect("put");
     let err = backend
         .put("locks/x", Bytes::from_static(b"second!"))
         .await
         .expect_err("second put must fail");
     assert_eq!(err.kind, ErrorKind::AlreadyExists, "{err}");
     assert_eq!(err.key, "locks/x");
-    assert_eq!(&backend.get("locks/x", None).await.expect("get")[..], b"first");
+    assert_eq!(
+        &backend.get("locks/x", None).await.expect("get")[..],
+        b"first"
+    );
 }
 
 /// Every call on a missing key reports NotFound, naming the key.
@@ -65,10 +85,23 @@ pub async fn not_found(backend: &dyn Backend) {
     assert_eq!(err.kind, ErrorKind::NotFound);
     assert_eq!(err.key, "index/missing");
     assert_eq!(err.destination, backend.name());
-    let err = backend.get("index/missing", Some(0..1)).await.expect_err("ranged get");
+    let err = backend
+        .get("index/missing", Some(0..1))
+        .await
+        .expect_err("ranged get");
     assert_eq!(err.kind, ErrorKind::NotFound);
-    assert_eq!(backend.stat("index/missing").await.expect_err("stat").kind, ErrorKind::NotFound);
-    assert_eq!(backend.delete("index/missing").await.expect_err("delete").kind, ErrorKind::NotFound);
+    assert_eq!(
+        backend.stat("index/missing").await.expect_err("stat").kind,
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        backend
+            .delete("index/missing")
+            .await
+            .expect_err("delete")
+            .kind,
+        ErrorKind::NotFound
+    );
 }
 
 /// Listing returns every key under a prefix, nothing else, and empty for no match.
@@ -77,15 +110,31 @@ pub async fn listing(backend: &dyn Backend) {
     let mut expected = Vec::new();
     for i in 0..300u32 {
         let key = format!("data/{:02x}/{:064x}", i % 7, i);
-        backend.put(&key, Bytes::from(vec![1u8; (i % 5) as usize])).await.expect("put");
+        backend
+            .put(&key, Bytes::from(vec![1u8; (i % 5) as usize]))
+            .await
+            .expect("put");
         expected.push((key, u64::from(i % 5)));
     }
-    backend.put("index/one", Bytes::from_static(b"x")).await.expect("put");
-    backend.put("config", Bytes::from_static(b"cfg")).await.expect("put");
+    backend
+        .put("index/one", Bytes::from_static(b"x"))
+        .await
+        .expect("put");
+    backend
+        .put("config", Bytes::from_static(b"cfg"))
+        .await
+        .expect("put");
     expected.sort();
     assert_eq!(keys(backend, "data/").await, expected);
-    assert_eq!(keys(backend, "index/").await, vec![("index/one".to_string(), 1)]);
-    let sub: Vec<_> = expected.iter().filter(|(k, _)| k.starts_with("data/03/")).cloned().collect();
+    assert_eq!(
+        keys(backend, "index/").await,
+        vec![("index/one".to_string(), 1)]
+    );
+    let sub: Vec<_> = expected
+        .iter()
+        .filter(|(k, _)| k.starts_with("data/03/"))
+        .cloned()
+        .collect();
     assert_eq!(keys(backend, "data/03/").await, sub);
     assert!(keys(backend, "snapshots/").await.is_empty());
     assert_eq!(keys(backend, "").await.len(), 302);
@@ -93,18 +142,30 @@ pub async fn listing(backend: &dyn Backend) {
 
 /// Delete removes the object; the key can then be written again.
 pub async fn delete_then_put(backend: &dyn Backend) {
-    backend.put("locks/l", Bytes::from_static(b"a")).await.expect("put");
+    backend
+        .put("locks/l", Bytes::from_static(b"a"))
+        .await
+        .expect("put");
     backend.delete("locks/l").await.expect("delete");
-    assert_eq!(backend.stat("locks/l").await.expect_err("gone").kind, ErrorKind::NotFound);
+    assert_eq!(
+        backend.stat("locks/l").await.expect_err("gone").kind,
+        ErrorKind::NotFound
+    );
     assert!(keys(backend, "locks/").await.is_empty());
-    backend.put("locks/l", Bytes::from_static(b"b")).await.expect("put again");
+    backend
+        .put("locks/l", Bytes::from_static(b"b"))
+        .await
+        .expect("put again");
     assert_eq!(&backend.get("locks/l", None).await.expect("get")[..], b"b");
 }
 
 /// Malformed keys are refused before touching storage.
 pub async fn invalid_keys(backend: &dyn Backend) {
     for key in ["", "/abs", "a//b", "../escape", "a/../b", "a/./b"] {
-        let err = backend.put(key, Bytes::from_static(b"x")).await.expect_err(key);
+        let err = backend
+            .put(key, Bytes::from_static(b"x"))
+            .await
+            .expect_err(key);
         assert_eq!(err.kind, ErrorKind::Permanent, "key {key:?}");
     }
 }
@@ -126,12 +187,23 @@ pub async fn concurrent_puts(backend: &dyn Backend) {
 }
 
 trait PutOwned {
-    fn put_owned(&self, key: String, seed: u32) -> futures::future::BoxFuture<'_, crate::Result<()>>;
+    fn put_owned(
+        &self,
+        key: String,
+        seed: u32,
+    ) -> futures::future::BoxFuture<'_, crate::Result<()>>;
 }
 
 impl PutOwned for dyn Backend + '_ {
-    fn put_owned(&self, key: String, seed: u32) -> futures::future::BoxFuture<'_, crate::Result<()>> {
-        Box::pin(async move { self.put(&key, Bytes::from(seed.to_le_bytes().to_vec())).await })
+    fn put_owned(
+        &self,
+        key: String,
+        seed: u32,
+    ) -> futures::future::BoxFuture<'_, crate::Result<()>> {
+        Box::pin(async move {
+            self.put(&key, Bytes::from(seed.to_le_bytes().to_vec()))
+                .await
+        })
     }
 }
 

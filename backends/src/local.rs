@@ -257,7 +257,10 @@ impl Backend for LocalBackend {
         let this = self.clone();
         let owned_prefix = prefix.to_string();
         tokio::task::spawn_blocking(move || this.list_blocking(&owned_prefix, tx));
-        stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed()
+        stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        })
+        .boxed()
     }
 
     async fn delete(&self, key: &str) -> Result<()> {

@@ -36,7 +36,12 @@ impl MemoryBackend {
         if validate_key(key) {
             Ok(())
         } else {
-            Err(BackendError::new(ErrorKind::Permanent, &self.name, key, "invalid object key"))
+            Err(BackendError::new(
+                ErrorKind::Permanent,
+                &self.name,
+                key,
+                "invalid object key",
+            ))
         }
     }
 
@@ -59,7 +64,12 @@ impl Backend for MemoryBackend {
         self.check_key(key)?;
         let mut objects = self.objects();
         if objects.contains_key(key) {
-            return Err(BackendError::new(ErrorKind::AlreadyExists, &self.name, key, ""));
+            return Err(BackendError::new(
+                ErrorKind::AlreadyExists,
+                &self.name,
+                key,
+                "",
+            ));
         }
         objects.insert(key.to_string(), data);
         Ok(())
@@ -67,14 +77,23 @@ impl Backend for MemoryBackend {
 
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Bytes> {
         self.check_key(key)?;
-        let data = self.objects().get(key).cloned().ok_or_else(|| self.not_found(key))?;
+        let data = self
+            .objects()
+            .get(key)
+            .cloned()
+            .ok_or_else(|| self.not_found(key))?;
         let Some(range) = range else { return Ok(data) };
         if range.start > range.end || range.end > data.len() as u64 {
             return Err(BackendError::new(
                 ErrorKind::Permanent,
                 &self.name,
                 key,
-                format!("range {}..{} outside object of {} bytes", range.start, range.end, data.len()),
+                format!(
+                    "range {}..{} outside object of {} bytes",
+                    range.start,
+                    range.end,
+                    data.len()
+                ),
             ));
         }
         Ok(data.slice(range.start as usize..range.end as usize))
@@ -82,8 +101,15 @@ impl Backend for MemoryBackend {
 
     async fn stat(&self, key: &str) -> Result<ObjectMeta> {
         self.check_key(key)?;
-        let size = self.objects().get(key).map(|d| d.len() as u64).ok_or_else(|| self.not_found(key))?;
-        Ok(ObjectMeta { key: key.to_string(), size })
+        let size = self
+            .objects()
+            .get(key)
+            .map(|d| d.len() as u64)
+            .ok_or_else(|| self.not_found(key))?;
+        Ok(ObjectMeta {
+            key: key.to_string(),
+            size,
+        })
     }
 
     fn list<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, Result<ObjectMeta>> {
@@ -91,13 +117,21 @@ impl Backend for MemoryBackend {
             .objects()
             .range(prefix.to_string()..)
             .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(k, v)| Ok(ObjectMeta { key: k.clone(), size: v.len() as u64 }))
+            .map(|(k, v)| {
+                Ok(ObjectMeta {
+                    key: k.clone(),
+                    size: v.len() as u64,
+                })
+            })
             .collect();
         stream::iter(items).boxed()
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
         self.check_key(key)?;
-        self.objects().remove(key).map(|_| ()).ok_or_else(|| self.not_found(key))
+        self.objects()
+            .remove(key)
+            .map(|_| ())
+            .ok_or_else(|| self.not_found(key))
     }
 }

@@ -63,7 +63,10 @@ impl DestinationUrl {
     /// # Errors
     /// [`UrlError::Invalid`] for an unknown scheme or a malformed URL.
     pub fn parse(text: &str) -> Result<Self, UrlError> {
-        let invalid = |reason: &str| UrlError::Invalid { url: redact(text), reason: reason.to_string() };
+        let invalid = |reason: &str| UrlError::Invalid {
+            url: redact(text),
+            reason: reason.to_string(),
+        };
         if text.is_empty() {
             return Err(invalid("empty destination"));
         }
@@ -72,30 +75,54 @@ impl DestinationUrl {
             let path = if path.is_absolute() {
                 path
             } else {
-                std::env::current_dir().map_err(|_| invalid("cannot resolve a relative path"))?.join(path)
+                std::env::current_dir()
+                    .map_err(|_| invalid("cannot resolve a relative path"))?
+                    .join(path)
             };
             return Ok(DestinationUrl::Local(path));
         };
         let url = url::Url::parse(text).map_err(|e| invalid(&e.to_string()))?;
         match scheme {
             "file" => {
-                if url.host_str().is_some_and(|h| !h.is_empty() && h != "localhost") {
+                if url
+                    .host_str()
+                    .is_some_and(|h| !h.is_empty() && h != "localhost")
+                {
                     return Err(invalid("file URLs must name a local path (file:///path)"));
                 }
-                let path = url.to_file_path().map_err(|_| invalid("not a local path"))?;
+                let path = url
+                    .to_file_path()
+                    .map_err(|_| invalid("not a local path"))?;
                 Ok(DestinationUrl::Local(path))
             }
             "s3" => {
-                let bucket = url.host_str().filter(|h| !h.is_empty()).ok_or_else(|| invalid("missing bucket name"))?;
+                let bucket = url
+                    .host_str()
+                    .filter(|h| !h.is_empty())
+                    .ok_or_else(|| invalid("missing bucket name"))?;
                 let prefix = url.path().trim_matches('/').to_string();
-                let options = url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
-                Ok(DestinationUrl::S3 { bucket: bucket.to_string(), prefix, options })
+                let options = url
+                    .query_pairs()
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect();
+                Ok(DestinationUrl::S3 {
+                    bucket: bucket.to_string(),
+                    prefix,
+                    options,
+                })
             }
             "sftp" => {
-                let host = url.host_str().filter(|h| !h.is_empty()).ok_or_else(|| invalid("missing host"))?;
-                let user = Some(url.username()).filter(|u| !u.is_empty()).map(str::to_string);
+                let host = url
+                    .host_str()
+                    .filter(|h| !h.is_empty())
+                    .ok_or_else(|| invalid("missing host"))?;
+                let user = Some(url.username())
+                    .filter(|u| !u.is_empty())
+                    .map(str::to_string);
                 if url.password().is_some() {
-                    return Err(invalid("passwords in sftp URLs are not accepted; use an SSH key or ssh-agent"));
+                    return Err(invalid(
+                        "passwords in sftp URLs are not accepted; use an SSH key or ssh-agent",
+                    ));
                 }
                 Ok(DestinationUrl::Sftp {
                     user,
@@ -104,7 +131,9 @@ impl DestinationUrl {
                     path: url.path().to_string(),
                 })
             }
-            other => Err(invalid(&format!("unknown scheme {other:?}; use a path, file://, s3:// or sftp://"))),
+            other => Err(invalid(&format!(
+                "unknown scheme {other:?}; use a path, file://, s3:// or sftp://"
+            ))),
         }
     }
 
@@ -112,8 +141,15 @@ impl DestinationUrl {
     pub fn default_name(&self) -> String {
         match self {
             DestinationUrl::Local(path) => {
-                let last = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                if last.is_empty() { "local".to_string() } else { format!("local-{last}") }
+                let last = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                if last.is_empty() {
+                    "local".to_string()
+                } else {
+                    format!("local-{last}")
+                }
             }
             DestinationUrl::S3 { bucket, .. } => format!("s3-{bucket}"),
             DestinationUrl::Sftp { host, .. } => format!("sftp-{host}"),
@@ -156,38 +192,63 @@ mod tests {
 
     #[test]
     fn parses_paths_and_file_urls() {
-        assert_eq!(DestinationUrl::parse("/mnt/usb/lb").unwrap(), DestinationUrl::Local("/mnt/usb/lb".into()));
-        assert_eq!(DestinationUrl::parse("file:///mnt/usb/lb").unwrap(), DestinationUrl::Local("/mnt/usb/lb".into()));
+        assert_eq!(
+            DestinationUrl::parse("/mnt/usb/lb").unwrap(),
+            DestinationUrl::Local("/mnt/usb/lb".into())
+        );
+        assert_eq!(
+            DestinationUrl::parse("file:///mnt/usb/lb").unwrap(),
+            DestinationUrl::Local("/mnt/usb/lb".into())
+        );
         let rel = DestinationUrl::parse("rel/dir").unwrap();
-        assert!(matches!(rel, DestinationUrl::Local(p) if p.is_absolute() && p.ends_with("rel/dir")));
+        assert!(
+            matches!(rel, DestinationUrl::Local(p) if p.is_absolute() && p.ends_with("rel/dir"))
+        );
     }
 
     #[test]
     fn parses_s3_and_sftp() {
-        let s3 = DestinationUrl::parse("s3://bucket/lb/x?endpoint=http://127.0.0.1:9000&region=us-east-1").unwrap();
+        let s3 = DestinationUrl::parse(
+            "s3://bucket/lb/x?endpoint=http://127.0.0.1:9000&region=us-east-1",
+        )
+        .unwrap();
         assert_eq!(
             s3,
             DestinationUrl::S3 {
                 bucket: "bucket".into(),
                 prefix: "lb/x".into(),
-                options: vec![("endpoint".into(), "http://127.0.0.1:9000".into()), ("region".into(), "us-east-1".into())],
+                options: vec![
+                    ("endpoint".into(), "http://127.0.0.1:9000".into()),
+                    ("region".into(), "us-east-1".into())
+                ],
             }
         );
         assert_eq!(s3.default_name(), "s3-bucket");
         let sftp = DestinationUrl::parse("sftp://backup@nas.local:2222/srv/lb").unwrap();
         assert_eq!(
             sftp,
-            DestinationUrl::Sftp { user: Some("backup".into()), host: "nas.local".into(), port: 2222, path: "/srv/lb".into() }
+            DestinationUrl::Sftp {
+                user: Some("backup".into()),
+                host: "nas.local".into(),
+                port: 2222,
+                path: "/srv/lb".into()
+            }
         );
         assert!(matches!(sftp.open("x"), Err(UrlError::Unsupported { .. })));
     }
 
     #[test]
     fn rejects_unknown_schemes_and_passwords() {
-        assert!(matches!(DestinationUrl::parse("ftp://host/x"), Err(UrlError::Invalid { .. })));
+        assert!(matches!(
+            DestinationUrl::parse("ftp://host/x"),
+            Err(UrlError::Invalid { .. })
+        ));
         let err = DestinationUrl::parse("sftp://u:secret@host/x").unwrap_err();
         assert!(!err.to_string().contains("secret"));
-        assert!(matches!(DestinationUrl::parse("s3:///nobucket"), Err(UrlError::Invalid { .. })));
+        assert!(matches!(
+            DestinationUrl::parse("s3:///nobucket"),
+            Err(UrlError::Invalid { .. })
+        ));
         assert!(DestinationUrl::parse("").is_err());
     }
 }

@@ -79,7 +79,10 @@ impl CheckReport {
     }
 
     fn problem(&mut self, object: impl Into<String>, message: impl Into<String>) {
-        self.problems.push(Problem { object: object.into(), message: message.into() });
+        self.problems.push(Problem {
+            object: object.into(),
+            message: message.into(),
+        });
     }
 }
 
@@ -88,7 +91,11 @@ impl CheckReport {
 /// # Errors
 /// Only when the check itself cannot run (listing fails); damage is reported
 /// in the [`CheckReport`].
-pub async fn check(repo: &Repository, options: &CheckOptions, progress: Arc<CheckProgress>) -> Result<CheckReport> {
+pub async fn check(
+    repo: &Repository,
+    options: &CheckOptions,
+    progress: Arc<CheckProgress>,
+) -> Result<CheckReport> {
     let mut report = CheckReport::default();
 
     // Index files.
@@ -133,16 +140,23 @@ pub async fn check(repo: &Repository, options: &CheckOptions, progress: Arc<Chec
         .filter_map(|m| Some((ObjectKind::Pack.name_of(&m.key)?.parse().ok()?, m.size)))
         .collect();
     for id in stored.keys().filter(|id| !index_of_pack.contains_key(id)) {
-        report.notes.push(format!("pack {id} is not in any index (left by an interrupted backup; harmless)"));
+        report.notes.push(format!(
+            "pack {id} is not in any index (left by an interrupted backup; harmless)"
+        ));
     }
     let mut to_read = Vec::new();
     for (id, entries) in &index_of_pack {
         match stored.get(id) {
-            None => report.problem(format!("pack {id}"), "missing: listed in the index but not stored"),
+            None => report.problem(
+                format!("pack {id}"),
+                "missing: listed in the index but not stored",
+            ),
             Some(&size) => to_read.push((*id, size, entries.clone())),
         }
     }
-    progress.packs_total.store(to_read.len() as u64, Ordering::Relaxed);
+    progress
+        .packs_total
+        .store(to_read.len() as u64, Ordering::Relaxed);
 
     // Pack headers (or whole packs) against the index.
     let read_data = options.read_data;
@@ -176,7 +190,9 @@ pub async fn check(repo: &Repository, options: &CheckOptions, progress: Arc<Chec
     let mut seen_trees: HashSet<BlobId> = HashSet::new();
     for name in repo.list_names(ObjectKind::Snapshot).await? {
         report.snapshots += 1;
-        let Ok(id) = name.parse::<SnapshotId>() else { continue };
+        let Ok(id) = name.parse::<SnapshotId>() else {
+            continue;
+        };
         let snapshot = match repo.load_snapshot(&id).await {
             Ok(s) => s,
             Err(e) => {
@@ -193,7 +209,10 @@ pub async fn check(repo: &Repository, options: &CheckOptions, progress: Arc<Chec
             let tree = match repo.load_tree(&master, &tree_id).await {
                 Ok(t) => t,
                 Err(e) => {
-                    report.problem(format!("tree {tree_id}"), format!("{e} (in snapshot {})", id.short()));
+                    report.problem(
+                        format!("tree {tree_id}"),
+                        format!("{e} (in snapshot {})", id.short()),
+                    );
                     continue;
                 }
             };
@@ -232,7 +251,10 @@ async fn check_pack(
     let key = ObjectKind::Pack.key(&id.to_hex());
     let keys = repo.keys().clone();
     let header_entries = if read_data {
-        let bytes = backend.get(&key, None).await.map_err(|e| vec![e.to_string()])?;
+        let bytes = backend
+            .get(&key, None)
+            .await
+            .map_err(|e| vec![e.to_string()])?;
         tokio::task::spawn_blocking(move || -> Result<Vec<PackEntry>> {
             let entries = parse_pack(&keys, &id, &bytes)?;
             for e in &entries {
@@ -248,11 +270,15 @@ async fn check_pack(
             .get(&key, Some(size.saturating_sub(TRAILER_LEN as u64)..size))
             .await
             .map_err(|e| vec![e.to_string()])?;
-        let header_len = u64::from(header_length(&trailer).ok_or_else(|| vec!["too short".to_string()])?);
+        let header_len =
+            u64::from(header_length(&trailer).ok_or_else(|| vec!["too short".to_string()])?);
         let start = size
             .checked_sub(TRAILER_LEN as u64 + header_len)
             .ok_or_else(|| vec!["header length exceeds pack size".to_string()])?;
-        let header = backend.get(&key, Some(start..size - TRAILER_LEN as u64)).await.map_err(|e| vec![e.to_string()])?;
+        let header = backend
+            .get(&key, Some(start..size - TRAILER_LEN as u64))
+            .await
+            .map_err(|e| vec![e.to_string()])?;
         decode_header(&keys, &id, size, &header)
     };
     let header_entries = header_entries.map_err(|e| vec![strip_object(&e, &id)])?;
@@ -271,5 +297,7 @@ async fn check_pack(
 /// The message of a pack error without its repeated `pack <id>:` prefix.
 fn strip_object(e: &Error, id: &PackId) -> String {
     let text = e.to_string();
-    text.strip_prefix(&format!("pack {id}: ")).map(str::to_string).unwrap_or(text)
+    text.strip_prefix(&format!("pack {id}: "))
+        .map(str::to_string)
+        .unwrap_or(text)
 }

@@ -23,7 +23,12 @@ pub struct Chunker {
 impl Chunker {
     /// A chunker with the repository's size bounds and seed.
     pub fn new(params: &RepoParams, seed: u64) -> Self {
-        Chunker { min: params.chunk_min, avg: params.chunk_avg, max: params.chunk_max, seed }
+        Chunker {
+            min: params.chunk_min,
+            avg: params.chunk_avg,
+            max: params.chunk_max,
+            seed,
+        }
     }
 
     /// The largest chunk this chunker emits.
@@ -106,7 +111,12 @@ mod tests {
     }
 
     fn small() -> RepoParams {
-        RepoParams { chunk_min: 2048, chunk_avg: 8192, chunk_max: 32768, ..RepoParams::default() }
+        RepoParams {
+            chunk_min: 2048,
+            chunk_avg: 8192,
+            chunk_max: 32768,
+            ..RepoParams::default()
+        }
     }
 
     #[test]
@@ -115,7 +125,9 @@ mod tests {
         let chunker = Chunker::new(&small(), 7);
         let lens = chunker.chunk_lengths(&input);
         assert_eq!(lens.iter().sum::<usize>(), input.len());
-        assert!(lens[..lens.len() - 1].iter().all(|&l| (2048..=32768).contains(&l)));
+        assert!(lens[..lens.len() - 1]
+            .iter()
+            .all(|&l| (2048..=32768).contains(&l)));
         assert!(lens.len() > 50);
     }
 

@@ -94,7 +94,11 @@ impl MasterKeys {
             k.copy_from_slice(&bytes[i * 32..(i + 1) * 32]);
             SecretKey(k)
         };
-        Some(MasterKeys { data: key(0), blob_id: key(1), chunker: key(2) })
+        Some(MasterKeys {
+            data: key(0),
+            blob_id: key(1),
+            chunker: key(2),
+        })
     }
 
     /// The blob id of `plaintext`: keyed BLAKE3.
@@ -126,11 +130,18 @@ impl MasterKeys {
 
 /// Encodes `plaintext` (zstd at `compression` when that shrinks it), then seals it
 /// under `key` with a random nonce, appending the result to `out`.
-pub(crate) fn seal_with(key: &SecretKey, aad: &[u8], plaintext: &[u8], compression: Option<i32>, out: &mut Vec<u8>) {
+pub(crate) fn seal_with(
+    key: &SecretKey,
+    aad: &[u8],
+    plaintext: &[u8],
+    compression: Option<i32>,
+    out: &mut Vec<u8>,
+) {
     let mut payload = Vec::with_capacity(plaintext.len() + 1);
     payload.push(ENCODING_ZSTD);
     let compressed = compression.is_some_and(|level| {
-        zstd::stream::copy_encode(plaintext, &mut payload, level).is_ok() && payload.len() < plaintext.len() + 1
+        zstd::stream::copy_encode(plaintext, &mut payload, level).is_ok()
+            && payload.len() < plaintext.len() + 1
     });
     if !compressed {
         payload.clear();
@@ -190,7 +201,11 @@ mod tests {
     #[test]
     fn seal_round_trip_compressed_and_raw() {
         let keys = MasterKeys::generate();
-        for (data, level) in [(vec![7u8; 100_000], Some(3)), (vec![1, 2, 3], Some(3)), (vec![9u8; 5000], None)] {
+        for (data, level) in [
+            (vec![7u8; 100_000], Some(3)),
+            (vec![1, 2, 3], Some(3)),
+            (vec![9u8; 5000], None),
+        ] {
             let mut sealed = Vec::new();
             keys.seal(b"ctx", &data, level, &mut sealed);
             assert_eq!(keys.open(b"ctx", &sealed).unwrap(), data);

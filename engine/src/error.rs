@@ -96,12 +96,18 @@ pub enum Error {
 impl Error {
     /// An [`Error::Io`] for `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 
     /// An [`Error::Format`] for `object`.
     pub fn format(object: impl Into<String>, reason: impl Into<String>) -> Self {
-        Error::Format { object: object.into(), reason: reason.into() }
+        Error::Format {
+            object: object.into(),
+            reason: reason.into(),
+        }
     }
 }
 

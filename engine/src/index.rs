@@ -53,7 +53,10 @@ pub struct IndexFile {
 impl IndexFile {
     /// An empty version-1 index file.
     pub fn new() -> Self {
-        IndexFile { version: INDEX_VERSION, packs: Vec::new() }
+        IndexFile {
+            version: INDEX_VERSION,
+            packs: Vec::new(),
+        }
     }
 
     /// Adds a pack's entries.
@@ -80,7 +83,8 @@ impl IndexFile {
 
     /// Encodes and seals the index file.
     pub fn seal(&self, keys: &MasterKeys) -> Vec<u8> {
-        let plain = postcard::to_stdvec(self).unwrap_or_else(|_| unreachable!("postcard encodes plain structs"));
+        let plain = postcard::to_stdvec(self)
+            .unwrap_or_else(|_| unreachable!("postcard encodes plain structs"));
         let mut out = Vec::new();
         keys.seal(INDEX_AAD, &plain, Some(3), &mut out);
         out
@@ -92,10 +96,16 @@ impl IndexFile {
     /// [`Error::Format`] naming the index on tampering or malformed content.
     pub fn open(keys: &MasterKeys, name: &str, sealed: &[u8]) -> Result<Self> {
         let object = || format!("index {name}");
-        let plain = keys.open(INDEX_AAD, sealed).map_err(|e| Error::format(object(), e.to_string()))?;
-        let file: IndexFile = postcard::from_bytes(&plain).map_err(|e| Error::format(object(), e.to_string()))?;
+        let plain = keys
+            .open(INDEX_AAD, sealed)
+            .map_err(|e| Error::format(object(), e.to_string()))?;
+        let file: IndexFile =
+            postcard::from_bytes(&plain).map_err(|e| Error::format(object(), e.to_string()))?;
         if file.version != INDEX_VERSION {
-            return Err(Error::UnsupportedVersion { object: object(), version: u32::from(file.version) });
+            return Err(Error::UnsupportedVersion {
+                object: object(),
+                version: u32::from(file.version),
+            });
         }
         Ok(file)
     }
@@ -162,7 +172,8 @@ impl MasterIndex {
 
     /// Sorts the entries (duplicates across packs keep every copy, first found wins lookups).
     pub fn finish(&mut self) {
-        self.entries.sort_by(|a, b| a.id.cmp(&b.id).then(a.pack.cmp(&b.pack)));
+        self.entries
+            .sort_by(|a, b| a.id.cmp(&b.id).then(a.pack.cmp(&b.pack)));
         self.entries.shrink_to_fit();
         self.sorted = true;
     }
@@ -209,13 +220,16 @@ impl MasterIndex {
     pub fn entries_of_pack(&self) -> HashMap<PackId, Vec<PackEntry>> {
         let mut by_pack: HashMap<PackId, Vec<PackEntry>> = HashMap::new();
         for e in &self.entries {
-            by_pack.entry(self.packs[e.pack as usize]).or_default().push(PackEntry {
-                blob_type: e.blob_type,
-                id: e.id,
-                offset: e.offset,
-                length: e.length,
-                raw_length: e.raw_length,
-            });
+            by_pack
+                .entry(self.packs[e.pack as usize])
+                .or_default()
+                .push(PackEntry {
+                    blob_type: e.blob_type,
+                    id: e.id,
+                    offset: e.offset,
+                    length: e.length,
+                    raw_length: e.raw_length,
+                });
         }
         for list in by_pack.values_mut() {
             list.sort_by_key(|e| e.offset);
@@ -234,15 +248,27 @@ mod tests {
     use super::*;
 
     fn blob(n: u8, offset: u32) -> IndexBlob {
-        IndexBlob { blob_type: BlobType::Data, id: BlobId([n; 32]), offset, length: 10, raw_length: 8 }
+        IndexBlob {
+            blob_type: BlobType::Data,
+            id: BlobId([n; 32]),
+            offset,
+            length: 10,
+            raw_length: 8,
+        }
     }
 
     #[test]
     fn index_file_round_trip_and_lookup() {
         let keys = MasterKeys::generate();
         let mut file = IndexFile::new();
-        file.packs.push(IndexPack { id: PackId([1; 32]), blobs: vec![blob(9, 0), blob(3, 10)] });
-        file.packs.push(IndexPack { id: PackId([2; 32]), blobs: vec![blob(5, 0)] });
+        file.packs.push(IndexPack {
+            id: PackId([1; 32]),
+            blobs: vec![blob(9, 0), blob(3, 10)],
+        });
+        file.packs.push(IndexPack {
+            id: PackId([2; 32]),
+            blobs: vec![blob(5, 0)],
+        });
         let sealed = file.seal(&keys);
         let opened = IndexFile::open(&keys, "x", &sealed).unwrap();
         assert_eq!(opened, file);
@@ -252,7 +278,10 @@ mod tests {
         assert_eq!(master.len(), 3);
         let loc = master.lookup(&BlobId([3; 32])).unwrap();
         assert_eq!((loc.pack, loc.offset), (PackId([1; 32]), 10));
-        assert_eq!(master.lookup(&BlobId([5; 32])).unwrap().pack, PackId([2; 32]));
+        assert_eq!(
+            master.lookup(&BlobId([5; 32])).unwrap().pack,
+            PackId([2; 32])
+        );
         assert!(master.lookup(&BlobId([4; 32])).is_none());
         assert!(MasterIndex::bytes_per_entry() <= 56);
     }

@@ -29,14 +29,22 @@ pub struct KdfParams {
 impl Default for KdfParams {
     /// 64 MiB, 3 passes, 1 lane: about a quarter of a second on a laptop core.
     fn default() -> Self {
-        KdfParams { memory_kib: 64 * 1024, iterations: 3, parallelism: 1 }
+        KdfParams {
+            memory_kib: 64 * 1024,
+            iterations: 3,
+            parallelism: 1,
+        }
     }
 }
 
 impl KdfParams {
     /// Cheap parameters for tests only (`LIFEBOAT_INSECURE_TEST_KDF`).
     pub fn insecure_for_tests() -> Self {
-        KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }
+        KdfParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        }
     }
 }
 
@@ -63,12 +71,23 @@ fn key_aad(repo: &RepoId) -> Vec<u8> {
 }
 
 fn derive(password: &[u8], salt: &[u8; 32], params: KdfParams) -> Result<SecretKey> {
-    let argon_params = Params::new(params.memory_kib, params.iterations, params.parallelism, Some(32))
-        .map_err(|e| Error::Format { object: "key file".into(), reason: format!("bad KDF parameters: {e}") })?;
+    let argon_params = Params::new(
+        params.memory_kib,
+        params.iterations,
+        params.parallelism,
+        Some(32),
+    )
+    .map_err(|e| Error::Format {
+        object: "key file".into(),
+        reason: format!("bad KDF parameters: {e}"),
+    })?;
     let mut out = Zeroizing::new([0u8; 32]);
     Argon2::new(Algorithm::Argon2id, Version::V0x13, argon_params)
         .hash_password_into(password, salt, &mut *out)
-        .map_err(|e| Error::Format { object: "key file".into(), reason: format!("KDF failed: {e}") })?;
+        .map_err(|e| Error::Format {
+            object: "key file".into(),
+            reason: format!("KDF failed: {e}"),
+        })?;
     Ok(SecretKey(*out))
 }
 
@@ -77,13 +96,30 @@ impl KeyFile {
     ///
     /// # Errors
     /// Invalid KDF parameters.
-    pub fn create(keys: &MasterKeys, password: &[u8], repo: &RepoId, params: KdfParams) -> Result<Self> {
+    pub fn create(
+        keys: &MasterKeys,
+        password: &[u8],
+        repo: &RepoId,
+        params: KdfParams,
+    ) -> Result<Self> {
         let mut salt = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut salt);
         let wrapping = derive(password, &salt, params)?;
         let mut sealed_keys = Vec::new();
-        seal_with(&wrapping, &key_aad(repo), &keys.to_bytes(), None, &mut sealed_keys);
-        Ok(KeyFile { version: KEY_FILE_VERSION, kdf: KDF_ARGON2ID, params, salt, sealed_keys })
+        seal_with(
+            &wrapping,
+            &key_aad(repo),
+            &keys.to_bytes(),
+            None,
+            &mut sealed_keys,
+        );
+        Ok(KeyFile {
+            version: KEY_FILE_VERSION,
+            kdf: KDF_ARGON2ID,
+            params,
+            salt,
+            sealed_keys,
+        })
     }
 
     /// Recovers the master keys with `password`.
@@ -92,19 +128,35 @@ impl KeyFile {
     /// [`Error::WrongPassword`] when the password does not open this key file.
     pub fn open(&self, password: &[u8], repo: &RepoId) -> Result<MasterKeys> {
         if self.version != KEY_FILE_VERSION || self.kdf != KDF_ARGON2ID {
-            return Err(Error::UnsupportedVersion { object: "key file".into(), version: u32::from(self.version) });
+            return Err(Error::UnsupportedVersion {
+                object: "key file".into(),
+                version: u32::from(self.version),
+            });
         }
         // Refuse absurd costs an attacker could plant to stall clients.
-        if self.params.memory_kib > 4 * 1024 * 1024 || self.params.iterations > 64 || self.params.parallelism > 64 {
-            return Err(Error::Format { object: "key file".into(), reason: "KDF parameters out of range".into() });
+        if self.params.memory_kib > 4 * 1024 * 1024
+            || self.params.iterations > 64
+            || self.params.parallelism > 64
+        {
+            return Err(Error::Format {
+                object: "key file".into(),
+                reason: "KDF parameters out of range".into(),
+            });
         }
         let wrapping = derive(password, &self.salt, self.params)?;
-        let plain = Zeroizing::new(open_with(&wrapping, &key_aad(repo), &self.sealed_keys).map_err(|e| match e {
-            OpenError::Authentication => Error::WrongPassword,
-            other => Error::Format { object: "key file".into(), reason: other.to_string() },
-        })?);
-        MasterKeys::from_bytes(&plain)
-            .ok_or_else(|| Error::Format { object: "key file".into(), reason: "wrong key length".into() })
+        let plain = Zeroizing::new(
+            open_with(&wrapping, &key_aad(repo), &self.sealed_keys).map_err(|e| match e {
+                OpenError::Authentication => Error::WrongPassword,
+                other => Error::Format {
+                    object: "key file".into(),
+                    reason: other.to_string(),
+                },
+            })?,
+        );
+        MasterKeys::from_bytes(&plain).ok_or_else(|| Error::Format {
+            object: "key file".into(),
+            reason: "wrong key length".into(),
+        })
     }
 
     /// Encodes the key file for storage.
@@ -117,10 +169,15 @@ impl KeyFile {
     /// # Errors
     /// [`Error::Format`] on malformed bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let kf: KeyFile = postcard::from_bytes(bytes)
-            .map_err(|e| Error::Format { object: "key file".into(), reason: e.to_string() })?;
+        let kf: KeyFile = postcard::from_bytes(bytes).map_err(|e| Error::Format {
+            object: "key file".into(),
+            reason: e.to_string(),
+        })?;
         if kf.version != KEY_FILE_VERSION {
-            return Err(Error::UnsupportedVersion { object: "key file".into(), version: u32::from(kf.version) });
+            return Err(Error::UnsupportedVersion {
+                object: "key file".into(),
+                version: u32::from(kf.version),
+            });
         }
         Ok(kf)
     }
@@ -134,13 +191,25 @@ mod tests {
     fn right_and_wrong_password() {
         let keys = MasterKeys::generate();
         let repo = RepoId([5; 32]);
-        let kf = KeyFile::create(&keys, b"correct horse", &repo, KdfParams::insecure_for_tests()).unwrap();
+        let kf = KeyFile::create(
+            &keys,
+            b"correct horse",
+            &repo,
+            KdfParams::insecure_for_tests(),
+        )
+        .unwrap();
         let decoded = KeyFile::from_bytes(&kf.to_bytes()).unwrap();
         assert_eq!(decoded, kf);
         let opened = decoded.open(b"correct horse", &repo).unwrap();
         assert_eq!(opened.blob_id(b"a"), keys.blob_id(b"a"));
-        assert!(matches!(decoded.open(b"wrong", &repo), Err(Error::WrongPassword)));
-        assert!(matches!(decoded.open(b"correct horse", &RepoId([6; 32])), Err(Error::WrongPassword)));
+        assert!(matches!(
+            decoded.open(b"wrong", &repo),
+            Err(Error::WrongPassword)
+        ));
+        assert!(matches!(
+            decoded.open(b"correct horse", &RepoId([6; 32])),
+            Err(Error::WrongPassword)
+        ));
     }
 
     proptest::proptest! {

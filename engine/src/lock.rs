@@ -41,7 +41,10 @@ impl LockFile {
         let when = time::OffsetDateTime::from_unix_timestamp(self.time)
             .map(|t| t.to_string())
             .unwrap_or_default();
-        format!("{}@{} pid {} since {when}", self.username, self.hostname, self.pid)
+        format!(
+            "{}@{} pid {} since {when}",
+            self.username, self.hostname, self.pid
+        )
     }
 
     fn is_stale(&self, now: i64) -> bool {
@@ -88,7 +91,11 @@ impl Drop for LockGuard {
 ///
 /// # Errors
 /// [`Error::Locked`] naming the holder when a conflicting lock exists.
-pub async fn acquire(dests: &DestinationSet, keys: &MasterKeys, exclusive: bool) -> Result<LockGuard> {
+pub async fn acquire(
+    dests: &DestinationSet,
+    keys: &MasterKeys,
+    exclusive: bool,
+) -> Result<LockGuard> {
     let me = LockFile {
         version: LOCK_VERSION,
         time: time::OffsetDateTime::now_utc().unix_timestamp(),
@@ -101,14 +108,21 @@ pub async fn acquire(dests: &DestinationSet, keys: &MasterKeys, exclusive: bool)
     rand::rngs::OsRng.fill_bytes(&mut name);
     let name = hex::encode(name);
     let key = ObjectKind::Lock.key(&name);
-    let plain = postcard::to_stdvec(&me).unwrap_or_else(|_| unreachable!("postcard encodes plain structs"));
+    let plain =
+        postcard::to_stdvec(&me).unwrap_or_else(|_| unreachable!("postcard encodes plain structs"));
     let mut sealed = Vec::new();
     keys.seal(LOCK_AAD, &plain, None, &mut sealed);
     dests.put_new(&key, Bytes::from(sealed)).await?;
-    let guard = LockGuard { key: key.clone(), dests: dests.clone(), released: false };
+    let guard = LockGuard {
+        key: key.clone(),
+        dests: dests.clone(),
+        released: false,
+    };
     let now = me.time;
     for backend in dests.backends() {
-        for meta in crate::destinations::list_all(backend.as_ref(), ObjectKind::Lock.prefix()).await? {
+        for meta in
+            crate::destinations::list_all(backend.as_ref(), ObjectKind::Lock.prefix()).await?
+        {
             if meta.key == key {
                 continue;
             }
@@ -121,14 +135,19 @@ pub async fn acquire(dests: &DestinationSet, keys: &MasterKeys, exclusive: bool)
                 tracing::warn!("{}: ignoring unreadable lock {}", backend.name(), meta.key);
                 continue;
             };
-            let Ok(lock) = postcard::from_bytes::<LockFile>(&plain) else { continue };
+            let Ok(lock) = postcard::from_bytes::<LockFile>(&plain) else {
+                continue;
+            };
             if lock.is_stale(now) {
                 continue;
             }
             if lock.exclusive || exclusive {
                 let holder = lock.describe();
                 let _ = guard.release().await;
-                return Err(Error::Locked { holder, lock: meta.key });
+                return Err(Error::Locked {
+                    holder,
+                    lock: meta.key,
+                });
             }
         }
     }

@@ -23,7 +23,12 @@ pub fn components(path: &Path) -> Vec<Vec<u8>> {
 ///
 /// # Errors
 /// [`Error::PathNotFound`] when some component is missing.
-pub async fn find_node(repo: &Repository, index: &MasterIndex, root: BlobId, path: &Path) -> Result<Option<Node>> {
+pub async fn find_node(
+    repo: &Repository,
+    index: &MasterIndex,
+    root: BlobId,
+    path: &Path,
+) -> Result<Option<Node>> {
     let mut tree_id = root;
     let mut found = None;
     let parts = components(path);
@@ -69,7 +74,10 @@ pub async fn walk(
         }
     };
     if let Some(id) = first {
-        stack.push((start_abs.clone(), repo.load_tree(index, &id).await?.nodes.into_iter()));
+        stack.push((
+            start_abs.clone(),
+            repo.load_tree(index, &id).await?.nodes.into_iter(),
+        ));
     }
     while let Some((dir, nodes)) = stack.last_mut() {
         let Some(node) = nodes.next() else {

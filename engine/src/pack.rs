@@ -83,7 +83,10 @@ pub struct FinishedPack {
 impl PackWriter {
     /// An empty pack with room for `capacity` bytes.
     pub fn with_capacity(capacity: usize) -> Self {
-        PackWriter { buf: Vec::with_capacity(capacity), entries: Vec::new() }
+        PackWriter {
+            buf: Vec::with_capacity(capacity),
+            entries: Vec::new(),
+        }
     }
 
     /// Bytes written so far.
@@ -115,22 +118,35 @@ impl PackWriter {
             entries: self
                 .entries
                 .iter()
-                .map(|e| HeaderEntry { blob_type: e.blob_type, id: e.id, length: e.length, raw_length: e.raw_length })
+                .map(|e| HeaderEntry {
+                    blob_type: e.blob_type,
+                    id: e.id,
+                    length: e.length,
+                    raw_length: e.raw_length,
+                })
                 .collect(),
         };
-        let plain = postcard::to_stdvec(&header).unwrap_or_else(|_| unreachable!("postcard encodes plain structs"));
+        let plain = postcard::to_stdvec(&header)
+            .unwrap_or_else(|_| unreachable!("postcard encodes plain structs"));
         let before = self.buf.len();
         keys.seal(HEADER_AAD, &plain, Some(1), &mut self.buf);
         let header_len = (self.buf.len() - before) as u32;
         self.buf.extend_from_slice(&header_len.to_le_bytes());
         let id = PackId(storage_hash(&self.buf));
-        FinishedPack { id, bytes: Bytes::from(self.buf), entries: self.entries }
+        FinishedPack {
+            id,
+            bytes: Bytes::from(self.buf),
+            entries: self.entries,
+        }
     }
 }
 
 /// Reads the header length from a pack's last four bytes.
 pub fn header_length(trailer: &[u8]) -> Option<u32> {
-    let t: [u8; 4] = trailer.get(trailer.len().checked_sub(TRAILER_LEN)?..)?.try_into().ok()?;
+    let t: [u8; 4] = trailer
+        .get(trailer.len().checked_sub(TRAILER_LEN)?..)?
+        .try_into()
+        .ok()?;
     Some(u32::from_le_bytes(t))
 }
 
@@ -139,13 +155,23 @@ pub fn header_length(trailer: &[u8]) -> Option<u32> {
 ///
 /// # Errors
 /// [`Error::Format`] naming the pack on tampering or inconsistency.
-pub fn decode_header(keys: &MasterKeys, pack: &PackId, pack_size: u64, sealed_header: &[u8]) -> Result<Vec<PackEntry>> {
+pub fn decode_header(
+    keys: &MasterKeys,
+    pack: &PackId,
+    pack_size: u64,
+    sealed_header: &[u8],
+) -> Result<Vec<PackEntry>> {
     let object = || format!("pack {pack}");
-    let plain = keys.open(HEADER_AAD, sealed_header).map_err(|e| Error::format(object(), format!("header: {e}")))?;
-    let header: PackHeader =
-        postcard::from_bytes(&plain).map_err(|e| Error::format(object(), format!("header: {e}")))?;
+    let plain = keys
+        .open(HEADER_AAD, sealed_header)
+        .map_err(|e| Error::format(object(), format!("header: {e}")))?;
+    let header: PackHeader = postcard::from_bytes(&plain)
+        .map_err(|e| Error::format(object(), format!("header: {e}")))?;
     if header.version != PACK_HEADER_VERSION {
-        return Err(Error::UnsupportedVersion { object: object(), version: u32::from(header.version) });
+        return Err(Error::UnsupportedVersion {
+            object: object(),
+            version: u32::from(header.version),
+        });
     }
     let data_end = pack_size
         .checked_sub((sealed_header.len() + TRAILER_LEN) as u64)
@@ -163,7 +189,10 @@ pub fn decode_header(keys: &MasterKeys, pack: &PackId, pack_size: u64, sealed_he
         offset += u64::from(e.length);
     }
     if offset != data_end {
-        return Err(Error::format(object(), format!("header lists {offset} bytes of blobs, pack holds {data_end}")));
+        return Err(Error::format(
+            object(),
+            format!("header lists {offset} bytes of blobs, pack holds {data_end}"),
+        ));
     }
     Ok(entries)
 }
@@ -174,27 +203,45 @@ pub fn decode_header(keys: &MasterKeys, pack: &PackId, pack_size: u64, sealed_he
 /// [`Error::Format`] when the hash does not match the name or the header is bad.
 pub fn parse_pack(keys: &MasterKeys, pack: &PackId, bytes: &[u8]) -> Result<Vec<PackEntry>> {
     if storage_hash(bytes) != pack.0 {
-        return Err(Error::format(format!("pack {pack}"), "content does not match its name (corrupted)"));
+        return Err(Error::format(
+            format!("pack {pack}"),
+            "content does not match its name (corrupted)",
+        ));
     }
-    let header_len = header_length(bytes).ok_or_else(|| Error::format(format!("pack {pack}"), "too short"))? as usize;
+    let header_len = header_length(bytes)
+        .ok_or_else(|| Error::format(format!("pack {pack}"), "too short"))?
+        as usize;
     let header_start = bytes
         .len()
         .checked_sub(TRAILER_LEN + header_len)
         .ok_or_else(|| Error::format(format!("pack {pack}"), "header length exceeds pack"))?;
-    decode_header(keys, pack, bytes.len() as u64, &bytes[header_start..bytes.len() - TRAILER_LEN])
+    decode_header(
+        keys,
+        pack,
+        bytes.len() as u64,
+        &bytes[header_start..bytes.len() - TRAILER_LEN],
+    )
 }
 
 /// Opens one sealed blob and checks its id.
 ///
 /// # Errors
 /// [`Error::Format`] naming the pack and blob on any mismatch.
-pub fn open_blob(keys: &MasterKeys, pack: &PackId, entry: &PackEntry, sealed: &[u8]) -> Result<Vec<u8>> {
+pub fn open_blob(
+    keys: &MasterKeys,
+    pack: &PackId,
+    entry: &PackEntry,
+    sealed: &[u8],
+) -> Result<Vec<u8>> {
     let aad = crate::crypto::blob_aad(entry.blob_type.as_u8(), &entry.id);
     let plain = keys
         .open(&aad, sealed)
         .map_err(|e| Error::format(format!("pack {pack}"), format!("blob {}: {e}", entry.id)))?;
     if plain.len() != entry.raw_length as usize || keys.blob_id(&plain) != entry.id {
-        return Err(Error::format(format!("pack {pack}"), format!("blob {}: content does not match its id", entry.id)));
+        return Err(Error::format(
+            format!("pack {pack}"),
+            format!("blob {}: content does not match its id", entry.id),
+        ));
     }
     Ok(plain)
 }
@@ -222,7 +269,10 @@ mod tests {
         assert_eq!(entries, pack.entries);
         let e = entries[1];
         let sealed = &pack.bytes[e.offset as usize..(e.offset + e.length) as usize];
-        assert_eq!(open_blob(&keys, &pack.id, &e, sealed).unwrap(), vec![0u8; 10000]);
+        assert_eq!(
+            open_blob(&keys, &pack.id, &e, sealed).unwrap(),
+            vec![0u8; 10000]
+        );
         // A blob cannot be passed off under another id.
         let mut wrong = e;
         wrong.id = entries[0].id;

@@ -10,7 +10,9 @@ use lifeboat_backends::ErrorKind;
 use crate::crypto::MasterKeys;
 use crate::destinations::DestinationSet;
 use crate::error::{Error, Result};
-use crate::ids::{storage_hash, BlobId, IndexId, KeyId, ObjectKind, RepoId, SnapshotId, CONFIG_KEY};
+use crate::ids::{
+    storage_hash, BlobId, IndexId, KeyId, ObjectKind, RepoId, SnapshotId, CONFIG_KEY,
+};
 use crate::index::{IndexFile, MasterIndex};
 use crate::keys::{KdfParams, KeyFile};
 use crate::pack::open_blob;
@@ -49,12 +51,20 @@ impl Repository {
     /// # Errors
     /// [`Error::RepositoryExists`] when any destination already holds a
     /// repository (nothing is written then); storage failures.
-    pub async fn init(dests: DestinationSet, password: &[u8], params: RepoParams, kdf: KdfParams) -> Result<Self> {
+    pub async fn init(
+        dests: DestinationSet,
+        password: &[u8],
+        params: RepoParams,
+        kdf: KdfParams,
+    ) -> Result<Self> {
         params.validate()?;
         for b in dests.backends() {
             match b.stat(CONFIG_KEY).await {
                 Ok(_) => {
-                    return Err(Error::RepositoryExists { destination: b.name().into(), location: b.location() })
+                    return Err(Error::RepositoryExists {
+                        destination: b.name().into(),
+                        location: b.location(),
+                    })
                 }
                 Err(e) if e.kind == ErrorKind::NotFound => {}
                 Err(e) => return Err(e.into()),
@@ -66,9 +76,24 @@ impl Repository {
         let id = RepoId(id);
         let key_file = KeyFile::create(&keys, password, &id, kdf)?.to_bytes();
         let key_name = KeyId(storage_hash(&key_file));
-        dests.put_content(&ObjectKind::Key.key(&key_name.to_hex()), Bytes::from(key_file)).await?;
-        dests.put_new(CONFIG_KEY, Bytes::from(repo_config::encode(&id, &params, &keys))).await?;
-        Ok(Repository { dests, keys: Arc::new(keys), id, params })
+        dests
+            .put_content(
+                &ObjectKind::Key.key(&key_name.to_hex()),
+                Bytes::from(key_file),
+            )
+            .await?;
+        dests
+            .put_new(
+                CONFIG_KEY,
+                Bytes::from(repo_config::encode(&id, &params, &keys)),
+            )
+            .await?;
+        Ok(Repository {
+            dests,
+            keys: Arc::new(keys),
+            id,
+            params,
+        })
     }
 
     /// Opens the repository with `password`.
@@ -81,14 +106,21 @@ impl Repository {
         let config = match primary.get(CONFIG_KEY, None).await {
             Ok(bytes) => bytes,
             Err(e) if e.kind == ErrorKind::NotFound => {
-                return Err(Error::NoRepository { destination: primary.name().into(), location: primary.location() })
+                return Err(Error::NoRepository {
+                    destination: primary.name().into(),
+                    location: primary.location(),
+                })
             }
             Err(e) => return Err(e.into()),
         };
         let header = repo_config::read_header(&config)?;
-        let key_objects = crate::destinations::list_all(primary.as_ref(), ObjectKind::Key.prefix()).await?;
+        let key_objects =
+            crate::destinations::list_all(primary.as_ref(), ObjectKind::Key.prefix()).await?;
         if key_objects.is_empty() {
-            return Err(Error::format(format!("{}: keys/", primary.name()), "no key files (repository damaged)"));
+            return Err(Error::format(
+                format!("{}: keys/", primary.name()),
+                "no key files (repository damaged)",
+            ));
         }
         for meta in key_objects {
             let bytes = primary.get(&meta.key, None).await?;
@@ -101,7 +133,12 @@ impl Repository {
             match opened {
                 Ok(keys) => {
                     let (_, params) = repo_config::decode(&config, &keys)?;
-                    return Ok(Repository { dests, keys: Arc::new(keys), id: header.id, params });
+                    return Ok(Repository {
+                        dests,
+                        keys: Arc::new(keys),
+                        id: header.id,
+                        params,
+                    });
                 }
                 Err(Error::WrongPassword) => continue,
                 Err(e) => return Err(e),
@@ -150,7 +187,9 @@ impl Repository {
     /// Storage failures.
     pub async fn write_object(&self, kind: ObjectKind, bytes: Vec<u8>) -> Result<String> {
         let name = hex::encode(storage_hash(&bytes));
-        self.dests.put_content(&kind.key(&name), Bytes::from(bytes)).await?;
+        self.dests
+            .put_content(&kind.key(&name), Bytes::from(bytes))
+            .await?;
         Ok(name)
     }
 
@@ -160,7 +199,10 @@ impl Repository {
     /// Listing failures.
     pub async fn list_names(&self, kind: ObjectKind) -> Result<Vec<String>> {
         let metas = self.dests.list_primary(kind.prefix()).await?;
-        Ok(metas.into_iter().filter_map(|m| kind.name_of(&m.key).map(str::to_string)).collect())
+        Ok(metas
+            .into_iter()
+            .filter_map(|m| kind.name_of(&m.key).map(str::to_string))
+            .collect())
     }
 
     /// Loads and merges every index file.
@@ -187,7 +229,9 @@ impl Repository {
     /// # Errors
     /// Storage failures.
     pub async fn save_index(&self, file: &IndexFile) -> Result<IndexId> {
-        let name = self.write_object(ObjectKind::Index, file.seal(&self.keys)).await?;
+        let name = self
+            .write_object(ObjectKind::Index, file.seal(&self.keys))
+            .await?;
         name.parse().map_err(|_| Error::format("index", "bad name"))
     }
 
@@ -196,8 +240,11 @@ impl Repository {
     /// # Errors
     /// Storage failures.
     pub async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<SnapshotId> {
-        let name = self.write_object(ObjectKind::Snapshot, snapshot.seal(&self.keys)).await?;
-        name.parse().map_err(|_| Error::format("snapshot", "bad name"))
+        let name = self
+            .write_object(ObjectKind::Snapshot, snapshot.seal(&self.keys))
+            .await?;
+        name.parse()
+            .map_err(|_| Error::format("snapshot", "bad name"))
     }
 
     /// Loads one snapshot.
@@ -217,7 +264,9 @@ impl Repository {
         let names = self.list_names(ObjectKind::Snapshot).await?;
         let mut out = Vec::with_capacity(names.len());
         let mut reads = futures::stream::iter(names.into_iter().map(|name| async move {
-            let id: SnapshotId = name.parse().map_err(|_| Error::format("snapshot", "bad name"))?;
+            let id: SnapshotId = name
+                .parse()
+                .map_err(|_| Error::format("snapshot", "bad name"))?;
             Ok::<_, Error>((id, self.load_snapshot(&id).await?))
         }))
         .buffer_unordered(8);
@@ -235,7 +284,9 @@ impl Repository {
     pub async fn find_snapshot(&self, spec: &str) -> Result<(SnapshotId, Snapshot)> {
         if spec == "latest" {
             let mut all = self.list_snapshots().await?;
-            return all.pop().ok_or_else(|| Error::SnapshotNotFound(spec.into()));
+            return all
+                .pop()
+                .ok_or_else(|| Error::SnapshotNotFound(spec.into()));
         }
         if spec.len() < 4 || !spec.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(Error::InvalidInput(format!(
@@ -244,11 +295,16 @@ impl Repository {
         }
         let spec_lower = spec.to_ascii_lowercase();
         let names = self.list_names(ObjectKind::Snapshot).await?;
-        let matches: Vec<&String> = names.iter().filter(|n| n.starts_with(&spec_lower)).collect();
+        let matches: Vec<&String> = names
+            .iter()
+            .filter(|n| n.starts_with(&spec_lower))
+            .collect();
         match matches.as_slice() {
             [] => Err(Error::SnapshotNotFound(spec.into())),
             [one] => {
-                let id: SnapshotId = one.parse().map_err(|_| Error::format("snapshot", "bad name"))?;
+                let id: SnapshotId = one
+                    .parse()
+                    .map_err(|_| Error::format("snapshot", "bad name"))?;
                 Ok((id, self.load_snapshot(&id).await?))
             }
             _ => Err(Error::AmbiguousSnapshot(spec.into())),
@@ -260,7 +316,9 @@ impl Repository {
     /// # Errors
     /// [`Error::MissingBlob`] when unindexed; verification failures naming the pack.
     pub async fn read_blob(&self, index: &MasterIndex, id: &BlobId) -> Result<Vec<u8>> {
-        let loc = index.lookup(id).ok_or_else(|| Error::MissingBlob { blob: id.to_hex() })?;
+        let loc = index
+            .lookup(id)
+            .ok_or_else(|| Error::MissingBlob { blob: id.to_hex() })?;
         let entry = PackEntry {
             blob_type: loc.blob_type,
             id: *id,
@@ -272,7 +330,9 @@ impl Repository {
         let range = u64::from(loc.offset)..u64::from(loc.offset) + u64::from(loc.length);
         let keys = self.keys.clone();
         self.dests
-            .get_verified(&key, Some(range), |_, sealed| open_blob(&keys, &loc.pack, &entry, &sealed))
+            .get_verified(&key, Some(range), |_, sealed| {
+                open_blob(&keys, &loc.pack, &entry, &sealed)
+            })
             .await
     }
 

@@ -49,7 +49,12 @@ impl RepoParams {
     /// # Errors
     /// [`Error::Format`] naming the offending value.
     pub fn validate(&self) -> Result<()> {
-        let bad = |reason: &str| Err(Error::Format { object: "config".into(), reason: reason.into() });
+        let bad = |reason: &str| {
+            Err(Error::Format {
+                object: "config".into(),
+                reason: reason.into(),
+            })
+        };
         if !(64..=1 << 20).contains(&self.chunk_min) {
             return bad("chunk_min out of range");
         }
@@ -91,15 +96,24 @@ fn aad(id: &RepoId) -> Vec<u8> {
 /// when it is a newer format.
 pub fn read_header(bytes: &[u8]) -> Result<ConfigHeader> {
     if bytes.len() < HEADER_LEN || &bytes[..8] != MAGIC {
-        return Err(Error::Format { object: "config".into(), reason: "not a lifeboat repository config".into() });
+        return Err(Error::Format {
+            object: "config".into(),
+            reason: "not a lifeboat repository config".into(),
+        });
     }
     let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
     if version != FORMAT_VERSION {
-        return Err(Error::UnsupportedVersion { object: "config".into(), version });
+        return Err(Error::UnsupportedVersion {
+            object: "config".into(),
+            version,
+        });
     }
     let mut id = [0u8; 32];
     id.copy_from_slice(&bytes[12..HEADER_LEN]);
-    Ok(ConfigHeader { version, id: RepoId(id) })
+    Ok(ConfigHeader {
+        version,
+        id: RepoId(id),
+    })
 }
 
 /// Encodes a `config` object.
@@ -108,7 +122,8 @@ pub fn encode(id: &RepoId, params: &RepoParams, keys: &MasterKeys) -> Vec<u8> {
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     out.extend_from_slice(&id.0);
-    let body = postcard::to_stdvec(params).unwrap_or_else(|_| unreachable!("postcard encodes plain structs"));
+    let body = postcard::to_stdvec(params)
+        .unwrap_or_else(|_| unreachable!("postcard encodes plain structs"));
     keys.seal(&aad(id), &body, None, &mut out);
     out
 }
@@ -119,8 +134,13 @@ pub fn encode(id: &RepoId, params: &RepoParams, keys: &MasterKeys) -> Vec<u8> {
 /// [`Error::Format`] on tampering or malformed bytes.
 pub fn decode(bytes: &[u8], keys: &MasterKeys) -> Result<(ConfigHeader, RepoParams)> {
     let header = read_header(bytes)?;
-    let fmt = |reason: String| Error::Format { object: "config".into(), reason };
-    let body = keys.open(&aad(&header.id), &bytes[HEADER_LEN..]).map_err(|e| fmt(e.to_string()))?;
+    let fmt = |reason: String| Error::Format {
+        object: "config".into(),
+        reason,
+    };
+    let body = keys
+        .open(&aad(&header.id), &bytes[HEADER_LEN..])
+        .map_err(|e| fmt(e.to_string()))?;
     let params: RepoParams = postcard::from_bytes(&body).map_err(|e| fmt(e.to_string()))?;
     params.validate()?;
     Ok((header, params))
@@ -140,7 +160,10 @@ mod tests {
         assert_eq!(params, RepoParams::default());
         let mut bad = bytes.clone();
         bad[8] = 2;
-        assert!(matches!(read_header(&bad), Err(Error::UnsupportedVersion { version: 2, .. })));
+        assert!(matches!(
+            read_header(&bad),
+            Err(Error::UnsupportedVersion { version: 2, .. })
+        ));
         let mut tampered = bytes;
         tampered[20] ^= 1;
         assert!(decode(&tampered, &keys).is_err());

@@ -109,7 +109,11 @@ pub async fn restore(
     cancel: Arc<AtomicBool>,
 ) -> Result<RestoreOutcome> {
     let index = Arc::new(repo.load_index().await?);
-    let includes: Vec<PathBuf> = options.includes.iter().map(|p| PathBuf::from("/").join(p)).collect();
+    let includes: Vec<PathBuf> = options
+        .includes
+        .iter()
+        .map(|p| PathBuf::from("/").join(p))
+        .collect();
     for inc in &includes {
         crate::ls::find_node(repo, &index, snapshot.tree, inc).await?;
     }
@@ -183,7 +187,9 @@ pub async fn restore(
     let mut by_pack: HashMap<PackId, HashMap<BlobId, Placement>> = HashMap::new();
     let mut file_failed: Vec<Option<String>> = vec![None; files.len()];
     for (n, plan) in files.iter().enumerate() {
-        let NodeKind::File { content } = &plan.node.kind else { continue };
+        let NodeKind::File { content } = &plan.node.kind else {
+            continue;
+        };
         let mut offset = 0u64;
         for id in content {
             let Some(loc) = index.lookup(id) else {
@@ -201,7 +207,10 @@ pub async fn restore(
                 .entry(loc.pack)
                 .or_default()
                 .entry(*id)
-                .or_insert_with(|| Placement { entry, targets: Vec::new() })
+                .or_insert_with(|| Placement {
+                    entry,
+                    targets: Vec::new(),
+                })
                 .targets
                 .push((n, offset));
             offset += u64::from(loc.raw_length);
@@ -219,7 +228,12 @@ pub async fn restore(
     });
     let mut runs = futures::stream::iter(work)
         .map(|(pack, run)| {
-            let (files, failures, progress, cancel) = (files.clone(), failures.clone(), progress.clone(), cancel.clone());
+            let (files, failures, progress, cancel) = (
+                files.clone(),
+                failures.clone(),
+                progress.clone(),
+                cancel.clone(),
+            );
             async move {
                 if cancel.load(Ordering::Relaxed) {
                     return Err(Error::Interrupted);
@@ -240,13 +254,17 @@ pub async fn restore(
     for (n, plan) in files.iter().enumerate() {
         if let Some(reason) = &failures[n] {
             let _ = fs::remove_file(&plan.path);
-            outcome.errors.push((plan.path.clone(), format!("{reason}; file not restored")));
+            outcome
+                .errors
+                .push((plan.path.clone(), format!("{reason}; file not restored")));
             continue;
         }
         outcome.files += 1;
         outcome.bytes += plan.node.size;
         if let Err(e) = apply_metadata(&plan.path, &plan.node, is_root) {
-            outcome.errors.push((plan.path.clone(), format!("setting metadata: {e}")));
+            outcome
+                .errors
+                .push((plan.path.clone(), format!("setting metadata: {e}")));
         }
     }
     for (dest, first) in links {
@@ -262,19 +280,24 @@ pub async fn restore(
     for (dest, node) in &specials {
         outcome.specials += 1;
         if let Err(e) = apply_metadata(dest, node, is_root) {
-            outcome.errors.push((dest.clone(), format!("setting metadata: {e}")));
+            outcome
+                .errors
+                .push((dest.clone(), format!("setting metadata: {e}")));
         }
     }
     for (dest, node) in dirs.iter().rev() {
         outcome.dirs += 1;
         if let Err(e) = apply_metadata(dest, node, is_root) {
-            outcome.errors.push((dest.clone(), format!("setting metadata: {e}")));
+            outcome
+                .errors
+                .push((dest.clone(), format!("setting metadata: {e}")));
         }
     }
 
     // 5. Optional verification: re-read each file and compare blob by blob.
     if options.verify {
-        let (verified, errors) = verify_files(repo.keys().clone(), &index, &files[..], &failures).await;
+        let (verified, errors) =
+            verify_files(repo.keys().clone(), &index, &files[..], &failures).await;
         outcome.verified = verified;
         outcome.errors.extend(errors);
     }
@@ -293,7 +316,9 @@ fn coalesce(blobs: Vec<Placement>) -> Vec<Vec<Placement>> {
             let first = u64::from(run[0].entry.offset);
             let last = &run[run.len() - 1].entry;
             let end = u64::from(last.offset) + u64::from(last.length);
-            start >= end && start - end <= MAX_GAP && start + u64::from(blob.entry.length) - first <= MAX_RUN
+            start >= end
+                && start - end <= MAX_GAP
+                && start + u64::from(blob.entry.length) - first <= MAX_RUN
         });
         match runs.last_mut() {
             Some(run) if joins => run.push(blob),
@@ -327,32 +352,43 @@ async fn restore_run(
                 continue;
             }
         };
-        let (keys, run2, files2, progress2) = (repo.keys().clone(), run.clone(), files.clone(), progress.clone());
-        let written = tokio::task::spawn_blocking(move || -> std::result::Result<(), (bool, String)> {
-            // Verify every blob first: nothing unverified reaches a file.
-            let mut plain = Vec::with_capacity(run2.len());
-            for p in run2.iter() {
-                let at = (u64::from(p.entry.offset) - start) as usize;
-                let sealed = &bytes[at..at + p.entry.length as usize];
-                plain.push(open_blob(&keys, &pack, &p.entry, sealed).map_err(|e| (true, e.to_string()))?);
-            }
-            for (p, data) in run2.iter().zip(plain) {
-                let zero = data.iter().all(|&b| b == 0);
-                for &(n, offset) in &p.targets {
-                    if !zero {
-                        let plan = &files2[n];
-                        OpenOptions::new()
-                            .write(true)
-                            .open(&plan.path)
-                            .and_then(|f| f.write_all_at(&data, offset))
-                            .map_err(|e| (false, format!("{}: {e}", plan.path.display())))?;
-                    }
-                    progress2.bytes_done.fetch_add(data.len() as u64, Ordering::Relaxed);
+        let (keys, run2, files2, progress2) = (
+            repo.keys().clone(),
+            run.clone(),
+            files.clone(),
+            progress.clone(),
+        );
+        let written =
+            tokio::task::spawn_blocking(move || -> std::result::Result<(), (bool, String)> {
+                // Verify every blob first: nothing unverified reaches a file.
+                let mut plain = Vec::with_capacity(run2.len());
+                for p in run2.iter() {
+                    let at = (u64::from(p.entry.offset) - start) as usize;
+                    let sealed = &bytes[at..at + p.entry.length as usize];
+                    plain.push(
+                        open_blob(&keys, &pack, &p.entry, sealed)
+                            .map_err(|e| (true, e.to_string()))?,
+                    );
                 }
-            }
-            Ok(())
-        })
-        .await;
+                for (p, data) in run2.iter().zip(plain) {
+                    let zero = data.iter().all(|&b| b == 0);
+                    for &(n, offset) in &p.targets {
+                        if !zero {
+                            let plan = &files2[n];
+                            OpenOptions::new()
+                                .write(true)
+                                .open(&plan.path)
+                                .and_then(|f| f.write_all_at(&data, offset))
+                                .map_err(|e| (false, format!("{}: {e}", plan.path.display())))?;
+                        }
+                        progress2
+                            .bytes_done
+                            .fetch_add(data.len() as u64, Ordering::Relaxed);
+                    }
+                }
+                Ok(())
+            })
+            .await;
         match written {
             Ok(Ok(())) => return,
             Ok(Err((true, e))) => {
@@ -382,14 +418,27 @@ fn create_special(dest: &Path, node: &Node) -> std::io::Result<bool> {
     if fs::symlink_metadata(dest).is_ok() {
         fs::remove_file(dest)?;
     }
-    let cpath = || std::ffi::CString::new(dest.as_os_str().as_bytes()).map_err(std::io::Error::other);
-    let check = |rc: libc::c_int| if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) };
+    let cpath =
+        || std::ffi::CString::new(dest.as_os_str().as_bytes()).map_err(std::io::Error::other);
+    let check = |rc: libc::c_int| {
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    };
     match &node.kind {
-        NodeKind::Symlink { target } => std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(target), dest)?,
+        NodeKind::Symlink { target } => {
+            std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(target), dest)?
+        }
         // SAFETY: cpath is a valid NUL-terminated string for the duration of the call.
         NodeKind::Fifo => check(unsafe { libc::mkfifo(cpath()?.as_ptr(), 0o600) })?,
         NodeKind::BlockDevice { rdev } | NodeKind::CharDevice { rdev } => {
-            let kind = if matches!(node.kind, NodeKind::BlockDevice { .. }) { libc::S_IFBLK } else { libc::S_IFCHR };
+            let kind = if matches!(node.kind, NodeKind::BlockDevice { .. }) {
+                libc::S_IFBLK
+            } else {
+                libc::S_IFCHR
+            };
             // SAFETY: as above.
             check(unsafe { libc::mknod(cpath()?.as_ptr(), kind | 0o600, *rdev as libc::dev_t) })?
         }
@@ -428,9 +477,13 @@ async fn verify_files(
         if failures[n].is_some() {
             continue;
         }
-        let NodeKind::File { content } = &plan.node.kind else { continue };
-        let pieces: Option<Vec<(BlobId, u32)>> =
-            content.iter().map(|id| index.lookup(id).map(|l| (*id, l.raw_length))).collect();
+        let NodeKind::File { content } = &plan.node.kind else {
+            continue;
+        };
+        let pieces: Option<Vec<(BlobId, u32)>> = content
+            .iter()
+            .map(|id| index.lookup(id).map(|l| (*id, l.raw_length)))
+            .collect();
         if let Some(pieces) = pieces {
             jobs.push((plan.path.clone(), plan.node.size, pieces));
         }
@@ -448,7 +501,12 @@ async fn verify_files(
         (verified, errors)
     })
     .await
-    .unwrap_or_else(|e| (0, vec![(PathBuf::new(), format!("verification thread failed: {e}"))]))
+    .unwrap_or_else(|e| {
+        (
+            0,
+            vec![(PathBuf::new(), format!("verification thread failed: {e}"))],
+        )
+    })
 }
 
 fn verify_one(

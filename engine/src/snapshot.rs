@@ -76,7 +76,8 @@ pub struct Snapshot {
 impl Snapshot {
     /// Encodes and seals.
     pub fn seal(&self, keys: &MasterKeys) -> Vec<u8> {
-        let plain = postcard::to_stdvec(self).unwrap_or_else(|_| unreachable!("postcard encodes plain structs"));
+        let plain = postcard::to_stdvec(self)
+            .unwrap_or_else(|_| unreachable!("postcard encodes plain structs"));
         let mut out = Vec::new();
         keys.seal(SNAPSHOT_AAD, &plain, Some(3), &mut out);
         out
@@ -88,10 +89,16 @@ impl Snapshot {
     /// [`Error::Format`] naming the snapshot on tampering or malformed bytes.
     pub fn open(keys: &MasterKeys, id: &SnapshotId, sealed: &[u8]) -> Result<Self> {
         let object = || format!("snapshot {id}");
-        let plain = keys.open(SNAPSHOT_AAD, sealed).map_err(|e| Error::format(object(), e.to_string()))?;
-        let snap: Snapshot = postcard::from_bytes(&plain).map_err(|e| Error::format(object(), e.to_string()))?;
+        let plain = keys
+            .open(SNAPSHOT_AAD, sealed)
+            .map_err(|e| Error::format(object(), e.to_string()))?;
+        let snap: Snapshot =
+            postcard::from_bytes(&plain).map_err(|e| Error::format(object(), e.to_string()))?;
         if snap.version != SNAPSHOT_VERSION {
-            return Err(Error::UnsupportedVersion { object: object(), version: u32::from(snap.version) });
+            return Err(Error::UnsupportedVersion {
+                object: object(),
+                version: u32::from(snap.version),
+            });
         }
         Ok(snap)
     }
@@ -127,7 +134,10 @@ impl Snapshot {
 
     /// The paths, shown lossily as text.
     pub fn paths_lossy(&self) -> Vec<String> {
-        self.paths.iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect()
+        self.paths
+            .iter()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect()
     }
 }
 
@@ -138,14 +148,22 @@ mod tests {
     #[test]
     fn snapshot_round_trip_and_tamper() {
         let keys = MasterKeys::generate();
-        let mut s = Snapshot::new(BlobId([1; 32]), vec![b"/home/\xffx".to_vec()], vec!["t".into()], "h".into());
+        let mut s = Snapshot::new(
+            BlobId([1; 32]),
+            vec![b"/home/\xffx".to_vec()],
+            vec!["t".into()],
+            "h".into(),
+        );
         s.summary.files_new = 3;
         let sealed = s.seal(&keys);
         let id = SnapshotId(crate::ids::storage_hash(&sealed));
         assert_eq!(Snapshot::open(&keys, &id, &sealed).unwrap(), s);
         let mut bad = sealed;
         bad[30] ^= 4;
-        assert!(Snapshot::open(&keys, &id, &bad).unwrap_err().to_string().contains(&id.to_hex()));
+        assert!(Snapshot::open(&keys, &id, &bad)
+            .unwrap_err()
+            .to_string()
+            .contains(&id.to_hex()));
     }
 
     proptest::proptest! {

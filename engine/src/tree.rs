@@ -115,7 +115,10 @@ impl Tree {
     /// A tree of `nodes`, sorted into canonical order.
     pub fn new(mut nodes: Vec<Node>) -> Self {
         nodes.sort_by(|a, b| a.name.cmp(&b.name));
-        Tree { version: TREE_VERSION, nodes }
+        Tree {
+            version: TREE_VERSION,
+            nodes,
+        }
     }
 
     /// The canonical encoding (the blob's plaintext).
@@ -130,13 +133,28 @@ impl Tree {
     /// names that could escape a restore target (`/`, `.`, `..`, empty).
     pub fn decode(id: &BlobId, bytes: &[u8]) -> Result<Self> {
         let object = || format!("tree {id}");
-        let tree: Tree = postcard::from_bytes(bytes).map_err(|e| Error::format(object(), e.to_string()))?;
+        let tree: Tree =
+            postcard::from_bytes(bytes).map_err(|e| Error::format(object(), e.to_string()))?;
         if tree.version != TREE_VERSION {
-            return Err(Error::UnsupportedVersion { object: object(), version: u32::from(tree.version) });
+            return Err(Error::UnsupportedVersion {
+                object: object(),
+                version: u32::from(tree.version),
+            });
         }
         for node in &tree.nodes {
-            if node.name.is_empty() || node.name == b"." || node.name == b".." || node.name.contains(&b'/') || node.name.contains(&0) {
-                return Err(Error::format(object(), format!("invalid entry name {:?}", String::from_utf8_lossy(&node.name))));
+            if node.name.is_empty()
+                || node.name == b"."
+                || node.name == b".."
+                || node.name.contains(&b'/')
+                || node.name.contains(&0)
+            {
+                return Err(Error::format(
+                    object(),
+                    format!(
+                        "invalid entry name {:?}",
+                        String::from_utf8_lossy(&node.name)
+                    ),
+                ));
             }
         }
         if tree.nodes.windows(2).any(|w| w[0].name >= w[1].name) {
@@ -147,7 +165,10 @@ impl Tree {
 
     /// Finds an entry by name.
     pub fn find(&self, name: &[u8]) -> Option<&Node> {
-        self.nodes.binary_search_by(|n| n.name.as_slice().cmp(name)).ok().map(|i| &self.nodes[i])
+        self.nodes
+            .binary_search_by(|n| n.name.as_slice().cmp(name))
+            .ok()
+            .map(|i| &self.nodes[i])
     }
 }
 
@@ -177,8 +198,18 @@ mod tests {
 
     #[test]
     fn canonical_and_round_trip() {
-        let a = node(b"b\xff\nname", NodeKind::File { content: vec![BlobId([1; 32])] });
-        let b = node(b"a", NodeKind::Symlink { target: b"/nowhere\xfe".to_vec() });
+        let a = node(
+            b"b\xff\nname",
+            NodeKind::File {
+                content: vec![BlobId([1; 32])],
+            },
+        );
+        let b = node(
+            b"a",
+            NodeKind::Symlink {
+                target: b"/nowhere\xfe".to_vec(),
+            },
+        );
         let t1 = Tree::new(vec![a.clone(), b.clone()]);
         let t2 = Tree::new(vec![b, a]);
         assert_eq!(t1.encode(), t2.encode());
@@ -191,11 +222,20 @@ mod tests {
     fn rejects_dangerous_names_and_disorder() {
         for bad in [&b".."[..], b".", b"a/b", b""] {
             let t = Tree::new(vec![node(bad, NodeKind::Fifo)]);
-            assert!(Tree::decode(&BlobId::default(), &t.encode()).is_err(), "{bad:?}");
+            assert!(
+                Tree::decode(&BlobId::default(), &t.encode()).is_err(),
+                "{bad:?}"
+            );
         }
-        let t = Tree { version: 1, nodes: vec![node(b"b", NodeKind::Fifo), node(b"a", NodeKind::Fifo)] };
+        let t = Tree {
+            version: 1,
+            nodes: vec![node(b"b", NodeKind::Fifo), node(b"a", NodeKind::Fifo)],
+        };
         assert!(Tree::decode(&BlobId::default(), &t.encode()).is_err());
-        let dup = Tree { version: 1, nodes: vec![node(b"a", NodeKind::Fifo), node(b"a", NodeKind::Fifo)] };
+        let dup = Tree {
+            version: 1,
+            nodes: vec![node(b"a", NodeKind::Fifo), node(b"a", NodeKind::Fifo)],
+        };
         assert!(Tree::decode(&BlobId::default(), &dup.encode()).is_err());
     }
 

@@ -7,9 +7,17 @@ use std::sync::Mutex;
 static USERS: Mutex<Option<HashMap<u32, String>>> = Mutex::new(None);
 static GROUPS: Mutex<Option<HashMap<u32, String>>> = Mutex::new(None);
 
-fn cached(cache: &Mutex<Option<HashMap<u32, String>>>, id: u32, lookup: fn(u32) -> Option<String>) -> String {
+fn cached(
+    cache: &Mutex<Option<HashMap<u32, String>>>,
+    id: u32,
+    lookup: fn(u32) -> Option<String>,
+) -> String {
     let mut guard = cache.lock().unwrap_or_else(|p| p.into_inner());
-    guard.get_or_insert_with(HashMap::new).entry(id).or_insert_with(|| lookup(id).unwrap_or_default()).clone()
+    guard
+        .get_or_insert_with(HashMap::new)
+        .entry(id)
+        .or_insert_with(|| lookup(id).unwrap_or_default())
+        .clone()
 }
 
 fn lookup_user(uid: u32) -> Option<String> {
@@ -22,7 +30,11 @@ fn lookup_user(uid: u32) -> Option<String> {
         return None;
     }
     // SAFETY: pw_name points into buf, NUL-terminated by getpwuid_r.
-    Some(unsafe { CStr::from_ptr(pwd.pw_name) }.to_string_lossy().into_owned())
+    Some(
+        unsafe { CStr::from_ptr(pwd.pw_name) }
+            .to_string_lossy()
+            .into_owned(),
+    )
 }
 
 fn lookup_group(gid: u32) -> Option<String> {
@@ -35,7 +47,11 @@ fn lookup_group(gid: u32) -> Option<String> {
         return None;
     }
     // SAFETY: gr_name points into buf, NUL-terminated.
-    Some(unsafe { CStr::from_ptr(grp.gr_name) }.to_string_lossy().into_owned())
+    Some(
+        unsafe { CStr::from_ptr(grp.gr_name) }
+            .to_string_lossy()
+            .into_owned(),
+    )
 }
 
 /// The user name of `uid`, or `""` when unknown.

@@ -22,11 +22,16 @@ pub(crate) fn build_trees(
     let progress = &shared.progress;
     let mut finished: Vec<BlobId> = Vec::new();
     for job in dirs {
-        let subdirs = job.nodes.iter().filter(|p| matches!(p, Pending::Subdir(_))).count();
-        let first = finished
-            .len()
-            .checked_sub(subdirs)
-            .ok_or_else(|| Stop::Failed(Error::InvalidInput("tree builder out of step with walker".into())))?;
+        let subdirs = job
+            .nodes
+            .iter()
+            .filter(|p| matches!(p, Pending::Subdir(_)))
+            .count();
+        let first = finished.len().checked_sub(subdirs).ok_or_else(|| {
+            Stop::Failed(Error::InvalidInput(
+                "tree builder out of step with walker".into(),
+            ))
+        })?;
         let mut subtrees = finished.split_off(first).into_iter();
         let mut nodes = Vec::with_capacity(job.nodes.len());
         for pending in job.nodes {
@@ -40,13 +45,18 @@ pub(crate) fn build_trees(
                 Pending::File(mut node, answer) => match answer.recv().map_err(|_| Stop::Closed)? {
                     Ok(file) => {
                         node.size = file.size;
-                        node.kind = NodeKind::File { content: file.content };
+                        node.kind = NodeKind::File {
+                            content: file.content,
+                        };
                         nodes.push(node);
                     }
                     Err((path, reason)) => {
                         add(&progress.errors, 1);
                         tracing::warn!("skipping {}: {reason}", path.display());
-                        skipped.lock().unwrap_or_else(|p| p.into_inner()).push(SkippedEntry { path, reason });
+                        skipped
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(SkippedEntry { path, reason });
                     }
                 },
             }
@@ -66,7 +76,12 @@ pub(crate) fn build_trees(
             Some(_) => add(&progress.dirs_changed, 1),
         }
         if shared.claim(&id) {
-            seal.send(SealJob { blob_type: BlobType::Tree, id, data: bytes }).map_err(|_| Stop::Closed)?;
+            seal.send(SealJob {
+                blob_type: BlobType::Tree,
+                id,
+                data: bytes,
+            })
+            .map_err(|_| Stop::Closed)?;
         }
         finished.push(id);
     }

@@ -38,7 +38,10 @@ impl Excludes {
                 any_name = true;
             }
         }
-        let build = |b: GlobSetBuilder| b.build().map_err(|e| Error::InvalidInput(format!("invalid exclude pattern: {e}")));
+        let build = |b: GlobSetBuilder| {
+            b.build()
+                .map_err(|e| Error::InvalidInput(format!("invalid exclude pattern: {e}")))
+        };
         Ok(Excludes {
             names: if any_name { Some(build(names)?) } else { None },
             paths: if any_path { Some(build(paths)?) } else { None },
@@ -76,7 +79,12 @@ mod tests {
 
     #[test]
     fn names_and_paths() {
-        let ex = Excludes::new(&["*.tmp".into(), "/home/*/.cache".into(), "node_modules".into()]).unwrap();
+        let ex = Excludes::new(&[
+            "*.tmp".into(),
+            "/home/*/.cache".into(),
+            "node_modules".into(),
+        ])
+        .unwrap();
         assert!(ex.is_excluded(Path::new("/a/b/x.tmp"), b"x.tmp"));
         assert!(!ex.is_excluded(Path::new("/a/b/x.tmpl"), b"x.tmpl"));
         assert!(ex.is_excluded(Path::new("/home/u/.cache"), b".cache"));

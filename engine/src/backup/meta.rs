@@ -36,7 +36,9 @@ pub fn special_kind(path: &Path, meta: &Metadata) -> std::io::Result<NodeKind> {
     use std::os::unix::ffi::OsStrExt;
     let ft = meta.file_type();
     Ok(if ft.is_symlink() {
-        NodeKind::Symlink { target: std::fs::read_link(path)?.as_os_str().as_bytes().to_vec() }
+        NodeKind::Symlink {
+            target: std::fs::read_link(path)?.as_os_str().as_bytes().to_vec(),
+        }
     } else if ft.is_block_device() {
         NodeKind::BlockDevice { rdev: meta.rdev() }
     } else if ft.is_char_device() {

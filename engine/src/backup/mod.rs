@@ -83,7 +83,12 @@ impl BackupOutcome {
     }
 }
 
-async fn find_parent(repo: &Repository, host: &str, paths: &[Vec<u8>], choice: &ParentChoice) -> Result<Option<(SnapshotId, Snapshot)>> {
+async fn find_parent(
+    repo: &Repository,
+    host: &str,
+    paths: &[Vec<u8>],
+    choice: &ParentChoice,
+) -> Result<Option<(SnapshotId, Snapshot)>> {
     match choice {
         ParentChoice::None => Ok(None),
         ParentChoice::Id(id) => Ok(Some((*id, repo.load_snapshot(id).await?))),
@@ -91,7 +96,8 @@ async fn find_parent(repo: &Repository, host: &str, paths: &[Vec<u8>], choice: &
             let wanted: HashSet<&[u8]> = paths.iter().map(Vec::as_slice).collect();
             let all = repo.list_snapshots().await?;
             Ok(all.into_iter().rev().find(|(_, s)| {
-                s.hostname == host && s.paths.iter().map(|p| p.as_slice()).collect::<HashSet<_>>() == wanted
+                s.hostname == host
+                    && s.paths.iter().map(|p| p.as_slice()).collect::<HashSet<_>>() == wanted
             }))
         }
     }
@@ -113,14 +119,15 @@ pub async fn backup(
 ) -> Result<BackupOutcome> {
     let started = Instant::now();
     if options.paths.is_empty() {
-        return Err(Error::InvalidInput("nothing to back up: give at least one path".into()));
+        return Err(Error::InvalidInput(
+            "nothing to back up: give at least one path".into(),
+        ));
     }
     let mut abs_paths = Vec::new();
     for p in &options.paths {
         let abs = targets::clean_absolute(p)?;
-        std::fs::symlink_metadata(&abs).map_err(|e| {
-            Error::InvalidInput(format!("cannot back up {}: {e}", abs.display()))
-        })?;
+        std::fs::symlink_metadata(&abs)
+            .map_err(|e| Error::InvalidInput(format!("cannot back up {}: {e}", abs.display())))?;
         abs_paths.push(abs);
     }
     abs_paths.sort();
@@ -128,21 +135,32 @@ pub async fn backup(
     let target_tree = targets::build(&abs_paths);
     let path_bytes: Vec<Vec<u8>> = {
         use std::os::unix::ffi::OsStrExt;
-        abs_paths.iter().map(|p| p.as_os_str().as_bytes().to_vec()).collect()
+        abs_paths
+            .iter()
+            .map(|p| p.as_os_str().as_bytes().to_vec())
+            .collect()
     };
     let excludes = Excludes::new(&options.excludes)?;
     let host = options.host.clone().unwrap_or_else(crate::hostname);
     let compression = match options.compression.unwrap_or(repo.params().compression) {
         0 => None,
         level if (1..=22).contains(&level) => Some(level),
-        level => return Err(Error::InvalidInput(format!("compression level {level} out of range 0..=22"))),
+        level => {
+            return Err(Error::InvalidInput(format!(
+                "compression level {level} out of range 0..=22"
+            )))
+        }
     };
 
     let index = Arc::new(repo.load_index().await?);
     let parent = find_parent(repo, &host, &path_bytes, &options.parent).await?;
     let threads = options
         .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        })
         .clamp(1, 64);
     let shared = Shared {
         keys: repo.keys().clone(),
@@ -166,41 +184,70 @@ pub async fn backup(
 
     // block_in_place lets this runtime thread block on the stage threads and
     // drive the uploader with `block_on` (needs the multi-threaded runtime).
-    let (stage_results, upload_result) = tokio::task::block_in_place(|| std::thread::scope(|scope| {
-        let shared = &shared;
-        let mut handles = Vec::new();
-        {
-            let (files, dirs, skipped) = (file_tx, dir_tx, skipped.clone());
-            let (repo, excludes, runtime, target_tree) = (repo, &excludes, runtime.clone(), &target_tree);
+    let (stage_results, upload_result) = tokio::task::block_in_place(|| {
+        std::thread::scope(|scope| {
+            let shared = &shared;
+            let mut handles = Vec::new();
+            {
+                let (files, dirs, skipped) = (file_tx, dir_tx, skipped.clone());
+                let (repo, excludes, runtime, target_tree) =
+                    (repo, &excludes, runtime.clone(), &target_tree);
+                handles.push(scope.spawn(move || {
+                    let mut walker = walker::Walker {
+                        shared,
+                        repo,
+                        runtime,
+                        excludes,
+                        files,
+                        dirs,
+                        skipped,
+                    };
+                    walker.walk_root(target_tree, parent_root).map(|()| None)
+                }));
+            }
+            for _ in 0..threads {
+                let (jobs, seal) = (file_rx.clone(), seal_tx.clone());
+                handles.push(
+                    scope.spawn(move || pipeline::file_worker(shared, jobs, seal).map(|()| None)),
+                );
+            }
+            drop(file_rx);
+            {
+                let (seal, skipped) = (seal_tx, skipped.clone());
+                handles.push(
+                    scope.spawn(move || {
+                        builder::build_trees(shared, dir_rx, seal, &skipped).map(Some)
+                    }),
+                );
+            }
+            for _ in 0..threads {
+                let (jobs, out) = (seal_rx.clone(), sealed_tx.clone());
+                handles
+                    .push(scope.spawn(move || pipeline::sealer(shared, jobs, out).map(|()| None)));
+            }
+            drop((seal_rx, sealed_tx));
+            let keys = shared.keys.clone();
             handles.push(scope.spawn(move || {
-                let mut walker = walker::Walker { shared, repo, runtime, excludes, files, dirs, skipped };
-                walker.walk_root(target_tree, parent_root).map(|()| None)
+                pipeline::packer(&keys, pack_size, sealed_rx, upload_tx).map(|()| None)
             }));
-        }
-        for _ in 0..threads {
-            let (jobs, seal) = (file_rx.clone(), seal_tx.clone());
-            handles.push(scope.spawn(move || pipeline::file_worker(shared, jobs, seal).map(|()| None)));
-        }
-        drop(file_rx);
-        {
-            let (seal, skipped) = (seal_tx, skipped.clone());
-            handles.push(scope.spawn(move || builder::build_trees(shared, dir_rx, seal, &skipped).map(Some)));
-        }
-        for _ in 0..threads {
-            let (jobs, out) = (seal_rx.clone(), sealed_tx.clone());
-            handles.push(scope.spawn(move || pipeline::sealer(shared, jobs, out).map(|()| None)));
-        }
-        drop((seal_rx, sealed_tx));
-        let keys = shared.keys.clone();
-        handles.push(scope.spawn(move || pipeline::packer(&keys, pack_size, sealed_rx, upload_tx).map(|()| None)));
-        // This thread is outside the runtime's workers, so it may block on the uploader.
-        let upload_result = runtime.block_on(uploader::upload_packs(repo, upload_rx, options.dry_run, &progress));
-        let results: Vec<_> = handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or(Err(Stop::Failed(Error::InvalidInput("a backup worker panicked".into())))))
-            .collect();
-        (results, upload_result)
-    }));
+            // This thread is outside the runtime's workers, so it may block on the uploader.
+            let upload_result = runtime.block_on(uploader::upload_packs(
+                repo,
+                upload_rx,
+                options.dry_run,
+                &progress,
+            ));
+            let results: Vec<_> = handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or(Err(Stop::Failed(Error::InvalidInput(
+                        "a backup worker panicked".into(),
+                    ))))
+                })
+                .collect();
+            (results, upload_result)
+        })
+    });
 
     // Report the root cause: an interruption, then the first real failure.
     let mut root = None;
@@ -219,7 +266,8 @@ pub async fn backup(
     if cancel.load(std::sync::atomic::Ordering::Relaxed) {
         return Err(Error::Interrupted);
     }
-    let root = root.ok_or_else(|| Error::InvalidInput("backup pipeline stopped without a root tree".into()))?;
+    let root = root
+        .ok_or_else(|| Error::InvalidInput("backup pipeline stopped without a root tree".into()))?;
 
     let mut snapshot = Snapshot::new(root, path_bytes, options.tags.clone(), host);
     snapshot.parent = parent.map(|(id, _)| id);
@@ -240,7 +288,15 @@ pub async fn backup(
         errors: get(&p.errors),
         duration_ms: started.elapsed().as_millis() as u64,
     };
-    let snapshot_id = if options.dry_run { None } else { Some(repo.save_snapshot(&snapshot).await?) };
+    let snapshot_id = if options.dry_run {
+        None
+    } else {
+        Some(repo.save_snapshot(&snapshot).await?)
+    };
     let skipped = std::mem::take(&mut *skipped.lock().unwrap_or_else(|p| p.into_inner()));
-    Ok(BackupOutcome { snapshot_id, snapshot, skipped })
+    Ok(BackupOutcome {
+        snapshot_id,
+        snapshot,
+        skipped,
+    })
 }

@@ -58,7 +58,10 @@ impl Shared {
         if self.index.contains(id) {
             return false;
         }
-        self.claimed.lock().unwrap_or_else(|p| p.into_inner()).insert(*id)
+        self.claimed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(*id)
     }
 
     pub fn cancelled(&self) -> bool {
@@ -119,27 +122,39 @@ impl From<std::io::Error> for ReadFail {
 }
 
 /// File worker: reads, chunks and hashes files, handing new chunks to the sealers.
-pub(crate) fn file_worker(shared: &Shared, jobs: Receiver<FileJob>, seal: Sender<SealJob>) -> Result<(), Stop> {
+pub(crate) fn file_worker(
+    shared: &Shared,
+    jobs: Receiver<FileJob>,
+    seal: Sender<SealJob>,
+) -> Result<(), Stop> {
     let mut buffer = Vec::new();
     for job in jobs {
         let mut content = Vec::new();
         let mut size = 0u64;
-        let result = open_noatime(&job.path).map_err(ReadFail::Io).and_then(|file| {
-            shared.chunker.chunk_stream(file, &mut buffer, |chunk: &[u8]| {
-                if shared.cancelled() {
-                    return Err(ReadFail::Stop(Stop::Failed(Error::Interrupted)));
-                }
-                let id = shared.keys.blob_id(chunk);
-                content.push(id);
-                size += chunk.len() as u64;
-                add(&shared.progress.bytes_done, chunk.len() as u64);
-                if shared.claim(&id) {
-                    let job = SealJob { blob_type: BlobType::Data, id, data: chunk.to_vec() };
-                    seal.send(job).map_err(|_| ReadFail::Stop(Stop::Closed))?;
-                }
-                Ok(())
-            })
-        });
+        let result = open_noatime(&job.path)
+            .map_err(ReadFail::Io)
+            .and_then(|file| {
+                shared
+                    .chunker
+                    .chunk_stream(file, &mut buffer, |chunk: &[u8]| {
+                        if shared.cancelled() {
+                            return Err(ReadFail::Stop(Stop::Failed(Error::Interrupted)));
+                        }
+                        let id = shared.keys.blob_id(chunk);
+                        content.push(id);
+                        size += chunk.len() as u64;
+                        add(&shared.progress.bytes_done, chunk.len() as u64);
+                        if shared.claim(&id) {
+                            let job = SealJob {
+                                blob_type: BlobType::Data,
+                                id,
+                                data: chunk.to_vec(),
+                            };
+                            seal.send(job).map_err(|_| ReadFail::Stop(Stop::Closed))?;
+                        }
+                        Ok(())
+                    })
+            });
         let reply = match result {
             Ok(()) => Ok(FileContent { content, size }),
             Err(ReadFail::Io(e)) => Err((job.path.clone(), e.to_string())),
@@ -154,18 +169,29 @@ pub(crate) fn file_worker(shared: &Shared, jobs: Receiver<FileJob>, seal: Sender
 }
 
 /// Sealer: compresses and encrypts blobs.
-pub(crate) fn sealer(shared: &Shared, jobs: Receiver<SealJob>, out: Sender<SealedBlob>) -> Result<(), Stop> {
+pub(crate) fn sealer(
+    shared: &Shared,
+    jobs: Receiver<SealJob>,
+    out: Sender<SealedBlob>,
+) -> Result<(), Stop> {
     for job in jobs {
         let mut sealed = Vec::with_capacity(job.data.len() / 2 + 64);
         let aad = blob_aad(job.blob_type.as_u8(), &job.id);
-        shared.keys.seal(&aad, &job.data, shared.compression, &mut sealed);
+        shared
+            .keys
+            .seal(&aad, &job.data, shared.compression, &mut sealed);
         let counter = match job.blob_type {
             BlobType::Data => &shared.progress.data_blobs,
             BlobType::Tree => &shared.progress.tree_blobs,
         };
         add(counter, 1);
         add(&shared.progress.data_added, job.data.len() as u64);
-        let blob = SealedBlob { blob_type: job.blob_type, id: job.id, sealed, raw_length: job.data.len() as u32 };
+        let blob = SealedBlob {
+            blob_type: job.blob_type,
+            id: job.id,
+            sealed,
+            raw_length: job.data.len() as u32,
+        };
         out.send(blob).map_err(|_| Stop::Closed)?;
     }
     Ok(())
@@ -181,16 +207,21 @@ pub(crate) fn packer(
     let mut open: [Option<PackWriter>; 2] = [None, None];
     for blob in blobs {
         let slot = &mut open[blob.blob_type.as_u8() as usize];
-        let writer = slot.get_or_insert_with(|| PackWriter::with_capacity(pack_size + pack_size / 8));
+        let writer =
+            slot.get_or_insert_with(|| PackWriter::with_capacity(pack_size + pack_size / 8));
         writer.add(blob.blob_type, blob.id, &blob.sealed, blob.raw_length);
         if writer.len() >= pack_size {
             if let Some(full) = slot.take() {
-                upload.blocking_send(full.finish(keys)).map_err(|_| Stop::Closed)?;
+                upload
+                    .blocking_send(full.finish(keys))
+                    .map_err(|_| Stop::Closed)?;
             }
         }
     }
     for writer in open.into_iter().flatten() {
-        upload.blocking_send(writer.finish(keys)).map_err(|_| Stop::Closed)?;
+        upload
+            .blocking_send(writer.finish(keys))
+            .map_err(|_| Stop::Closed)?;
     }
     Ok(())
 }

@@ -64,8 +64,15 @@ mod tests {
 
     #[test]
     fn cleaning_and_nesting() {
-        assert_eq!(clean_absolute(Path::new("/a/./b/../c/")).unwrap(), PathBuf::from("/a/c"));
-        let t = build(&[PathBuf::from("/a/b"), PathBuf::from("/a/b/c"), PathBuf::from("/d")]);
+        assert_eq!(
+            clean_absolute(Path::new("/a/./b/../c/")).unwrap(),
+            PathBuf::from("/a/c")
+        );
+        let t = build(&[
+            PathBuf::from("/a/b"),
+            PathBuf::from("/a/b/c"),
+            PathBuf::from("/d"),
+        ]);
         assert!(!t.target);
         let a = &t.children[&b"a".to_vec()];
         assert!(!a.target && a.children[&b"b".to_vec()].target);

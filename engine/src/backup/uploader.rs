@@ -24,11 +24,17 @@ pub(crate) async fn upload_packs(
     dry_run: bool,
     progress: &super::BackupProgress,
 ) -> Result<(), Stop> {
-    let uploads = futures::stream::unfold(packs, |mut rx| async move { rx.recv().await.map(|p| (p, rx)) })
+    let uploads =
+        futures::stream::unfold(
+            packs,
+            |mut rx| async move { rx.recv().await.map(|p| (p, rx)) },
+        )
         .map(|pack| async move {
             if !dry_run {
                 let key = ObjectKind::Pack.key(&pack.id.to_hex());
-                repo.destinations().put_content(&key, pack.bytes.clone()).await?;
+                repo.destinations()
+                    .put_content(&key, pack.bytes.clone())
+                    .await?;
             }
             Ok::<_, crate::error::Error>(pack)
         })

@@ -74,12 +74,18 @@ impl Walker<'_> {
         self.skipped
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(SkippedEntry { path: path.to_path_buf(), reason });
+            .push(SkippedEntry {
+                path: path.to_path_buf(),
+                reason,
+            });
     }
 
     fn load_parent_tree(&self, id: Option<BlobId>) -> Option<Tree> {
         let id = id?;
-        match self.runtime.block_on(self.repo.load_tree(&self.shared.index, &id)) {
+        match self
+            .runtime
+            .block_on(self.repo.load_tree(&self.shared.index, &id))
+        {
             Ok(tree) => Some(tree),
             Err(e) => {
                 tracing::warn!("parent tree {id} unreadable, reading everything below it: {e}");
@@ -89,7 +95,11 @@ impl Walker<'_> {
     }
 
     /// Walks from `/` through the target tree; the last directory sent is the root.
-    pub fn walk_root(&mut self, targets: &TargetNode, parent_root: Option<BlobId>) -> Result<(), Stop> {
+    pub fn walk_root(
+        &mut self,
+        targets: &TargetNode,
+        parent_root: Option<BlobId>,
+    ) -> Result<(), Stop> {
         let parent = self.load_parent_tree(parent_root);
         match self.walk_dir(Path::new("/"), Some(targets), parent.as_ref(), parent_root) {
             Ok(()) => Ok(()),
@@ -145,7 +155,10 @@ impl Walker<'_> {
             }
         }
         self.dirs
-            .send(DirJob { nodes, parent_subtree: parent_id })
+            .send(DirJob {
+                nodes,
+                parent_subtree: parent_id,
+            })
             .map_err(|_| WalkFail::Stop(Stop::Closed))
     }
 
@@ -166,7 +179,13 @@ impl Walker<'_> {
             let parent_tree = self.load_parent_tree(parent_sub);
             return match self.walk_dir(path, targets, parent_tree.as_ref(), parent_sub) {
                 Ok(()) => {
-                    let node = node_from_metadata(name, meta, NodeKind::Dir { subtree: BlobId::default() });
+                    let node = node_from_metadata(
+                        name,
+                        meta,
+                        NodeKind::Dir {
+                            subtree: BlobId::default(),
+                        },
+                    );
                     Ok(Some(Pending::Subdir(node)))
                 }
                 Err(WalkFail::Skip(e)) => {
@@ -183,17 +202,39 @@ impl Walker<'_> {
                         add(&progress.files_unmodified, 1);
                         add(&progress.files_done, 1);
                         add(&progress.bytes_done, meta.len());
-                        let node = node_from_metadata(name, meta, NodeKind::File { content: content.clone() });
+                        let node = node_from_metadata(
+                            name,
+                            meta,
+                            NodeKind::File {
+                                content: content.clone(),
+                            },
+                        );
                         return Ok(Some(Pending::Ready(node)));
                     }
                 }
             }
-            add(if parent_node.is_some() { &progress.files_changed } else { &progress.files_new }, 1);
+            add(
+                if parent_node.is_some() {
+                    &progress.files_changed
+                } else {
+                    &progress.files_new
+                },
+                1,
+            );
             let (reply, answer) = crossbeam_channel::bounded(1);
             self.files
-                .send(FileJob { path: path.to_path_buf(), reply })
+                .send(FileJob {
+                    path: path.to_path_buf(),
+                    reply,
+                })
                 .map_err(|_| WalkFail::Stop(Stop::Closed))?;
-            let node = node_from_metadata(name, meta, NodeKind::File { content: Vec::new() });
+            let node = node_from_metadata(
+                name,
+                meta,
+                NodeKind::File {
+                    content: Vec::new(),
+                },
+            );
             return Ok(Some(Pending::File(node, answer)));
         }
         match special_kind(path, meta) {

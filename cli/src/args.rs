@@ -1,0 +1,81 @@
+//! Command-line arguments (clap derive). Each flag's doc comment is its help.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::commands;
+
+/// Encrypted, deduplicated backups to several destinations at once.
+///
+/// With nothing configured, lifeboat keeps one local repository in your data
+/// directory. Name destinations with -d (a path, file:///path, s3://… or
+/// sftp://…) or in the config file (lifeboat/config.toml in your config
+/// directory).
+///
+/// Exit codes: 0 ok, 1 error, 2 usage, 3 incomplete (some files unreadable),
+/// 10 no repository, 11 locked, 12 wrong password, 130 interrupted.
+#[derive(Debug, Parser)]
+#[command(
+    name = "lifeboat",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// Global options.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command accepts.
+#[derive(Debug, clap::Args)]
+pub struct GlobalArgs {
+    /// Config file (default: lifeboat/config.toml in the user's config directory).
+    #[arg(long, global = true, env = "LIFEBOAT_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Destination: a path, file:///path, s3://bucket/prefix, sftp://user@host/path,
+    /// or a name from the config file. Repeat for several.
+    #[arg(short = 'd', long = "dest", global = true, value_name = "URL")]
+    pub dest: Vec<String>,
+    /// Profile from the config file (destinations, paths, excludes).
+    #[arg(long, global = true, env = "LIFEBOAT_PROFILE", value_name = "NAME")]
+    pub profile: Option<String>,
+    /// Read the password from this file (first line). Else LIFEBOAT_PASSWORD, else a prompt.
+    #[arg(
+        long,
+        global = true,
+        env = "LIFEBOAT_PASSWORD_FILE",
+        value_name = "FILE"
+    )]
+    pub password_file: Option<PathBuf>,
+    /// Print machine-readable JSON on stdout (and nothing else there).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print only errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// More detail (repeat for debug output).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a new repository on every destination.
+    Init(commands::init::Args),
+    /// Back up files and directories.
+    Backup(commands::backup::Args),
+    /// List snapshots.
+    Snapshots(commands::snapshots::Args),
+    /// List the files in a snapshot.
+    Ls(commands::ls::Args),
+    /// Restore a snapshot.
+    Restore(commands::restore::Args),
+    /// Verify the repository's integrity.
+    Check(commands::check::Args),
+}

@@ -1,0 +1,230 @@
+//! `lifeboat backup`: back up files and directories.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _, Result};
+use lifeboat_backends::ErrorKind;
+use lifeboat_engine::backup::{self, BackupOptions, BackupProgress, Excludes, ParentChoice};
+use lifeboat_engine::{DestinationSet, Repository};
+use serde_json::json;
+
+use crate::context::Context;
+use crate::output::{self, Tick, Ticker};
+
+/// Arguments of `backup`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Files and directories to back up (default: the profile's paths).
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Tag the snapshot (repeat, or separate with commas).
+    #[arg(long = "tag", value_name = "TAG", value_delimiter = ',')]
+    pub tags: Vec<String>,
+    /// Leave out entries matching GLOB: without `/` it matches names at any depth
+    /// (`*.tmp`), with `/` whole absolute paths (`/home/*/.cache`).
+    #[arg(long = "exclude", short = 'e', value_name = "GLOB")]
+    pub excludes: Vec<String>,
+    /// Read exclude patterns from a file (one per line, # comments).
+    #[arg(long = "exclude-file", value_name = "FILE")]
+    pub exclude_files: Vec<PathBuf>,
+    /// Host name to record (default: this machine's).
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
+    /// Do everything except writing to the destinations.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Compare with this snapshot to skip unchanged files (default: the latest of the same host and paths).
+    #[arg(long, value_name = "SNAPSHOT", conflicts_with = "force")]
+    pub parent: Option<String>,
+    /// Read every file, even those unchanged since the parent snapshot.
+    #[arg(long)]
+    pub force: bool,
+    /// zstd level for this run (0 = off, 1-22; default: the repository's).
+    #[arg(long, value_name = "LEVEL", value_parser = clap::value_parser!(i32).range(0..=22))]
+    pub compression: Option<i32>,
+    /// Worker threads per CPU stage (default: number of cores).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+}
+
+/// Opens the repository, creating the embedded default on first use.
+async fn open_or_create(ctx: &Context) -> Result<Repository> {
+    let selection = ctx.selection()?;
+    if selection.embedded_default {
+        let primary = selection.backends[0].clone();
+        match primary.stat("config").await {
+            Err(e) if e.kind == ErrorKind::NotFound => {
+                let dests = DestinationSet::new(selection.backends)?;
+                let init_args = super::init::Args {
+                    compression: None,
+                    kdf_memory: None,
+                    kdf_iterations: None,
+                };
+                let repo = super::init::create(ctx, &init_args, dests).await?;
+                ctx.note(format!(
+                    "created a new lifeboat repository at {}\nKeep your password safe: without it nobody, including you, can restore this data.",
+                    primary.location()
+                ));
+                return Ok(repo);
+            }
+            Err(e) => return Err(e.into()),
+            Ok(_) => {}
+        }
+    }
+    ctx.open().await
+}
+
+/// Runs `backup`.
+pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
+    let profile = ctx.profile()?;
+    let mut paths = args.paths.clone();
+    if paths.is_empty() {
+        paths = profile
+            .map(|p| {
+                p.paths
+                    .iter()
+                    .map(|s| crate::config::expand_home(s))
+                    .collect()
+            })
+            .unwrap_or_default();
+    }
+    if paths.is_empty() {
+        bail!("nothing to back up: name at least one path (lifeboat backup ~/Documents) or set paths in a profile");
+    }
+    let mut excludes = args.excludes.clone();
+    if let Some(p) = profile {
+        excludes.extend(p.exclude.iter().cloned());
+    }
+    for file in &args.exclude_files {
+        excludes.extend(
+            Excludes::read_file(file)
+                .with_context(|| format!("--exclude-file {}", file.display()))?,
+        );
+    }
+    let mut tags: Vec<String> = args
+        .tags
+        .iter()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .collect();
+    if let Some(p) = profile {
+        tags.extend(p.tags.iter().cloned());
+    }
+    tags.sort();
+    tags.dedup();
+    let repo = open_or_create(ctx).await?;
+    let parent = match (&args.parent, args.force) {
+        (_, true) => ParentChoice::None,
+        (Some(spec), _) => ParentChoice::Id(repo.find_snapshot(spec).await?.0),
+        (None, _) => ParentChoice::Latest,
+    };
+    let options = BackupOptions {
+        paths,
+        tags,
+        excludes,
+        host: args.host.clone(),
+        dry_run: args.dry_run,
+        parent,
+        compression: args.compression.or(profile.and_then(|p| p.compression)),
+        threads: args.threads,
+    };
+    let progress = Arc::new(BackupProgress::default());
+    let p = progress.clone();
+    let ticker = Ticker::start(ctx, true, move || {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (files, bytes, up, errors) = (
+            p.files_done.load(Relaxed),
+            p.bytes_done.load(Relaxed),
+            p.bytes_uploaded.load(Relaxed),
+            p.errors.load(Relaxed),
+        );
+        Tick {
+            pos: bytes,
+            len: None,
+            message: format!(
+                "{files} files, {} stored, {errors} errors",
+                output::bytes(up)
+            ),
+            json: json!({"message_type": "status", "files_done": files, "bytes_done": bytes, "bytes_uploaded": up, "errors": errors}),
+        }
+    });
+    let result = super::with_lock(&repo, async {
+        Ok(backup::backup(&repo, &options, progress.clone(), ctx.cancel.clone()).await?)
+    })
+    .await;
+    ticker.finish().await;
+    let outcome = result?;
+    let s = &outcome.snapshot.summary;
+    let id = outcome.snapshot_id.map(|id| id.to_hex());
+    if ctx.global.json {
+        for skipped in &outcome.skipped {
+            println!(
+                "{}",
+                json!({"message_type": "error", "item": skipped.path.to_string_lossy(), "error": skipped.reason})
+            );
+        }
+        println!(
+            "{}",
+            json!({
+                "message_type": "summary",
+                "snapshot_id": id,
+                "dry_run": args.dry_run,
+                "files_new": s.files_new,
+                "files_changed": s.files_changed,
+                "files_unmodified": s.files_unmodified,
+                "dirs_new": s.dirs_new,
+                "dirs_changed": s.dirs_changed,
+                "dirs_unmodified": s.dirs_unmodified,
+                "data_blobs": s.data_blobs,
+                "tree_blobs": s.tree_blobs,
+                "data_added": s.data_added,
+                "data_added_packed": s.data_added_packed,
+                "total_files_processed": s.total_files,
+                "total_bytes_processed": s.total_bytes,
+                "errors": s.errors,
+                "total_duration": s.duration_ms as f64 / 1000.0,
+            })
+        );
+    } else {
+        for skipped in &outcome.skipped {
+            eprintln!(
+                "error: cannot read {}: {}",
+                skipped.path.display(),
+                skipped.reason
+            );
+        }
+        ctx.note(format!(
+            "Files: {:>8} new, {:>8} changed, {:>8} unmodified\nDirs:  {:>8} new, {:>8} changed, {:>8} unmodified\nAdded: {} ({} stored)",
+            s.files_new,
+            s.files_changed,
+            s.files_unmodified,
+            s.dirs_new,
+            s.dirs_changed,
+            s.dirs_unmodified,
+            output::bytes(s.data_added),
+            output::bytes(s.data_added_packed)
+        ));
+        let saved = match &id {
+            Some(id) => format!("snapshot {} saved", &id[..8]),
+            None => "dry run: nothing was written".to_string(),
+        };
+        ctx.note(format!(
+            "processed {} files, {} in {:.1}s; {saved}",
+            s.total_files,
+            output::bytes(s.total_bytes),
+            s.duration_ms as f64 / 1000.0
+        ));
+        if outcome.is_incomplete() {
+            ctx.note(format!(
+                "warning: {} entries could not be read and are not in the snapshot",
+                outcome.skipped.len()
+            ));
+        }
+    }
+    Ok(if outcome.is_incomplete() {
+        crate::exit::INCOMPLETE
+    } else {
+        crate::exit::OK
+    })
+}

@@ -1,0 +1,73 @@
+//! `lifeboat init`: create a repository on every destination.
+
+use anyhow::Result;
+use lifeboat_engine::{DestinationSet, KdfParams, RepoParams, Repository};
+use serde_json::json;
+
+use crate::context::Context;
+use crate::password;
+
+/// Arguments of `init`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Default zstd compression level for new data (0 = off, 1-22).
+    #[arg(long, value_name = "LEVEL", value_parser = clap::value_parser!(i32).range(0..=22))]
+    pub compression: Option<i32>,
+    /// Argon2id memory cost in KiB for this password's key (default 65536 = 64 MiB).
+    #[arg(long, value_name = "KIB", value_parser = clap::value_parser!(u32).range(8..=4_194_304))]
+    pub kdf_memory: Option<u32>,
+    /// Argon2id passes (default 3).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub kdf_iterations: Option<u32>,
+}
+
+/// Creates a repository on the selected destinations with a new password.
+pub async fn create(ctx: &Context, args: &Args, dests: DestinationSet) -> Result<Repository> {
+    let password = password::new(ctx.global.password_file.as_deref())?;
+    let mut params = RepoParams::default();
+    if let Some(level) = args
+        .compression
+        .or(ctx.profile()?.and_then(|p| p.compression))
+    {
+        params.compression = level;
+    }
+    let defaults = KdfParams::default();
+    let kdf = KdfParams {
+        memory_kib: args.kdf_memory.unwrap_or(defaults.memory_kib),
+        iterations: args.kdf_iterations.unwrap_or(defaults.iterations),
+        parallelism: defaults.parallelism,
+    };
+    Ok(Repository::init(dests, &password, params, kdf).await?)
+}
+
+/// Runs `init`.
+pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
+    let selection = ctx.selection()?;
+    let dests = DestinationSet::new(selection.backends)?;
+    let repo = create(ctx, &args, dests).await?;
+    let locations: Vec<_> = repo
+        .destinations()
+        .backends()
+        .iter()
+        .map(|b| json!({"name": b.name(), "location": b.location()}))
+        .collect();
+    if ctx.global.json {
+        println!(
+            "{}",
+            json!({"message_type": "init", "repository_id": repo.id().to_hex(), "destinations": locations})
+        );
+    } else {
+        for b in repo.destinations().backends() {
+            ctx.note(format!(
+                "created lifeboat repository {} at {} ({})",
+                repo.id().short(),
+                b.name(),
+                b.location()
+            ));
+        }
+        ctx.note(
+            "Keep your password safe: without it nobody, including you, can restore this data.",
+        );
+    }
+    Ok(crate::exit::OK)
+}

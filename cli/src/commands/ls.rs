@@ -1,0 +1,85 @@
+//! `lifeboat ls`: list the files in a snapshot.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use lifeboat_engine::{Node, NodeKind};
+use serde_json::json;
+
+use crate::context::Context;
+
+/// Arguments of `ls`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Snapshot: `latest`, an id, or a unique prefix of one (4+ hex digits).
+    #[arg(value_name = "SNAPSHOT")]
+    pub snapshot: String,
+    /// Only this path in the snapshot and what is below it.
+    #[arg(value_name = "PATH")]
+    pub path: Option<PathBuf>,
+    /// Long listing: type and mode, owner, size, modification time.
+    #[arg(short, long)]
+    pub long: bool,
+}
+
+fn mode_string(node: &Node) -> String {
+    let mut s = String::with_capacity(10);
+    s.push(node.type_char());
+    for shift in [6, 3, 0] {
+        let bits = (node.mode >> shift) & 7;
+        s.push(if bits & 4 != 0 { 'r' } else { '-' });
+        s.push(if bits & 2 != 0 { 'w' } else { '-' });
+        s.push(if bits & 1 != 0 { 'x' } else { '-' });
+    }
+    s
+}
+
+/// Runs `ls`.
+pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
+    let repo = ctx.open().await?;
+    let (_, snapshot) = repo.find_snapshot(&args.snapshot).await?;
+    let index = repo.load_index().await?;
+    let start = args.path.clone().unwrap_or_else(|| PathBuf::from("/"));
+    let (json, long) = (ctx.global.json, args.long);
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    lifeboat_engine::ls::walk(&repo, &index, snapshot.tree, &start, |path, node| {
+        if json {
+            let mut v = json!({
+                "path": path.to_string_lossy(),
+                "type": match node.kind { NodeKind::File { .. } => "file", NodeKind::Dir { .. } => "dir", NodeKind::Symlink { .. } => "symlink", NodeKind::Fifo => "fifo", NodeKind::Socket => "socket", NodeKind::BlockDevice { .. } => "blockdev", NodeKind::CharDevice { .. } => "chardev" },
+                "size": node.size,
+                "mode": node.mode,
+                "uid": node.uid,
+                "gid": node.gid,
+                "user": node.user,
+                "group": node.group,
+                "mtime": node.mtime,
+                "links": node.links,
+            });
+            if let NodeKind::Symlink { target } = &node.kind {
+                v["target"] = json!(String::from_utf8_lossy(target));
+            }
+            println!("{v}");
+        } else if long {
+            let mtime = time::OffsetDateTime::from_unix_timestamp(node.mtime)
+                .ok()
+                .and_then(|t| t.format(&format).ok())
+                .unwrap_or_default();
+            let owner = if node.user.is_empty() { node.uid.to_string() } else { node.user.clone() };
+            let group = if node.group.is_empty() { node.gid.to_string() } else { node.group.clone() };
+            let link = match &node.kind {
+                NodeKind::Symlink { target } => format!(" -> {}", String::from_utf8_lossy(target)),
+                _ => String::new(),
+            };
+            println!("{} {:>8} {:>8} {:>12} {} {}{link}", mode_string(node), owner, group, node.size, mtime, path.display());
+        } else {
+            use std::io::Write;
+            use std::os::unix::ffi::OsStrExt;
+            // Names are bytes: print them as they are, not lossily.
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(path.as_os_str().as_bytes()).and_then(|()| out.write_all(b"\n"));
+        }
+    })
+    .await?;
+    Ok(crate::exit::OK)
+}

@@ -1,0 +1,39 @@
+//! One module per subcommand: its arguments and a `run` that calls the engine
+//! and formats the result.
+
+pub mod backup;
+pub mod check;
+pub mod init;
+pub mod ls;
+pub mod restore;
+pub mod snapshots;
+
+use anyhow::Result;
+
+use crate::args::Command;
+use crate::context::Context;
+
+/// Runs a command; returns the exit code.
+pub async fn run(ctx: &Context, command: Command) -> Result<i32> {
+    match command {
+        Command::Init(args) => init::run(ctx, args).await,
+        Command::Backup(args) => backup::run(ctx, args).await,
+        Command::Snapshots(args) => snapshots::run(ctx, args).await,
+        Command::Ls(args) => ls::run(ctx, args).await,
+        Command::Restore(args) => restore::run(ctx, args).await,
+        Command::Check(args) => check::run(ctx, args).await,
+    }
+}
+
+/// Takes a shared lock, runs `work`, releases the lock whatever happened.
+pub async fn with_lock<T>(
+    repo: &lifeboat_engine::Repository,
+    work: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    let lock = lifeboat_engine::acquire_lock(repo.destinations(), repo.keys(), false).await?;
+    let result = work.await;
+    if let Err(e) = lock.release().await {
+        tracing::warn!("could not remove the lock (it will go stale): {e}");
+    }
+    result
+}

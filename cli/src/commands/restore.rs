@@ -1,0 +1,117 @@
+//! `lifeboat restore`: restore a snapshot under a target directory.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Result;
+use lifeboat_engine::restore::{self, RestoreOptions, RestoreProgress};
+use serde_json::json;
+
+use crate::context::Context;
+use crate::output::{self, Tick, Ticker};
+
+/// Arguments of `restore`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Snapshot: `latest`, an id, or a unique prefix of one (4+ hex digits).
+    #[arg(value_name = "SNAPSHOT")]
+    pub snapshot: String,
+    /// Directory to restore into; each backed-up path is recreated at its absolute
+    /// location below it.
+    #[arg(long, short = 't', value_name = "DIR")]
+    pub target: PathBuf,
+    /// Restore only this path of the snapshot (repeat for several).
+    #[arg(long = "include", short = 'i', value_name = "PATH")]
+    pub includes: Vec<PathBuf>,
+    /// Re-read every restored file and compare it with the snapshot.
+    #[arg(long)]
+    pub verify: bool,
+}
+
+/// Runs `restore`.
+pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
+    let repo = ctx.open().await?;
+    let (id, snapshot) = repo.find_snapshot(&args.snapshot).await?;
+    let options = RestoreOptions {
+        target: args.target.clone(),
+        includes: args.includes.clone(),
+        verify: args.verify,
+        concurrency: None,
+    };
+    let progress = Arc::new(RestoreProgress::default());
+    let p = progress.clone();
+    let ticker = Ticker::start(ctx, true, move || {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (done, total) = (p.bytes_done.load(Relaxed), p.bytes_total.load(Relaxed));
+        Tick {
+            pos: done,
+            len: Some(total),
+            message: String::new(),
+            json: json!({"message_type": "status", "bytes_done": done, "bytes_total": total}),
+        }
+    });
+    let started = std::time::Instant::now();
+    let result = super::with_lock(&repo, async {
+        Ok(restore::restore(
+            &repo,
+            &snapshot,
+            &options,
+            progress.clone(),
+            ctx.cancel.clone(),
+        )
+        .await?)
+    })
+    .await;
+    ticker.finish().await;
+    let outcome = result?;
+    let seconds = started.elapsed().as_secs_f64();
+    if ctx.global.json {
+        let errors: Vec<_> = outcome
+            .errors
+            .iter()
+            .map(|(p, e)| json!({"item": p.to_string_lossy(), "error": e}))
+            .collect();
+        println!(
+            "{}",
+            json!({
+                "message_type": "summary",
+                "snapshot_id": id.to_hex(),
+                "target": args.target.to_string_lossy(),
+                "files_restored": outcome.files,
+                "dirs_restored": outcome.dirs,
+                "specials_restored": outcome.specials,
+                "hardlinks_restored": outcome.hardlinks,
+                "bytes_restored": outcome.bytes,
+                "files_verified": outcome.verified,
+                "errors": errors,
+                "total_duration": seconds,
+            })
+        );
+    } else {
+        for (path, error) in &outcome.errors {
+            eprintln!("error: {}: {error}", path.display());
+        }
+        let verified = if args.verify {
+            format!(", {} verified", outcome.verified)
+        } else {
+            String::new()
+        };
+        ctx.note(format!(
+            "restored snapshot {} to {}: {} files, {} dirs, {} links{verified}, {} in {seconds:.1}s",
+            id.short(),
+            args.target.display(),
+            outcome.files,
+            outcome.dirs,
+            outcome.specials + outcome.hardlinks,
+            output::bytes(outcome.bytes)
+        ));
+        if !outcome.errors.is_empty() {
+            eprintln!("{} entries could not be restored", outcome.errors.len());
+        }
+    }
+    Ok(if outcome.errors.is_empty() {
+        crate::exit::OK
+    } else {
+        crate::exit::ERROR
+    })
+}

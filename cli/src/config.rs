@@ -1,0 +1,188 @@
+//! The config file and how destinations are chosen.
+//!
+//! ```toml
+//! # ~/.config/lifeboat/config.toml
+//! [destinations.usb]
+//! url = "/mnt/usb/lb"
+//!
+//! [profiles.default]
+//! destinations = ["usb"]          # default: every destination
+//! paths = ["~/Documents"]
+//! exclude = ["*.tmp"]
+//! tags = ["daily"]
+//! compression = 3
+//! ```
+//!
+//! Precedence: `-d` flags, else the profile's (or every configured)
+//! destination, else the embedded default: one local repository in the user's
+//! data directory.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use lifeboat_backends::{Backend, DestinationUrl};
+use serde::Deserialize;
+
+/// The parsed config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Named destinations.
+    #[serde(default)]
+    pub destinations: BTreeMap<String, DestinationConfig>,
+    /// Named profiles.
+    #[serde(default)]
+    pub profiles: BTreeMap<String, Profile>,
+}
+
+/// One destination.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationConfig {
+    /// Where it is.
+    pub url: String,
+}
+
+/// A profile: what `backup` does without arguments.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// Destination names (default: all).
+    #[serde(default)]
+    pub destinations: Vec<String>,
+    /// Paths to back up when none are given (`~` expands to the home directory).
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// Exclude patterns added to any given on the command line.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Tags added to every snapshot.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// zstd level for new data.
+    pub compression: Option<i32>,
+}
+
+/// The default config file location.
+pub fn default_config_path() -> Option<PathBuf> {
+    dirs::config_dir().map(|d| d.join("lifeboat").join("config.toml"))
+}
+
+/// The embedded default repository location.
+pub fn default_repository_path() -> Result<PathBuf> {
+    let data = dirs::data_dir()
+        .context("cannot find the user's data directory; set HOME or XDG_DATA_HOME, or pass -d")?;
+    Ok(data.join("lifeboat").join("repository"))
+}
+
+/// Loads the config file: an explicit path must exist; the default may be absent.
+pub fn load(explicit: Option<&Path>) -> Result<ConfigFile> {
+    let (path, required) = match explicit {
+        Some(p) => (p.to_path_buf(), true),
+        None => match default_config_path() {
+            Some(p) => (p, false),
+            None => return Ok(ConfigFile::default()),
+        },
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+            return Ok(ConfigFile::default())
+        }
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot read config file {}", path.display()))
+        }
+    };
+    toml::from_str(&text).map_err(|e| {
+        let first = e.to_string().lines().next().unwrap_or_default().to_string();
+        anyhow::anyhow!("config file {}: {first}", path.display())
+    })
+}
+
+/// Expands a leading `~/` to the home directory.
+pub fn expand_home(path: &str) -> PathBuf {
+    match (path.strip_prefix("~/"), dirs::home_dir()) {
+        (Some(rest), Some(home)) => home.join(rest),
+        _ if path == "~" => dirs::home_dir().unwrap_or_else(|| PathBuf::from(path)),
+        _ => PathBuf::from(path),
+    }
+}
+
+/// The destinations a command works on.
+pub struct Selection {
+    /// Opened backends, in preference order.
+    pub backends: Vec<Arc<dyn Backend>>,
+    /// True when this is the embedded default (created on first backup).
+    pub embedded_default: bool,
+}
+
+impl ConfigFile {
+    /// The named profile, or `default` if present.
+    pub fn profile(&self, name: Option<&str>) -> Result<Option<&Profile>> {
+        match name {
+            Some(n) => match self.profiles.get(n) {
+                Some(p) => Ok(Some(p)),
+                None => bail!("no profile {n:?} in the config file"),
+            },
+            None => Ok(self.profiles.get("default")),
+        }
+    }
+
+    /// Resolves the destinations to use.
+    pub fn select(&self, flags: &[String], profile: Option<&Profile>) -> Result<Selection> {
+        let mut chosen: Vec<(String, String)> = Vec::new();
+        if !flags.is_empty() {
+            for flag in flags {
+                match self.destinations.get(flag) {
+                    Some(d) => chosen.push((flag.clone(), d.url.clone())),
+                    None => {
+                        let url = DestinationUrl::parse(flag)?;
+                        chosen.push((url.default_name(), flag.clone()));
+                    }
+                }
+            }
+        } else if let Some(names) = profile.map(|p| &p.destinations).filter(|d| !d.is_empty()) {
+            for name in names {
+                let d = self.destinations.get(name).with_context(|| {
+                    format!(
+                        "profile names destination {name:?}, which the config file does not define"
+                    )
+                })?;
+                chosen.push((name.clone(), d.url.clone()));
+            }
+        } else {
+            chosen.extend(
+                self.destinations
+                    .iter()
+                    .map(|(n, d)| (n.clone(), d.url.clone())),
+            );
+        }
+        let embedded_default = chosen.is_empty();
+        if embedded_default {
+            chosen.push((
+                "default".into(),
+                default_repository_path()?.display().to_string(),
+            ));
+        }
+        let mut backends = Vec::new();
+        let mut used: Vec<String> = Vec::new();
+        for (mut name, url) in chosen {
+            // Two URLs can derive the same name (two disks both mounted at .../lb).
+            let base = name.clone();
+            let mut n = 2;
+            while used.contains(&name) {
+                name = format!("{base}-{n}");
+                n += 1;
+            }
+            used.push(name.clone());
+            let parsed = DestinationUrl::parse(&url)?;
+            backends.push(parsed.open(&name)?);
+        }
+        Ok(Selection {
+            backends,
+            embedded_default,
+        })
+    }
+}

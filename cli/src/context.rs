@@ -1,0 +1,73 @@
+//! What every command shares: the parsed global flags, the config file, the
+//! destinations, the password, the output mode and the interrupt flag.
+
+use std::io::IsTerminal;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::Result;
+use lifeboat_engine::{DestinationSet, Repository};
+
+use crate::args::GlobalArgs;
+use crate::config::{ConfigFile, Profile, Selection};
+use crate::password;
+
+/// Shared state of one invocation.
+pub struct Context {
+    /// Global flags.
+    pub global: GlobalArgs,
+    /// The config file (empty when there is none).
+    pub config: ConfigFile,
+    /// Set by Ctrl-C.
+    pub cancel: Arc<AtomicBool>,
+}
+
+impl Context {
+    /// Loads the config file.
+    pub fn new(global: GlobalArgs) -> Result<Self> {
+        let config = crate::config::load(global.config.as_deref())?;
+        Ok(Context {
+            global,
+            config,
+            cancel: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// The selected profile, if any.
+    pub fn profile(&self) -> Result<Option<&Profile>> {
+        self.config.profile(self.global.profile.as_deref())
+    }
+
+    /// The destinations this invocation works on.
+    pub fn selection(&self) -> Result<Selection> {
+        self.config.select(&self.global.dest, self.profile()?)
+    }
+
+    /// Opens the repository on the selected destinations.
+    pub async fn open(&self) -> Result<Repository> {
+        let selection = self.selection()?;
+        let dests = DestinationSet::new(selection.backends)?;
+        let password = password::existing(self.global.password_file.as_deref())?;
+        Ok(Repository::open(dests, &password).await?)
+    }
+
+    /// True when progress bars should be drawn: a terminal, no --json, no -q.
+    pub fn show_progress(&self) -> bool {
+        !self.global.json && !self.global.quiet && std::io::stderr().is_terminal()
+    }
+
+    /// True when periodic status lines go to stderr on a non-terminal (-v).
+    pub fn status_lines(&self) -> bool {
+        !self.global.json
+            && !self.global.quiet
+            && self.global.verbose > 0
+            && !std::io::stderr().is_terminal()
+    }
+
+    /// Prints a human message on stderr unless quiet or JSON.
+    pub fn note(&self, message: impl std::fmt::Display) {
+        if !self.global.quiet && !self.global.json {
+            eprintln!("{message}");
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! Progress display and formatting shared by the commands.
+//!
+//! On a terminal a progress bar is drawn on stderr; with `-v` on a pipe a
+//! status line is printed every few seconds; with `--json` a status object is
+//! printed on stdout every second; otherwise nothing.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use lifeboat_engine::{Snapshot, SnapshotId};
+use serde_json::{json, Value};
+
+use crate::context::Context;
+
+/// One reading of a long task's counters.
+pub struct Tick {
+    /// Position (bytes or items).
+    pub pos: u64,
+    /// Total, when known.
+    pub len: Option<u64>,
+    /// A short human message.
+    pub message: String,
+    /// The JSON status object (for --json).
+    pub json: Value,
+}
+
+/// A background task that shows progress until finished.
+pub struct Ticker {
+    stop: Arc<AtomicBool>,
+    handle: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Ticker {
+    /// Starts showing progress from `read`, as fits the output mode.
+    pub fn start(ctx: &Context, bytes: bool, read: impl Fn() -> Tick + Send + 'static) -> Ticker {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (bar, lines, json) = (ctx.show_progress(), ctx.status_lines(), ctx.global.json);
+        if !bar && !lines && !json {
+            return Ticker { stop, handle: None };
+        }
+        let flag = stop.clone();
+        let handle = tokio::spawn(async move {
+            let pb = bar.then(|| {
+                let pb = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+                let template = if bytes {
+                    "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} {msg}"
+                } else {
+                    "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg}"
+                };
+                if let Ok(style) = ProgressStyle::with_template(template) {
+                    pb.set_style(style);
+                }
+                pb
+            });
+            let started = Instant::now();
+            let mut last_line = Instant::now();
+            let mut last_json = Instant::now();
+            while !flag.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let tick = read();
+                if let Some(pb) = &pb {
+                    if let Some(len) = tick.len {
+                        pb.set_length(len);
+                    }
+                    pb.set_position(tick.pos);
+                    pb.set_message(tick.message.clone());
+                }
+                if lines && last_line.elapsed() >= Duration::from_secs(5) {
+                    last_line = Instant::now();
+                    eprintln!(
+                        "[{}] {}",
+                        indicatif::HumanDuration(started.elapsed()),
+                        tick.message
+                    );
+                }
+                if json && last_json.elapsed() >= Duration::from_secs(1) {
+                    last_json = Instant::now();
+                    println!("{}", tick.json);
+                }
+            }
+            if let Some(pb) = pb {
+                pb.finish_and_clear();
+            }
+        });
+        Ticker {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    /// Stops and clears the display.
+    pub async fn finish(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.await;
+        }
+    }
+}
+
+/// Bytes as a human figure (binary units).
+pub fn bytes(n: u64) -> String {
+    indicatif::HumanBytes(n).to_string()
+}
+
+/// RFC 3339 time of a snapshot.
+pub fn rfc3339(s: &Snapshot) -> String {
+    s.datetime()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// A snapshot's time for tables: `2026-11-25 23:59:01` (UTC).
+pub fn table_time(s: &Snapshot) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    s.datetime().format(&format).unwrap_or_default()
+}
+
+/// The JSON object describing a snapshot.
+pub fn snapshot_json(id: &SnapshotId, s: &Snapshot) -> Value {
+    let sum = &s.summary;
+    json!({
+        "id": id.to_hex(),
+        "short_id": id.short(),
+        "time": rfc3339(s),
+        "hostname": s.hostname,
+        "username": s.username,
+        "paths": s.paths_lossy(),
+        "tags": s.tags,
+        "parent": s.parent.map(|p| p.to_hex()),
+        "tree": s.tree.to_hex(),
+        "program_version": s.program_version,
+        "summary": {
+            "files_new": sum.files_new,
+            "files_changed": sum.files_changed,
+            "files_unmodified": sum.files_unmodified,
+            "dirs_new": sum.dirs_new,
+            "dirs_changed": sum.dirs_changed,
+            "dirs_unmodified": sum.dirs_unmodified,
+            "data_blobs": sum.data_blobs,
+            "tree_blobs": sum.tree_blobs,
+            "data_added": sum.data_added,
+            "data_added_packed": sum.data_added_packed,
+            "total_files_processed": sum.total_files,
+            "total_bytes_processed": sum.total_bytes,
+            "errors": sum.errors,
+            "duration_ms": sum.duration_ms,
+        },
+    })
+}
