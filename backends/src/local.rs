@@ -63,8 +63,11 @@ impl LocalBackend {
         let dir = path.parent().unwrap_or(&self.root).to_path_buf();
         if !dir.is_dir() {
             fs::create_dir_all(&dir).map_err(|e| self.io_err(key, e))?;
-            if let Some(parent) = dir.parent() {
+            // Make the new directories durable up to the root (data/ and data/xx/).
+            let mut up = dir.parent();
+            while let Some(parent) = up.filter(|p| p.starts_with(&self.root)) {
                 sync_dir(parent).map_err(|e| self.io_err(key, e))?;
+                up = parent.parent();
             }
         }
         if path.exists() {
@@ -100,12 +103,16 @@ impl LocalBackend {
                     "",
                 ))
             }
-            // No hard links on this filesystem: the existence check above
-            // stands in for the atomic one.
-            Err(_) => fs::rename(&tmp, &path).map_err(|e| {
+            // No hard links on this filesystem (FAT, exFAT, some FUSE mounts):
+            // the existence check above stands in for the atomic one.
+            Err(err) if links_unsupported(&err) => fs::rename(&tmp, &path).map_err(|e| {
                 let _ = fs::remove_file(&tmp);
                 self.io_err(key, e)
             }),
+            Err(err) => {
+                let _ = fs::remove_file(&tmp);
+                Err(self.io_err(key, err))
+            }
         };
         linked?;
         sync_dir(&dir).map_err(|e| self.io_err(key, e))
@@ -197,6 +204,13 @@ impl LocalBackend {
             }
         }
     }
+}
+
+fn links_unsupported(err: &std::io::Error) -> bool {
+    const EPERM: i32 = 1;
+    const ENOSYS: i32 = 38;
+    const EOPNOTSUPP: i32 = 95;
+    matches!(err.raw_os_error(), Some(EPERM | ENOSYS | EOPNOTSUPP))
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {

@@ -131,12 +131,18 @@ pub async fn acquire(
                 Err(e) if e.is_not_found() => continue,
                 Err(e) => return Err(e.into()),
             };
-            let Ok(plain) = keys.open(LOCK_AAD, &other) else {
-                tracing::warn!("{}: ignoring unreadable lock {}", backend.name(), meta.key);
-                continue;
-            };
-            let Ok(lock) = postcard::from_bytes::<LockFile>(&plain) else {
-                continue;
+            // A lock we cannot read may be a newer version's exclusive lock: respect it.
+            let decoded = keys
+                .open(LOCK_AAD, &other)
+                .ok()
+                .and_then(|plain| postcard::from_bytes::<LockFile>(&plain).ok())
+                .filter(|lock| lock.version == LOCK_VERSION);
+            let Some(lock) = decoded else {
+                let _ = guard.release().await;
+                return Err(Error::Locked {
+                    holder: format!("an unreadable lock on {}", backend.name()),
+                    lock: meta.key,
+                });
             };
             if lock.is_stale(now) {
                 continue;

@@ -126,7 +126,7 @@ impl Repository {
             let bytes = primary.get(&meta.key, None).await?;
             verify_named(primary.name(), &meta.key, ObjectKind::Key, &bytes)?;
             let key_file = KeyFile::from_bytes(&bytes)?;
-            let password = password.to_vec();
+            let password = zeroize::Zeroizing::new(password.to_vec());
             let opened = tokio::task::spawn_blocking(move || key_file.open(&password, &header.id))
                 .await
                 .map_err(|e| Error::InvalidInput(format!("key derivation thread failed: {e}")))?;

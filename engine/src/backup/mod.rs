@@ -125,7 +125,8 @@ pub async fn backup(
     }
     let mut abs_paths = Vec::new();
     for p in &options.paths {
-        let abs = targets::clean_absolute(p)?;
+        let abs = targets::resolve_ancestors(&targets::clean_absolute(p)?)
+            .map_err(|e| Error::InvalidInput(format!("cannot back up {}: {e}", p.display())))?;
         std::fs::symlink_metadata(&abs)
             .map_err(|e| Error::InvalidInput(format!("cannot back up {}: {e}", abs.display())))?;
         abs_paths.push(abs);

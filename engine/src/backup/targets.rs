@@ -39,6 +39,19 @@ pub fn clean_absolute(path: &Path) -> Result<PathBuf> {
     Ok(out)
 }
 
+/// Resolves symlinks in the directories above `path` (not in its last
+/// component), so that every ancestor recorded in the snapshot is a real
+/// directory: `/var/run/x` with `/var/run -> /run` becomes `/run/x`.
+///
+/// # Errors
+/// When an ancestor does not exist.
+pub fn resolve_ancestors(path: &Path) -> std::io::Result<PathBuf> {
+    match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) => Ok(std::fs::canonicalize(parent)?.join(name)),
+        _ => Ok(path.to_path_buf()),
+    }
+}
+
 /// Builds the target tree; a path inside another target is dropped.
 pub fn build(paths: &[PathBuf]) -> TargetNode {
     let mut root = TargetNode::default();
