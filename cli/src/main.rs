@@ -27,7 +27,28 @@ fn init_logging(verbose: u8, quiet: bool) {
         .init();
 }
 
+/// Keeps glibc malloc from inflating peak memory.
+///
+/// The backup pipeline allocates and frees many chunk- and pack-sized buffers
+/// across threads. glibc's default raises its mmap threshold to the largest
+/// buffer freed so far, after which 16 MiB packs come from per-thread arenas
+/// that it does not return: peak RSS grew by ~50 MB on /usr/share. A fixed
+/// threshold sends packs to mmap; a high trim threshold keeps the heap from
+/// being returned and re-faulted on every free (which cost 4x in time).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn tune_malloc() {
+    // SAFETY: called first thing in main, before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 8 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn tune_malloc() {}
+
 fn main() {
+    tune_malloc();
     let cli = args::Cli::parse();
     init_logging(cli.global.verbose, cli.global.quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

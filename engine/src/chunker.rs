@@ -11,6 +11,9 @@ use fastcdc::v2020::{FastCDC, Normalization};
 
 use crate::repo_config::RepoParams;
 
+/// Size a chunking buffer starts at.
+const INITIAL_BUFFER: usize = 256 * 1024;
+
 /// Splits streams into chunks with fixed parameters and seed.
 #[derive(Debug, Clone, Copy)]
 pub struct Chunker {
@@ -38,7 +41,9 @@ impl Chunker {
 
     /// Reads `source` to the end, calling `on_chunk` with each chunk in order.
     ///
-    /// `buffer` is reused across calls; it grows to twice the maximum chunk size.
+    /// `buffer` is reused across calls. It starts small and grows (up to twice
+    /// the maximum chunk size) only while a stream is larger than it, so small
+    /// files never cost a large buffer.
     ///
     /// # Errors
     /// The first read error, or the first error `on_chunk` returns.
@@ -49,11 +54,20 @@ impl Chunker {
         mut on_chunk: impl FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<(), E> {
         let block = 2 * self.max as usize;
-        buffer.resize(block, 0);
+        if buffer.len() < INITIAL_BUFFER.min(block) {
+            buffer.resize(INITIAL_BUFFER.min(block), 0);
+        }
         let mut filled = 0usize;
         let mut eof = false;
         loop {
-            while !eof && filled < block {
+            while !eof {
+                if filled == buffer.len() {
+                    if buffer.len() >= block {
+                        break;
+                    }
+                    let grown = (buffer.len() * 4).min(block);
+                    buffer.resize(grown, 0);
+                }
                 match source.read(&mut buffer[filled..]) {
                     Ok(0) => eof = true,
                     Ok(n) => filled += n,

@@ -137,28 +137,27 @@ pub(crate) fn seal_with(
     compression: Option<i32>,
     out: &mut Vec<u8>,
 ) {
-    let mut payload = Vec::with_capacity(plaintext.len() + 1);
-    payload.push(ENCODING_ZSTD);
-    let compressed = compression.is_some_and(|level| {
-        zstd::stream::copy_encode(plaintext, &mut payload, level).is_ok()
-            && payload.len() < plaintext.len() + 1
-    });
-    if !compressed {
-        payload.clear();
-        payload.push(ENCODING_RAW);
-        payload.extend_from_slice(plaintext);
-    }
-    let cipher = XChaCha20Poly1305::new((&key.0).into());
+    // Build nonce || encoding || body directly in `out` and encrypt in place:
+    // no intermediate payload buffer on the hot path.
     let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
-    out.reserve(NONCE_LEN + payload.len() + TAG_LEN);
+    out.reserve(NONCE_LEN + 1 + plaintext.len() + TAG_LEN);
     out.extend_from_slice(&nonce);
     let start = out.len();
-    out.extend_from_slice(&payload);
+    out.push(ENCODING_ZSTD);
+    let compressed = compression.is_some_and(|level| {
+        zstd::stream::copy_encode(plaintext, &mut *out, level).is_ok()
+            && out.len() - start < plaintext.len() + 1
+    });
+    if !compressed {
+        out.truncate(start);
+        out.push(ENCODING_RAW);
+        out.extend_from_slice(plaintext);
+    }
+    let cipher = XChaCha20Poly1305::new((&key.0).into());
     let tag = cipher
         .encrypt_in_place_detached(&nonce, aad, &mut out[start..])
         .unwrap_or_else(|_| unreachable!("XChaCha20-Poly1305 encrypts any length below 256 GiB"));
     out.extend_from_slice(&tag);
-    payload.zeroize();
 }
 
 /// Opens a sealed object and decodes its payload.

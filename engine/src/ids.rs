@@ -123,10 +123,14 @@ impl ObjectKind {
             ObjectKind::Pack => rest.split_once('/')?.1,
             _ => rest,
         };
-        let lower_hex = |s: &str| s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let lower_hex = |s: &str| {
+            s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
         let well_formed = name.len() == 64 && lower_hex(name);
         // A pack must sit in the directory named by its first two hex digits.
-        let placed = self != ObjectKind::Pack || rest.get(..3) == Some(&format!("{}/", &name[..2.min(name.len())])[..]);
+        let placed = self != ObjectKind::Pack
+            || rest.get(..3) == Some(&format!("{}/", &name[..2.min(name.len())])[..]);
         (well_formed && placed).then_some(name)
     }
 }

@@ -160,6 +160,11 @@ pub(crate) fn file_worker(
             Err(ReadFail::Io(e)) => Err((job.path.clone(), e.to_string())),
             Err(ReadFail::Stop(stop)) => return Err(stop),
         };
+        // A large file grew the buffer to twice the maximum chunk size; give
+        // that back so idle workers do not each hold one.
+        if buffer.len() > 1 << 20 {
+            buffer = Vec::new();
+        }
         add(&shared.progress.files_done, 1);
         if job.reply.send(reply).is_err() {
             return Err(Stop::Closed);
@@ -207,16 +212,22 @@ pub(crate) fn packer(
     let mut open: [Option<PackWriter>; 2] = [None, None];
     for blob in blobs {
         let slot = &mut open[blob.blob_type.as_u8() as usize];
-        let writer =
-            slot.get_or_insert_with(|| PackWriter::with_capacity(pack_size + pack_size / 8));
-        writer.add(blob.blob_type, blob.id, &blob.sealed, blob.raw_length);
-        if writer.len() >= pack_size {
+        // Close the pack before a blob would overflow it, so a pack buffer never
+        // reallocates: its size is bounded by the target (or one large blob).
+        if slot
+            .as_ref()
+            .is_some_and(|w| !w.is_empty() && w.len() + blob.sealed.len() > pack_size)
+        {
             if let Some(full) = slot.take() {
                 upload
                     .blocking_send(full.finish(keys))
                     .map_err(|_| Stop::Closed)?;
             }
         }
+        let writer = slot.get_or_insert_with(|| {
+            PackWriter::with_capacity(pack_size.max(blob.sealed.len()) + 64 * 1024)
+        });
+        writer.add(blob.blob_type, blob.id, &blob.sealed, blob.raw_length);
     }
     for writer in open.into_iter().flatten() {
         upload

@@ -13,7 +13,7 @@ use crate::pack::FinishedPack;
 use crate::repo::Repository;
 
 /// Packs uploaded at once.
-const CONCURRENT_UPLOADS: usize = 3;
+const CONCURRENT_UPLOADS: usize = 2;
 /// Blobs per index file before a new one is started.
 const INDEX_FILE_BLOBS: usize = 100_000;
 
