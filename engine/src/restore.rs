@@ -305,10 +305,11 @@ pub async fn restore(
 }
 
 /// Groups blobs of one pack into runs read with one ranged request each:
-/// gaps under 1 MiB are read through, runs stay under 32 MiB.
+/// gaps under 1 MiB are read through, runs stay under 16 MiB (which bounds
+/// memory: concurrency x 16 MiB).
 fn coalesce(blobs: Vec<Placement>) -> Vec<Vec<Placement>> {
     const MAX_GAP: u64 = 1 << 20;
-    const MAX_RUN: u64 = 32 << 20;
+    const MAX_RUN: u64 = 16 << 20;
     let mut runs: Vec<Vec<Placement>> = Vec::new();
     for blob in blobs {
         let start = u64::from(blob.entry.offset);
@@ -360,17 +361,14 @@ async fn restore_run(
         );
         let written =
             tokio::task::spawn_blocking(move || -> std::result::Result<(), (bool, String)> {
-                // Verify every blob first: nothing unverified reaches a file.
-                let mut plain = Vec::with_capacity(run2.len());
+                // Each blob is verified before any of its bytes reach a file; on a
+                // bad blob the whole run is read again from the next destination
+                // (rewriting already verified blobs with the same bytes).
                 for p in run2.iter() {
                     let at = (u64::from(p.entry.offset) - start) as usize;
                     let sealed = &bytes[at..at + p.entry.length as usize];
-                    plain.push(
-                        open_blob(&keys, &pack, &p.entry, sealed)
-                            .map_err(|e| (true, e.to_string()))?,
-                    );
-                }
-                for (p, data) in run2.iter().zip(plain) {
+                    let data = open_blob(&keys, &pack, &p.entry, sealed)
+                        .map_err(|e| (true, e.to_string()))?;
                     let zero = data.iter().all(|&b| b == 0);
                     for &(n, offset) in &p.targets {
                         if !zero {
