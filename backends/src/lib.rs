@@ -6,6 +6,7 @@
 //!
 //! - [`LocalBackend`]: a directory on a local or mounted filesystem.
 //! - [`MemoryBackend`]: an in-memory map, for tests.
+//! - [`FaultyBackend`]: wraps a real backend and injects failures, for tests.
 //! - [`DestinationUrl`]: parses `/path`, `file:///path`, `s3://…`, `sftp://…`.
 //! - [`conformance`]: the checks every backend must pass.
 //!
@@ -24,6 +25,7 @@
 mod backend;
 pub mod conformance;
 mod error;
+mod fault;
 mod local;
 mod memory;
 mod url;
@@ -31,6 +33,7 @@ mod url;
 pub use backend::{validate_key, Backend, ObjectMeta};
 pub use bytes::Bytes;
 pub use error::{BackendError, ErrorKind, Result};
+pub use fault::{FaultPlan, FaultyBackend};
 pub use local::LocalBackend;
 pub use memory::MemoryBackend;
 pub use url::{redact, DestinationUrl, UrlError};

@@ -47,6 +47,14 @@ impl LockFile {
         )
     }
 
+    /// Opens a stored lock; `None` when it is not a readable version-1 lock.
+    pub fn open(keys: &MasterKeys, sealed: &[u8]) -> Option<LockFile> {
+        let plain = keys.open(LOCK_AAD, sealed).ok()?;
+        postcard::from_bytes::<LockFile>(&plain)
+            .ok()
+            .filter(|lock| lock.version == LOCK_VERSION)
+    }
+
     fn is_stale(&self, now: i64) -> bool {
         if now - self.time > STALE_AFTER_SECS {
             return true;
@@ -132,12 +140,7 @@ pub async fn acquire(
                 Err(e) => return Err(e.into()),
             };
             // A lock we cannot read may be a newer version's exclusive lock: respect it.
-            let decoded = keys
-                .open(LOCK_AAD, &other)
-                .ok()
-                .and_then(|plain| postcard::from_bytes::<LockFile>(&plain).ok())
-                .filter(|lock| lock.version == LOCK_VERSION);
-            let Some(lock) = decoded else {
+            let Some(lock) = LockFile::open(keys, &other) else {
                 let _ = guard.release().await;
                 return Err(Error::Locked {
                     holder: format!("an unreadable lock on {}", backend.name()),
@@ -158,4 +161,42 @@ pub async fn acquire(
         }
     }
     Ok(guard)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_round_trip_and_staleness() {
+        let keys = MasterKeys::generate();
+        let lock = LockFile {
+            version: LOCK_VERSION,
+            time: 1_000_000,
+            hostname: "elsewhere".into(),
+            pid: 1,
+            username: "u".into(),
+            exclusive: true,
+        };
+        let mut sealed = Vec::new();
+        keys.seal(
+            LOCK_AAD,
+            &postcard::to_stdvec(&lock).unwrap(),
+            None,
+            &mut sealed,
+        );
+        assert_eq!(LockFile::open(&keys, &sealed), Some(lock.clone()));
+        assert!(LockFile::open(&MasterKeys::generate(), &sealed).is_none());
+        assert!(!lock.is_stale(1_000_000 + STALE_AFTER_SECS));
+        assert!(lock.is_stale(1_000_001 + STALE_AFTER_SECS));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_lock_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            let keys = MasterKeys::generate();
+            let _ = LockFile::open(&keys, &bytes);
+            let _ = postcard::from_bytes::<LockFile>(&bytes);
+        }
+    }
 }

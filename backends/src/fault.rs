@@ -1,0 +1,141 @@
+//! A fault-injecting wrapper around a real backend, for tests: it fails chosen
+//! calls the way a sick provider would, while every other call goes through.
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+
+use crate::backend::{Backend, ObjectMeta};
+use crate::error::{BackendError, ErrorKind, Result};
+
+/// Which calls fail, and how.
+#[derive(Debug, Clone, Default)]
+pub struct FaultPlan {
+    /// Puts of keys starting with this prefix fail (after `put_after` successful puts of it).
+    pub fail_put_prefix: Option<String>,
+    /// Number of matching puts that succeed before failures start.
+    pub put_after: usize,
+    /// The class of the injected put failure.
+    pub put_error: Option<ErrorKind>,
+    /// Gets of keys starting with this prefix return bytes with one bit flipped.
+    pub corrupt_get_prefix: Option<String>,
+    /// Every call fails as if the destination were unreachable.
+    pub unreachable: bool,
+}
+
+/// A backend that injects the faults of a [`FaultPlan`].
+#[derive(Debug, Clone)]
+pub struct FaultyBackend {
+    inner: Arc<dyn Backend>,
+    plan: Arc<Mutex<FaultPlan>>,
+    matching_puts: Arc<AtomicUsize>,
+}
+
+impl FaultyBackend {
+    /// Wraps `inner` with `plan`.
+    pub fn new(inner: Arc<dyn Backend>, plan: FaultPlan) -> Self {
+        FaultyBackend {
+            inner,
+            plan: Arc::new(Mutex::new(plan)),
+            matching_puts: Arc::default(),
+        }
+    }
+
+    /// Replaces the plan (for example to let a destination recover).
+    pub fn set_plan(&self, plan: FaultPlan) {
+        *self.plan.lock().unwrap_or_else(|p| p.into_inner()) = plan;
+        self.matching_puts.store(0, Ordering::SeqCst);
+    }
+
+    fn plan(&self) -> FaultPlan {
+        self.plan.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn unreachable(&self, key: &str) -> BackendError {
+        BackendError::new(
+            ErrorKind::Transient,
+            self.inner.name(),
+            key,
+            "injected: destination unreachable",
+        )
+    }
+}
+
+#[async_trait]
+impl Backend for FaultyBackend {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+
+    async fn put(&self, key: &str, data: Bytes) -> Result<()> {
+        let plan = self.plan();
+        if plan.unreachable {
+            return Err(self.unreachable(key));
+        }
+        if plan
+            .fail_put_prefix
+            .as_ref()
+            .is_some_and(|p| key.starts_with(p.as_str()))
+            && self.matching_puts.fetch_add(1, Ordering::SeqCst) >= plan.put_after
+        {
+            let kind = plan.put_error.unwrap_or(ErrorKind::Permanent);
+            return Err(BackendError::new(
+                kind,
+                self.inner.name(),
+                key,
+                "injected put failure",
+            ));
+        }
+        self.inner.put(key, data).await
+    }
+
+    async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Bytes> {
+        let plan = self.plan();
+        if plan.unreachable {
+            return Err(self.unreachable(key));
+        }
+        let bytes = self.inner.get(key, range).await?;
+        if plan
+            .corrupt_get_prefix
+            .as_ref()
+            .is_some_and(|p| key.starts_with(p.as_str()))
+            && !bytes.is_empty()
+        {
+            let mut bad = bytes.to_vec();
+            let middle = bad.len() / 2;
+            bad[middle] ^= 0x10;
+            return Ok(Bytes::from(bad));
+        }
+        Ok(bytes)
+    }
+
+    async fn stat(&self, key: &str) -> Result<ObjectMeta> {
+        if self.plan().unreachable {
+            return Err(self.unreachable(key));
+        }
+        self.inner.stat(key).await
+    }
+
+    fn list<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, Result<ObjectMeta>> {
+        if self.plan().unreachable {
+            let err = self.unreachable(prefix);
+            return Box::pin(futures::stream::once(async move { Err(err) }));
+        }
+        self.inner.list(prefix)
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        if self.plan().unreachable {
+            return Err(self.unreachable(key));
+        }
+        self.inner.delete(key).await
+    }
+}
