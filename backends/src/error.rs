@@ -95,7 +95,8 @@ impl BackendError {
             _ => ErrorKind::Permanent,
         };
         let detail = match err.raw_os_error() {
-            Some(libc_enospc) if libc_enospc == 28 => "no space left on device".to_string(),
+            // ENOSPC: say it plainly, it is the one users must act on.
+            Some(28) => "no space left on device".to_string(),
             _ => err.to_string(),
         };
         BackendError::new(kind, destination, key, detail).with_source(err)

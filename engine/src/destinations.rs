@@ -139,11 +139,11 @@ impl DestinationSet {
 /// # Errors
 /// The listing's failure.
 pub async fn list_all(backend: &dyn Backend, prefix: &str) -> Result<Vec<ObjectMeta>> {
-    Ok(backend
+    backend
         .list(prefix)
         .map_err(Error::from)
         .try_collect::<Vec<_>>()
-        .await?)
+        .await
 }
 
 /// Counts objects and bytes under a prefix without holding the listing.

@@ -273,7 +273,7 @@ impl Repository {
         while let Some(item) = reads.next().await {
             out.push(item?);
         }
-        out.sort_by(|a, b| (a.1.time, a.1.time_nsec, a.0).cmp(&(b.1.time, b.1.time_nsec, b.0)));
+        out.sort_by_key(|(id, s)| (s.time, s.time_nsec, *id));
         Ok(out)
     }
 

@@ -26,7 +26,10 @@ fn mount_tiny_tmpfs(dir: &Path) -> Mount {
         .arg(dir)
         .status()
         .expect("run mount");
-    assert!(status.success(), "mounting a 2 MiB tmpfs failed: this test needs root (as in CI)");
+    assert!(
+        status.success(),
+        "mounting a 2 MiB tmpfs failed: this test needs root (as in CI)"
+    );
     Mount(dir.to_path_buf())
 }
 
@@ -53,7 +56,14 @@ async fn full_disk_fails_cleanly() {
     let repo_dir = mount_point.path().join("repo");
     let backend = Arc::new(LocalBackend::new("tiny", &repo_dir));
     let dests = DestinationSet::new(vec![backend]).unwrap();
-    let repo = Repository::init(dests, b"pw", RepoParams::default(), KdfParams::insecure_for_tests()).await.unwrap();
+    let repo = Repository::init(
+        dests,
+        b"pw",
+        RepoParams::default(),
+        KdfParams::insecure_for_tests(),
+    )
+    .await
+    .unwrap();
 
     // 6 MB that does not compress cannot fit in 2 MiB.
     let src = tempfile::tempdir().unwrap();
@@ -68,13 +78,32 @@ async fn full_disk_fails_cleanly() {
         .collect();
     std::fs::write(src.path().join("big.bin"), data).unwrap();
 
-    let options = BackupOptions { paths: vec![src.path().to_path_buf()], ..Default::default() };
-    let err = backup(&repo, &options, Default::default(), Default::default()).await.unwrap_err();
+    let options = BackupOptions {
+        paths: vec![src.path().to_path_buf()],
+        ..Default::default()
+    };
+    let err = backup(&repo, &options, Default::default(), Default::default())
+        .await
+        .unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("no space left on device"), "the error says the disk is full: {text}");
-    assert!(text.contains("tiny"), "the error names the destination: {text}");
-    assert!(!repo_dir.join("snapshots").exists() || files_named(&repo_dir.join("snapshots"), "").is_empty());
-    assert!(files_named(&repo_dir, ".tmp-").is_empty(), "no temporary files left behind");
-    let report = check(&repo, &CheckOptions { read_data: true }, Default::default()).await.unwrap();
+    assert!(
+        text.contains("no space left on device"),
+        "the error says the disk is full: {text}"
+    );
+    assert!(
+        text.contains("tiny"),
+        "the error names the destination: {text}"
+    );
+    assert!(
+        !repo_dir.join("snapshots").exists()
+            || files_named(&repo_dir.join("snapshots"), "").is_empty()
+    );
+    assert!(
+        files_named(&repo_dir, ".tmp-").is_empty(),
+        "no temporary files left behind"
+    );
+    let report = check(&repo, &CheckOptions { read_data: true }, Default::default())
+        .await
+        .unwrap();
     assert!(report.is_ok(), "{:?}", report.problems);
 }
