@@ -34,9 +34,9 @@ impl Default for RepoParams {
     /// The defaults chosen by the chunking benchmark (see FORMAT.md).
     fn default() -> Self {
         RepoParams {
-            chunk_min: 512 * 1024,
-            chunk_avg: 1024 * 1024,
-            chunk_max: 8 * 1024 * 1024,
+            chunk_min: 128 * 1024,
+            chunk_avg: 512 * 1024,
+            chunk_max: 2 * 1024 * 1024,
             pack_size: 16 * 1024 * 1024,
             compression: 3,
         }
