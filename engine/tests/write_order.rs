@@ -296,3 +296,15 @@ async fn a_dead_destination_fails_the_backup_with_its_name() {
     .unwrap_err();
     assert!(err.to_string().contains("nas"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupted_backup_writes_no_snapshot() {
+    let src = tempfile::tempdir().unwrap();
+    source_tree(src.path());
+    let memory = MemoryBackend::new("mem");
+    let repo = new_repo(vec![Arc::new(memory.clone())]).await;
+    let cancel = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let err = backup(&repo, &options(src.path()), Default::default(), cancel).await.unwrap_err();
+    assert!(matches!(err, lifeboat_engine::Error::Interrupted), "{err}");
+    assert!(keys_under(&memory, "snapshots/").await.is_empty());
+}
