@@ -5,6 +5,8 @@
 //! safe on stores that ignore conditional writes. Shared locks (backup, check,
 //! restore) coexist; an exclusive lock (prune) conflicts with every other lock.
 
+use std::sync::{Arc, Mutex};
+
 use bytes::Bytes;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -68,31 +70,70 @@ impl LockFile {
     }
 }
 
-/// A held lock; call [`LockGuard::release`] when done.
+/// How often a held lock is rewritten with a fresh time, well inside
+/// [`STALE_AFTER_SECS`], so a long backup never looks stale to others.
+pub const REFRESH_EVERY_SECS: u64 = 5 * 60;
+
+/// A held lock; call [`LockGuard::release`] when done. While held, a background
+/// task refreshes it every [`REFRESH_EVERY_SECS`].
 #[derive(Debug)]
 pub struct LockGuard {
-    key: String,
+    current: Arc<Mutex<String>>,
     dests: DestinationSet,
-    released: bool,
+    refresher: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl LockGuard {
-    /// Removes the lock from every destination.
+    /// Stops refreshing and removes the lock from every destination.
     ///
     /// # Errors
     /// A storage failure (the lock then goes stale on its own).
     pub async fn release(mut self) -> Result<()> {
-        self.released = true;
-        self.dests.delete_everywhere(&self.key).await
+        if let Some(task) = self.refresher.take() {
+            task.abort();
+        }
+        let key = self
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        self.dests.delete_everywhere(&key).await
     }
 }
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
-        if !self.released {
-            tracing::debug!("lock {} not released; it will go stale", self.key);
+        if let Some(task) = self.refresher.take() {
+            task.abort();
+            tracing::debug!("lock not released; it will go stale");
         }
     }
+}
+
+/// Writes one lock object with the current time; returns its key.
+async fn write_lock(
+    dests: &DestinationSet,
+    keys: &MasterKeys,
+    exclusive: bool,
+) -> Result<(String, LockFile)> {
+    let me = LockFile {
+        version: LOCK_VERSION,
+        time: time::OffsetDateTime::now_utc().unix_timestamp(),
+        hostname: crate::hostname(),
+        pid: std::process::id(),
+        // SAFETY: getuid cannot fail.
+        username: crate::users::user_name(unsafe { libc::getuid() }),
+        exclusive,
+    };
+    let mut name = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut name);
+    let key = ObjectKind::Lock.key(&hex::encode(name));
+    let plain =
+        postcard::to_stdvec(&me).unwrap_or_else(|_| unreachable!("postcard encodes plain structs"));
+    let mut sealed = Vec::new();
+    keys.seal(LOCK_AAD, &plain, None, &mut sealed);
+    dests.put_new(&key, Bytes::from(sealed)).await?;
+    Ok((key, me))
 }
 
 /// Takes a shared or exclusive lock on every destination.
@@ -101,30 +142,35 @@ impl Drop for LockGuard {
 /// [`Error::Locked`] naming the holder when a conflicting lock exists.
 pub async fn acquire(
     dests: &DestinationSet,
-    keys: &MasterKeys,
+    keys: &Arc<MasterKeys>,
     exclusive: bool,
 ) -> Result<LockGuard> {
-    let me = LockFile {
-        version: LOCK_VERSION,
-        time: time::OffsetDateTime::now_utc().unix_timestamp(),
-        hostname: crate::hostname(),
-        pid: std::process::id(),
-        username: crate::users::user_name(unsafe { libc::getuid() }),
-        exclusive,
+    let (key, me) = write_lock(dests, keys, exclusive).await?;
+    let current = Arc::new(Mutex::new(key.clone()));
+    let refresher = {
+        let (dests, keys, current) = (dests.clone(), keys.clone(), current.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(REFRESH_EVERY_SECS)).await;
+                match write_lock(&dests, &keys, exclusive).await {
+                    Ok((fresh, _)) => {
+                        let old = std::mem::replace(
+                            &mut *current.lock().unwrap_or_else(|p| p.into_inner()),
+                            fresh,
+                        );
+                        if let Err(e) = dests.delete_everywhere(&old).await {
+                            tracing::warn!("could not remove the previous lock {old}: {e}");
+                        }
+                    }
+                    Err(e) => tracing::warn!("could not refresh the repository lock: {e}"),
+                }
+            }
+        })
     };
-    let mut name = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut name);
-    let name = hex::encode(name);
-    let key = ObjectKind::Lock.key(&name);
-    let plain =
-        postcard::to_stdvec(&me).unwrap_or_else(|_| unreachable!("postcard encodes plain structs"));
-    let mut sealed = Vec::new();
-    keys.seal(LOCK_AAD, &plain, None, &mut sealed);
-    dests.put_new(&key, Bytes::from(sealed)).await?;
     let guard = LockGuard {
-        key: key.clone(),
+        current,
         dests: dests.clone(),
-        released: false,
+        refresher: Some(refresher),
     };
     let now = me.time;
     for backend in dests.backends() {

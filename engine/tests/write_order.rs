@@ -304,7 +304,9 @@ async fn interrupted_backup_writes_no_snapshot() {
     let memory = MemoryBackend::new("mem");
     let repo = new_repo(vec![Arc::new(memory.clone())]).await;
     let cancel = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let err = backup(&repo, &options(src.path()), Default::default(), cancel).await.unwrap_err();
+    let err = backup(&repo, &options(src.path()), Default::default(), cancel)
+        .await
+        .unwrap_err();
     assert!(matches!(err, lifeboat_engine::Error::Interrupted), "{err}");
     assert!(keys_under(&memory, "snapshots/").await.is_empty());
 }
