@@ -329,8 +329,9 @@ fn coalesce(blobs: Vec<Placement>) -> Vec<Vec<Placement>> {
     runs
 }
 
-/// Reads one run of blobs, trying each destination until every blob in it
-/// verifies, then writes them; failures are recorded against the files.
+/// Reads one run of blobs and writes each blob that verifies. Blobs that fail
+/// on one destination are read again from the next; only the files of blobs
+/// that no destination has intact are marked failed.
 async fn restore_run(
     repo: &Repository,
     pack: PackId,
@@ -339,74 +340,93 @@ async fn restore_run(
     failures: Arc<Mutex<Vec<Option<String>>>>,
     progress: Arc<RestoreProgress>,
 ) {
-    let start = u64::from(run[0].entry.offset);
-    let last = &run[run.len() - 1].entry;
-    let end = u64::from(last.offset) + u64::from(last.length);
     let key = ObjectKind::Pack.key(&pack.to_hex());
-    let mut last_error = String::new();
-    let run = Arc::new(run);
+    // Blobs still to restore, each with the last reason it failed.
+    let mut pending: Vec<(Placement, String)> =
+        run.into_iter().map(|p| (p, String::new())).collect();
     for backend in repo.destinations().backends() {
+        if pending.is_empty() {
+            return;
+        }
+        let start = u64::from(pending[0].0.entry.offset);
+        let last = &pending[pending.len() - 1].0.entry;
+        let end = u64::from(last.offset) + u64::from(last.length);
         let bytes = match backend.get(&key, Some(start..end)).await {
             Ok(b) => b,
             Err(e) => {
-                last_error = e.to_string();
+                for (_, reason) in pending.iter_mut() {
+                    *reason = e.to_string();
+                }
                 continue;
             }
         };
-        let (keys, run2, files2, progress2) = (
+        let (keys, files2, progress2, name) = (
             repo.keys().clone(),
-            run.clone(),
             files.clone(),
             progress.clone(),
+            backend.name().to_string(),
         );
-        let written =
-            tokio::task::spawn_blocking(move || -> std::result::Result<(), (bool, String)> {
-                // Each blob is verified before any of its bytes reach a file; on a
-                // bad blob the whole run is read again from the next destination
-                // (rewriting already verified blobs with the same bytes).
-                for p in run2.iter() {
-                    let at = (u64::from(p.entry.offset) - start) as usize;
-                    let sealed = &bytes[at..at + p.entry.length as usize];
-                    let data = open_blob(&keys, &pack, &p.entry, sealed)
-                        .map_err(|e| (true, e.to_string()))?;
-                    let zero = data.iter().all(|&b| b == 0);
-                    for &(n, offset) in &p.targets {
-                        if !zero {
-                            let plan = &files2[n];
-                            OpenOptions::new()
-                                .write(true)
-                                .open(&plan.path)
-                                .and_then(|f| f.write_all_at(&data, offset))
-                                .map_err(|e| (false, format!("{}: {e}", plan.path.display())))?;
-                        }
-                        progress2
-                            .bytes_done
-                            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        let batch = std::mem::take(&mut pending);
+        let batch_files: Vec<usize> = batch
+            .iter()
+            .flat_map(|(p, _)| p.targets.iter().map(|&(n, _)| n))
+            .collect();
+        let outcome = tokio::task::spawn_blocking(move || {
+            let mut still = Vec::new();
+            let mut write_errors = Vec::new();
+            for (p, _) in batch {
+                let at = (u64::from(p.entry.offset) - start) as usize;
+                let sealed = &bytes[at..at + p.entry.length as usize];
+                // Verified before any of its bytes reach a file.
+                let data = match open_blob(&keys, &pack, &p.entry, sealed) {
+                    Ok(data) => data,
+                    Err(e) => {
+                        tracing::warn!("{name}: {e}");
+                        still.push((p, format!("{name}: {e}")));
+                        continue;
                     }
+                };
+                let zero = data.iter().all(|&b| b == 0);
+                for &(n, offset) in &p.targets {
+                    if !zero {
+                        let plan = &files2[n];
+                        let written = OpenOptions::new()
+                            .write(true)
+                            .open(&plan.path)
+                            .and_then(|f| f.write_all_at(&data, offset));
+                        if let Err(e) = written {
+                            write_errors.push((n, format!("{}: {e}", plan.path.display())));
+                        }
+                    }
+                    progress2
+                        .bytes_done
+                        .fetch_add(data.len() as u64, Ordering::Relaxed);
                 }
-                Ok(())
-            })
-            .await;
-        match written {
-            Ok(Ok(())) => return,
-            Ok(Err((true, e))) => {
-                tracing::warn!("{}: {e}", backend.name());
-                last_error = format!("{}: {e}", backend.name());
             }
-            Ok(Err((false, e))) => {
-                last_error = e;
-                break;
-            }
+            (still, write_errors)
+        })
+        .await;
+        let (still, write_errors) = match outcome {
+            Ok(result) => result,
             Err(e) => {
-                last_error = e.to_string();
-                break;
+                let mut failures = failures.lock().unwrap_or_else(|p| p.into_inner());
+                for n in batch_files {
+                    failures[n].get_or_insert_with(|| format!("restore worker failed: {e}"));
+                }
+                return;
             }
+        };
+        let mut failures_guard = failures.lock().unwrap_or_else(|p| p.into_inner());
+        for (n, reason) in write_errors {
+            failures_guard[n].get_or_insert(reason);
         }
+        drop(failures_guard);
+        pending = still;
     }
     let mut failures = failures.lock().unwrap_or_else(|p| p.into_inner());
-    for p in run.iter() {
+    for (p, reason) in &pending {
         for &(n, _) in &p.targets {
-            failures[n].get_or_insert_with(|| last_error.clone());
+            failures[n].get_or_insert_with(|| reason.clone());
         }
     }
 }
@@ -456,11 +476,9 @@ fn apply_metadata(dest: &Path, node: &Node, is_root: bool) -> std::io::Result<()
         fs::set_permissions(dest, fs::Permissions::from_mode(node.mode))?;
     }
     let mtime = filetime::FileTime::from_unix_time(node.mtime, node.mtime_nsec);
-    if symlink {
-        filetime::set_symlink_file_times(dest, mtime, mtime)
-    } else {
-        filetime::set_file_times(dest, mtime, mtime)
-    }
+    // By path, never by opening: opening a FIFO blocks, a device may act.
+    // (The "symlink" variant is utimensat with AT_SYMLINK_NOFOLLOW: right for every kind.)
+    filetime::set_symlink_file_times(dest, mtime, mtime)
 }
 
 /// Re-reads every restored file and compares each blob-sized piece's id.

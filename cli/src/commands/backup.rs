@@ -149,10 +149,13 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
             json: json!({"message_type": "status", "files_done": files, "bytes_done": bytes, "bytes_uploaded": up, "errors": errors}),
         }
     });
-    let result = super::with_lock(&repo, async {
-        Ok(backup::backup(&repo, &options, progress.clone(), ctx.cancel.clone()).await?)
-    })
-    .await;
+    let run = backup::backup(&repo, &options, progress.clone(), ctx.cancel.clone());
+    // A dry run writes nothing, not even a lock, so it works on a read-only destination.
+    let result = if args.dry_run {
+        run.await.map_err(anyhow::Error::from)
+    } else {
+        super::with_lock(&repo, async { Ok(run.await?) }).await
+    };
     ticker.finish().await;
     let outcome = result?;
     let s = &outcome.snapshot.summary;

@@ -1,0 +1,194 @@
+//! End to end through the `lifeboat` binary: damaged repositories. A flipped
+//! byte or a missing pack is named by `check` and `restore`, never restored as
+//! wrong bytes, and costs only the files that use the damaged data.
+//!
+//! Needs `cargo build -p lifeboat-cli` first (see `lifeboat_tests::lifeboat_bin`).
+
+use std::path::{Path, PathBuf};
+
+use lifeboat_tests::{repo, tree, Sandbox};
+
+/// `src/` with a few text files.
+fn small_tree(sb: &Sandbox) -> PathBuf {
+    let src = sb.join("src");
+    tree::text_tree(&src);
+    src
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name().expect("name").to_string_lossy().into_owned()
+}
+
+/// A byte flipped in the middle of the biggest pack: `check --read-data` and
+/// `restore` name the pack, and restore never leaves wrong bytes in a file.
+#[test]
+fn corrupted_pack_is_named_and_never_restored_as_wrong_bytes() {
+    let sb = Sandbox::new();
+    sb.init_repo();
+    let src = small_tree(&sb);
+    let big = src.join("big.bin");
+    tree::write_generated(&big, 12 << 20, 9, false);
+    sb.backup(&[&src]);
+    sb.repo_cmd(["check", "--read-data"]).success();
+
+    let (pack, size) = repo::biggest_pack(&sb.repo());
+    tree::flip_byte(&pack, size / 2);
+    let pack_id = file_name(&pack);
+
+    let out = sb.repo_cmd(["check", "--read-data"]);
+    out.assert_code(1).stderr_has(&pack_id);
+    let json = sb.repo_cmd(["--json", "check", "--read-data"]);
+    json.assert_code(1);
+    let report = json.summary();
+    assert_eq!(report["ok"], false, "{report}");
+    let problems = report["problems"].as_array().expect("problems").clone();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p["object"].as_str().is_some_and(|o| o.contains(&pack_id))),
+        "no problem names pack {pack_id}: {report}"
+    );
+
+    // The structural check reads only pack headers: it runs to the end.
+    let out = sb.repo_cmd(["check"]);
+    assert!(
+        out.code == 0 || (out.code == 1 && out.stderr.contains(&pack_id)),
+        "check without --read-data: {out:?}"
+    );
+    out.stderr_has("checked");
+
+    let target = sb.join("restored");
+    let out = sb.repo_cmd([
+        "restore".as_ref(),
+        "latest".as_ref(),
+        "--target".as_ref(),
+        target.as_os_str(),
+    ]);
+    assert_ne!(out.code, 0, "restore of damaged data succeeded: {out:?}");
+    out.stderr_has(&pack_id);
+    let copy = tree::restored(&target, &src);
+    for file in tree::regular_files(&src) {
+        let restored = copy.join(file.strip_prefix(&src).expect("below src"));
+        if restored.exists() {
+            assert!(
+                tree::same_content(&file, &restored),
+                "{restored:?} was restored with wrong content"
+            );
+        }
+    }
+    assert!(
+        !tree::restored(&target, &big).exists(),
+        "the file whose chunk is damaged was restored"
+    );
+}
+
+/// A damaged chunk costs only the files that use it: a small file whose chunk
+/// sits intact in the same pack must still be restored.
+#[test]
+fn restore_keeps_files_whose_chunks_are_intact() {
+    let sb = Sandbox::new();
+    sb.init_repo();
+    let src = sb.join("src");
+    let big = src.join("big.bin");
+    let small = src.join("small.txt");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    tree::write_generated(&big, 3 << 20, 11, false);
+    tree::write(&small, b"an innocent bystander\n");
+    sb.backup(&[&src]);
+
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let repository = repo::open(&rt, &sb.repo());
+    let (pack_of_big, damaged_at, pack_of_small) = rt.block_on(async {
+        let index = repository.load_index().await.expect("index");
+        let (_, snapshot) = repository.find_snapshot("latest").await.expect("snapshot");
+        let big_blob = repo::file_blobs(&repository, &index, snapshot.tree, &big).await[0];
+        let small_blob = repo::file_blobs(&repository, &index, snapshot.tree, &small).await[0];
+        let (b, s) = (
+            index.lookup(&big_blob).expect("indexed"),
+            index.lookup(&small_blob).expect("indexed"),
+        );
+        (
+            b.pack,
+            u64::from(b.offset) + u64::from(b.length) / 2,
+            s.pack,
+        )
+    });
+    assert_eq!(
+        pack_of_big, pack_of_small,
+        "test setup: both files in one pack"
+    );
+    let pack_hex = pack_of_big.to_hex();
+    tree::flip_byte(
+        &sb.repo().join("data").join(&pack_hex[..2]).join(&pack_hex),
+        damaged_at,
+    );
+
+    let target = sb.join("restored");
+    let out = sb.repo_cmd([
+        "restore".as_ref(),
+        "latest".as_ref(),
+        "--target".as_ref(),
+        target.as_os_str(),
+    ]);
+    out.assert_code(1).stderr_has(&pack_hex);
+    assert!(
+        !tree::restored(&target, &big).exists(),
+        "damaged file restored"
+    );
+    let small_copy = tree::restored(&target, &small);
+    assert!(
+        small_copy.exists() && tree::same_content(&small, &small_copy),
+        "{small:?} was not restored although its chunk is intact (only {big:?} uses the damaged \
+         chunk): {out:?}"
+    );
+}
+
+#[test]
+fn missing_pack_is_reported_by_check_and_restore() {
+    let sb = Sandbox::new();
+    sb.init_repo();
+    let src = small_tree(&sb);
+    tree::write_generated(&src.join("data.bin"), 2 << 20, 6, true);
+    sb.backup(&[&src]);
+    let (pack, _) = repo::biggest_pack(&sb.repo());
+    std::fs::remove_file(&pack).expect("remove pack");
+    let pack_id = file_name(&pack);
+    sb.repo_cmd(["check"]).assert_code(1).stderr_has(&pack_id);
+    let target = sb.join("restored");
+    let out = sb.repo_cmd([
+        "restore".as_ref(),
+        "latest".as_ref(),
+        "--target".as_ref(),
+        target.as_os_str(),
+    ]);
+    assert_ne!(
+        out.code, 0,
+        "restore with a missing pack succeeded: {out:?}"
+    );
+    assert!(!tree::restored(&target, &src.join("data.bin")).exists());
+}
+
+/// Log lines on a pipe are plain text: no colour escapes in files or CI logs.
+#[test]
+fn stderr_on_a_pipe_has_no_terminal_escapes() {
+    let sb = Sandbox::new();
+    sb.init_repo();
+    let src = small_tree(&sb);
+    tree::write_generated(&src.join("data.bin"), 1 << 20, 5, false);
+    sb.backup(&[&src]);
+    let (pack, size) = repo::biggest_pack(&sb.repo());
+    tree::flip_byte(&pack, size / 2);
+    let target = sb.join("restored");
+    let out = sb.repo_cmd([
+        "restore".as_ref(),
+        "latest".as_ref(),
+        "--target".as_ref(),
+        target.as_os_str(),
+    ]);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(
+        !out.stderr.contains('\x1b'),
+        "terminal escape sequences on a pipe: {:?}",
+        out.stderr
+    );
+}
