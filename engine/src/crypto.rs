@@ -54,7 +54,7 @@ pub struct MasterKeys {
 /// Why unsealing failed. Deliberately vague: it is either tampering or the wrong key.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum OpenError {
-    /// Shorter than a nonce and a tag.
+    /// Shorter than a nonce, an encoding byte and a tag (41 bytes).
     #[error("sealed object too short")]
     TooShort,
     /// Tag mismatch: tampered bytes, a swapped object or the wrong key.

@@ -49,7 +49,7 @@ pub enum NodeKind {
 /// One directory entry with its metadata.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Node {
-    /// File name, raw bytes (no `/`, not `.` or `..`).
+    /// File name, raw bytes (not empty, no `/` or NUL, not `.` or `..`).
     #[serde(with = "serde_bytes")]
     pub name: Vec<u8>,
     /// Kind and kind-specific data.
@@ -155,6 +155,13 @@ impl Tree {
                         String::from_utf8_lossy(&node.name)
                     ),
                 ));
+            }
+        }
+        for node in &tree.nodes {
+            if let NodeKind::Symlink { target } = &node.kind {
+                if target.is_empty() || target.contains(&0) {
+                    return Err(Error::format(object(), "invalid symlink target"));
+                }
             }
         }
         if tree.nodes.windows(2).any(|w| w[0].name >= w[1].name) {
