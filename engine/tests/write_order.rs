@@ -42,6 +42,39 @@ async fn new_repo(backends: Vec<Arc<dyn Backend>>) -> Repository {
     .unwrap()
 }
 
+/// Restores `snapshot` with verification and checks the big file came back intact.
+async fn restore_and_compare(
+    repo: &Repository,
+    snapshot: &lifeboat_engine::Snapshot,
+    src: &Path,
+) -> lifeboat_engine::restore::RestoreOutcome {
+    let target = tempfile::tempdir().unwrap();
+    let options = RestoreOptions {
+        target: target.path().into(),
+        verify: true,
+        ..Default::default()
+    };
+    let restored = restore(
+        repo,
+        snapshot,
+        &options,
+        Default::default(),
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    assert!(restored.errors.is_empty(), "{:?}", restored.errors);
+    let back = target
+        .path()
+        .join(src.strip_prefix("/").unwrap())
+        .join("sub/big.bin");
+    assert_eq!(
+        std::fs::read(back).unwrap(),
+        std::fs::read(src.join("sub/big.bin")).unwrap()
+    );
+    restored
+}
+
 fn options(path: &Path) -> BackupOptions {
     BackupOptions {
         paths: vec![path.to_path_buf()],
@@ -92,29 +125,8 @@ async fn failing_backup_leaves_no_snapshot(prefix: &str, after: usize) {
     .await
     .unwrap();
     assert!(outcome.snapshot_id.is_some());
-    let target = tempfile::tempdir().unwrap();
-    let restored = restore(
-        &repo,
-        &outcome.snapshot,
-        &RestoreOptions {
-            target: target.path().into(),
-            verify: true,
-            ..Default::default()
-        },
-        Default::default(),
-        Default::default(),
-    )
-    .await
-    .unwrap();
-    assert!(restored.errors.is_empty(), "{:?}", restored.errors);
-    let back = target
-        .path()
-        .join(src.path().strip_prefix("/").unwrap())
-        .join("sub/big.bin");
-    assert_eq!(
-        std::fs::read(back).unwrap(),
-        std::fs::read(src.path().join("sub/big.bin")).unwrap()
-    );
+    let restored = restore_and_compare(&repo, &outcome.snapshot, src.path()).await;
+    assert_eq!(restored.verified, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -250,30 +262,8 @@ async fn reads_fail_over_past_corrupted_bytes() {
         corrupt_get_prefix: Some("data/".into()),
         ..Default::default()
     });
-    let target = tempfile::tempdir().unwrap();
-    let restored = restore(
-        &repo,
-        &outcome.snapshot,
-        &RestoreOptions {
-            target: target.path().into(),
-            verify: true,
-            ..Default::default()
-        },
-        Default::default(),
-        Default::default(),
-    )
-    .await
-    .unwrap();
-    assert!(restored.errors.is_empty(), "{:?}", restored.errors);
+    let restored = restore_and_compare(&repo, &outcome.snapshot, src.path()).await;
     assert_eq!(restored.verified, 2);
-    let back = target
-        .path()
-        .join(src.path().strip_prefix("/").unwrap())
-        .join("sub/big.bin");
-    assert_eq!(
-        std::fs::read(back).unwrap(),
-        std::fs::read(src.path().join("sub/big.bin")).unwrap()
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
