@@ -22,6 +22,8 @@
 //! # }
 //! ```
 
+#![warn(missing_docs)]
+
 mod backend;
 pub mod conformance;
 mod error;

@@ -80,14 +80,13 @@ struct Placement {
     targets: Vec<(usize, u64)>,
 }
 
-fn included(path: &Path, includes: &[PathBuf]) -> (bool, bool) {
-    // (restore this node, descend into it)
-    if includes.is_empty() {
-        return (true, true);
-    }
-    let under = includes.iter().any(|inc| path.starts_with(inc));
-    let above = includes.iter().any(|inc| inc.starts_with(path));
-    (under || above, under || above)
+/// True when `path` is selected: inside an included path, or an ancestor of
+/// one (ancestors are recreated with their metadata, as restic does).
+fn included(path: &Path, includes: &[PathBuf]) -> bool {
+    includes.is_empty()
+        || includes
+            .iter()
+            .any(|inc| path.starts_with(inc) || inc.starts_with(path))
 }
 
 fn target_path(target: &Path, snapshot_path: &Path) -> PathBuf {
@@ -135,8 +134,7 @@ pub async fn restore(
         let tree = repo.load_tree(&index, &tree_id).await?;
         for node in tree.nodes {
             let path = dir.join(std::ffi::OsStr::from_bytes(&node.name));
-            let (take, descend) = included(&path, &includes);
-            if !take {
+            if !included(&path, &includes) {
                 continue;
             }
             let dest = target_path(&target, &path);
@@ -146,9 +144,7 @@ pub async fn restore(
                         outcome.errors.push((dest, e.to_string()));
                         continue;
                     }
-                    if descend {
-                        stack.push((path, *subtree));
-                    }
+                    stack.push((path, *subtree));
                     dirs.push((dest, node));
                 }
                 NodeKind::File { .. } => {
