@@ -15,5 +15,17 @@ if ! need setpriv && need apt-get; then
   (apt-get update -qq && apt-get install -y -qq util-linux) >/dev/null
 fi
 
+# Test servers on 127.0.0.1: each script in scripts/servers/ installs its server if
+# missing, starts it, waits until it answers, exports how to reach it
+# (LIFEBOAT_TEST_* variables) and registers its cleanup in stop_servers.
+STOP_SERVERS=()
+stop_servers() { for cmd in "${STOP_SERVERS[@]}"; do eval "$cmd" || true; done; }
+trap stop_servers EXIT
+for server in scripts/servers/*.sh; do
+  [ -e "$server" ] || continue
+  # shellcheck source=/dev/null
+  source "$server"
+done
+
 cargo build -p lifeboat-cli
 cargo test --workspace --no-fail-fast "$@"

@@ -30,6 +30,8 @@ mod error;
 mod fault;
 mod local;
 mod memory;
+mod s3;
+mod sftp;
 mod url;
 
 pub use backend::{validate_key, Backend, ObjectMeta};

@@ -163,14 +163,8 @@ impl DestinationUrl {
     pub fn open(&self, name: &str) -> Result<Arc<dyn Backend>, UrlError> {
         match self {
             DestinationUrl::Local(path) => Ok(Arc::new(LocalBackend::new(name, path.clone()))),
-            DestinationUrl::S3 { bucket, prefix, .. } => Err(UrlError::Unsupported {
-                url: format!("s3://{bucket}/{prefix}"),
-                scheme: "s3".into(),
-            }),
-            DestinationUrl::Sftp { host, path, .. } => Err(UrlError::Unsupported {
-                url: format!("sftp://{host}{path}"),
-                scheme: "sftp".into(),
-            }),
+            DestinationUrl::S3 { .. } => crate::s3::open(name, self),
+            DestinationUrl::Sftp { .. } => crate::sftp::open(name, self),
         }
     }
 }
