@@ -6,6 +6,7 @@
 //!
 //! - [`LocalBackend`]: a directory on a local or mounted filesystem.
 //! - [`MemoryBackend`]: an in-memory map, for tests.
+//! - [`RetryBackend`]: retries transient failures with backoff and jitter.
 //! - [`FaultyBackend`]: wraps a real backend and injects failures, for tests.
 //! - [`DestinationUrl`]: parses `/path`, `file:///path`, `s3://…`, `sftp://…`.
 //! - [`conformance`]: the checks every backend must pass.
@@ -30,6 +31,7 @@ mod error;
 mod fault;
 mod local;
 mod memory;
+mod retry;
 mod s3;
 mod sftp;
 mod url;
@@ -40,4 +42,5 @@ pub use error::{BackendError, ErrorKind, Result};
 pub use fault::{FaultPlan, FaultyBackend};
 pub use local::LocalBackend;
 pub use memory::MemoryBackend;
+pub use retry::{RetryBackend, RetryPolicy};
 pub use url::{redact, DestinationUrl, UrlError};

@@ -1,0 +1,168 @@
+//! Retries with exponential backoff and jitter, as a wrapper around any backend.
+//!
+//! Only [`ErrorKind::Transient`] failures are retried; `NotFound`,
+//! `AlreadyExists` and `Permanent` return at once. Attempts are bounded, so a
+//! dead destination costs at most the retry budget before its error surfaces.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use rand::Rng;
+
+use crate::backend::{Backend, ObjectMeta};
+use crate::error::{ErrorKind, Result};
+
+/// How often and how patiently to retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (at least 1).
+    pub attempts: u32,
+    /// Delay before the first retry; doubled each time.
+    pub base_delay: Duration,
+    /// Upper bound of one delay.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// 5 attempts, 250 ms doubling to at most 8 s: about 4 s of waiting in all.
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 5,
+            base_delay: Duration::from_millis(250),
+            max_delay: Duration::from_secs(8),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The delay before retry number `retry` (0-based), with ±50 % jitter so
+    /// that many clients do not retry in lockstep.
+    pub fn delay(&self, retry: u32) -> Duration {
+        let exp = self.base_delay.saturating_mul(1u32 << retry.min(16));
+        let capped = exp.min(self.max_delay);
+        let jitter = rand::thread_rng().gen_range(0.5..1.5);
+        capped.mul_f64(jitter)
+    }
+}
+
+/// A backend whose transient failures are retried.
+#[derive(Debug, Clone)]
+pub struct RetryBackend {
+    inner: Arc<dyn Backend>,
+    policy: RetryPolicy,
+}
+
+impl RetryBackend {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn Backend>, policy: RetryPolicy) -> Self {
+        RetryBackend { inner, policy }
+    }
+
+    async fn retry<T, F, Fut>(&self, mut call: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let mut retry = 0;
+        loop {
+            match call().await {
+                Err(e) if e.kind == ErrorKind::Transient && retry + 1 < self.policy.attempts => {
+                    let delay = self.policy.delay(retry);
+                    tracing::debug!("{e}; retrying in {delay:?}");
+                    tokio::time::sleep(delay).await;
+                    retry += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for RetryBackend {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+
+    async fn put(&self, key: &str, data: Bytes) -> Result<()> {
+        // A retried put whose first attempt did land reports AlreadyExists; for
+        // content-named objects the caller treats that as done.
+        self.retry(|| self.inner.put(key, data.clone())).await
+    }
+
+    async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Bytes> {
+        self.retry(|| self.inner.get(key, range.clone())).await
+    }
+
+    async fn stat(&self, key: &str) -> Result<ObjectMeta> {
+        self.retry(|| self.inner.stat(key)).await
+    }
+
+    fn list<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, Result<ObjectMeta>> {
+        // A listing is not restarted midway (it would repeat items); callers
+        // that need a complete listing retry the whole of it.
+        self.inner.list(prefix)
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.retry(|| self.inner.delete(key)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{BackendError, FaultPlan, FaultyBackend, MemoryBackend};
+
+    #[test]
+    fn delays_grow_and_stay_bounded() {
+        let p = RetryPolicy::default();
+        assert!(p.delay(0) <= Duration::from_millis(375));
+        assert!(p.delay(10) <= Duration::from_secs(12));
+        assert!(p.delay(3) >= Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn transient_failures_are_retried_then_reported() {
+        let memory = Arc::new(MemoryBackend::new("m"));
+        let faulty = FaultyBackend::new(
+            memory.clone(),
+            FaultPlan {
+                unreachable: true,
+                ..Default::default()
+            },
+        );
+        let fast = RetryPolicy {
+            attempts: 3,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(2),
+        };
+        let retrying = RetryBackend::new(Arc::new(faulty.clone()), fast);
+        let err: BackendError = retrying
+            .put("k", Bytes::from_static(b"x"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Transient);
+        // Permanent failures are not retried: the injected put failure comes back once.
+        faulty.set_plan(FaultPlan {
+            fail_put_prefix: Some("k".into()),
+            ..Default::default()
+        });
+        let err = retrying
+            .put("k", Bytes::from_static(b"x"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Permanent);
+        faulty.set_plan(FaultPlan::default());
+        retrying.put("k", Bytes::from_static(b"x")).await.unwrap();
+        assert_eq!(&memory.get("k", None).await.unwrap()[..], b"x");
+    }
+}
