@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use lifeboat_backends::{Backend, DestinationUrl};
+use lifeboat_backends::{Backend, DestinationUrl, RetryBackend, RetryPolicy};
 use serde::Deserialize;
 
 /// The parsed config file.
@@ -178,7 +178,10 @@ impl ConfigFile {
             }
             used.push(name.clone());
             let parsed = DestinationUrl::parse(&url)?;
-            backends.push(parsed.open(&name)?);
+            // Transient failures are retried with backoff before a destination
+            // is given up on for the run.
+            let retrying = RetryBackend::new(parsed.open(&name)?, RetryPolicy::default());
+            backends.push(Arc::new(retrying) as Arc<dyn Backend>);
         }
         Ok(Selection {
             backends,

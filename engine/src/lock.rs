@@ -173,10 +173,18 @@ pub async fn acquire(
         refresher: Some(refresher),
     };
     let now = me.time;
-    for backend in dests.backends() {
-        for meta in
-            crate::destinations::list_all(backend.as_ref(), ObjectKind::Lock.prefix()).await?
+    for backend in dests.healthy() {
+        let locks = match crate::destinations::list_all(backend.as_ref(), ObjectKind::Lock.prefix())
+            .await
         {
+            Ok(locks) => locks,
+            Err(e) => {
+                // A destination whose locks cannot be listed gets nothing this run.
+                dests.drop_destination(backend.name(), &e.to_string());
+                continue;
+            }
+        };
+        for meta in locks {
             if meta.key == key {
                 continue;
             }

@@ -76,18 +76,13 @@ impl Repository {
         let id = RepoId(id);
         let key_file = KeyFile::create(&keys, password, &id, kdf)?.to_bytes();
         let key_name = KeyId(storage_hash(&key_file));
+        // Every destination must get the repository: init is all or error.
+        let key_key = ObjectKind::Key.key(&key_name.to_hex());
         dests
-            .put_content(
-                &ObjectKind::Key.key(&key_name.to_hex()),
-                Bytes::from(key_file),
-            )
+            .put_everywhere(&key_key, Bytes::from(key_file), true)
             .await?;
-        dests
-            .put_new(
-                CONFIG_KEY,
-                Bytes::from(repo_config::encode(&id, &params, &keys)),
-            )
-            .await?;
+        let config = Bytes::from(repo_config::encode(&id, &params, &keys));
+        dests.put_everywhere(CONFIG_KEY, config, false).await?;
         Ok(Repository {
             dests,
             keys: Arc::new(keys),
@@ -102,16 +97,31 @@ impl Repository {
     /// [`Error::NoRepository`] when the preferred destination has no `config`;
     /// [`Error::WrongPassword`] when no key file opens with the password.
     pub async fn open(dests: DestinationSet, password: &[u8]) -> Result<Self> {
-        let primary = dests.primary().clone();
-        let config = match primary.get(CONFIG_KEY, None).await {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind == ErrorKind::NotFound => {
-                return Err(Error::NoRepository {
-                    destination: primary.name().into(),
-                    location: primary.location(),
-                })
+        // The first destination that holds the repository answers; one that
+        // cannot be reached is dropped, one without a repository is skipped.
+        let mut found = None;
+        let mut last_error = None;
+        for backend in dests.read_order() {
+            match backend.get(CONFIG_KEY, None).await {
+                Ok(bytes) => {
+                    found = Some((backend, bytes));
+                    break;
+                }
+                Err(e) if e.kind == ErrorKind::NotFound => {}
+                Err(e) => {
+                    dests.drop_destination(backend.name(), &e.to_string());
+                    last_error = Some(e);
+                }
             }
-            Err(e) => return Err(e.into()),
+        }
+        let Some((primary, config)) = found else {
+            return Err(match last_error {
+                Some(e) => e.into(),
+                None => Error::NoRepository {
+                    destination: dests.primary().name().into(),
+                    location: dests.primary().location(),
+                },
+            });
         };
         let header = repo_config::read_header(&config)?;
         let key_objects =

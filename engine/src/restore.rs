@@ -340,7 +340,7 @@ async fn restore_run(
     // Blobs still to restore, each with the last reason it failed.
     let mut pending: Vec<(Placement, String)> =
         run.into_iter().map(|p| (p, String::new())).collect();
-    for backend in repo.destinations().backends() {
+    for backend in repo.destinations().read_order() {
         if pending.is_empty() {
             return;
         }
@@ -350,6 +350,10 @@ async fn restore_run(
         let bytes = match backend.get(&key, Some(start..end)).await {
             Ok(b) => b,
             Err(e) => {
+                if e.kind == lifeboat_backends::ErrorKind::Transient {
+                    repo.destinations()
+                        .drop_destination(backend.name(), &e.to_string());
+                }
                 for (_, reason) in pending.iter_mut() {
                     *reason = e.to_string();
                 }

@@ -115,7 +115,8 @@ async fn failing_backup_leaves_no_snapshot(prefix: &str, after: usize) {
         .await
         .unwrap();
     assert!(report.is_ok(), "{:?}", report.problems);
-    // And the next backup succeeds and restores.
+    // And the next run (the destination given another chance) succeeds and restores.
+    repo.destinations().reset_dropped();
     let outcome = backup(
         &repo,
         &options(src.path()),

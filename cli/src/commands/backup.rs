@@ -46,6 +46,10 @@ pub struct Args {
     /// Worker threads per CPU stage (default: number of cores).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    /// Fail (exit 1) unless at least N destinations hold the snapshot (it stays
+    /// wherever it was committed either way).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub min_destinations: usize,
 }
 
 /// Opens the repository, creating the embedded default on first use.
@@ -187,6 +191,8 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
                 "total_bytes_processed": s.total_bytes,
                 "errors": s.errors,
                 "total_duration": s.duration_ms as f64 / 1000.0,
+                "destinations_reached": outcome.reached,
+                "destinations_missed": outcome.missed.iter().map(|(name, error)| json!({"name": name, "error": error})).collect::<Vec<_>>(),
             })
         );
     } else {
@@ -218,12 +224,25 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
             output::bytes(s.total_bytes),
             s.duration_ms as f64 / 1000.0
         ));
-        if outcome.is_incomplete() {
+        if !outcome.skipped.is_empty() {
             ctx.note(format!(
                 "warning: {} entries could not be read and are not in the snapshot",
                 outcome.skipped.len()
             ));
         }
+        if outcome.snapshot_id.is_some() {
+            ctx.note(format!("stored on: {}", outcome.reached.join(", ")));
+        }
+        for (name, error) in &outcome.missed {
+            eprintln!("warning: destination {name} was missed ({error}); it lags behind the others until it is synced");
+        }
+    }
+    if !args.dry_run && outcome.reached.len() < args.min_destinations {
+        anyhow::bail!(
+            "the snapshot reached {} destination(s), fewer than --min-destinations {}; it stays where it was stored",
+            outcome.reached.len(),
+            args.min_destinations
+        );
     }
     Ok(if outcome.is_incomplete() {
         crate::exit::INCOMPLETE

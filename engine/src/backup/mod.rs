@@ -74,12 +74,17 @@ pub struct BackupOutcome {
     pub snapshot: Snapshot,
     /// Entries left out because they could not be read.
     pub skipped: Vec<SkippedEntry>,
+    /// Destinations that hold the snapshot.
+    pub reached: Vec<String>,
+    /// Destinations left out during the run, with the reason (they lag until `sync`).
+    pub missed: Vec<(String, String)>,
 }
 
 impl BackupOutcome {
-    /// True when some entries could not be read (exit status 3).
+    /// True when some entries could not be read or some destination was
+    /// missed (exit status 3).
     pub fn is_incomplete(&self) -> bool {
-        !self.skipped.is_empty()
+        !self.skipped.is_empty() || !self.missed.is_empty()
     }
 }
 
@@ -295,9 +300,12 @@ pub async fn backup(
         Some(repo.save_snapshot(&snapshot).await?)
     };
     let skipped = std::mem::take(&mut *skipped.lock().unwrap_or_else(|p| p.into_inner()));
+    let dests = repo.destinations();
     Ok(BackupOutcome {
         snapshot_id,
         snapshot,
         skipped,
+        reached: dests.reached(),
+        missed: dests.missed(),
     })
 }

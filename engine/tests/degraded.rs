@@ -1,0 +1,213 @@
+//! DESIGN.md invariant 4: a destination that fails during a backup never
+//! blocks the others; the snapshot commits on every destination that holds
+//! all its data, and the outcome names the destinations missed.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use lifeboat_backends::{Backend, FaultPlan, FaultyBackend, MemoryBackend};
+use lifeboat_engine::backup::{backup, BackupOptions};
+use lifeboat_engine::check::{check, CheckOptions};
+use lifeboat_engine::restore::{restore, RestoreOptions};
+use lifeboat_engine::{DestinationSet, KdfParams, RepoParams, Repository};
+
+fn source_tree(dir: &Path) {
+    std::fs::create_dir_all(dir.join("d")).unwrap();
+    std::fs::write(dir.join("d/one.txt"), b"first file").unwrap();
+    let data: Vec<u8> = (0..2_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    std::fs::write(dir.join("two.bin"), data).unwrap();
+}
+
+async fn keys(backend: &dyn Backend, prefix: &str) -> Vec<String> {
+    backend
+        .list(prefix)
+        .map_ok(|m| m.key)
+        .try_collect()
+        .await
+        .unwrap()
+}
+
+/// Two destinations, the second wrapped in a fault injector; a fresh repository.
+async fn two_destinations() -> (MemoryBackend, MemoryBackend, FaultyBackend, DestinationSet) {
+    let good = MemoryBackend::new("good");
+    let sick = MemoryBackend::new("sick");
+    let faulty = FaultyBackend::new(Arc::new(sick.clone()), FaultPlan::default());
+    let dests =
+        DestinationSet::new(vec![Arc::new(good.clone()), Arc::new(faulty.clone())]).unwrap();
+    Repository::init(
+        dests.clone(),
+        b"pw",
+        RepoParams::default(),
+        KdfParams::insecure_for_tests(),
+    )
+    .await
+    .unwrap();
+    (good, sick, faulty, dests)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_failing_midway_is_dropped_and_the_others_commit() {
+    let src = tempfile::tempdir().unwrap();
+    source_tree(src.path());
+    let (good, sick, faulty, dests) = two_destinations().await;
+    faulty.set_plan(FaultPlan {
+        fail_put_prefix: Some("data/".into()),
+        ..Default::default()
+    });
+    let repo = Repository::open(dests, b"pw").await.unwrap();
+    let options = BackupOptions {
+        paths: vec![src.path().into()],
+        ..Default::default()
+    };
+    let outcome = backup(&repo, &options, Default::default(), Default::default())
+        .await
+        .unwrap();
+    assert_eq!(outcome.reached, vec!["good".to_string()]);
+    assert_eq!(outcome.missed.len(), 1);
+    assert_eq!(outcome.missed[0].0, "sick");
+    assert!(
+        outcome.missed[0].1.contains("data/"),
+        "{:?}",
+        outcome.missed
+    );
+    assert!(outcome.is_incomplete());
+    assert_eq!(
+        keys(&good, "snapshots/").await.len(),
+        1,
+        "committed where all data is"
+    );
+    assert!(
+        keys(&sick, "snapshots/").await.is_empty(),
+        "never committed where data is missing"
+    );
+    assert!(
+        keys(&sick, "index/").await.is_empty(),
+        "no index where its packs are missing"
+    );
+
+    // The good destination alone restores the snapshot.
+    let alone = DestinationSet::new(vec![Arc::new(good.clone())]).unwrap();
+    let repo = Repository::open(alone, b"pw").await.unwrap();
+    assert!(
+        check(&repo, &CheckOptions { read_data: true }, Default::default())
+            .await
+            .unwrap()
+            .is_ok()
+    );
+    let target = tempfile::tempdir().unwrap();
+    let options = RestoreOptions {
+        target: target.path().into(),
+        verify: true,
+        ..Default::default()
+    };
+    let restored = restore(
+        &repo,
+        &outcome.snapshot,
+        &options,
+        Default::default(),
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    assert!(restored.errors.is_empty(), "{:?}", restored.errors);
+    assert_eq!(restored.verified, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_preferred_destination_does_not_stop_open_or_backup() {
+    let src = tempfile::tempdir().unwrap();
+    source_tree(src.path());
+    let good = MemoryBackend::new("good");
+    let dead = MemoryBackend::new("dead");
+    let faulty = FaultyBackend::new(Arc::new(dead.clone()), FaultPlan::default());
+    let dests =
+        DestinationSet::new(vec![Arc::new(faulty.clone()), Arc::new(good.clone())]).unwrap();
+    Repository::init(
+        dests.clone(),
+        b"pw",
+        RepoParams::default(),
+        KdfParams::insecure_for_tests(),
+    )
+    .await
+    .unwrap();
+    faulty.set_plan(FaultPlan {
+        unreachable: true,
+        ..Default::default()
+    });
+    let fresh = DestinationSet::new(vec![Arc::new(faulty), Arc::new(good.clone())]).unwrap();
+    let repo = Repository::open(fresh, b"pw").await.unwrap();
+    let options = BackupOptions {
+        paths: vec![src.path().into()],
+        ..Default::default()
+    };
+    let outcome = backup(&repo, &options, Default::default(), Default::default())
+        .await
+        .unwrap();
+    assert_eq!(outcome.reached, vec!["good".to_string()]);
+    assert_eq!(
+        outcome
+            .missed
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>(),
+        vec!["dead"]
+    );
+    assert_eq!(keys(&good, "snapshots/").await.len(), 1);
+    assert!(keys(&dead, "snapshots/").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_must_reach_every_destination() {
+    let good = MemoryBackend::new("good");
+    let faulty = FaultyBackend::new(
+        Arc::new(MemoryBackend::new("dead")),
+        FaultPlan {
+            unreachable: true,
+            ..Default::default()
+        },
+    );
+    let dests = DestinationSet::new(vec![Arc::new(good.clone()), Arc::new(faulty)]).unwrap();
+    let err = Repository::init(
+        dests,
+        b"pw",
+        RepoParams::default(),
+        KdfParams::insecure_for_tests(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("dead"), "{err}");
+    assert!(
+        keys(&good, "config").await.is_empty(),
+        "no config where init did not finish"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_every_destination_fails_the_backup_fails() {
+    let src = tempfile::tempdir().unwrap();
+    source_tree(src.path());
+    let (_good, _sick, faulty, _) = two_destinations().await;
+    let good2 = FaultyBackend::new(Arc::new(_good.clone()), FaultPlan::default());
+    let dests =
+        DestinationSet::new(vec![Arc::new(good2.clone()), Arc::new(faulty.clone())]).unwrap();
+    let repo = Repository::open(dests, b"pw").await.unwrap();
+    let plan = FaultPlan {
+        fail_put_prefix: Some("data/".into()),
+        ..Default::default()
+    };
+    good2.set_plan(plan.clone());
+    faulty.set_plan(plan);
+    let options = BackupOptions {
+        paths: vec![src.path().into()],
+        ..Default::default()
+    };
+    assert!(
+        backup(&repo, &options, Default::default(), Default::default())
+            .await
+            .is_err()
+    );
+    assert!(keys(&_good, "snapshots/").await.is_empty());
+}
