@@ -78,4 +78,8 @@ pub enum Command {
     Restore(commands::restore::Args),
     /// Verify the repository's integrity.
     Check(commands::check::Args),
+    /// Show each destination's state: reachable, objects, size, snapshots, lag.
+    Status(commands::status::Args),
+    /// Copy to each destination what it lacks from the others (also seeds a new one).
+    Sync(commands::sync::Args),
 }

@@ -40,6 +40,8 @@ mod repo;
 pub mod repo_config;
 pub mod restore;
 pub mod snapshot;
+pub mod status;
+pub mod sync;
 pub mod tree;
 mod users;
 

@@ -266,12 +266,36 @@ impl Repository {
         Snapshot::open(&self.keys, id, &bytes)
     }
 
+    /// Names of the snapshots on every reachable destination (a snapshot that
+    /// reached only some destinations is still listed).
+    ///
+    /// # Errors
+    /// When no destination can be listed.
+    pub async fn snapshot_names(&self) -> Result<Vec<String>> {
+        let mut names = std::collections::BTreeSet::new();
+        let mut last_error = None;
+        let mut any = false;
+        for (_, listed) in crate::status::snapshots_by_destination(self).await {
+            match listed {
+                Ok(ids) => {
+                    any = true;
+                    names.extend(ids.iter().map(|id| id.to_hex()));
+                }
+                Err(e) => last_error = Some(e),
+            }
+        }
+        match (any, last_error) {
+            (false, Some(e)) => Err(e),
+            _ => Ok(names.into_iter().collect()),
+        }
+    }
+
     /// Every snapshot, oldest first.
     ///
     /// # Errors
     /// The first snapshot that cannot be read.
     pub async fn list_snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
-        let names = self.list_names(ObjectKind::Snapshot).await?;
+        let names = self.snapshot_names().await?;
         let mut out = Vec::with_capacity(names.len());
         let mut reads = futures::stream::iter(names.into_iter().map(|name| async move {
             let id: SnapshotId = name
@@ -304,7 +328,7 @@ impl Repository {
             )));
         }
         let spec_lower = spec.to_ascii_lowercase();
-        let names = self.list_names(ObjectKind::Snapshot).await?;
+        let names = self.snapshot_names().await?;
         let matches: Vec<&String> = names
             .iter()
             .filter(|n| n.starts_with(&spec_lower))

@@ -7,6 +7,8 @@ pub mod init;
 pub mod ls;
 pub mod restore;
 pub mod snapshots;
+pub mod status;
+pub mod sync;
 
 use anyhow::Result;
 
@@ -22,6 +24,8 @@ pub async fn run(ctx: &Context, command: Command) -> Result<i32> {
         Command::Ls(args) => ls::run(ctx, args).await,
         Command::Restore(args) => restore::run(ctx, args).await,
         Command::Check(args) => check::run(ctx, args).await,
+        Command::Status(args) => status::run(ctx, args).await,
+        Command::Sync(args) => sync::run(ctx, args).await,
     }
 }
 

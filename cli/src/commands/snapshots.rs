@@ -20,6 +20,15 @@ pub struct Args {
 pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
     let repo = ctx.open().await?;
     let all = repo.list_snapshots().await?;
+    let presence = lifeboat_engine::status::snapshots_by_destination(&repo).await;
+    let holders = |id: &lifeboat_engine::SnapshotId| -> Vec<String> {
+        presence
+            .iter()
+            .filter(|(_, held)| held.as_ref().is_ok_and(|h| h.contains(id)))
+            .map(|(name, _)| name.clone())
+            .collect()
+    };
+    let several = presence.len() > 1;
     let chosen: Vec<_> = all
         .iter()
         .filter(|(_, s)| args.tags.is_empty() || s.tags.iter().any(|t| args.tags.contains(t)))
@@ -28,7 +37,11 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
     if ctx.global.json {
         let list: Vec<_> = chosen
             .iter()
-            .map(|(id, s)| output::snapshot_json(id, s))
+            .map(|(id, s)| {
+                let mut v = output::snapshot_json(id, s);
+                v["destinations"] = serde_json::json!(holders(id));
+                v
+            })
             .collect();
         println!("{}", serde_json::Value::Array(list));
         return Ok(crate::exit::OK);
@@ -36,14 +49,20 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
     if ctx.global.quiet {
         return Ok(crate::exit::OK);
     }
+    let where_header = if several { "  Destinations" } else { "" };
     println!(
-        "{:<8}  {:<19}  {:<16}  {:<12}  {:>10}  Paths",
+        "{:<8}  {:<19}  {:<16}  {:<12}  {:>10}  Paths{where_header}",
         "ID", "Time (UTC)", "Host", "Tags", "Size"
     );
     println!("{}", "-".repeat(90));
     for (id, s) in &chosen {
+        let place = if several {
+            format!("  [{}]", holders(id).join(", "))
+        } else {
+            String::new()
+        };
         println!(
-            "{:<8}  {:<19}  {:<16}  {:<12}  {:>10}  {}",
+            "{:<8}  {:<19}  {:<16}  {:<12}  {:>10}  {}{place}",
             id.short(),
             output::table_time(s),
             s.hostname,

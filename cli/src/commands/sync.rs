@@ -1,0 +1,104 @@
+//! `lifeboat sync`: bring every destination up to date from the others.
+
+use std::sync::Arc;
+
+use anyhow::Result;
+use lifeboat_engine::sync::{self, SyncProgress};
+use serde_json::json;
+
+use crate::context::Context;
+use crate::output::{self, Tick, Ticker};
+
+/// Arguments of `sync`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Show what would be copied, copy nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+}
+
+/// Runs `sync`: exit 0 when every destination is complete, 3 when some copy
+/// failed or some destination could not be reached.
+pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
+    let repo = ctx.open().await?;
+    let plan = sync::plan(&repo).await?;
+    let per_target = plan.per_target();
+    if !ctx.global.json {
+        for (name, error) in &plan.unreachable {
+            eprintln!("warning: destination {name} could not be reached: {error}");
+        }
+        if plan.copies.is_empty() {
+            ctx.note("every reachable destination is up to date");
+        }
+        for (target, (objects, bytes)) in &per_target {
+            ctx.note(format!(
+                "{target}: {objects} objects, {} to copy",
+                output::bytes(*bytes)
+            ));
+        }
+    }
+    let incomplete = !plan.unreachable.is_empty();
+    if args.dry_run || plan.copies.is_empty() {
+        if ctx.global.json {
+            let targets: Vec<_> = per_target
+                .iter()
+                .map(|(name, (objects, bytes))| json!({"name": name, "objects": objects, "bytes": bytes}))
+                .collect();
+            println!(
+                "{}",
+                json!({"message_type": "summary", "dry_run": args.dry_run, "to_copy": targets, "copied": 0,
+                       "unreachable": plan.unreachable.iter().map(|(n, e)| json!({"name": n, "error": e})).collect::<Vec<_>>()})
+            );
+        }
+        return Ok(if incomplete {
+            crate::exit::INCOMPLETE
+        } else {
+            crate::exit::OK
+        });
+    }
+    let progress = Arc::new(SyncProgress::default());
+    let p = progress.clone();
+    let total = plan.bytes();
+    let ticker = Ticker::start(ctx, true, move || {
+        use std::sync::atomic::Ordering::Relaxed;
+        let done = p.bytes_done.load(Relaxed);
+        Tick {
+            pos: done,
+            len: Some(total),
+            message: format!("{} objects", p.objects_done.load(Relaxed)),
+            json: json!({"message_type": "status", "bytes_done": done, "bytes_total": total}),
+        }
+    });
+    let result = super::with_lock(&repo, async {
+        Ok(sync::apply(&repo, &plan, progress.clone()).await?)
+    })
+    .await;
+    ticker.finish().await;
+    let outcome = result?;
+    if ctx.global.json {
+        let failed: Vec<_> = outcome
+            .failed
+            .iter()
+            .map(|(k, t, e)| json!({"object": k, "destination": t, "error": e}))
+            .collect();
+        println!(
+            "{}",
+            json!({"message_type": "summary", "dry_run": false, "copied": outcome.copied, "bytes": outcome.bytes, "failed": failed,
+                   "unreachable": plan.unreachable.iter().map(|(n, e)| json!({"name": n, "error": e})).collect::<Vec<_>>()})
+        );
+    } else {
+        for (key, target, error) in &outcome.failed {
+            eprintln!("error: copying {key} to {target}: {error}");
+        }
+        ctx.note(format!(
+            "copied {} objects, {}",
+            outcome.copied,
+            output::bytes(outcome.bytes)
+        ));
+    }
+    Ok(if incomplete || !outcome.failed.is_empty() {
+        crate::exit::INCOMPLETE
+    } else {
+        crate::exit::OK
+    })
+}

@@ -1,0 +1,151 @@
+//! Sync: seeds an empty destination, heals missing objects, never spreads a
+//! corrupt copy, never mixes two repositories, and is idempotent.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use lifeboat_backends::{Backend, MemoryBackend};
+use lifeboat_engine::backup::{backup, BackupOptions};
+use lifeboat_engine::check::{check, CheckOptions};
+use lifeboat_engine::sync::{apply, plan};
+use lifeboat_engine::{DestinationSet, KdfParams, RepoParams, Repository};
+
+async fn keys(backend: &dyn Backend) -> Vec<(String, u64)> {
+    let mut all: Vec<(String, u64)> = backend
+        .list("")
+        .map_ok(|m| (m.key, m.size))
+        .try_collect()
+        .await
+        .unwrap();
+    all.retain(|(k, _)| !k.starts_with("locks/"));
+    all.sort();
+    all
+}
+
+/// A repository with one snapshot on `first`.
+async fn populated(first: &MemoryBackend) -> tempfile::TempDir {
+    let src = tempfile::tempdir().unwrap();
+    std::fs::write(src.path().join("a.txt"), b"alpha").unwrap();
+    let data: Vec<u8> = (0..1_500_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 9) as u8)
+        .collect();
+    std::fs::write(src.path().join("b.bin"), data).unwrap();
+    let dests = DestinationSet::new(vec![Arc::new(first.clone())]).unwrap();
+    let repo = Repository::init(
+        dests,
+        b"pw",
+        RepoParams::default(),
+        KdfParams::insecure_for_tests(),
+    )
+    .await
+    .unwrap();
+    let options = BackupOptions {
+        paths: vec![src.path().into()],
+        ..Default::default()
+    };
+    backup(&repo, &options, Default::default(), Default::default())
+        .await
+        .unwrap();
+    src
+}
+
+async fn open(backends: &[&MemoryBackend]) -> Repository {
+    let list: Vec<Arc<dyn Backend>> = backends
+        .iter()
+        .map(|b| Arc::new((*b).clone()) as Arc<dyn Backend>)
+        .collect();
+    Repository::open(DestinationSet::new(list).unwrap(), b"pw")
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeds_an_empty_destination_and_is_idempotent() {
+    let first = MemoryBackend::new("first");
+    let _src = populated(&first).await;
+    let empty = MemoryBackend::new("new");
+    let repo = open(&[&first, &empty]).await;
+    let plan1 = plan(&repo).await.unwrap();
+    assert!(plan1.unreachable.is_empty());
+    assert_eq!(
+        plan1.copies.last().map(|c| c.key.as_str()),
+        Some("config"),
+        "config is copied last"
+    );
+    let outcome = apply(&repo, &plan1, Default::default()).await.unwrap();
+    assert!(outcome.failed.is_empty(), "{:?}", outcome.failed);
+    assert_eq!(keys(&first).await, keys(&empty).await, "identical objects");
+    // The new destination alone is a complete repository.
+    let alone = open(&[&empty]).await;
+    assert!(check(
+        &alone,
+        &CheckOptions { read_data: true },
+        Default::default()
+    )
+    .await
+    .unwrap()
+    .is_ok());
+    assert!(
+        plan(&repo).await.unwrap().copies.is_empty(),
+        "a second sync has nothing to do"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heals_missing_objects_but_never_spreads_corruption() {
+    let first = MemoryBackend::new("first");
+    let _src = populated(&first).await;
+    let second = MemoryBackend::new("second");
+    let repo = open(&[&first, &second]).await;
+    apply(&repo, &plan(&repo).await.unwrap(), Default::default())
+        .await
+        .unwrap();
+    // `second` loses its packs; `first` has one pack corrupted.
+    let packs: Vec<String> = keys(&second)
+        .await
+        .into_iter()
+        .map(|(k, _)| k)
+        .filter(|k| k.starts_with("data/"))
+        .collect();
+    assert!(packs.len() >= 2);
+    for p in &packs {
+        second.delete(p).await.unwrap();
+    }
+    let bad = &packs[0];
+    let mut bytes = first.get(bad, None).await.unwrap().to_vec();
+    bytes[10] ^= 1;
+    first.delete(bad).await.unwrap();
+    first.put(bad, Bytes::from(bytes)).await.unwrap();
+
+    let outcome = apply(&repo, &plan(&repo).await.unwrap(), Default::default())
+        .await
+        .unwrap();
+    assert_eq!(outcome.failed.len(), 1, "{:?}", outcome.failed);
+    assert_eq!(&outcome.failed[0].0, bad);
+    assert!(
+        outcome.failed[0].2.contains("corrupt"),
+        "{:?}",
+        outcome.failed
+    );
+    assert!(
+        second.stat(bad).await.is_err(),
+        "the corrupt copy was not spread"
+    );
+    for p in &packs[1..] {
+        assert!(second.stat(p).await.is_ok(), "good packs were healed");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuses_to_mix_two_repositories() {
+    let first = MemoryBackend::new("first");
+    let _a = populated(&first).await;
+    let other = MemoryBackend::new("other");
+    let _b = populated(&other).await;
+    let before = keys(&other).await;
+    let repo = open(&[&first, &other]).await;
+    let err = plan(&repo).await.unwrap_err();
+    assert!(err.to_string().contains("different repository"), "{err}");
+    assert_eq!(keys(&other).await, before);
+}
