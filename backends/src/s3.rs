@@ -1,23 +1,791 @@
-//! S3-compatible destinations (not yet implemented).
+//! S3-compatible destinations, on the `object_store` crate.
+//!
+//! `s3://bucket/prefix?endpoint=…&region=…&path_style=…&allow_http=…` names a
+//! bucket and a key prefix inside it; every object key is stored under
+//! `prefix/`. The query options are:
+//!
+//! - `endpoint`: the server's base URL (default: AWS for the region);
+//! - `region`: the signing region (default: `AWS_REGION` / `AWS_DEFAULT_REGION`,
+//!   else `us-east-1`);
+//! - `path_style`: `true` for `endpoint/bucket/key` requests (the default with an
+//!   explicit endpoint, which is what most S3-compatible servers want), `false`
+//!   for virtual-hosted `bucket.endpoint/key` requests (the default on AWS);
+//! - `allow_http`: plain HTTP is refused unless the endpoint is a loopback
+//!   address or this is `true`, so that no secret or object crosses a network
+//!   in clear by accident.
+//!
+//! Credentials never come from the URL: they come from the usual AWS
+//! variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`,
+//! web identity, container or instance credentials), read by
+//! `AmazonS3Builder::from_env`.
+//!
+//! Writes are create-only with a conditional PUT (`If-None-Match: *`, object_store's
+//! `PutMode::Create`). Stores that ignore the condition overwrite silently; that is
+//! harmless for content-named objects (see DESIGN.md, "Locks without conditional
+//! writes").
+//!
+//! Error policy: object_store already retries 5xx answers, dropped connections
+//! and timeouts with bounded exponential backoff ([`retry_config`]); what still
+//! fails is sorted into the four [`ErrorKind`]s: 404 → `NotFound`, 409/412 on a
+//! create-only put → `AlreadyExists`, connection failures, timeouts, 5xx, 429
+//! and throttling → `Transient`, everything else (403, 416, a missing bucket,
+//! bad input, configuration) → `Permanent`.
 
+use std::net::IpAddr;
+use std::ops::Range;
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::backend::Backend;
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::{BoxStream, StreamExt};
+use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::client::{HttpError, HttpErrorKind};
+use object_store::path::Path;
+use object_store::{
+    BackoffConfig, ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode,
+    PutOptions, PutPayload, RetryConfig,
+};
+
+use crate::backend::{validate_key, Backend, ObjectMeta};
+use crate::error::{BackendError, ErrorKind, Result};
 use crate::url::{DestinationUrl, UrlError};
+
+/// Query options an `s3://` URL may carry; anything else is refused (typos would
+/// otherwise be ignored silently).
+const KNOWN_OPTIONS: &[&str] = &["endpoint", "region", "path_style", "allow_http"];
+
+/// Query options that would put a secret in a URL, which ends up in shell
+/// history, config files and process listings.
+const SECRET_OPTIONS: &[&str] = &[
+    "access_key_id",
+    "aws_access_key_id",
+    "secret_access_key",
+    "aws_secret_access_key",
+    "session_token",
+    "aws_session_token",
+    "token",
+    "password",
+];
+
+/// A repository stored in an S3 bucket, under a key prefix.
+#[derive(Debug)]
+pub struct S3Backend {
+    name: String,
+    /// `s3://bucket/prefix` plus the endpoint, for messages (never credentials).
+    location: String,
+    /// The key prefix inside the bucket, without slashes at either end; may be empty.
+    prefix: String,
+    store: Arc<AmazonS3>,
+}
+
+/// The retry policy handed to object_store: 5xx answers, connection errors and
+/// timeouts of idempotent requests are retried up to 4 times within 60 s, with
+/// exponential backoff and jitter from 100 ms up to 5 s. The engine retries
+/// whole operations on top of this; keeping this budget short means an
+/// unreachable destination is given up quickly and does not hold back the others.
+pub fn retry_config() -> RetryConfig {
+    RetryConfig {
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+            base: 2.0,
+        },
+        max_retries: 4,
+        retry_timeout: Duration::from_secs(60),
+    }
+}
 
 /// Opens an `s3://` destination.
 ///
+/// Nothing is sent to the server until the first call.
+///
 /// # Errors
-/// [`UrlError::Unsupported`] until the S3 backend lands.
-pub fn open(_name: &str, url: &DestinationUrl) -> Result<Arc<dyn Backend>, UrlError> {
-    let DestinationUrl::S3 { bucket, prefix, .. } = url else {
-        return Err(UrlError::Invalid {
-            url: format!("{url:?}"),
-            reason: "not an s3 URL".into(),
-        });
+/// [`UrlError::Invalid`] for an unknown or malformed option, a secret in the
+/// URL, a plain-HTTP endpoint that is not a loopback address (without
+/// `allow_http=true`) or a configuration object_store refuses.
+pub fn open(name: &str, url: &DestinationUrl) -> Result<Arc<dyn Backend>, UrlError> {
+    Ok(Arc::new(S3Backend::open(name, url)?))
+}
+
+impl S3Backend {
+    /// Builds the backend for an [`DestinationUrl::S3`] address; see the module
+    /// documentation for the options and where credentials come from.
+    ///
+    /// # Errors
+    /// As [`open`].
+    pub fn open(name: &str, url: &DestinationUrl) -> Result<Self, UrlError> {
+        Self::open_with(name, url, AmazonS3Builder::from_env())
+    }
+
+    /// [`S3Backend::open`] on a builder that already holds the credentials
+    /// (tests use static ones instead of the environment).
+    fn open_with(
+        name: &str,
+        url: &DestinationUrl,
+        mut builder: AmazonS3Builder,
+    ) -> Result<Self, UrlError> {
+        let DestinationUrl::S3 {
+            bucket,
+            prefix,
+            options,
+        } = url
+        else {
+            return Err(UrlError::Invalid {
+                url: format!("{url:?}"),
+                reason: "not an s3 URL".into(),
+            });
+        };
+        let shown = if prefix.is_empty() {
+            format!("s3://{bucket}")
+        } else {
+            format!("s3://{bucket}/{prefix}")
+        };
+        let invalid = |reason: String| UrlError::Invalid {
+            url: shown.clone(),
+            reason,
+        };
+
+        let mut endpoint = None;
+        let mut region = None;
+        let mut path_style = None;
+        let mut allow_http = false;
+        for (key, value) in options {
+            let key_lc = key.to_ascii_lowercase();
+            if SECRET_OPTIONS.contains(&key_lc.as_str()) {
+                return Err(invalid(format!(
+                    "credentials are not accepted in URLs (option {key:?}); set \
+                     AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN) instead"
+                )));
+            }
+            match key_lc.as_str() {
+                "endpoint" => endpoint = Some(value.trim_end_matches('/').to_string()),
+                "region" => region = Some(value.clone()),
+                "path_style" => path_style = Some(parse_bool(key, value).map_err(&invalid)?),
+                "allow_http" => allow_http = parse_bool(key, value).map_err(&invalid)?,
+                _ => {
+                    return Err(invalid(format!(
+                        "unknown option {key:?}; known options: {}",
+                        KNOWN_OPTIONS.join(", ")
+                    )))
+                }
+            }
+        }
+
+        // An endpoint from the environment (AWS_ENDPOINT, AWS_ENDPOINT_URL_S3)
+        // counts as well: the same HTTP rule applies to it.
+        let endpoint = endpoint
+            .or_else(|| builder.get_config_value(&AmazonS3ConfigKey::S3Endpoint))
+            .or_else(|| builder.get_config_value(&AmazonS3ConfigKey::Endpoint))
+            .map(|e| e.trim_end_matches('/').to_string());
+        let mut http_ok = false;
+        if let Some(endpoint) = &endpoint {
+            let parsed = url::Url::parse(endpoint)
+                .map_err(|e| invalid(format!("invalid endpoint {endpoint:?}: {e}")))?;
+            match parsed.scheme() {
+                "https" => {}
+                "http" if allow_http || is_loopback(&parsed) => http_ok = true,
+                "http" => {
+                    return Err(invalid(format!(
+                        "endpoint {endpoint:?} uses plain HTTP to a host that is not a loopback \
+                         address; use https, or add allow_http=true if the network is trusted"
+                    )))
+                }
+                other => {
+                    return Err(invalid(format!(
+                        "endpoint {endpoint:?}: scheme {other:?} is not http or https"
+                    )))
+                }
+            }
+            if parsed.host_str().is_none() {
+                return Err(invalid(format!("endpoint {endpoint:?} names no host")));
+            }
+        }
+        // Path style by default with an explicit endpoint (S3-compatible servers),
+        // virtual-hosted style on AWS itself.
+        let path_style = path_style.unwrap_or(endpoint.is_some());
+        if let Some(endpoint) = &endpoint {
+            let endpoint = if path_style {
+                endpoint.clone()
+            } else {
+                virtual_hosted_endpoint(endpoint, bucket).map_err(&invalid)?
+            };
+            // Both keys: object_store prefers the S3-specific one, which
+            // AWS_ENDPOINT_URL_S3 may have set, over the generic endpoint.
+            builder = builder
+                .with_config(AmazonS3ConfigKey::S3Endpoint, endpoint.clone())
+                .with_endpoint(endpoint);
+        }
+        if let Some(region) = region {
+            builder = builder.with_region(region);
+        } else if builder
+            .get_config_value(&AmazonS3ConfigKey::Region)
+            .is_none()
+        {
+            // from_env knows AWS_DEFAULT_REGION; AWS_REGION is the newer spelling.
+            if let Ok(region) = std::env::var("AWS_REGION") {
+                builder = builder.with_region(region);
+            }
+        }
+
+        // reqwest is built with rustls and no bundled crypto provider, so that
+        // nothing compiles aws-lc from C: make ring the process default. An error
+        // only means some provider is installed already, which serves as well.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+
+        let client = ClientOptions::new()
+            .with_allow_http(http_ok)
+            .with_connect_timeout(Duration::from_secs(10))
+            // A whole request, including the upload of a pack on a slow uplink.
+            .with_timeout(Duration::from_secs(300));
+        let store = builder
+            .with_bucket_name(bucket)
+            .with_virtual_hosted_style_request(!path_style)
+            .with_client_options(client)
+            .with_retry(retry_config())
+            .build()
+            .map_err(|e| invalid(format!("cannot configure the S3 client: {e}")))?;
+
+        let location = match &endpoint {
+            Some(endpoint) => format!("{shown} at {endpoint}"),
+            None => shown.clone(),
+        };
+        Ok(S3Backend {
+            name: name.to_string(),
+            location,
+            prefix: prefix.trim_matches('/').to_string(),
+            store: Arc::new(store),
+        })
+    }
+
+    /// The object_store path of `key`, after checking that `key` is well formed.
+    fn path_of(&self, key: &str) -> Result<Path> {
+        if !validate_key(key) {
+            return Err(BackendError::new(
+                ErrorKind::Permanent,
+                &self.name,
+                key,
+                "invalid object key",
+            ));
+        }
+        let full = if self.prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}/{key}", self.prefix)
+        };
+        Path::parse(&full).map_err(|e| {
+            BackendError::new(ErrorKind::Permanent, &self.name, key, "invalid object key")
+                .with_source(e)
+        })
+    }
+
+    /// The backend key of a listed object_store path, or `None` when it lies
+    /// outside the prefix.
+    fn key_of(&self, location: &Path) -> Option<String> {
+        let full = location.as_ref();
+        if self.prefix.is_empty() {
+            return Some(full.to_string());
+        }
+        full.strip_prefix(self.prefix.as_str())?
+            .strip_prefix('/')
+            .map(str::to_string)
+    }
+
+    fn err(&self, key: &str, what: &str, err: object_store::Error) -> BackendError {
+        classify(&self.name, key, what, err)
+    }
+}
+
+#[async_trait]
+impl Backend for S3Backend {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+
+    async fn put(&self, key: &str, data: Bytes) -> Result<()> {
+        let path = self.path_of(key)?;
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        match self
+            .store
+            .put_opts(&path, PutPayload::from_bytes(data), opts)
+            .await
+        {
+            Ok(_) => Ok(()),
+            // A create-only PUT refused by the store: 412 (If-None-Match) or 409
+            // (a concurrent conditional write of the same key).
+            Err(
+                e @ (object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. }),
+            ) => {
+                Err(BackendError::new(ErrorKind::AlreadyExists, &self.name, key, "").with_source(e))
+            }
+            Err(e) => Err(self.err(key, "upload failed", e)),
+        }
+    }
+
+    async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Bytes> {
+        let path = self.path_of(key)?;
+        let Some(range) = range else {
+            let result = self
+                .store
+                .get_opts(&path, GetOptions::default())
+                .await
+                .map_err(|e| self.err(key, "download failed", e))?;
+            let size = result.meta.size;
+            let data = result
+                .bytes()
+                .await
+                .map_err(|e| self.err(key, "download failed", e))?;
+            if data.len() as u64 != size {
+                return Err(BackendError::new(
+                    ErrorKind::Transient,
+                    &self.name,
+                    key,
+                    format!("read {} bytes of an object of {size}", data.len()),
+                ));
+            }
+            return Ok(data);
+        };
+        let outside = |size: Option<u64>| {
+            let of = size.map_or_else(String::new, |s| format!(" of {s} bytes"));
+            BackendError::new(
+                ErrorKind::Permanent,
+                &self.name,
+                key,
+                format!("range {}..{} outside object{of}", range.start, range.end),
+            )
+        };
+        if range.start > range.end {
+            return Err(outside(None));
+        }
+        if range.start == range.end {
+            // HTTP cannot ask for zero bytes: check that the object exists and
+            // that the (empty) range lies inside it.
+            let meta = self.stat(key).await?;
+            return if range.end <= meta.size {
+                Ok(Bytes::new())
+            } else {
+                Err(outside(Some(meta.size)))
+            };
+        }
+        let opts = GetOptions {
+            range: Some(GetRange::Bounded(range.clone())),
+            ..GetOptions::default()
+        };
+        let result = match self.store.get_opts(&path, opts).await {
+            Ok(result) => result,
+            Err(e @ object_store::Error::NotFound { .. }) => {
+                return Err(self.err(key, "download failed", e))
+            }
+            // The server answers 416 for a range starting past the end, and
+            // object_store refuses a 206 that covers less than was asked for.
+            Err(e) => {
+                let err = self.err(key, "ranged download failed", e);
+                return Err(if err.kind == ErrorKind::Transient {
+                    err
+                } else {
+                    BackendError {
+                        detail: format!(
+                            "cannot read range {}..{} (past the end?)",
+                            range.start, range.end
+                        ),
+                        ..err
+                    }
+                });
+            }
+        };
+        if result.range != range || result.meta.size < range.end {
+            return Err(outside(Some(result.meta.size)));
+        }
+        let data = result
+            .bytes()
+            .await
+            .map_err(|e| self.err(key, "download failed", e))?;
+        if data.len() as u64 != range.end - range.start {
+            return Err(BackendError::new(
+                ErrorKind::Transient,
+                &self.name,
+                key,
+                format!(
+                    "short read: {} bytes for range {}..{}",
+                    data.len(),
+                    range.start,
+                    range.end
+                ),
+            ));
+        }
+        Ok(data)
+    }
+
+    async fn stat(&self, key: &str) -> Result<ObjectMeta> {
+        let path = self.path_of(key)?;
+        let meta = self
+            .store
+            .head(&path)
+            .await
+            .map_err(|e| self.err(key, "stat failed", e))?;
+        Ok(ObjectMeta {
+            key: key.to_string(),
+            size: meta.size,
+        })
+    }
+
+    fn list<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, Result<ObjectMeta>> {
+        // object_store lists whole path segments: list the directory the prefix
+        // names (everything before its last '/') and filter by the rest.
+        let dir = match prefix.rfind('/') {
+            Some(i) => &prefix[..i],
+            None => "",
+        };
+        let full_dir = match (self.prefix.is_empty(), dir.is_empty()) {
+            (true, _) => dir.to_string(),
+            (false, true) => self.prefix.clone(),
+            (false, false) => format!("{}/{dir}", self.prefix),
+        };
+        let list_root = if full_dir.is_empty() {
+            None
+        } else {
+            match Path::parse(&full_dir) {
+                Ok(path) => Some(path),
+                Err(e) => {
+                    let err = BackendError::new(
+                        ErrorKind::Permanent,
+                        &self.name,
+                        prefix,
+                        "invalid listing prefix",
+                    )
+                    .with_source(e);
+                    return futures::stream::once(async { Err(err) }).boxed();
+                }
+            }
+        };
+        // Pages are fetched as the stream is polled (object_store's paginated
+        // LIST); nothing is collected here.
+        self.store
+            .list(list_root.as_ref())
+            .filter_map(move |item| {
+                let out = match item {
+                    Ok(meta) => self
+                        .key_of(&meta.location)
+                        .filter(|key| key.starts_with(prefix))
+                        .map(|key| {
+                            Ok(ObjectMeta {
+                                key,
+                                size: meta.size,
+                            })
+                        }),
+                    Err(e) => Some(Err(self.err(prefix, "listing failed", e))),
+                };
+                futures::future::ready(out)
+            })
+            .boxed()
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        let path = self.path_of(key)?;
+        // S3 deletes of a missing key succeed; the contract wants NotFound, so
+        // look first. (A concurrent delete between the two calls is not detected,
+        // which only prune does, under its exclusive lock.)
+        self.store
+            .head(&path)
+            .await
+            .map_err(|e| self.err(key, "delete failed", e))?;
+        self.store
+            .delete(&path)
+            .await
+            .map_err(|e| self.err(key, "delete failed", e))
+    }
+}
+
+/// Parses a boolean query option.
+fn parse_bool(key: &str, value: &str) -> std::result::Result<bool, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(format!(
+            "option {key:?} must be true or false, not {value:?}"
+        )),
+    }
+}
+
+/// True when the URL's host is `localhost` or a loopback IP address.
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
+/// `https://host:port` → `https://bucket.host:port`, the endpoint object_store
+/// expects for virtual-hosted requests.
+fn virtual_hosted_endpoint(endpoint: &str, bucket: &str) -> std::result::Result<String, String> {
+    let mut url =
+        url::Url::parse(endpoint).map_err(|e| format!("invalid endpoint {endpoint:?}: {e}"))?;
+    let host = url
+        .host_str()
+        .ok_or_else(|| format!("endpoint {endpoint:?} names no host"))?
+        .to_string();
+    if host.starts_with(&format!("{bucket}.")) {
+        return Ok(endpoint.to_string());
+    }
+    url.set_host(Some(&format!("{bucket}.{host}")))
+        .map_err(|e| format!("cannot use virtual-hosted requests on {endpoint:?}: {e}"))?;
+    Ok(url.as_str().trim_end_matches('/').to_string())
+}
+
+/// Sorts an object_store failure into an [`ErrorKind`], keeping it as the source.
+fn classify(name: &str, key: &str, what: &str, err: object_store::Error) -> BackendError {
+    use object_store::Error as E;
+    // A missing bucket is a misconfigured destination, not a missing object: a
+    // put must not say "not found", nor a listing come back empty.
+    if mentions(&err, "NoSuchBucket") {
+        return BackendError::new(
+            ErrorKind::Permanent,
+            name,
+            key,
+            format!("{what}: the bucket does not exist (create it first)"),
+        )
+        .with_source(err);
+    }
+    let kind = match &err {
+        E::NotFound { .. } => ErrorKind::NotFound,
+        E::AlreadyExists { .. } | E::Precondition { .. } => ErrorKind::AlreadyExists,
+        E::PermissionDenied { .. }
+        | E::Unauthenticated { .. }
+        | E::InvalidPath { .. }
+        | E::NotSupported { .. }
+        | E::NotImplemented { .. }
+        | E::UnknownConfigurationKey { .. } => ErrorKind::Permanent,
+        _ => transient_or_permanent(&err),
     };
-    Err(UrlError::Unsupported {
-        url: format!("s3://{bucket}/{prefix}"),
-        scheme: "s3".into(),
-    })
+    let detail = match &err {
+        E::PermissionDenied { .. } => format!("{what}: access denied (check the credentials)"),
+        E::Unauthenticated { .. } => {
+            format!("{what}: not authenticated (check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)")
+        }
+        _ => what.to_string(),
+    };
+    BackendError::new(kind, name, key, detail).with_source(err)
+}
+
+/// Looks through the cause chain of an otherwise unclassified error: transport
+/// failures (connect, request, timeout, interrupted) and HTTP 5xx / 429 /
+/// throttling answers are transient, the rest permanent.
+///
+/// object_store keeps the HTTP status in a private type, so the status is read
+/// from its message ("…status code: 503 …"); this is the one place that parses
+/// text, and an unrecognised message errs on the side of `Permanent`.
+fn transient_or_permanent(err: &(dyn std::error::Error + 'static)) -> ErrorKind {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cause {
+        if let Some(http) = e.downcast_ref::<HttpError>() {
+            return match http.kind() {
+                HttpErrorKind::Connect
+                | HttpErrorKind::Request
+                | HttpErrorKind::Timeout
+                | HttpErrorKind::Interrupted => ErrorKind::Transient,
+                _ => ErrorKind::Permanent,
+            };
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind as Io;
+            return match io.kind() {
+                Io::Interrupted
+                | Io::TimedOut
+                | Io::WouldBlock
+                | Io::UnexpectedEof
+                | Io::ConnectionRefused
+                | Io::ConnectionReset
+                | Io::ConnectionAborted
+                | Io::BrokenPipe => ErrorKind::Transient,
+                _ => ErrorKind::Permanent,
+            };
+        }
+        let text = e.to_string();
+        if let Some(status) = status_in(&text) {
+            return if status >= 500 || status == 429 {
+                ErrorKind::Transient
+            } else {
+                ErrorKind::Permanent
+            };
+        }
+        if text.contains("SlowDown") || text.contains("InternalError") {
+            return ErrorKind::Transient;
+        }
+        cause = e.source();
+    }
+    ErrorKind::Permanent
+}
+
+/// True when the error or one of its causes says `needle` (an S3 error code).
+fn mentions(err: &(dyn std::error::Error + 'static), needle: &str) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cause {
+        if e.to_string().contains(needle) {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
+/// The HTTP status in an object_store message such as
+/// "Server returned non-2xx status code: 503 Service Unavailable: …".
+fn status_in(text: &str) -> Option<u16> {
+    let (_, rest) = text.split_once("status code: ")?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    if digits.len() == 3 {
+        digits.parse().ok()
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Opens with static dummy credentials, whatever the environment holds.
+    fn open_url(text: &str) -> Result<S3Backend, UrlError> {
+        let builder = AmazonS3Builder::new()
+            .with_access_key_id("test")
+            .with_secret_access_key("test");
+        S3Backend::open_with(
+            "s3-test",
+            &DestinationUrl::parse(text).expect("parse"),
+            builder,
+        )
+    }
+
+    #[test]
+    fn http_only_on_loopback_or_explicit_opt_in() {
+        for ok in [
+            "s3://b/p?endpoint=http://127.0.0.1:9000",
+            "s3://b/p?endpoint=http://localhost:9000",
+            "s3://b/p?endpoint=http://[::1]:9000",
+            "s3://b/p?endpoint=http://nas.local:9000&allow_http=true",
+            "s3://b/p?endpoint=https://s3.example.com",
+            "s3://b?region=eu-west-1",
+        ] {
+            open_url(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        let err = open_url("s3://b/p?endpoint=http://nas.local:9000").expect_err("plain http");
+        assert!(err.to_string().contains("allow_http=true"), "{err}");
+        let err = open_url("s3://b/p?endpoint=http://nas.local:9000&allow_http=false")
+            .expect_err("plain http");
+        assert!(matches!(err, UrlError::Invalid { .. }));
+    }
+
+    #[test]
+    fn refuses_secrets_and_unknown_options() {
+        let err = open_url("s3://b/p?secret_access_key=hunter2").expect_err("secret");
+        assert!(err.to_string().contains("AWS_SECRET_ACCESS_KEY"), "{err}");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        let err = open_url("s3://b/p?endpiont=https://x").expect_err("typo");
+        assert!(err.to_string().contains("endpiont"), "{err}");
+        assert!(open_url("s3://b/p?path_style=maybe").is_err());
+    }
+
+    #[test]
+    fn keys_live_under_the_prefix() {
+        let s3 = open_url("s3://b/lb/x?endpoint=http://127.0.0.1:1").expect("open");
+        assert_eq!(
+            s3.path_of("data/ab/cd").expect("path").as_ref(),
+            "lb/x/data/ab/cd"
+        );
+        assert_eq!(
+            s3.key_of(&Path::from("lb/x/data/ab/cd")).as_deref(),
+            Some("data/ab/cd")
+        );
+        assert_eq!(s3.key_of(&Path::from("lb/xy/data")), None);
+        assert!(s3.path_of("../up").is_err());
+        let bare = open_url("s3://b?endpoint=http://127.0.0.1:1").expect("open");
+        assert_eq!(bare.path_of("config").expect("path").as_ref(), "config");
+        assert!(s3.location().contains("s3://b/lb/x"));
+    }
+
+    #[test]
+    fn virtual_hosted_endpoints_carry_the_bucket() {
+        assert_eq!(
+            virtual_hosted_endpoint("https://s3.example.com:8443", "bkt").expect("ok"),
+            "https://bkt.s3.example.com:8443"
+        );
+        assert_eq!(
+            virtual_hosted_endpoint("https://bkt.s3.example.com", "bkt").expect("ok"),
+            "https://bkt.s3.example.com"
+        );
+    }
+
+    #[test]
+    fn reads_statuses_from_messages() {
+        assert_eq!(
+            status_in("Server returned non-2xx status code: 503 Service Unavailable: x"),
+            Some(503)
+        );
+        assert_eq!(status_in("no status here"), None);
+    }
+
+    /// A server that answers every request with `status` and counts them.
+    fn answering(status: &'static str) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = Arc::clone(&count);
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                // Read the request head (HEAD requests carry no body).
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
+                    head.push(byte[0]);
+                }
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = conn.write_all(
+                    format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                        .as_bytes(),
+                );
+            }
+        });
+        (format!("http://127.0.0.1:{port}"), count)
+    }
+
+    #[tokio::test]
+    async fn server_errors_are_retried_then_transient() {
+        let (endpoint, count) = answering("503 Service Unavailable");
+        let s3 = open_url(&format!("s3://b/p?endpoint={endpoint}")).expect("open");
+        let err = s3.stat("config").await.expect_err("503");
+        assert_eq!(err.kind, ErrorKind::Transient, "{err}");
+        let tries = count.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(tries, 1 + retry_config().max_retries, "{err}");
+    }
+
+    #[tokio::test]
+    async fn client_errors_are_permanent_and_not_retried() {
+        let (endpoint, count) = answering("400 Bad Request");
+        let s3 = open_url(&format!("s3://b/p?endpoint={endpoint}")).expect("open");
+        let err = s3.stat("config").await.expect_err("400");
+        assert_eq!(err.kind, ErrorKind::Permanent, "{err}");
+        assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn unreachable_server_is_transient() {
+        // Port 1 on loopback: connection refused at once.
+        let s3 = open_url("s3://b/p?endpoint=http://127.0.0.1:1").expect("open");
+        let err = s3.stat("config").await.expect_err("nothing listens there");
+        assert_eq!(err.kind, ErrorKind::Transient, "{err}");
+        assert_eq!(err.key, "config");
+        assert_eq!(err.destination, "s3-test");
+    }
 }

@@ -31,6 +31,8 @@ pub enum DestinationUrl {
         port: u16,
         /// Remote directory.
         path: String,
+        /// Options from the query string (`known_hosts`, `identity`, `fingerprint`, …).
+        options: Vec<(String, String)>,
     },
 }
 
@@ -124,11 +126,16 @@ impl DestinationUrl {
                         "passwords in sftp URLs are not accepted; use an SSH key or ssh-agent",
                     ));
                 }
+                let options = url
+                    .query_pairs()
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect();
                 Ok(DestinationUrl::Sftp {
                     user,
                     host: host.to_string(),
                     port: url.port().unwrap_or(22),
                     path: url.path().to_string(),
+                    options,
                 })
             }
             other => Err(invalid(&format!(
@@ -159,7 +166,8 @@ impl DestinationUrl {
     /// Opens the destination as a backend called `name`.
     ///
     /// # Errors
-    /// [`UrlError::Unsupported`] for S3 and SFTP in this version.
+    /// [`UrlError::Invalid`] for options the destination does not understand;
+    /// [`UrlError::Unsupported`] for kinds this version cannot open.
     pub fn open(&self, name: &str) -> Result<Arc<dyn Backend>, UrlError> {
         match self {
             DestinationUrl::Local(path) => Ok(Arc::new(LocalBackend::new(name, path.clone()))),
@@ -225,10 +233,30 @@ mod tests {
                 user: Some("backup".into()),
                 host: "nas.local".into(),
                 port: 2222,
-                path: "/srv/lb".into()
+                path: "/srv/lb".into(),
+                options: vec![],
             }
         );
-        assert!(matches!(sftp.open("x"), Err(UrlError::Unsupported { .. })));
+        // Opening is lazy: no connection is made until the first call.
+        assert!(sftp.open("x").is_ok());
+        let pinned = DestinationUrl::parse(
+            "sftp://nas.local/srv/lb?known_hosts=/etc/kh&fingerprint=SHA256:abc",
+        )
+        .unwrap();
+        assert!(matches!(
+            pinned,
+            DestinationUrl::Sftp { ref options, port: 22, .. }
+                if options == &[
+                    ("known_hosts".to_string(), "/etc/kh".to_string()),
+                    ("fingerprint".to_string(), "SHA256:abc".to_string()),
+                ]
+        ));
+        assert!(matches!(
+            DestinationUrl::parse("sftp://nas.local/srv/lb?bogus=1")
+                .unwrap()
+                .open("x"),
+            Err(UrlError::Invalid { .. })
+        ));
     }
 
     #[test]
