@@ -45,8 +45,24 @@ impl Context {
 
     /// Opens the repository on the selected destinations.
     pub async fn open(&self) -> Result<Repository> {
-        let selection = self.selection()?;
-        let dests = DestinationSet::new(selection.backends)?;
+        self.open_from(None).await
+    }
+
+    /// Opens the repository on one named destination only (`--from`), or on
+    /// all selected ones.
+    pub async fn open_from(&self, from: Option<&str>) -> Result<Repository> {
+        let mut backends = self.selection()?.backends;
+        if let Some(name) = from {
+            let names: Vec<String> = backends.iter().map(|b| b.name().to_string()).collect();
+            backends.retain(|b| b.name() == name);
+            if backends.is_empty() {
+                anyhow::bail!(
+                    "--from {name}: no such destination; the destinations are: {}",
+                    names.join(", ")
+                );
+            }
+        }
+        let dests = DestinationSet::new(backends)?;
         let password = password::existing(self.global.password_file.as_deref())?;
         Ok(Repository::open(dests, &password).await?)
     }

@@ -247,7 +247,10 @@ async fn check_pack(
     indexed: Vec<PackEntry>,
     read_data: bool,
 ) -> std::result::Result<(), Vec<String>> {
-    let backend = repo.destinations().primary().clone();
+    // The same destination the listing came from: the first one that answers.
+    let Some(backend) = repo.destinations().read_order().into_iter().next() else {
+        return Err(vec!["no destination".to_string()]);
+    };
     let key = ObjectKind::Pack.key(&id.to_hex());
     let keys = repo.keys().clone();
     let header_entries = if read_data {

@@ -15,11 +15,14 @@ pub struct Args {
     /// Also read every pack and verify every byte (slow: reads the whole repository).
     #[arg(long)]
     pub read_data: bool,
+    /// Check only this destination (by name, as `status` shows it).
+    #[arg(long, value_name = "NAME")]
+    pub from: Option<String>,
 }
 
 /// Runs `check`: exit 1 when anything is wrong.
 pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
-    let repo = ctx.open().await?;
+    let repo = ctx.open_from(args.from.as_deref()).await?;
     let progress = Arc::new(CheckProgress::default());
     let p = progress.clone();
     let ticker = Ticker::start(ctx, false, move || {

@@ -26,11 +26,15 @@ pub struct Args {
     /// Re-read every restored file and compare it with the snapshot.
     #[arg(long)]
     pub verify: bool,
+    /// Read only from this destination (by name, as `status` shows it) instead
+    /// of the first healthy one with failover.
+    #[arg(long, value_name = "NAME")]
+    pub from: Option<String>,
 }
 
 /// Runs `restore`.
 pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
-    let repo = ctx.open().await?;
+    let repo = ctx.open_from(args.from.as_deref()).await?;
     let (id, snapshot) = repo.find_snapshot(&args.snapshot).await?;
     let options = RestoreOptions {
         target: args.target.clone(),
