@@ -92,6 +92,15 @@ impl DestinationSet {
             .collect()
     }
 
+    /// True when the named destination was dropped during this run.
+    pub fn is_dropped(&self, name: &str) -> bool {
+        let dropped = self.dropped_state();
+        self.backends
+            .iter()
+            .zip(dropped.iter())
+            .any(|(b, d)| b.name() == name && d.is_some())
+    }
+
     /// Starts a new run: every destination is given another chance. (A
     /// process that opens the repository once per run never needs this.)
     pub fn reset_dropped(&self) {

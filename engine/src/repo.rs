@@ -215,12 +215,41 @@ impl Repository {
             .collect())
     }
 
+    /// Names of every object of `kind` on any reachable destination: a
+    /// destination that lags, or lost its objects, does not hide what the
+    /// others hold. Each object is then read with failover.
+    ///
+    /// # Errors
+    /// When no destination can be listed.
+    pub async fn list_names_everywhere(&self, kind: ObjectKind) -> Result<Vec<String>> {
+        let mut names = std::collections::BTreeSet::new();
+        let mut last_error = None;
+        let mut any = false;
+        for backend in self.dests.read_order() {
+            match crate::destinations::list_all(backend.as_ref(), kind.prefix()).await {
+                Ok(metas) => {
+                    any = true;
+                    names.extend(
+                        metas
+                            .iter()
+                            .filter_map(|m| kind.name_of(&m.key).map(str::to_string)),
+                    );
+                }
+                Err(e) => last_error = Some(e),
+            }
+        }
+        match (any, last_error) {
+            (false, Some(e)) => Err(e),
+            _ => Ok(names.into_iter().collect()),
+        }
+    }
+
     /// Loads and merges every index file.
     ///
     /// # Errors
     /// The first index file that cannot be read or verified.
     pub async fn load_index(&self) -> Result<MasterIndex> {
-        let names = self.list_names(ObjectKind::Index).await?;
+        let names = self.list_names_everywhere(ObjectKind::Index).await?;
         let mut master = MasterIndex::new();
         let mut reads = futures::stream::iter(names.into_iter().map(|name| async move {
             let bytes = self.read_object(ObjectKind::Index, &name).await?;
@@ -272,22 +301,7 @@ impl Repository {
     /// # Errors
     /// When no destination can be listed.
     pub async fn snapshot_names(&self) -> Result<Vec<String>> {
-        let mut names = std::collections::BTreeSet::new();
-        let mut last_error = None;
-        let mut any = false;
-        for (_, listed) in crate::status::snapshots_by_destination(self).await {
-            match listed {
-                Ok(ids) => {
-                    any = true;
-                    names.extend(ids.iter().map(|id| id.to_hex()));
-                }
-                Err(e) => last_error = Some(e),
-            }
-        }
-        match (any, last_error) {
-            (false, Some(e)) => Err(e),
-            _ => Ok(names.into_iter().collect()),
-        }
+        self.list_names_everywhere(ObjectKind::Snapshot).await
     }
 
     /// Every snapshot, oldest first.

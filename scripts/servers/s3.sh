@@ -69,6 +69,7 @@ $(tail -n 20 "$log")"
   export AWS_ACCESS_KEY_ID="lifeboat-test"
   export AWS_SECRET_ACCESS_KEY="lifeboat-test-secret"
   export AWS_REGION="us-east-1"
+  export LIFEBOAT_TEST_MOTO_SERVER="$venv/bin/moto_server"
   unset AWS_SESSION_TOKEN AWS_ENDPOINT AWS_ENDPOINT_URL AWS_ENDPOINT_URL_S3 AWS_PROFILE
 
   "$venv/bin/python" - "$endpoint" "$LIFEBOAT_TEST_S3_BUCKET" <<'PY' \
