@@ -85,6 +85,10 @@ pub(crate) async fn upload_packs(
     let dispatch = async move {
         let mut packs = packs;
         while let Some(pack) = packs.recv().await {
+            if dests.healthy().is_empty() {
+                // Nowhere left to write: closing the channel stops the pipeline.
+                break;
+            }
             let flight = Arc::new(InFlight {
                 pack,
                 remaining: AtomicUsize::new(queues.len()),
