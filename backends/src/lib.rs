@@ -32,7 +32,7 @@ mod fault;
 mod local;
 mod memory;
 mod retry;
-mod s3;
+pub mod s3;
 mod sftp;
 mod url;
 

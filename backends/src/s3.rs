@@ -113,6 +113,54 @@ pub fn open(name: &str, url: &DestinationUrl) -> Result<Arc<dyn Backend>, UrlErr
     Ok(Arc::new(S3Backend::open(name, url)?))
 }
 
+/// S3 credentials given in the config file instead of the AWS variables.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct S3Credentials {
+    /// The access key id.
+    pub access_key_id: String,
+    /// The secret access key (never printed).
+    pub secret_access_key: String,
+    /// A session token, for temporary credentials.
+    pub session_token: Option<String>,
+}
+
+impl std::fmt::Debug for S3Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Credentials")
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl S3Credentials {
+    /// Puts the credentials on `builder`, over whatever it took from the environment.
+    pub fn apply(&self, builder: AmazonS3Builder) -> AmazonS3Builder {
+        let builder = builder
+            .with_access_key_id(&self.access_key_id)
+            .with_secret_access_key(&self.secret_access_key);
+        match &self.session_token {
+            Some(token) => builder.with_token(token),
+            None => builder,
+        }
+    }
+}
+
+/// Opens an `s3://` destination with credentials from the config file.
+///
+/// # Errors
+/// As [`open`].
+pub fn open_with_credentials(
+    name: &str,
+    url: &DestinationUrl,
+    credentials: &S3Credentials,
+) -> Result<Arc<dyn Backend>, UrlError> {
+    Ok(Arc::new(S3Backend::open_with(
+        name,
+        url,
+        credentials.apply(AmazonS3Builder::from_env()),
+    )?))
+}
+
 impl S3Backend {
     /// Builds the backend for an [`DestinationUrl::S3`] address; see the module
     /// documentation for the options and where credentials come from.

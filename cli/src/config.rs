@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
+use lifeboat_backends::s3::S3Credentials;
 use lifeboat_backends::{Backend, DestinationUrl, RetryBackend, RetryPolicy};
 use serde::Deserialize;
 
@@ -43,6 +44,33 @@ pub struct ConfigFile {
 pub struct DestinationConfig {
     /// Where it is.
     pub url: String,
+    /// S3 access key id (else `AWS_ACCESS_KEY_ID`).
+    pub aws_access_key_id: Option<String>,
+    /// S3 secret access key (else `AWS_SECRET_ACCESS_KEY`); keep the config
+    /// file readable by you alone when it holds one.
+    pub aws_secret_access_key: Option<String>,
+    /// S3 session token for temporary credentials.
+    pub aws_session_token: Option<String>,
+}
+
+impl DestinationConfig {
+    /// The S3 credentials this entry gives, if any.
+    ///
+    /// # Errors
+    /// When only one of the key id and the secret is given.
+    pub fn s3_credentials(&self, name: &str) -> Result<Option<S3Credentials>> {
+        match (&self.aws_access_key_id, &self.aws_secret_access_key) {
+            (None, None) if self.aws_session_token.is_none() => Ok(None),
+            (Some(id), Some(secret)) => Ok(Some(S3Credentials {
+                access_key_id: id.clone(),
+                secret_access_key: secret.clone(),
+                session_token: self.aws_session_token.clone(),
+            })),
+            _ => bail!(
+                "destination {name:?} in the config file: give both aws_access_key_id and aws_secret_access_key, or neither"
+            ),
+        }
+    }
 }
 
 /// A profile: what `backup` does without arguments.
@@ -178,14 +206,82 @@ impl ConfigFile {
             }
             used.push(name.clone());
             let parsed = DestinationUrl::parse(&url)?;
+            let credentials = match self.destinations.get(&base) {
+                Some(entry) => entry.s3_credentials(&base)?,
+                None => None,
+            };
+            let backend = match (&parsed, credentials) {
+                (DestinationUrl::S3 { .. }, Some(creds)) => {
+                    lifeboat_backends::s3::open_with_credentials(&name, &parsed, &creds)?
+                }
+                (_, Some(_)) => bail!(
+                    "destination {base:?}: aws_* credentials apply to s3:// destinations only"
+                ),
+                (_, None) => parsed.open(&name)?,
+            };
             // Transient failures are retried with backoff before a destination
             // is given up on for the run.
-            let retrying = RetryBackend::new(parsed.open(&name)?, RetryPolicy::default());
+            let retrying = RetryBackend::new(backend, RetryPolicy::default());
             backends.push(Arc::new(retrying) as Arc<dyn Backend>);
         }
         Ok(Selection {
             backends,
             embedded_default,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3_credentials_from_the_config_file() {
+        let config: ConfigFile = toml::from_str(
+            r#"
+            [destinations.cloud]
+            url = "s3://bucket/lb?endpoint=http://127.0.0.1:9&region=us-east-1"
+            aws_access_key_id = "AKID"
+            aws_secret_access_key = "s3cret"
+
+            [destinations.half]
+            url = "s3://bucket/x?endpoint=http://127.0.0.1:9&region=us-east-1"
+            aws_access_key_id = "AKID"
+
+            [destinations.disk]
+            url = "/tmp/lb"
+            aws_access_key_id = "AKID"
+            aws_secret_access_key = "s3cret"
+            "#,
+        )
+        .expect("parses");
+        let creds = config.destinations["cloud"]
+            .s3_credentials("cloud")
+            .expect("valid")
+            .expect("some");
+        assert_eq!(
+            (
+                creds.access_key_id.as_str(),
+                creds.secret_access_key.as_str()
+            ),
+            ("AKID", "s3cret")
+        );
+        let selected = config
+            .select(&["cloud".into()], None)
+            .expect("opens without any AWS variable");
+        assert_eq!(selected.backends[0].name(), "cloud");
+        let half = config
+            .select(&["half".into()], None)
+            .err()
+            .expect("half credentials are refused");
+        assert!(half.to_string().contains("both"), "{half}");
+        let disk = config
+            .select(&["disk".into()], None)
+            .err()
+            .expect("credentials on a disk are refused");
+        assert!(
+            disk.to_string().contains("s3:// destinations only"),
+            "{disk}"
+        );
     }
 }

@@ -136,3 +136,35 @@ async fn unreachable_server_is_transient() {
     assert_eq!(err.key, "config");
     assert_eq!(err.destination, "s3-test");
 }
+
+#[test]
+fn config_file_credentials_override_the_environment() {
+    let creds = S3Credentials {
+        access_key_id: "AKIDCONFIG".into(),
+        secret_access_key: "config-secret".into(),
+        session_token: Some("tok".into()),
+    };
+    let builder = creds.apply(AmazonS3Builder::new().with_access_key_id("from-env"));
+    assert_eq!(
+        builder
+            .get_config_value(&AmazonS3ConfigKey::AccessKeyId)
+            .as_deref(),
+        Some("AKIDCONFIG")
+    );
+    assert_eq!(
+        builder
+            .get_config_value(&AmazonS3ConfigKey::SecretAccessKey)
+            .as_deref(),
+        Some("config-secret")
+    );
+    assert_eq!(
+        builder
+            .get_config_value(&AmazonS3ConfigKey::Token)
+            .as_deref(),
+        Some("tok")
+    );
+    assert!(
+        !format!("{creds:?}").contains("config-secret"),
+        "the secret is never printed"
+    );
+}
