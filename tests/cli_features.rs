@@ -516,3 +516,47 @@ fn mirrored_destinations_fail_over() {
     let diffs = tree::compare_trees(&src, &tree::restored(&target, &src));
     assert!(diffs.is_empty(), "{diffs:#?}");
 }
+
+/// `--from NAME` reads one destination only: it restores from an intact one,
+/// fails on a damaged one instead of failing over, and an unknown name is a
+/// clear error listing the real ones.
+#[test]
+fn restore_from_one_named_destination() {
+    let sb = Sandbox::new();
+    let (a, b) = (sb.join("a"), sb.join("b"));
+    let both = || sb.command().password(PASSWORD).dest(&a).dest(&b);
+    both()
+        .args(["init", "--kdf-memory", "64", "--kdf-iterations", "1"])
+        .run()
+        .success();
+    let src = sb.join("src");
+    small_tree(&src);
+    both().arg("backup").arg(&src).run().success();
+    for pack in tree::regular_files(&a.join("data")) {
+        std::fs::remove_file(pack).expect("remove pack");
+    }
+    let restore_from = |name: &str, target: &Path| {
+        both()
+            .args([
+                "restore".as_ref(),
+                "latest".as_ref(),
+                "--from".as_ref(),
+                OsStr::new(name),
+                "--target".as_ref(),
+                target.as_os_str(),
+            ])
+            .run()
+    };
+    let good = sb.join("from-b");
+    restore_from("local-b", &good).success();
+    assert!(tree::compare_trees(&src, &tree::restored(&good, &src)).is_empty());
+    let bad = sb.join("from-a");
+    let out = restore_from("local-a", &bad);
+    assert_ne!(
+        out.code, 0,
+        "a destination without its packs cannot restore alone"
+    );
+    restore_from("nosuch", &sb.join("x"))
+        .assert_code(1)
+        .stderr_has("local-a, local-b");
+}
