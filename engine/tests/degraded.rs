@@ -2,33 +2,15 @@
 //! blocks the others; the snapshot commits on every destination that holds
 //! all its data, and the outcome names the destinations missed.
 
-use std::path::Path;
 use std::sync::Arc;
 
-use futures::TryStreamExt;
-use lifeboat_backends::{Backend, FaultPlan, FaultyBackend, MemoryBackend};
-use lifeboat_engine::backup::{backup, BackupOptions};
+use lifeboat_backends::{FaultPlan, FaultyBackend, MemoryBackend};
 use lifeboat_engine::check::{check, CheckOptions};
 use lifeboat_engine::restore::{restore, RestoreOptions};
 use lifeboat_engine::{DestinationSet, KdfParams, RepoParams, Repository};
 
-fn source_tree(dir: &Path) {
-    std::fs::create_dir_all(dir.join("d")).unwrap();
-    std::fs::write(dir.join("d/one.txt"), b"first file").unwrap();
-    let data: Vec<u8> = (0..2_000_000u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
-        .collect();
-    std::fs::write(dir.join("two.bin"), data).unwrap();
-}
-
-async fn keys(backend: &dyn Backend, prefix: &str) -> Vec<String> {
-    backend
-        .list(prefix)
-        .map_ok(|m| m.key)
-        .try_collect()
-        .await
-        .unwrap()
-}
+mod common;
+use common::*;
 
 /// Two destinations, the second wrapped in a fault injector; a fresh repository.
 async fn two_destinations() -> (MemoryBackend, MemoryBackend, FaultyBackend, DestinationSet) {
@@ -37,14 +19,7 @@ async fn two_destinations() -> (MemoryBackend, MemoryBackend, FaultyBackend, Des
     let faulty = FaultyBackend::new(Arc::new(sick.clone()), FaultPlan::default());
     let dests =
         DestinationSet::new(vec![Arc::new(good.clone()), Arc::new(faulty.clone())]).unwrap();
-    Repository::init(
-        dests.clone(),
-        b"pw",
-        RepoParams::default(),
-        KdfParams::insecure_for_tests(),
-    )
-    .await
-    .unwrap();
+    init_repo(dests.clone()).await;
     (good, sick, faulty, dests)
 }
 
@@ -58,13 +33,7 @@ async fn a_destination_failing_midway_is_dropped_and_the_others_commit() {
         ..Default::default()
     });
     let repo = Repository::open(dests, b"pw").await.unwrap();
-    let options = BackupOptions {
-        paths: vec![src.path().into()],
-        ..Default::default()
-    };
-    let outcome = backup(&repo, &options, Default::default(), Default::default())
-        .await
-        .unwrap();
+    let outcome = run_backup(&repo, src.path()).await.unwrap();
     assert_eq!(outcome.reached, vec!["good".to_string()]);
     assert_eq!(outcome.missed.len(), 1);
     assert_eq!(outcome.missed[0].0, "sick");
@@ -75,16 +44,16 @@ async fn a_destination_failing_midway_is_dropped_and_the_others_commit() {
     );
     assert!(outcome.is_incomplete());
     assert_eq!(
-        keys(&good, "snapshots/").await.len(),
+        keys_under(&good, "snapshots/").await.len(),
         1,
         "committed where all data is"
     );
     assert!(
-        keys(&sick, "snapshots/").await.is_empty(),
+        keys_under(&sick, "snapshots/").await.is_empty(),
         "never committed where data is missing"
     );
     assert!(
-        keys(&sick, "index/").await.is_empty(),
+        keys_under(&sick, "index/").await.is_empty(),
         "no index where its packs are missing"
     );
 
@@ -125,27 +94,14 @@ async fn an_unreachable_preferred_destination_does_not_stop_open_or_backup() {
     let faulty = FaultyBackend::new(Arc::new(dead.clone()), FaultPlan::default());
     let dests =
         DestinationSet::new(vec![Arc::new(faulty.clone()), Arc::new(good.clone())]).unwrap();
-    Repository::init(
-        dests.clone(),
-        b"pw",
-        RepoParams::default(),
-        KdfParams::insecure_for_tests(),
-    )
-    .await
-    .unwrap();
+    init_repo(dests.clone()).await;
     faulty.set_plan(FaultPlan {
         unreachable: true,
         ..Default::default()
     });
     let fresh = DestinationSet::new(vec![Arc::new(faulty), Arc::new(good.clone())]).unwrap();
     let repo = Repository::open(fresh, b"pw").await.unwrap();
-    let options = BackupOptions {
-        paths: vec![src.path().into()],
-        ..Default::default()
-    };
-    let outcome = backup(&repo, &options, Default::default(), Default::default())
-        .await
-        .unwrap();
+    let outcome = run_backup(&repo, src.path()).await.unwrap();
     assert_eq!(outcome.reached, vec!["good".to_string()]);
     assert_eq!(
         outcome
@@ -155,8 +111,8 @@ async fn an_unreachable_preferred_destination_does_not_stop_open_or_backup() {
             .collect::<Vec<_>>(),
         vec!["dead"]
     );
-    assert_eq!(keys(&good, "snapshots/").await.len(), 1);
-    assert!(keys(&dead, "snapshots/").await.is_empty());
+    assert_eq!(keys_under(&good, "snapshots/").await.len(), 1);
+    assert!(keys_under(&dead, "snapshots/").await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,7 +136,7 @@ async fn init_must_reach_every_destination() {
     .unwrap_err();
     assert!(err.to_string().contains("dead"), "{err}");
     assert!(
-        keys(&good, "config").await.is_empty(),
+        keys_under(&good, "config").await.is_empty(),
         "no config where init did not finish"
     );
 }
@@ -200,14 +156,6 @@ async fn when_every_destination_fails_the_backup_fails() {
     };
     good2.set_plan(plan.clone());
     faulty.set_plan(plan);
-    let options = BackupOptions {
-        paths: vec![src.path().into()],
-        ..Default::default()
-    };
-    assert!(
-        backup(&repo, &options, Default::default(), Default::default())
-            .await
-            .is_err()
-    );
-    assert!(keys(&_good, "snapshots/").await.is_empty());
+    assert!(run_backup(&repo, src.path()).await.is_err());
+    assert!(keys_under(&_good, "snapshots/").await.is_empty());
 }

@@ -8,9 +8,11 @@ use std::process::Command;
 use std::sync::Arc;
 
 use lifeboat_backends::LocalBackend;
-use lifeboat_engine::backup::{backup, BackupOptions};
 use lifeboat_engine::check::{check, CheckOptions};
-use lifeboat_engine::{DestinationSet, KdfParams, RepoParams, Repository};
+use lifeboat_engine::DestinationSet;
+
+mod common;
+use common::*;
 
 struct Mount(std::path::PathBuf);
 
@@ -56,14 +58,7 @@ async fn full_disk_fails_cleanly() {
     let repo_dir = mount_point.path().join("repo");
     let backend = Arc::new(LocalBackend::new("tiny", &repo_dir));
     let dests = DestinationSet::new(vec![backend]).unwrap();
-    let repo = Repository::init(
-        dests,
-        b"pw",
-        RepoParams::default(),
-        KdfParams::insecure_for_tests(),
-    )
-    .await
-    .unwrap();
+    let repo = init_repo(dests).await;
 
     // 6 MB that does not compress cannot fit in 2 MiB.
     let src = tempfile::tempdir().unwrap();
@@ -78,13 +73,7 @@ async fn full_disk_fails_cleanly() {
         .collect();
     std::fs::write(src.path().join("big.bin"), data).unwrap();
 
-    let options = BackupOptions {
-        paths: vec![src.path().to_path_buf()],
-        ..Default::default()
-    };
-    let err = backup(&repo, &options, Default::default(), Default::default())
-        .await
-        .unwrap_err();
+    let err = run_backup(&repo, src.path()).await.unwrap_err();
     let text = err.to_string();
     assert!(
         text.contains("no space left on device"),

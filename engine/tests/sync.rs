@@ -6,10 +6,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::TryStreamExt;
 use lifeboat_backends::{Backend, MemoryBackend};
-use lifeboat_engine::backup::{backup, BackupOptions};
 use lifeboat_engine::check::{check, CheckOptions};
 use lifeboat_engine::sync::{apply, plan};
-use lifeboat_engine::{DestinationSet, KdfParams, RepoParams, Repository};
+use lifeboat_engine::{DestinationSet, Repository};
+
+mod common;
+use common::*;
 
 async fn keys(backend: &dyn Backend) -> Vec<(String, u64)> {
     let mut all: Vec<(String, u64)> = backend
@@ -26,27 +28,10 @@ async fn keys(backend: &dyn Backend) -> Vec<(String, u64)> {
 /// A repository with one snapshot on `first`.
 async fn populated(first: &MemoryBackend) -> tempfile::TempDir {
     let src = tempfile::tempdir().unwrap();
-    std::fs::write(src.path().join("a.txt"), b"alpha").unwrap();
-    let data: Vec<u8> = (0..1_500_000u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 9) as u8)
-        .collect();
-    std::fs::write(src.path().join("b.bin"), data).unwrap();
+    source_tree(src.path());
     let dests = DestinationSet::new(vec![Arc::new(first.clone())]).unwrap();
-    let repo = Repository::init(
-        dests,
-        b"pw",
-        RepoParams::default(),
-        KdfParams::insecure_for_tests(),
-    )
-    .await
-    .unwrap();
-    let options = BackupOptions {
-        paths: vec![src.path().into()],
-        ..Default::default()
-    };
-    backup(&repo, &options, Default::default(), Default::default())
-        .await
-        .unwrap();
+    let repo = init_repo(dests).await;
+    run_backup(&repo, src.path()).await.unwrap();
     src
 }
 

@@ -5,42 +5,14 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use futures::TryStreamExt;
 use lifeboat_backends::{Backend, FaultPlan, FaultyBackend, MemoryBackend};
-use lifeboat_engine::backup::{backup, BackupOptions};
+use lifeboat_engine::backup::backup;
 use lifeboat_engine::check::{check, CheckOptions};
 use lifeboat_engine::restore::{restore, RestoreOptions};
-use lifeboat_engine::{DestinationSet, KdfParams, RepoParams, Repository};
+use lifeboat_engine::Repository;
 
-fn source_tree(dir: &Path) {
-    std::fs::create_dir_all(dir.join("sub")).unwrap();
-    std::fs::write(dir.join("a.txt"), b"hello world").unwrap();
-    let big: Vec<u8> = (0..3_000_000u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
-    std::fs::write(dir.join("sub/big.bin"), big).unwrap();
-}
-
-async fn keys_under(backend: &dyn Backend, prefix: &str) -> Vec<String> {
-    backend
-        .list(prefix)
-        .map_ok(|m| m.key)
-        .try_collect()
-        .await
-        .unwrap()
-}
-
-async fn new_repo(backends: Vec<Arc<dyn Backend>>) -> Repository {
-    let dests = DestinationSet::new(backends).unwrap();
-    Repository::init(
-        dests,
-        b"pw",
-        RepoParams::default(),
-        KdfParams::insecure_for_tests(),
-    )
-    .await
-    .unwrap()
-}
+mod common;
+use common::*;
 
 /// Restores `snapshot` with verification and checks the big file came back intact.
 async fn restore_and_compare(
@@ -75,13 +47,6 @@ async fn restore_and_compare(
     restored
 }
 
-fn options(path: &Path) -> BackupOptions {
-    BackupOptions {
-        paths: vec![path.to_path_buf()],
-        ..Default::default()
-    }
-}
-
 async fn failing_backup_leaves_no_snapshot(prefix: &str, after: usize) {
     let src = tempfile::tempdir().unwrap();
     source_tree(src.path());
@@ -93,13 +58,7 @@ async fn failing_backup_leaves_no_snapshot(prefix: &str, after: usize) {
         put_after: after,
         ..Default::default()
     });
-    let result = backup(
-        &repo,
-        &options(src.path()),
-        Default::default(),
-        Default::default(),
-    )
-    .await;
+    let result = run_backup(&repo, src.path()).await;
     let err = result.expect_err("backup must fail when the destination fails");
     assert!(
         err.to_string().contains(prefix.trim_end_matches('/')),
@@ -117,14 +76,7 @@ async fn failing_backup_leaves_no_snapshot(prefix: &str, after: usize) {
     assert!(report.is_ok(), "{:?}", report.problems);
     // And the next run (the destination given another chance) succeeds and restores.
     repo.destinations().reset_dropped();
-    let outcome = backup(
-        &repo,
-        &options(src.path()),
-        Default::default(),
-        Default::default(),
-    )
-    .await
-    .unwrap();
+    let outcome = run_backup(&repo, src.path()).await.unwrap();
     assert!(outcome.snapshot_id.is_some());
     let restored = restore_and_compare(&repo, &outcome.snapshot, src.path()).await;
     assert_eq!(restored.verified, 2);
@@ -203,14 +155,7 @@ async fn snapshot_is_written_after_packs_and_index() {
         Some("config"),
         "config is written last at init"
     );
-    backup(
-        &repo,
-        &options(src.path()),
-        Default::default(),
-        Default::default(),
-    )
-    .await
-    .unwrap();
+    run_backup(&repo, src.path()).await.unwrap();
     let order = recorder.order.lock().unwrap().clone();
     let pos = |pred: &dyn Fn(&str) -> bool| order.iter().position(|k| pred(k));
     let last_pack = order
@@ -245,14 +190,7 @@ async fn reads_fail_over_past_corrupted_bytes() {
     let second = MemoryBackend::new("second");
     let faulty = FaultyBackend::new(Arc::new(first.clone()), FaultPlan::default());
     let repo = new_repo(vec![Arc::new(faulty.clone()), Arc::new(second.clone())]).await;
-    let outcome = backup(
-        &repo,
-        &options(src.path()),
-        Default::default(),
-        Default::default(),
-    )
-    .await
-    .unwrap();
+    let outcome = run_backup(&repo, src.path()).await.unwrap();
     // Both destinations hold identical objects.
     assert_eq!(
         keys_under(&first, "").await.len(),
@@ -277,14 +215,7 @@ async fn a_dead_destination_fails_the_backup_with_its_name() {
         unreachable: true,
         ..Default::default()
     });
-    let err = backup(
-        &repo,
-        &options(src.path()),
-        Default::default(),
-        Default::default(),
-    )
-    .await
-    .unwrap_err();
+    let err = run_backup(&repo, src.path()).await.unwrap_err();
     assert!(err.to_string().contains("nas"), "{err}");
 }
 
