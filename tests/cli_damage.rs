@@ -58,12 +58,7 @@ fn corrupted_pack_is_named_and_never_restored_as_wrong_bytes() {
     out.stderr_has("checked");
 
     let target = sb.join("restored");
-    let out = sb.repo_cmd([
-        "restore".as_ref(),
-        "latest".as_ref(),
-        "--target".as_ref(),
-        target.as_os_str(),
-    ]);
+    let out = sb.restore_latest(&target);
     assert_ne!(out.code, 0, "restore of damaged data succeeded: {out:?}");
     out.stderr_has(&pack_id);
     let copy = tree::restored(&target, &src);
@@ -124,12 +119,7 @@ fn restore_keeps_files_whose_chunks_are_intact() {
     );
 
     let target = sb.join("restored");
-    let out = sb.repo_cmd([
-        "restore".as_ref(),
-        "latest".as_ref(),
-        "--target".as_ref(),
-        target.as_os_str(),
-    ]);
+    let out = sb.restore_latest(&target);
     out.assert_code(1).stderr_has(&pack_hex);
     assert!(
         !tree::restored(&target, &big).exists(),
@@ -155,12 +145,7 @@ fn missing_pack_is_reported_by_check_and_restore() {
     let pack_id = file_name(&pack);
     sb.repo_cmd(["check"]).assert_code(1).stderr_has(&pack_id);
     let target = sb.join("restored");
-    let out = sb.repo_cmd([
-        "restore".as_ref(),
-        "latest".as_ref(),
-        "--target".as_ref(),
-        target.as_os_str(),
-    ]);
+    let out = sb.restore_latest(&target);
     assert_ne!(
         out.code, 0,
         "restore with a missing pack succeeded: {out:?}"
@@ -179,12 +164,7 @@ fn stderr_on_a_pipe_has_no_terminal_escapes() {
     let (pack, size) = repo::biggest_pack(&sb.repo());
     tree::flip_byte(&pack, size / 2);
     let target = sb.join("restored");
-    let out = sb.repo_cmd([
-        "restore".as_ref(),
-        "latest".as_ref(),
-        "--target".as_ref(),
-        target.as_os_str(),
-    ]);
+    let out = sb.restore_latest(&target);
     assert_ne!(out.code, 0, "{out:?}");
     assert!(
         !out.stderr.contains('\x1b'),

@@ -409,13 +409,7 @@ fn lock_of_a_killed_backup_does_not_block() {
     let summary = sb.backup(&[&src]);
     assert_eq!(summary["files_new"], 1, "{summary}");
     let target = sb.join("restored");
-    sb.repo_cmd([
-        "restore".as_ref(),
-        "latest".as_ref(),
-        "--target".as_ref(),
-        target.as_os_str(),
-    ])
-    .success();
+    sb.restore_latest(&target).success();
     assert!(tree::same_content(
         &src.join("big.bin"),
         &tree::restored(&target, &src.join("big.bin"))

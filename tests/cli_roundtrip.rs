@@ -184,13 +184,7 @@ fn dedup_across_runs() {
 
     // Every snapshot still restores the content it had.
     let target = sb.join("restored");
-    sb.repo_cmd([
-        "restore".as_ref(),
-        "latest".as_ref(),
-        "--target".as_ref(),
-        target.as_os_str(),
-    ])
-    .success();
+    sb.restore_latest(&target).success();
     assert_same_tree(&src, &tree::restored(&target, &src));
 }
 
@@ -294,13 +288,7 @@ fn restore_over_an_existing_copy() {
     sb.backup(&[&src]);
     let target = sb.join("restored");
     let restore = || {
-        sb.repo_cmd([
-            "restore".as_ref(),
-            "latest".as_ref(),
-            "--target".as_ref(),
-            target.as_os_str(),
-        ])
-        .success();
+        sb.restore_latest(&target).success();
     };
     restore();
     let copy = tree::restored(&target, &src);
@@ -361,13 +349,7 @@ fn several_targets_and_dry_run() {
     expected.sort();
     assert_eq!(snap["paths"], serde_json::json!(expected), "{snap}");
     let target = sb.join("restored");
-    sb.repo_cmd([
-        "restore".as_ref(),
-        "latest".as_ref(),
-        "--target".as_ref(),
-        target.as_os_str(),
-    ])
-    .success();
+    sb.restore_latest(&target).success();
     for path in [&dir, &file, &link] {
         assert_same_tree(path, &tree::restored(&target, path));
     }

@@ -162,6 +162,16 @@ impl Sandbox {
             .run()
     }
 
+    /// `restore latest --target TARGET` on the sandbox repository.
+    pub fn restore_latest(&self, target: &Path) -> Output {
+        self.repo_cmd([
+            "restore".as_ref(),
+            "latest".as_ref(),
+            "--target".as_ref(),
+            target.as_os_str(),
+        ])
+    }
+
     /// Creates the repository at [`Sandbox::repo`] with a cheap KDF.
     pub fn init_repo(&self) {
         self.repo_cmd(["init", "--kdf-memory", "64", "--kdf-iterations", "1"])
