@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 
-use crate::error::Result;
+use crate::error::{BackendError, ErrorKind, Result};
 
 /// What a listing or `stat` tells about one stored object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,4 +72,34 @@ pub fn validate_key(key: &str) -> bool {
         && key
             .split('/')
             .all(|seg| !seg.is_empty() && seg != "." && seg != ".." && !seg.contains('\0'))
+}
+
+/// Resolves an optional byte range against an object of `size` bytes, and
+/// returns it with its length: the whole object for `None`, a `Permanent`
+/// error for a range that reaches past the end (never a short read).
+///
+/// # Errors
+/// A range outside the object, or one too long for memory.
+pub fn resolve_range(
+    destination: &str,
+    key: &str,
+    range: Option<Range<u64>>,
+    size: u64,
+) -> Result<(Range<u64>, usize)> {
+    let range = range.unwrap_or(0..size);
+    if range.start > range.end || range.end > size {
+        return Err(BackendError::new(
+            ErrorKind::Permanent,
+            destination,
+            key,
+            format!(
+                "range {}..{} outside object of {size} bytes",
+                range.start, range.end
+            ),
+        ));
+    }
+    let len = usize::try_from(range.end - range.start).map_err(|_| {
+        BackendError::new(ErrorKind::Permanent, destination, key, "range too large")
+    })?;
+    Ok((range, len))
 }

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
 
-use crate::backend::{validate_key, Backend, ObjectMeta};
+use crate::backend::{resolve_range, validate_key, Backend, ObjectMeta};
 use crate::error::{BackendError, ErrorKind, Result};
 
 /// Prefix of temporary files; listings skip them.
@@ -122,21 +122,7 @@ impl LocalBackend {
         let path = self.path_of(key)?;
         let mut file = File::open(&path).map_err(|e| self.io_err(key, e))?;
         let size = file.metadata().map_err(|e| self.io_err(key, e))?.len();
-        let range = range.unwrap_or(0..size);
-        if range.start > range.end || range.end > size {
-            return Err(BackendError::new(
-                ErrorKind::Permanent,
-                &self.name,
-                key,
-                format!(
-                    "range {}..{} outside object of {size} bytes",
-                    range.start, range.end
-                ),
-            ));
-        }
-        let len = usize::try_from(range.end - range.start).map_err(|_| {
-            BackendError::new(ErrorKind::Permanent, &self.name, key, "range too large")
-        })?;
+        let (range, len) = resolve_range(&self.name, key, range, size)?;
         let mut buf = vec![0u8; len];
         file.seek(SeekFrom::Start(range.start))
             .and_then(|_| file.read_exact(&mut buf))

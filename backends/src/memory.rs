@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
 
-use crate::backend::{validate_key, Backend, ObjectMeta};
+use crate::backend::{resolve_range, validate_key, Backend, ObjectMeta};
 use crate::error::{BackendError, ErrorKind, Result};
 
 /// A repository held in a map; clones share the same objects.
@@ -82,20 +82,7 @@ impl Backend for MemoryBackend {
             .get(key)
             .cloned()
             .ok_or_else(|| self.not_found(key))?;
-        let Some(range) = range else { return Ok(data) };
-        if range.start > range.end || range.end > data.len() as u64 {
-            return Err(BackendError::new(
-                ErrorKind::Permanent,
-                &self.name,
-                key,
-                format!(
-                    "range {}..{} outside object of {} bytes",
-                    range.start,
-                    range.end,
-                    data.len()
-                ),
-            ));
-        }
+        let (range, _) = resolve_range(&self.name, key, range, data.len() as u64)?;
         Ok(data.slice(range.start as usize..range.end as usize))
     }
 

@@ -49,7 +49,7 @@ use russh_sftp::protocol::{FileAttributes, FileType, OpenFlags, StatusCode};
 
 use self::connect::Connection;
 use self::options::SftpOptions;
-use crate::backend::{validate_key, Backend, ObjectMeta};
+use crate::backend::{resolve_range, validate_key, Backend, ObjectMeta};
 use crate::error::{BackendError, ErrorKind, Result};
 use crate::url::{DestinationUrl, UrlError};
 
@@ -291,21 +291,7 @@ impl SftpBackend {
                 "the server did not report the object's size",
             )
         })?;
-        let range = range.unwrap_or(0..size);
-        if range.start > range.end || range.end > size {
-            return Err(BackendError::new(
-                ErrorKind::Permanent,
-                &self.name,
-                key,
-                format!(
-                    "range {}..{} outside object of {size} bytes",
-                    range.start, range.end
-                ),
-            ));
-        }
-        let total = usize::try_from(range.end - range.start).map_err(|_| {
-            BackendError::new(ErrorKind::Permanent, &self.name, key, "range too large")
-        })?;
+        let (range, total) = resolve_range(&self.name, key, range, size)?;
         let chunk = u64::from(conn.read_chunk.max(1));
         let mut buf = BytesMut::with_capacity(total);
         let mut parts = stream::iter((range.start..range.end).step_by(chunk as usize))
