@@ -25,6 +25,8 @@ pub struct FaultPlan {
     pub corrupt_get_prefix: Option<String>,
     /// Every call fails as if the destination were unreachable.
     pub unreachable: bool,
+    /// Every put waits this long before it goes through (a slow provider).
+    pub put_delay: Option<std::time::Duration>,
 }
 
 /// A backend that injects the faults of a [`FaultPlan`].
@@ -33,6 +35,8 @@ pub struct FaultyBackend {
     inner: Arc<dyn Backend>,
     plan: Arc<Mutex<FaultPlan>>,
     matching_puts: Arc<AtomicUsize>,
+    /// Puts running now, and the most ever running at once.
+    puts_in_flight: Arc<(AtomicUsize, AtomicUsize)>,
 }
 
 impl FaultyBackend {
@@ -42,7 +46,13 @@ impl FaultyBackend {
             inner,
             plan: Arc::new(Mutex::new(plan)),
             matching_puts: Arc::default(),
+            puts_in_flight: Arc::default(),
         }
+    }
+
+    /// The most puts that were ever running at once through this wrapper.
+    pub fn peak_concurrent_puts(&self) -> usize {
+        self.puts_in_flight.1.load(Ordering::SeqCst)
     }
 
     /// Replaces the plan (for example to let a destination recover).
@@ -62,6 +72,23 @@ impl FaultyBackend {
             key,
             "injected: destination unreachable",
         )
+    }
+}
+
+/// Counts a put as running until dropped (also when its future is cancelled).
+struct InFlightPut<'a>(&'a (AtomicUsize, AtomicUsize));
+
+impl<'a> InFlightPut<'a> {
+    fn enter(counters: &'a (AtomicUsize, AtomicUsize)) -> Self {
+        let running = counters.0.fetch_add(1, Ordering::SeqCst) + 1;
+        counters.1.fetch_max(running, Ordering::SeqCst);
+        InFlightPut(counters)
+    }
+}
+
+impl Drop for InFlightPut<'_> {
+    fn drop(&mut self) {
+        self.0 .0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -93,6 +120,10 @@ impl Backend for FaultyBackend {
                 key,
                 "injected put failure",
             ));
+        }
+        let _running = InFlightPut::enter(&self.puts_in_flight);
+        if let Some(delay) = plan.put_delay {
+            tokio::time::sleep(delay).await;
         }
         self.inner.put(key, data).await
     }

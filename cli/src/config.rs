@@ -24,6 +24,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use lifeboat_backends::s3::S3Credentials;
 use lifeboat_backends::{Backend, DestinationUrl, RetryBackend, RetryPolicy};
+use lifeboat_engine::{DestinationSet, MAX_UPLOADS};
 use serde::Deserialize;
 
 /// The parsed config file.
@@ -51,6 +52,12 @@ pub struct DestinationConfig {
     pub aws_secret_access_key: Option<String>,
     /// S3 session token for temporary credentials.
     pub aws_session_token: Option<String>,
+    /// Packs uploaded to this destination at once during a backup (default 2):
+    /// raise it for a far provider whose round trips dominate.
+    pub uploads: Option<usize>,
+    /// Attempts per request before a transient failure counts (default 5,
+    /// with exponential backoff and jitter between them).
+    pub attempts: Option<u32>,
 }
 
 impl DestinationConfig {
@@ -72,6 +79,29 @@ impl DestinationConfig {
         }
     }
 }
+
+impl DestinationConfig {
+    /// The upload concurrency and retry attempts this entry sets.
+    ///
+    /// # Errors
+    /// A value outside its range.
+    fn limits(&self, name: &str) -> Result<(Option<usize>, Option<u32>)> {
+        if let Some(n) = self.uploads {
+            if !(1..=MAX_UPLOADS).contains(&n) {
+                bail!("destination {name:?} in the config file: uploads must be from 1 to {MAX_UPLOADS}, not {n}");
+            }
+        }
+        if let Some(n) = self.attempts {
+            if !(1..=MAX_ATTEMPTS).contains(&n) {
+                bail!("destination {name:?} in the config file: attempts must be from 1 to {MAX_ATTEMPTS}, not {n}");
+            }
+        }
+        Ok((self.uploads, self.attempts))
+    }
+}
+
+/// The most attempts per request a destination may be given.
+const MAX_ATTEMPTS: u32 = 20;
 
 /// A profile: what `backup` does without arguments.
 #[derive(Debug, Default, Deserialize)]
@@ -142,8 +172,44 @@ pub fn expand_home(path: &str) -> PathBuf {
 pub struct Selection {
     /// Opened backends, in preference order.
     pub backends: Vec<Arc<dyn Backend>>,
+    /// Per backend: concurrent pack uploads, when the config file sets them.
+    pub uploads: Vec<Option<usize>>,
     /// True when this is the embedded default (created on first backup).
     pub embedded_default: bool,
+}
+
+impl Selection {
+    /// Keeps only the named destination (`--from`).
+    ///
+    /// # Errors
+    /// When no selected destination has that name.
+    pub fn only(mut self, name: &str) -> Result<Self> {
+        let Some(i) = self.backends.iter().position(|b| b.name() == name) else {
+            let names: Vec<&str> = self.backends.iter().map(|b| b.name()).collect();
+            bail!(
+                "--from {name}: no such destination; the destinations are: {}",
+                names.join(", ")
+            );
+        };
+        self.backends = vec![self.backends.swap_remove(i)];
+        self.uploads = vec![self.uploads.swap_remove(i)];
+        Ok(self)
+    }
+
+    /// The destination set, with each destination's configured limits.
+    ///
+    /// # Errors
+    /// An empty set or two destinations with one name.
+    pub fn into_set(self) -> Result<DestinationSet> {
+        let names: Vec<String> = self.backends.iter().map(|b| b.name().to_string()).collect();
+        let mut set = DestinationSet::new(self.backends)?;
+        for (name, uploads) in names.iter().zip(self.uploads) {
+            if let Some(n) = uploads {
+                set.set_upload_limit(name, n)?;
+            }
+        }
+        Ok(set)
+    }
 }
 
 impl ConfigFile {
@@ -195,6 +261,7 @@ impl ConfigFile {
             ));
         }
         let mut backends = Vec::new();
+        let mut uploads = Vec::new();
         let mut used: Vec<String> = Vec::new();
         for (mut name, url) in chosen {
             // Two URLs can derive the same name (two disks both mounted at .../lb).
@@ -206,10 +273,13 @@ impl ConfigFile {
             }
             used.push(name.clone());
             let parsed = DestinationUrl::parse(&url)?;
-            let credentials = match self.destinations.get(&base) {
+            let entry = self.destinations.get(&base);
+            let credentials = match entry {
                 Some(entry) => entry.s3_credentials(&base)?,
                 None => None,
             };
+            let limits = entry.map(|e| e.limits(&base)).transpose()?;
+            let (upload_limit, attempts) = limits.unwrap_or((None, None));
             let backend = match (&parsed, credentials) {
                 (DestinationUrl::S3 { .. }, Some(creds)) => {
                     lifeboat_backends::s3::open_with_credentials(&name, &parsed, &creds)?
@@ -221,11 +291,17 @@ impl ConfigFile {
             };
             // Transient failures are retried with backoff before a destination
             // is given up on for the run.
-            let retrying = RetryBackend::new(backend, RetryPolicy::default());
+            let mut policy = RetryPolicy::default();
+            if let Some(n) = attempts {
+                policy.attempts = n;
+            }
+            let retrying = RetryBackend::new(backend, policy);
             backends.push(Arc::new(retrying) as Arc<dyn Backend>);
+            uploads.push(upload_limit);
         }
         Ok(Selection {
             backends,
+            uploads,
             embedded_default,
         })
     }
@@ -283,5 +359,37 @@ mod tests {
             disk.to_string().contains("s3:// destinations only"),
             "{disk}"
         );
+    }
+
+    #[test]
+    fn per_destination_uploads_and_attempts() {
+        let config: ConfigFile = toml::from_str(
+            r#"
+            [destinations.far]
+            url = "/tmp/lb-far"
+            uploads = 8
+            attempts = 3
+
+            [destinations.near]
+            url = "/tmp/lb-near"
+
+            [destinations.greedy]
+            url = "/tmp/lb-greedy"
+            uploads = 500
+            "#,
+        )
+        .expect("parses");
+        let set = config
+            .select(&["far".into(), "near".into()], None)
+            .expect("valid")
+            .into_set()
+            .expect("a set");
+        assert_eq!(set.upload_limit("far"), 8);
+        assert_eq!(set.upload_limit("near"), lifeboat_engine::DEFAULT_UPLOADS);
+        let err = config
+            .select(&["greedy".into()], None)
+            .err()
+            .expect("out of range");
+        assert!(err.to_string().contains("uploads must be from 1"), "{err}");
     }
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use anyhow::Result;
-use lifeboat_engine::{DestinationSet, Repository};
+use lifeboat_engine::Repository;
 
 use crate::args::GlobalArgs;
 use crate::config::{ConfigFile, Profile, Selection};
@@ -51,18 +51,11 @@ impl Context {
     /// Opens the repository on one named destination only (`--from`), or on
     /// all selected ones.
     pub async fn open_from(&self, from: Option<&str>) -> Result<Repository> {
-        let mut backends = self.selection()?.backends;
+        let mut selection = self.selection()?;
         if let Some(name) = from {
-            let names: Vec<String> = backends.iter().map(|b| b.name().to_string()).collect();
-            backends.retain(|b| b.name() == name);
-            if backends.is_empty() {
-                anyhow::bail!(
-                    "--from {name}: no such destination; the destinations are: {}",
-                    names.join(", ")
-                );
-            }
+            selection = selection.only(name)?;
         }
-        let dests = DestinationSet::new(backends)?;
+        let dests = selection.into_set()?;
         let password = password::existing(self.global.password_file.as_deref())?;
         Ok(Repository::open(dests, &password).await?)
     }

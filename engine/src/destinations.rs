@@ -18,12 +18,19 @@ use lifeboat_backends::{Backend, BackendError, ErrorKind, ObjectMeta};
 
 use crate::error::{Error, Result};
 
+/// Packs uploaded to one destination at once unless configured otherwise.
+pub const DEFAULT_UPLOADS: usize = 2;
+/// The most concurrent pack uploads one destination may be given.
+pub const MAX_UPLOADS: usize = 32;
+
 /// The destinations of one repository, in preference order.
 ///
 /// Clones share the record of which destinations were dropped.
 #[derive(Debug, Clone)]
 pub struct DestinationSet {
     backends: Vec<Arc<dyn Backend>>,
+    /// Per destination: packs uploaded at once during a backup.
+    uploads: Vec<usize>,
     /// Per destination: why it was dropped during this run, if it was.
     dropped: Arc<Mutex<Vec<Option<String>>>>,
 }
@@ -46,7 +53,36 @@ impl DestinationSet {
             }
         }
         let dropped = Arc::new(Mutex::new(vec![None; backends.len()]));
-        Ok(DestinationSet { backends, dropped })
+        let uploads = vec![DEFAULT_UPLOADS; backends.len()];
+        Ok(DestinationSet {
+            backends,
+            uploads,
+            dropped,
+        })
+    }
+
+    /// Sets how many packs the named destination uploads at once (clamped to
+    /// 1..=[`MAX_UPLOADS`]): a far or slow provider wants more requests in
+    /// flight than a local disk.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when no destination has that name.
+    pub fn set_upload_limit(&mut self, name: &str, uploads: usize) -> Result<()> {
+        let Some(i) = self.backends.iter().position(|b| b.name() == name) else {
+            return Err(Error::InvalidInput(format!(
+                "no destination named {name:?}"
+            )));
+        };
+        self.uploads[i] = uploads.clamp(1, MAX_UPLOADS);
+        Ok(())
+    }
+
+    /// How many packs the named destination uploads at once.
+    pub fn upload_limit(&self, name: &str) -> usize {
+        self.backends
+            .iter()
+            .position(|b| b.name() == name)
+            .map_or(DEFAULT_UPLOADS, |i| self.uploads[i])
     }
 
     /// Every backend, in preference order (dropped ones included).

@@ -45,7 +45,7 @@ pub mod sync;
 pub mod tree;
 mod users;
 
-pub use destinations::{count, list_all, DestinationSet};
+pub use destinations::{count, list_all, DestinationSet, DEFAULT_UPLOADS, MAX_UPLOADS};
 pub use error::{Error, Result};
 pub use ids::{BlobId, IndexId, ObjectKind, PackId, RepoId, SnapshotId};
 pub use keys::KdfParams;

@@ -159,3 +159,49 @@ async fn when_every_destination_fails_the_backup_fails() {
     assert!(run_backup(&repo, src.path()).await.is_err());
     assert!(keys_under(&_good, "snapshots/").await.is_empty());
 }
+
+/// Per-destination concurrency: each destination uploads at most as many
+/// packs at once as it is given, independently of the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_destination_keeps_its_own_upload_limit() {
+    let src = tempfile::tempdir().unwrap();
+    // Enough incompressible data for many small packs.
+    let data: Vec<u8> = (0..12_000_000u64)
+        .map(|i| (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 29) as u8)
+        .collect();
+    std::fs::write(src.path().join("big.bin"), data).unwrap();
+    let slow = |ms| FaultPlan {
+        put_delay: Some(std::time::Duration::from_millis(ms)),
+        ..Default::default()
+    };
+    // The wide destination is slower per request, so it only keeps up by
+    // running several at once.
+    let narrow = FaultyBackend::new(Arc::new(MemoryBackend::new("narrow")), slow(40));
+    let wide = FaultyBackend::new(Arc::new(MemoryBackend::new("wide")), slow(400));
+    let mut dests =
+        DestinationSet::new(vec![Arc::new(narrow.clone()), Arc::new(wide.clone())]).unwrap();
+    dests.set_upload_limit("narrow", 1).unwrap();
+    dests.set_upload_limit("wide", 4).unwrap();
+    assert!(dests.set_upload_limit("nobody", 1).is_err());
+    let params = RepoParams {
+        pack_size: 1 << 20,
+        ..RepoParams::default()
+    };
+    Repository::init(
+        dests.clone(),
+        b"pw",
+        params,
+        KdfParams::insecure_for_tests(),
+    )
+    .await
+    .unwrap();
+    let repo = Repository::open(dests, b"pw").await.unwrap();
+    let outcome = run_backup(&repo, src.path()).await.unwrap();
+    assert_eq!(outcome.reached.len(), 2);
+    assert_eq!(narrow.peak_concurrent_puts(), 1);
+    let wide_peak = wide.peak_concurrent_puts();
+    assert!(
+        (2..=4).contains(&wide_peak),
+        "wide destination ran {wide_peak} puts at once"
+    );
+}

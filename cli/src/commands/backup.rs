@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context as _, Result};
 use lifeboat_backends::ErrorKind;
 use lifeboat_engine::backup::{self, BackupOptions, BackupProgress, Excludes, ParentChoice};
-use lifeboat_engine::{DestinationSet, Repository};
+use lifeboat_engine::Repository;
 use serde_json::json;
 
 use crate::context::Context;
@@ -59,7 +59,7 @@ async fn open_or_create(ctx: &Context) -> Result<Repository> {
         let primary = selection.backends[0].clone();
         match primary.stat("config").await {
             Err(e) if e.kind == ErrorKind::NotFound => {
-                let dests = DestinationSet::new(selection.backends)?;
+                let dests = selection.into_set()?;
                 let init_args = super::init::Args {
                     compression: None,
                     kdf_memory: None,

@@ -43,7 +43,7 @@ pub async fn create(ctx: &Context, args: &Args, dests: DestinationSet) -> Result
 /// Runs `init`.
 pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
     let selection = ctx.selection()?;
-    let dests = DestinationSet::new(selection.backends)?;
+    let dests = selection.into_set()?;
     let repo = create(ctx, &args, dests).await?;
     let locations: Vec<_> = repo
         .destinations()

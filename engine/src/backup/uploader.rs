@@ -26,8 +26,6 @@ use crate::repo::Repository;
 
 /// Packs waiting in each destination's queue.
 const QUEUE_PACKS: usize = 2;
-/// Packs each destination uploads at once.
-const UPLOADS_PER_DESTINATION: usize = 2;
 /// Blobs per index file before a new one is started.
 const INDEX_FILE_BLOBS: usize = 100_000;
 
@@ -128,13 +126,14 @@ async fn destination_worker(
 ) {
     let dests = repo.destinations();
     let name = backend.name().to_string();
+    let uploads = dests.upload_limit(&name);
     let stream =
         futures::stream::unfold(
             queue,
             |mut rx| async move { rx.recv().await.map(|f| (f, rx)) },
         );
     stream
-        .for_each_concurrent(UPLOADS_PER_DESTINATION, |flight| {
+        .for_each_concurrent(uploads, |flight| {
             let (backend, done, name) = (&backend, &done, &name);
             async move {
                 // A dropped destination receives nothing more this run.
