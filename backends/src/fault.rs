@@ -37,6 +37,8 @@ pub struct FaultyBackend {
     matching_puts: Arc<AtomicUsize>,
     /// Puts running now, and the most ever running at once.
     puts_in_flight: Arc<(AtomicUsize, AtomicUsize)>,
+    /// Keys read whole (without a range), in order.
+    whole_reads: Arc<Mutex<Vec<String>>>,
 }
 
 impl FaultyBackend {
@@ -47,7 +49,13 @@ impl FaultyBackend {
             plan: Arc::new(Mutex::new(plan)),
             matching_puts: Arc::default(),
             puts_in_flight: Arc::default(),
+            whole_reads: Arc::default(),
         }
+    }
+
+    /// Takes the record of keys read whole (without a range) since the last call.
+    pub fn take_whole_reads(&self) -> Vec<String> {
+        std::mem::take(&mut *self.whole_reads.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// The most puts that were ever running at once through this wrapper.
@@ -132,6 +140,12 @@ impl Backend for FaultyBackend {
         let plan = self.plan();
         if plan.unreachable {
             return Err(self.unreachable(key));
+        }
+        if range.is_none() {
+            self.whole_reads
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(key.to_string());
         }
         let bytes = self.inner.get(key, range).await?;
         if plan

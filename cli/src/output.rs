@@ -117,6 +117,17 @@ pub fn table_time(s: &Snapshot) -> String {
     s.datetime().format(&format).unwrap_or_default()
 }
 
+/// Seconds since the epoch as RFC 3339 (UTC); empty when out of range.
+pub fn time(seconds: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(seconds)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
 /// The JSON object describing a snapshot.
 pub fn snapshot_json(id: &SnapshotId, s: &Snapshot) -> Value {
     let sum = &s.summary;

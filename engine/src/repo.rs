@@ -31,7 +31,12 @@ pub struct Repository {
 }
 
 /// Verifies that `bytes` hash to the name in `key`; the check of invariant 3.
-fn verify_named(destination: &str, key: &str, kind: ObjectKind, bytes: &[u8]) -> Result<()> {
+pub(crate) fn verify_named(
+    destination: &str,
+    key: &str,
+    kind: ObjectKind,
+    bytes: &[u8],
+) -> Result<()> {
     let name = kind.name_of(key).unwrap_or("");
     if hex::encode(storage_hash(bytes)) != name {
         return Err(Error::format(

@@ -176,7 +176,7 @@ async fn listing(backend: &dyn Backend) -> Result<BTreeMap<String, u64>> {
     Ok(out)
 }
 
-async fn read_config(backend: &dyn Backend) -> Result<Option<Bytes>> {
+pub(crate) async fn read_config(backend: &dyn Backend) -> Result<Option<Bytes>> {
     match backend.get(CONFIG_KEY, None).await {
         Ok(bytes) => Ok(Some(bytes)),
         Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
@@ -185,7 +185,7 @@ async fn read_config(backend: &dyn Backend) -> Result<Option<Bytes>> {
 }
 
 /// The config bytes of the repository as opened.
-async fn config_of(repo: &Repository) -> Result<Bytes> {
+pub(crate) async fn config_of(repo: &Repository) -> Result<Bytes> {
     for b in repo.destinations().read_order() {
         if let Ok(Some(config)) = read_config(b.as_ref()).await {
             if crate::repo_config::read_header(&config).is_ok_and(|h| h.id == repo.id()) {

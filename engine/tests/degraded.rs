@@ -60,12 +60,17 @@ async fn a_destination_failing_midway_is_dropped_and_the_others_commit() {
     // The good destination alone restores the snapshot.
     let alone = DestinationSet::new(vec![Arc::new(good.clone())]).unwrap();
     let repo = Repository::open(alone, b"pw").await.unwrap();
-    assert!(
-        check(&repo, &CheckOptions { read_data: true }, Default::default())
-            .await
-            .unwrap()
-            .is_ok()
-    );
+    assert!(check(
+        &repo,
+        &CheckOptions {
+            read_data: true,
+            ..Default::default()
+        },
+        Default::default()
+    )
+    .await
+    .unwrap()
+    .is_ok());
     let target = tempfile::tempdir().unwrap();
     let options = RestoreOptions {
         target: target.path().into(),

@@ -91,8 +91,15 @@ async fn full_disk_fails_cleanly() {
         files_named(&repo_dir, ".tmp-").is_empty(),
         "no temporary files left behind"
     );
-    let report = check(&repo, &CheckOptions { read_data: true }, Default::default())
-        .await
-        .unwrap();
+    let report = check(
+        &repo,
+        &CheckOptions {
+            read_data: true,
+            ..Default::default()
+        },
+        Default::default(),
+    )
+    .await
+    .unwrap();
     assert!(report.is_ok(), "{:?}", report.problems);
 }

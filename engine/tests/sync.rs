@@ -65,7 +65,10 @@ async fn seeds_an_empty_destination_and_is_idempotent() {
     let alone = open(&[&empty]).await;
     assert!(check(
         &alone,
-        &CheckOptions { read_data: true },
+        &CheckOptions {
+            read_data: true,
+            ..Default::default()
+        },
         Default::default()
     )
     .await

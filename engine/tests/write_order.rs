@@ -70,9 +70,16 @@ async fn failing_backup_leaves_no_snapshot(prefix: &str, after: usize) {
     );
     // Whatever was written is consistent: check finds no problem.
     faulty.set_plan(FaultPlan::default());
-    let report = check(&repo, &CheckOptions { read_data: true }, Default::default())
-        .await
-        .unwrap();
+    let report = check(
+        &repo,
+        &CheckOptions {
+            read_data: true,
+            ..Default::default()
+        },
+        Default::default(),
+    )
+    .await
+    .unwrap();
     assert!(report.is_ok(), "{:?}", report.problems);
     // And the next run (the destination given another chance) succeeds and restores.
     repo.destinations().reset_dropped();

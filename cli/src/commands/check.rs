@@ -1,9 +1,9 @@
-//! `lifeboat check`: verify the repository.
+//! `lifeboat check`: verify every destination and say what can be healed.
 
 use std::sync::Arc;
 
 use anyhow::Result;
-use lifeboat_engine::check::{self, CheckOptions, CheckProgress};
+use lifeboat_engine::check::{self, CheckOptions, CheckProgress, CheckReport, Subset};
 use serde_json::json;
 
 use crate::context::Context;
@@ -12,17 +12,22 @@ use crate::output::{self, Tick, Ticker};
 /// Arguments of `check`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Also read every pack and verify every byte (slow: reads the whole repository).
+    /// Also read every object and verify every byte (slow: reads the whole repository from every destination).
     #[arg(long)]
     pub read_data: bool,
-    /// Check only this destination (by name, as `status` shows it).
+    /// Read only part of the data: `n/m` is the n-th of m slices (m runs with n = 1..m read
+    /// everything once), `P%` a random share.
+    #[arg(long, value_name = "n/m|P%", conflicts_with = "read_data")]
+    pub read_data_subset: Option<Subset>,
+    /// Check only this destination (by name, as `status` shows it); the others are still
+    /// listed to tell whether a problem can be healed.
     #[arg(long, value_name = "NAME")]
     pub from: Option<String>,
 }
 
 /// Runs `check`: exit 1 when anything is wrong.
 pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
-    let repo = ctx.open_from(args.from.as_deref()).await?;
+    let repo = ctx.open().await?;
     let progress = Arc::new(CheckProgress::default());
     let p = progress.clone();
     let ticker = Ticker::start(ctx, false, move || {
@@ -37,6 +42,8 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
     });
     let options = CheckOptions {
         read_data: args.read_data,
+        subset: args.read_data_subset,
+        only: args.from.clone(),
     };
     let result = super::with_lock(&repo, async {
         Ok(check::check(&repo, &options, progress.clone()).await?)
@@ -44,56 +51,139 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
     .await;
     ticker.finish().await;
     let report = result?;
+    // HEALTH-HOOK: record each destination's result once cli/src/health.rs lands.
     if ctx.global.json {
-        let problems: Vec<_> = report
-            .problems
-            .iter()
-            .map(|p| json!({"object": p.object, "message": p.message}))
-            .collect();
-        println!(
-            "{}",
-            json!({
-                "message_type": "summary",
-                "ok": report.is_ok(),
-                "problems": problems,
-                "notes": report.notes,
-                "snapshots": report.snapshots,
-                "trees": report.trees,
-                "index_files": report.index_files,
-                "packs": report.packs,
-                "blobs": report.blobs,
-                "bytes_read": report.bytes_read,
-                "read_data": args.read_data,
-            })
-        );
+        print_json(&report, &args);
     } else {
-        for problem in &report.problems {
-            eprintln!("error: {problem}");
-        }
-        for note in &report.notes {
-            ctx.note(format!("note: {note}"));
-        }
-        let scope = if args.read_data {
-            format!(", read {} of data", output::bytes(report.bytes_read))
-        } else {
-            String::new()
-        };
-        ctx.note(format!(
-            "checked {} snapshots, {} trees, {} packs, {} blobs{scope}",
-            report.snapshots, report.trees, report.packs, report.blobs
-        ));
-        if report.is_ok() {
-            ctx.note("no errors were found");
-        } else {
-            eprintln!(
-                "{} problems found: the repository is damaged",
-                report.problems.len()
-            );
-        }
+        print_human(ctx, &report, &args);
     }
     Ok(if report.is_ok() {
         crate::exit::OK
     } else {
         crate::exit::ERROR
     })
+}
+
+fn print_json(report: &CheckReport, args: &Args) {
+    let problems: Vec<_> = report
+        .problems
+        .iter()
+        .map(|p| {
+            json!({
+                "object": p.object, "destination": p.destination, "kind": p.kind.as_str(),
+                "message": p.message, "healable": p.healable(), "good_copies": p.good_copies,
+            })
+        })
+        .collect();
+    let destinations: Vec<_> = report
+        .destinations
+        .iter()
+        .map(|d| {
+            json!({
+                "name": d.name, "reachable": d.reachable, "error": d.error,
+                "objects_checked": d.objects_checked, "missing": d.missing, "corrupt": d.corrupt,
+                "extra": d.extra, "bytes_read": d.bytes_read, "clean": d.is_clean(),
+            })
+        })
+        .collect();
+    let damaged: Vec<_> = report
+        .damaged
+        .iter()
+        .map(|d| {
+            json!({
+                "snapshot": d.snapshot.to_hex(), "time": output::time(d.time),
+                "paths": d.paths, "more_paths": d.more_paths,
+            })
+        })
+        .collect();
+    println!(
+        "{}",
+        json!({
+            "message_type": "summary",
+            "ok": report.is_ok(),
+            "destinations": destinations,
+            "problems": problems,
+            "damaged_snapshots": damaged,
+            "notes": report.notes,
+            "snapshots": report.snapshots,
+            "trees": report.trees,
+            "index_files": report.index_files,
+            "objects_checked": report.packs,
+            "blobs": report.blobs,
+            "bytes_read": report.bytes_read,
+            "read_data": args.read_data,
+            "read_data_subset": args.read_data_subset.map(|s| s.to_string()),
+        })
+    );
+}
+
+fn print_human(ctx: &Context, report: &CheckReport, args: &Args) {
+    for problem in &report.problems {
+        eprintln!("error: {problem}");
+    }
+    for d in &report.damaged {
+        eprintln!(
+            "snapshot {} ({}) is damaged: {}{}",
+            d.snapshot.short(),
+            output::time(d.time),
+            d.paths.join(", "),
+            if d.more_paths > 0 {
+                format!(" and {} more", d.more_paths)
+            } else {
+                String::new()
+            }
+        );
+    }
+    for note in &report.notes {
+        ctx.note(format!("note: {note}"));
+    }
+    if !ctx.global.quiet {
+        println!(
+            "{:<16} {:<10} {:>9} {:>8} {:>8} {:>7} {:>11}",
+            "Destination", "Reachable", "Objects", "Missing", "Corrupt", "Extra", "Read"
+        );
+        for d in &report.destinations {
+            println!(
+                "{:<16} {:<10} {:>9} {:>8} {:>8} {:>7} {:>11}",
+                d.name,
+                if d.reachable { "yes" } else { "NO" },
+                d.objects_checked,
+                d.missing,
+                d.corrupt,
+                d.extra,
+                output::bytes(d.bytes_read)
+            );
+            if let Some(e) = &d.error {
+                eprintln!("error: {}: could not be checked: {e}", d.name);
+            }
+        }
+    }
+    let scope = match (&args.read_data, &args.read_data_subset) {
+        (true, _) => format!(", read {} of data", output::bytes(report.bytes_read)),
+        (_, Some(s)) => format!(
+            ", read {} of data (subset {s})",
+            output::bytes(report.bytes_read)
+        ),
+        _ => String::new(),
+    };
+    ctx.note(format!(
+        "checked {} snapshots, {} trees, {} objects, {} blobs{scope}",
+        report.snapshots, report.trees, report.packs, report.blobs
+    ));
+    let lost = report.lost().count();
+    if report.is_ok() {
+        ctx.note("no errors were found");
+    } else if lost == 0 && !report.problems.is_empty() {
+        eprintln!(
+            "{} problems found, all healable: run `lifeboat sync --repair`",
+            report.problems.len()
+        );
+    } else if !report.problems.is_empty() {
+        eprintln!(
+            "{} problems found, {lost} with no good copy anywhere: the repository is damaged",
+            report.problems.len()
+        );
+    } else {
+        eprintln!("some destinations could not be checked");
+    }
 }

@@ -1,0 +1,268 @@
+//! The repository as a whole, read with failover: what every destination
+//! should hold, and whether the snapshots' trees are complete.
+//!
+//! Index files, snapshots and trees are read from the first destination with
+//! good bytes, so one damaged copy does not hide the repository's shape; the
+//! per-destination pass then compares each destination with that shape.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use bytes::Bytes;
+use futures::StreamExt;
+
+use super::{CheckReport, DamagedSnapshot, Problem, ProblemKind};
+use crate::error::Result;
+use crate::ids::{BlobId, ObjectKind, PackId, SnapshotId, CONFIG_KEY};
+use crate::index::{IndexFile, MasterIndex};
+use crate::pack::PackEntry;
+use crate::repo::Repository;
+use crate::snapshot::Snapshot;
+use crate::tree::NodeKind;
+
+/// Most file paths named per damaged snapshot; the rest are counted.
+const PATHS_PER_SNAPSHOT: usize = 50;
+
+/// What one expected object is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Expected {
+    /// The `config` object: identical bytes everywhere.
+    Config,
+    /// A key file.
+    Key,
+    /// An index file or a snapshot of known size (from its verified copy).
+    Sized(u64),
+    /// A pack listed by an index file.
+    Pack,
+}
+
+/// The repository's shape.
+pub(super) struct Shape {
+    /// Every object each destination should hold, by storage key.
+    pub objects: BTreeMap<String, Expected>,
+    /// Each indexed pack's entries, in offset order.
+    pub packs: HashMap<PackId, Vec<PackEntry>>,
+    /// Every indexed blob.
+    pub master: MasterIndex,
+    /// The repository's `config` bytes.
+    pub config: Bytes,
+    /// Every snapshot that could be read.
+    pub snapshots: Vec<(SnapshotId, Snapshot)>,
+}
+
+/// Reads the shape; problems no destination can heal go into `report`.
+///
+/// # Errors
+/// Only when no destination can be listed.
+pub(super) async fn load(repo: &Repository, report: &mut CheckReport) -> Result<Shape> {
+    let config = crate::sync::config_of(repo).await?;
+    let mut objects = BTreeMap::new();
+    objects.insert(CONFIG_KEY.to_string(), Expected::Config);
+    for name in repo.list_names_everywhere(ObjectKind::Key).await? {
+        objects.insert(ObjectKind::Key.key(&name), Expected::Key);
+    }
+
+    let mut master = MasterIndex::new();
+    let mut packs: HashMap<PackId, Vec<PackEntry>> = HashMap::new();
+    let index_names = repo.list_names_everywhere(ObjectKind::Index).await?;
+    report.index_files = index_names.len() as u64;
+    let mut reads = futures::stream::iter(index_names.into_iter().map(|name| async move {
+        let file = match repo.read_object(ObjectKind::Index, &name).await {
+            Ok(bytes) => IndexFile::open(repo.keys(), &name, &bytes).map(|f| (f, bytes.len())),
+            Err(e) => Err(e),
+        };
+        (name, file)
+    }))
+    .buffer_unordered(8);
+    while let Some((name, file)) = reads.next().await {
+        let key = ObjectKind::Index.key(&name);
+        match file {
+            Ok((file, size)) => {
+                objects.insert(key, Expected::Sized(size as u64));
+                for pack in &file.packs {
+                    let mut entries: Vec<PackEntry> = pack
+                        .blobs
+                        .iter()
+                        .map(|b| PackEntry {
+                            blob_type: b.blob_type,
+                            id: b.id,
+                            offset: b.offset,
+                            length: b.length,
+                            raw_length: b.raw_length,
+                        })
+                        .collect();
+                    entries.sort_by_key(|e| e.offset);
+                    packs.insert(pack.id, entries);
+                    objects.insert(ObjectKind::Pack.key(&pack.id.to_hex()), Expected::Pack);
+                }
+                master.add_file(&file);
+            }
+            Err(e) => report.problems.push(Problem::lost(
+                format!("index {name}"),
+                format!("no destination has a good copy: {e}"),
+            )),
+        }
+    }
+    drop(reads);
+    master.finish();
+    report.blobs = master.len() as u64;
+
+    let snapshot_names = repo.snapshot_names().await?;
+    let mut snapshots = Vec::with_capacity(snapshot_names.len());
+    let mut reads = futures::stream::iter(snapshot_names.into_iter().map(|name| async move {
+        let loaded = async {
+            let id: SnapshotId = name
+                .parse()
+                .map_err(|_| crate::Error::format("snapshot", "bad name"))?;
+            let bytes = repo.read_object(ObjectKind::Snapshot, &name).await?;
+            let snapshot = Snapshot::open(repo.keys(), &id, &bytes)?;
+            Ok::<_, crate::Error>((id, snapshot, bytes.len()))
+        }
+        .await;
+        (name, loaded)
+    }))
+    .buffer_unordered(8);
+    while let Some((name, loaded)) = reads.next().await {
+        match loaded {
+            Ok((id, snapshot, size)) => {
+                objects.insert(
+                    ObjectKind::Snapshot.key(&name),
+                    Expected::Sized(size as u64),
+                );
+                snapshots.push((id, snapshot));
+            }
+            Err(e) => report.problems.push(Problem::lost(
+                format!("snapshot {name}"),
+                format!("no destination has a good copy: {e}"),
+            )),
+        }
+    }
+    drop(reads);
+    snapshots.sort_by_key(|(id, s)| (s.time, s.time_nsec, *id));
+    report.snapshots = snapshots.len() as u64;
+    Ok(Shape {
+        objects,
+        packs,
+        master,
+        config,
+        snapshots,
+    })
+}
+
+/// Walks every snapshot's trees (with failover): each tree must be readable
+/// and every blob a tree references indexed.
+pub(super) async fn check_trees(repo: &Repository, shape: &Shape, report: &mut CheckReport) {
+    let mut seen: HashSet<BlobId> = HashSet::new();
+    for (id, snapshot) in &shape.snapshots {
+        let mut stack = vec![(snapshot.tree, String::from("/"))];
+        while let Some((tree_id, path)) = stack.pop() {
+            if !seen.insert(tree_id) {
+                continue;
+            }
+            report.trees += 1;
+            let tree = match repo.load_tree(&shape.master, &tree_id).await {
+                Ok(t) => t,
+                Err(e) => {
+                    report.problems.push(Problem::lost(
+                        format!("tree {tree_id}"),
+                        format!("{e} (directory {path} in snapshot {})", id.short()),
+                    ));
+                    continue;
+                }
+            };
+            for node in &tree.nodes {
+                let child = join(&path, &node.name);
+                match &node.kind {
+                    NodeKind::Dir { subtree } => stack.push((*subtree, child)),
+                    NodeKind::File { content } => {
+                        for blob in content.iter().filter(|b| !shape.master.contains(b)) {
+                            report.problems.push(Problem::lost(
+                                format!("blob {blob}"),
+                                format!(
+                                    "part of {child} in snapshot {} but in no index",
+                                    id.short()
+                                ),
+                            ));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// For packs no destination holds intact: the snapshots and files they damage.
+pub(super) async fn damage_of(
+    repo: &Repository,
+    shape: &Shape,
+    lost_packs: &HashSet<PackId>,
+) -> Vec<DamagedSnapshot> {
+    let in_lost = |blob: &BlobId| {
+        shape
+            .master
+            .lookup(blob)
+            .is_some_and(|loc| lost_packs.contains(&loc.pack))
+    };
+    let mut damaged = Vec::new();
+    for (id, snapshot) in &shape.snapshots {
+        let mut hit = DamagedSnapshot {
+            snapshot: *id,
+            time: snapshot.time,
+            paths: Vec::new(),
+            more_paths: 0,
+        };
+        let mut note = |path: String| {
+            if hit.paths.len() < PATHS_PER_SNAPSHOT {
+                hit.paths.push(path);
+            } else {
+                hit.more_paths += 1;
+            }
+        };
+        let mut stack = vec![(snapshot.tree, String::from("/"))];
+        while let Some((tree_id, path)) = stack.pop() {
+            if in_lost(&tree_id) {
+                note(format!("{path} (whole directory)"));
+                continue;
+            }
+            let Ok(tree) = repo.load_tree(&shape.master, &tree_id).await else {
+                continue; // reported by the tree walk
+            };
+            for node in &tree.nodes {
+                let child = join(&path, &node.name);
+                match &node.kind {
+                    NodeKind::Dir { subtree } => stack.push((*subtree, child)),
+                    NodeKind::File { content } if content.iter().any(in_lost) => note(child),
+                    _ => {}
+                }
+            }
+        }
+        if !hit.paths.is_empty() {
+            hit.paths.sort();
+            damaged.push(hit);
+        }
+    }
+    damaged
+}
+
+/// `parent/name`, for display.
+fn join(parent: &str, name: &[u8]) -> String {
+    let name = String::from_utf8_lossy(name);
+    if parent.ends_with('/') {
+        format!("{parent}{name}")
+    } else {
+        format!("{parent}/{name}")
+    }
+}
+
+/// The problem kind of a finding no destination can heal.
+impl Problem {
+    pub(super) fn lost(object: String, message: String) -> Self {
+        Problem {
+            object,
+            destination: None,
+            kind: ProblemKind::Lost,
+            message,
+            good_copies: Vec::new(),
+        }
+    }
+}
