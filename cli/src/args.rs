@@ -82,4 +82,6 @@ pub enum Command {
     Status(commands::status::Args),
     /// Copy to each destination what it lacks from the others (also seeds a new one).
     Sync(commands::sync::Args),
+    /// Prove that each destination alone brings a snapshot back (a restore drill).
+    Drill(commands::drill::Args),
 }

@@ -5,6 +5,7 @@ mod commands;
 mod config;
 mod context;
 mod exit;
+mod health;
 mod output;
 mod password;
 

@@ -5,7 +5,8 @@
 //! - [`Repository`]: created with [`Repository::init`], opened with
 //!   [`Repository::open`] on a [`DestinationSet`];
 //! - [`backup::backup`] writes a [`Snapshot`]; [`restore::restore`] brings one
-//!   back; [`check::check`] verifies the repository.
+//!   back; [`check::check`] verifies the repository; [`drill::drill`]
+//!   proves that one destination alone brings a snapshot back.
 //!
 //! Storage format: see `engine/FORMAT.md`.
 //!
@@ -29,6 +30,7 @@ pub mod check;
 pub mod chunker;
 pub mod crypto;
 mod destinations;
+pub mod drill;
 mod error;
 pub mod ids;
 pub mod index;

@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod check;
+pub mod drill;
 pub mod init;
 pub mod ls;
 pub mod restore;
@@ -26,6 +27,7 @@ pub async fn run(ctx: &Context, command: Command) -> Result<i32> {
         Command::Check(args) => check::run(ctx, args).await,
         Command::Status(args) => status::run(ctx, args).await,
         Command::Sync(args) => sync::run(ctx, args).await,
+        Command::Drill(args) => drill::run(ctx, args).await,
     }
 }
 

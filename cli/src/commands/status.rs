@@ -20,6 +20,8 @@ pub async fn run(ctx: &Context, _args: Args) -> Result<i32> {
         t.and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
             .and_then(|t| t.format(&format).ok())
     };
+    let health = crate::health::load(repo.id());
+    let record = |name: &str| health.destinations.get(name).cloned().unwrap_or_default();
     let healthy = statuses
         .iter()
         .all(|s| s.reachable && s.has_config && s.snapshots_missing == 0);
@@ -27,12 +29,18 @@ pub async fn run(ctx: &Context, _args: Args) -> Result<i32> {
         let list: Vec<_> = statuses
             .iter()
             .map(|s| {
+                let h = record(&s.name);
                 json!({
                     "name": s.name, "location": s.location, "reachable": s.reachable, "error": s.error,
                     "latency_ms": s.latency_ms, "has_repository": s.has_config, "objects": s.objects, "bytes": s.bytes,
                     "snapshots": s.snapshots, "snapshots_missing": s.snapshots_missing,
                     "newest_snapshot": s.newest_snapshot.and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
                         .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
+                    "last_check": h.last_check.as_ref().map(check_json),
+                    "last_clean_check": h.last_clean_check.as_ref().map(check_json),
+                    "last_drill": h.last_drill.as_ref().map(|d| json!({
+                        "time": crate::health::rfc3339(d.time), "passed": d.passed, "snapshot": d.snapshot,
+                    })),
                 })
             })
             .collect();
@@ -42,8 +50,16 @@ pub async fn run(ctx: &Context, _args: Args) -> Result<i32> {
         );
     } else if !ctx.global.quiet {
         println!(
-            "{:<16} {:<10} {:>9} {:>9} {:>11} {:>9} {:>6}  Newest snapshot (UTC)",
-            "Destination", "Reachable", "Latency", "Objects", "Size", "Snapshots", "Lag"
+            "{:<16} {:<10} {:>9} {:>9} {:>11} {:>9} {:>6}  {:<21} {:<18} Last drill",
+            "Destination",
+            "Reachable",
+            "Latency",
+            "Objects",
+            "Size",
+            "Snapshots",
+            "Lag",
+            "Newest snapshot (UTC)",
+            "Last check"
         );
         for s in &statuses {
             let reachable = if s.reachable { "yes" } else { "NO" };
@@ -51,8 +67,9 @@ pub async fn run(ctx: &Context, _args: Args) -> Result<i32> {
                 .latency_ms
                 .map(|ms| format!("{ms:.1} ms"))
                 .unwrap_or_else(|| "-".into());
+            let h = record(&s.name);
             println!(
-                "{:<16} {:<10} {:>9} {:>9} {:>11} {:>9} {:>6}  {}",
+                "{:<16} {:<10} {:>9} {:>9} {:>11} {:>9} {:>6}  {:<21} {:<18} {}",
                 s.name,
                 reachable,
                 latency,
@@ -60,7 +77,9 @@ pub async fn run(ctx: &Context, _args: Args) -> Result<i32> {
                 output::bytes(s.bytes),
                 s.snapshots,
                 s.snapshots_missing,
-                when(s.newest_snapshot).unwrap_or_else(|| "-".into())
+                when(s.newest_snapshot).unwrap_or_else(|| "-".into()),
+                crate::health::describe_check(h.last_check.as_ref()),
+                crate::health::describe_drill(h.last_drill.as_ref()),
             );
             if let Some(e) = &s.error {
                 println!("{:<16} error: {e}", "");
@@ -77,4 +96,9 @@ pub async fn run(ctx: &Context, _args: Args) -> Result<i32> {
     } else {
         crate::exit::INCOMPLETE
     })
+}
+
+/// A check record as JSON.
+fn check_json(c: &crate::health::CheckRecord) -> serde_json::Value {
+    json!({"time": crate::health::rfc3339(c.time), "clean": c.clean, "read_data": c.read_data})
 }
