@@ -38,6 +38,7 @@ pub mod keys;
 mod lock;
 pub mod ls;
 pub mod pack;
+pub mod repair;
 mod repo;
 pub mod repo_config;
 pub mod restore;

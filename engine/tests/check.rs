@@ -4,59 +4,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use bytes::Bytes;
 use lifeboat_backends::{Backend, FaultPlan, FaultyBackend, MemoryBackend};
-use lifeboat_engine::check::{check, CheckOptions, CheckReport, ProblemKind, Subset};
+use lifeboat_engine::check::{CheckOptions, ProblemKind, Subset};
 use lifeboat_engine::{DestinationSet, Repository};
 
 mod common;
 use common::*;
-
-/// Two memory destinations `a` and `b` holding one backup of `source_tree`.
-async fn two_copies() -> (MemoryBackend, MemoryBackend, Repository, tempfile::TempDir) {
-    let src = tempfile::tempdir().unwrap();
-    source_tree(src.path());
-    let (a, b) = (MemoryBackend::new("a"), MemoryBackend::new("b"));
-    let repo = new_repo(vec![Arc::new(a.clone()), Arc::new(b.clone())]).await;
-    run_backup(&repo, src.path()).await.unwrap();
-    (a, b, repo, src)
-}
-
-async fn run_check(repo: &Repository, options: CheckOptions) -> CheckReport {
-    check(repo, &options, Default::default()).await.unwrap()
-}
-
-fn read_all() -> CheckOptions {
-    CheckOptions {
-        read_data: true,
-        ..Default::default()
-    }
-}
-
-/// Replaces an object's bytes (memory objects are create-only).
-async fn overwrite(backend: &MemoryBackend, key: &str, bytes: Vec<u8>) {
-    backend.delete(key).await.unwrap();
-    backend.put(key, Bytes::from(bytes)).await.unwrap();
-}
-
-async fn flip_middle_byte(backend: &MemoryBackend, key: &str) {
-    let mut bytes = backend.get(key, None).await.unwrap().to_vec();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0x01;
-    overwrite(backend, key, bytes).await;
-}
-
-/// The largest pack (the one holding `sub/big.bin`'s data).
-async fn largest_pack(backend: &MemoryBackend) -> String {
-    let mut best = (0, String::new());
-    for key in keys_under(backend, "data/").await {
-        let size = backend.stat(&key).await.unwrap().size;
-        if size > best.0 {
-            best = (size, key);
-        }
-    }
-    best.1
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clean_repository_is_clean_on_every_destination() {

@@ -6,6 +6,7 @@ pub mod check;
 pub mod drill;
 pub mod init;
 pub mod ls;
+pub mod repair;
 pub mod restore;
 pub mod snapshots;
 pub mod status;

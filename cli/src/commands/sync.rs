@@ -15,12 +15,45 @@ pub struct Args {
     /// Show what would be copied, copy nothing.
     #[arg(short = 'n', long)]
     pub dry_run: bool,
+    /// First read every object on every destination and replace copies found corrupt with a
+    /// verified good copy from another destination (bad copies are kept under quarantine/);
+    /// takes an exclusive lock.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub repair: bool,
 }
 
 /// Runs `sync`: exit 0 when every destination is complete, 3 when some copy
 /// failed or some destination could not be reached.
 pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
     let repo = ctx.open().await?;
+    if args.repair {
+        let lock = lifeboat_engine::acquire_lock(repo.destinations(), repo.keys(), true).await?;
+        let result = async {
+            let repaired = super::repair::run(ctx, &repo).await?;
+            let copied = copy_missing(ctx, &repo, &args, false).await?;
+            Ok::<_, anyhow::Error>(if repaired != crate::exit::OK {
+                repaired
+            } else {
+                copied
+            })
+        }
+        .await;
+        if let Err(e) = lock.release().await {
+            tracing::warn!("could not remove the lock (it will go stale): {e}");
+        }
+        return result;
+    }
+    copy_missing(ctx, &repo, &args, true).await
+}
+
+/// Copies what each destination lacks; `lock` takes a shared lock for it.
+async fn copy_missing(
+    ctx: &Context,
+    repo: &lifeboat_engine::Repository,
+    args: &Args,
+    lock: bool,
+) -> Result<i32> {
+    let repo = repo.clone();
     let plan = sync::plan(&repo).await?;
     let per_target = plan.per_target();
     if !ctx.global.json {
@@ -69,10 +102,12 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
             json: json!({"message_type": "status", "bytes_done": done, "bytes_total": total}),
         }
     });
-    let result = super::with_lock(&repo, async {
-        Ok(sync::apply(&repo, &plan, progress.clone()).await?)
-    })
-    .await;
+    let work = async { Ok(sync::apply(&repo, &plan, progress.clone()).await?) };
+    let result = if lock {
+        super::with_lock(&repo, work).await
+    } else {
+        work.await
+    };
     ticker.finish().await;
     let outcome = result?;
     if ctx.global.json {

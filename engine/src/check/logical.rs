@@ -259,6 +259,7 @@ impl Problem {
     pub(super) fn lost(object: String, message: String) -> Self {
         Problem {
             object,
+            key: None,
             destination: None,
             kind: ProblemKind::Lost,
             message,

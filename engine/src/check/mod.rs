@@ -85,6 +85,8 @@ pub struct Problem {
     /// The object: `pack <id>`, `index <id>`, `snapshot <id>`, `key <id>`,
     /// `config`, `tree <id>`, `blob <id>`.
     pub object: String,
+    /// The storage key, when the problem is one stored object.
+    pub key: Option<String>,
     /// The destination it concerns; `None` for the repository as a whole.
     pub destination: Option<String>,
     /// What kind of problem.
@@ -266,6 +268,7 @@ pub async fn check(
             }
             report.problems.push(Problem {
                 object: object_label(key),
+                key: Some(key.clone()),
                 destination: Some(result.row.name.clone()),
                 kind: *kind,
                 message: message.clone(),

@@ -5,9 +5,13 @@
 
 use std::path::Path;
 
+use std::sync::Arc;
+
+use bytes::Bytes;
 use futures::TryStreamExt;
-use lifeboat_backends::Backend;
+use lifeboat_backends::{Backend, MemoryBackend};
 use lifeboat_engine::backup::{backup, BackupOptions, BackupOutcome};
+use lifeboat_engine::check::{check, CheckOptions, CheckReport};
 use lifeboat_engine::{DestinationSet, KdfParams, RepoParams, Repository};
 
 /// A small tree: `a.txt` and a 3 MB `sub/big.bin` of varied bytes.
@@ -58,4 +62,50 @@ pub fn options(path: &Path) -> BackupOptions {
 /// Backs up `path` with default progress and no cancellation.
 pub async fn run_backup(repo: &Repository, path: &Path) -> lifeboat_engine::Result<BackupOutcome> {
     backup(repo, &options(path), Default::default(), Default::default()).await
+}
+
+/// Two memory destinations `a` and `b` holding one backup of `source_tree`.
+pub async fn two_copies() -> (MemoryBackend, MemoryBackend, Repository, tempfile::TempDir) {
+    let src = tempfile::tempdir().unwrap();
+    source_tree(src.path());
+    let (a, b) = (MemoryBackend::new("a"), MemoryBackend::new("b"));
+    let repo = new_repo(vec![Arc::new(a.clone()), Arc::new(b.clone())]).await;
+    run_backup(&repo, src.path()).await.unwrap();
+    (a, b, repo, src)
+}
+
+pub async fn run_check(repo: &Repository, options: CheckOptions) -> CheckReport {
+    check(repo, &options, Default::default()).await.unwrap()
+}
+
+pub fn read_all() -> CheckOptions {
+    CheckOptions {
+        read_data: true,
+        ..Default::default()
+    }
+}
+
+/// Replaces an object's bytes (memory objects are create-only).
+pub async fn overwrite(backend: &MemoryBackend, key: &str, bytes: Vec<u8>) {
+    backend.delete(key).await.unwrap();
+    backend.put(key, Bytes::from(bytes)).await.unwrap();
+}
+
+pub async fn flip_middle_byte(backend: &MemoryBackend, key: &str) {
+    let mut bytes = backend.get(key, None).await.unwrap().to_vec();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    overwrite(backend, key, bytes).await;
+}
+
+/// The largest pack (the one holding `sub/big.bin`'s data).
+pub async fn largest_pack(backend: &MemoryBackend) -> String {
+    let mut best = (0, String::new());
+    for key in keys_under(backend, "data/").await {
+        let size = backend.stat(&key).await.unwrap().size;
+        if size > best.0 {
+            best = (size, key);
+        }
+    }
+    best.1
 }
