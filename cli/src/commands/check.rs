@@ -51,7 +51,16 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
     .await;
     ticker.finish().await;
     let report = result?;
-    // HEALTH-HOOK: record each destination's result once cli/src/health.rs lands.
+    // Remembered per destination, so `status` can show the last clean check.
+    let nothing_lost = report.lost().next().is_none();
+    for row in &report.destinations {
+        crate::health::record_check(
+            repo.id(),
+            &row.name,
+            row.is_clean() && nothing_lost,
+            options.reads_packs(),
+        );
+    }
     if ctx.global.json {
         print_json(&report, &args);
     } else {

@@ -11,7 +11,7 @@ use lifeboat_backends::{Backend, ErrorKind};
 use super::logical::{Expected, Shape};
 use super::{CheckOptions, CheckProgress, DestinationCheck, ProblemKind};
 use crate::error::{Error, Result};
-use crate::ids::{ObjectKind, PackId, CONFIG_KEY};
+use crate::ids::{BlobId, ObjectKind, PackId, CONFIG_KEY};
 use crate::pack::{decode_header, header_length, open_blob, parse_pack, PackEntry, TRAILER_LEN};
 use crate::repo::{verify_named, Repository};
 
@@ -24,14 +24,28 @@ const FULL_READS: usize = 2;
 /// Header checks at once per destination.
 const HEADER_READS: usize = 8;
 
+/// A missing or damaged object on one destination.
+pub(super) struct Bad {
+    /// Its storage key.
+    pub key: String,
+    /// Missing, corrupt or unreadable.
+    pub kind: ProblemKind,
+    /// What is wrong.
+    pub message: String,
+    /// For a pack read in full: exactly the blobs that failed to verify.
+    /// `None` when every blob must be assumed bad (missing, unreadable, or
+    /// only the header was checked).
+    pub bad_blobs: Option<HashSet<BlobId>>,
+}
+
 /// What one destination holds.
 pub(super) struct DestinationResult {
     /// Its row in the report.
     pub row: DestinationCheck,
     /// Keys it lists (empty when it could not be listed).
     pub present: HashSet<String>,
-    /// Missing or damaged objects: key, kind, what is wrong.
-    pub bad: Vec<(String, ProblemKind, String)>,
+    /// Missing or damaged objects.
+    pub bad: Vec<Bad>,
     /// Packs it holds that no index lists.
     pub extra: Vec<String>,
 }
@@ -39,9 +53,7 @@ pub(super) struct DestinationResult {
 impl DestinationResult {
     /// True when this destination holds a copy of `key` not found damaged.
     pub fn holds_good(&self, key: &str) -> bool {
-        self.row.reachable
-            && self.present.contains(key)
-            && !self.bad.iter().any(|(k, _, _)| k == key)
+        self.row.reachable && self.present.contains(key) && !self.bad.iter().any(|b| b.key == key)
     }
 }
 
@@ -108,9 +120,12 @@ pub(super) async fn check_destination(
     let mut work = Vec::new();
     for (key, expected) in &shape.objects {
         if !result.present.contains(key) {
-            result
-                .bad
-                .push((key.clone(), ProblemKind::Missing, "missing".into()));
+            result.bad.push(Bad {
+                key: key.clone(),
+                kind: ProblemKind::Missing,
+                message: "missing".into(),
+                bad_blobs: None,
+            });
             continue;
         }
         let size = listed.get(key).copied();
@@ -140,17 +155,22 @@ pub(super) async fn check_destination(
         result.row.objects_checked += 1;
         match outcome {
             Ok(bytes_read) => result.row.bytes_read += bytes_read,
-            Err((kind, message)) => result.bad.push((key, kind, message)),
+            Err(failure) => result.bad.push(Bad {
+                key,
+                kind: failure.kind,
+                message: failure.message,
+                bad_blobs: failure.bad_blobs,
+            }),
         }
     }
     drop(checks);
-    for (_, kind, _) in &result.bad {
-        match kind {
+    for bad in &result.bad {
+        match bad.kind {
             ProblemKind::Missing => result.row.missing += 1,
             _ => result.row.corrupt += 1,
         }
     }
-    result.bad.sort_by(|a, b| a.0.cmp(&b.0));
+    result.bad.sort_by(|a, b| a.key.cmp(&b.key));
     result
 }
 
@@ -180,7 +200,24 @@ async fn has_config(backend: &dyn Backend) -> Result<bool> {
     }
 }
 
-type Verdict = std::result::Result<u64, (ProblemKind, String)>;
+/// Why an object failed its check.
+struct Failure {
+    kind: ProblemKind,
+    message: String,
+    bad_blobs: Option<HashSet<BlobId>>,
+}
+
+impl From<(ProblemKind, String)> for Failure {
+    fn from((kind, message): (ProblemKind, String)) -> Self {
+        Failure {
+            kind,
+            message,
+            bad_blobs: None,
+        }
+    }
+}
+
+type Verdict = std::result::Result<u64, Failure>;
 
 /// Checks one present object; returns the bytes read in full.
 async fn verify(
@@ -192,11 +229,11 @@ async fn verify(
     size: Option<u64>,
     read_all: bool,
 ) -> Verdict {
-    let corrupt = |message: String| (ProblemKind::Corrupt, message);
+    let corrupt = |message: String| Failure::from((ProblemKind::Corrupt, message));
     let fetch = |range| async move {
         backend.get(key, range).await.map_err(|e| match e.kind {
-            ErrorKind::NotFound => (ProblemKind::Missing, "missing".to_string()),
-            _ => (ProblemKind::Unreadable, e.to_string()),
+            ErrorKind::NotFound => Failure::from((ProblemKind::Missing, "missing".to_string())),
+            _ => Failure::from((ProblemKind::Unreadable, e.to_string())),
         })
     };
     match expected {
@@ -244,25 +281,15 @@ async fn verify(
                 let bytes = fetch(None).await?;
                 let len = bytes.len() as u64;
                 let keys = repo.keys().clone();
-                let found = tokio::task::spawn_blocking(move || -> Result<Vec<PackEntry>> {
-                    let entries = parse_pack(&keys, &id, &bytes)?;
-                    for e in &entries {
-                        let start = e.offset as usize;
-                        let sealed = bytes
-                            .get(start..start + e.length as usize)
-                            .ok_or_else(|| Error::format(format!("pack {id}"), "blob past end"))?;
-                        open_blob(&keys, &id, e, sealed)?;
-                    }
-                    Ok(entries)
+                return tokio::task::spawn_blocking(move || {
+                    verify_whole_pack(&keys, &id, &bytes, &indexed)
                 })
                 .await
                 .map_err(|e| corrupt(format!("verification thread failed: {e}")))?
-                .map_err(|e| corrupt(strip_object(&e, &id)))?;
-                compare(&found, &indexed).map_err(corrupt)?;
-                return Ok(len);
+                .map(|()| len);
             }
             let Some(size) = size else {
-                return Err((ProblemKind::Missing, "missing".into()));
+                return Err(Failure::from((ProblemKind::Missing, "missing".into())));
             };
             let tail_start = size.saturating_sub(TAIL_READ);
             let tail = fetch(Some(tail_start..size)).await?;
@@ -284,6 +311,52 @@ async fn verify(
             Ok(0)
         }
     }
+}
+
+/// Verifies a whole pack: its hash, its header against the index, and every
+/// blob the index places in it; names exactly the blobs that fail.
+fn verify_whole_pack(
+    keys: &crate::crypto::MasterKeys,
+    id: &PackId,
+    bytes: &[u8],
+    indexed: &[PackEntry],
+) -> std::result::Result<(), Failure> {
+    let mut problems = Vec::new();
+    let header = parse_pack(keys, id, bytes);
+    match &header {
+        Ok(found) => {
+            if let Err(e) = compare(found, indexed) {
+                problems.push(e);
+            }
+        }
+        Err(e) => problems.push(strip_object(e, id)),
+    }
+    // Blobs are located through the index, so a damaged header or hash does
+    // not hide which blobs are still intact.
+    let mut bad_blobs = HashSet::new();
+    for e in indexed {
+        let start = e.offset as usize;
+        let sealed = bytes.get(start..start + e.length as usize);
+        if sealed.is_none_or(|sealed| open_blob(keys, id, e, sealed).is_err()) {
+            bad_blobs.insert(e.id);
+        }
+    }
+    if !bad_blobs.is_empty() {
+        problems.push(format!(
+            "{} of {} blobs fail to verify",
+            bad_blobs.len(),
+            indexed.len()
+        ));
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    problems.dedup();
+    Err(Failure {
+        kind: ProblemKind::Corrupt,
+        message: problems.join("; "),
+        bad_blobs: Some(bad_blobs),
+    })
 }
 
 const NOT_ITS_NAME: &str = "content does not match its name (corrupted or tampered)";

@@ -191,18 +191,13 @@ pub(super) async fn check_trees(repo: &Repository, shape: &Shape, report: &mut C
     }
 }
 
-/// For packs no destination holds intact: the snapshots and files they damage.
+/// For blobs no destination holds intact: the snapshots and files they damage.
 pub(super) async fn damage_of(
     repo: &Repository,
     shape: &Shape,
-    lost_packs: &HashSet<PackId>,
+    lost_blobs: &HashSet<BlobId>,
 ) -> Vec<DamagedSnapshot> {
-    let in_lost = |blob: &BlobId| {
-        shape
-            .master
-            .lookup(blob)
-            .is_some_and(|loc| lost_packs.contains(&loc.pack))
-    };
+    let in_lost = |blob: &BlobId| lost_blobs.contains(blob);
     let mut damaged = Vec::new();
     for (id, snapshot) in &shape.snapshots {
         let mut hit = DamagedSnapshot {

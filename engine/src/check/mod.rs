@@ -21,7 +21,7 @@ use std::sync::Arc;
 pub use subset::Subset;
 
 use crate::error::Result;
-use crate::ids::{ObjectKind, PackId, SnapshotId};
+use crate::ids::{BlobId, ObjectKind, PackId, SnapshotId};
 use crate::repo::Repository;
 use destination::DestinationResult;
 
@@ -244,9 +244,10 @@ pub async fn check(
         }
     }
 
-    let mut lost_packs: HashSet<PackId> = HashSet::new();
+    let mut lost_packs: HashSet<String> = HashSet::new();
     for result in &results {
-        for (key, kind, message) in &result.bad {
+        for bad in &result.bad {
+            let key = &bad.key;
             let good_copies: Vec<String> = results
                 .iter()
                 .filter(|r| r.row.name != result.row.name && r.holds_good(key))
@@ -258,20 +259,15 @@ pub async fn check(
                         .map(|(name, _)| name.clone()),
                 )
                 .collect();
-            if good_copies.is_empty() {
-                if let Some(id) = ObjectKind::Pack
-                    .name_of(key)
-                    .and_then(|n| n.parse::<PackId>().ok())
-                {
-                    lost_packs.insert(id);
-                }
+            if good_copies.is_empty() && ObjectKind::Pack.name_of(key).is_some() {
+                lost_packs.insert(key.clone());
             }
             report.problems.push(Problem {
                 object: object_label(key),
                 key: Some(key.clone()),
                 destination: Some(result.row.name.clone()),
-                kind: *kind,
-                message: message.clone(),
+                kind: bad.kind,
+                message: bad.message.clone(),
                 good_copies,
             });
         }
@@ -285,11 +281,45 @@ pub async fn check(
         report.packs += result.row.objects_checked;
         report.bytes_read += result.row.bytes_read;
     }
-    if !lost_packs.is_empty() {
-        report.damaged = logical::damage_of(repo, &shape, &lost_packs).await;
+    let lost_blobs = lost_blobs(&shape, &results, &lost_packs);
+    if !lost_blobs.is_empty() {
+        report.damaged = logical::damage_of(repo, &shape, &lost_blobs).await;
     }
     report.destinations = results.into_iter().map(|r| r.row).collect();
     Ok(report)
+}
+
+/// The blobs of lost packs that no destination's copy holds intact: a blob
+/// that verifies in some copy can still be restored (reads fail over blob by
+/// blob), so only blobs bad everywhere damage files.
+fn lost_blobs(
+    shape: &logical::Shape,
+    results: &[DestinationResult],
+    lost_packs: &HashSet<String>,
+) -> HashSet<BlobId> {
+    let mut lost = HashSet::new();
+    for key in lost_packs {
+        let Some(id) = ObjectKind::Pack
+            .name_of(key)
+            .and_then(|n| n.parse::<PackId>().ok())
+        else {
+            continue;
+        };
+        let mut bad: HashSet<BlobId> = shape
+            .packs
+            .get(&id)
+            .map(|entries| entries.iter().map(|e| e.id).collect())
+            .unwrap_or_default();
+        for result in results {
+            if let Some(copy) = result.bad.iter().find(|b| &b.key == key) {
+                if let Some(blobs) = &copy.bad_blobs {
+                    bad.retain(|b| blobs.contains(b));
+                }
+            }
+        }
+        lost.extend(bad);
+    }
+    lost
 }
 
 /// `pack <id>` for `data/xx/<id>`, and so on.
