@@ -310,7 +310,7 @@ fn print_table(rows: &[Row], snapshot: Option<SnapshotId>, args: &Args) {
     let snapshot = snapshot.map_or_else(|| args.snapshot.clone(), |s| s.short());
     if passed == rows.len() {
         println!(
-            "snapshot {snapshot}: {what}; each of the {passed} destinations can bring it back alone"
+            "snapshot {snapshot}: {what}; {passed} of {passed} destinations can each bring it back alone"
         );
     } else {
         println!(
