@@ -103,8 +103,6 @@ pub fn record_drill(repo_id: RepoId, destination: &str, passed: bool, snapshot: 
 
 /// Records a check of `destination`: `clean` when it found nothing wrong,
 /// `read_data` when it read every byte. Failures to write are warnings only.
-// Called by `check` (its per-destination results are being reworked).
-#[allow(dead_code)]
 pub fn record_check(repo_id: RepoId, destination: &str, clean: bool, read_data: bool) {
     let record = CheckRecord {
         time: now(),
