@@ -201,6 +201,9 @@ async fn drill_one(
 ) -> Result<DrillReport> {
     let name = backend.name().to_string();
     let alone = DestinationSet::new(vec![backend])?;
+    // Opened directly, not through `Context::open`: no other destination to
+    // fail over to and no local metadata cache, so every byte the drill
+    // trusts comes from this destination.
     let repo = Repository::open(alone, password).await?;
     let progress = Arc::new(DrillProgress::default());
     // One JSON object on stdout: no periodic status lines with --json.
