@@ -37,8 +37,8 @@ pub struct FaultyBackend {
     matching_puts: Arc<AtomicUsize>,
     /// Puts running now, and the most ever running at once.
     puts_in_flight: Arc<(AtomicUsize, AtomicUsize)>,
-    /// Keys read whole (without a range), in order.
-    whole_reads: Arc<Mutex<Vec<String>>>,
+    /// Keys read, in order, and whether whole (without a range).
+    reads: Arc<Mutex<Vec<(String, bool)>>>,
 }
 
 impl FaultyBackend {
@@ -49,13 +49,23 @@ impl FaultyBackend {
             plan: Arc::new(Mutex::new(plan)),
             matching_puts: Arc::default(),
             puts_in_flight: Arc::default(),
-            whole_reads: Arc::default(),
+            reads: Arc::default(),
         }
     }
 
-    /// Takes the record of keys read whole (without a range) since the last call.
+    /// Takes the record of keys read whole (without a range) since the last
+    /// call (clearing the record of ranged reads too).
     pub fn take_whole_reads(&self) -> Vec<String> {
-        std::mem::take(&mut *self.whole_reads.lock().unwrap_or_else(|p| p.into_inner()))
+        self.take_reads()
+            .into_iter()
+            .filter_map(|(key, whole)| whole.then_some(key))
+            .collect()
+    }
+
+    /// Takes the record of every read since the last call: key, and whether
+    /// it was whole.
+    pub fn take_reads(&self) -> Vec<(String, bool)> {
+        std::mem::take(&mut *self.reads.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// The most puts that were ever running at once through this wrapper.
@@ -141,12 +151,10 @@ impl Backend for FaultyBackend {
         if plan.unreachable {
             return Err(self.unreachable(key));
         }
-        if range.is_none() {
-            self.whole_reads
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(key.to_string());
-        }
+        self.reads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((key.to_string(), range.is_none()));
         let bytes = self.inner.get(key, range).await?;
         if plan
             .corrupt_get_prefix

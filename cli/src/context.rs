@@ -57,7 +57,8 @@ impl Context {
         }
         let dests = selection.into_set()?;
         let password = password::existing(self.global.password_file.as_deref())?;
-        Ok(Repository::open(dests, &password).await?)
+        let repo = Repository::open(dests, &password).await?;
+        Ok(with_metadata_cache(repo))
     }
 
     /// True when progress bars should be drawn: a terminal, no --json, no -q.
@@ -78,5 +79,19 @@ impl Context {
         if !self.global.quiet && !self.global.json {
             eprintln!("{message}");
         }
+    }
+}
+
+/// Attaches the local metadata cache (index files, snapshots, trees) unless
+/// `LIFEBOAT_NO_CACHE` is set.
+pub fn with_metadata_cache(repo: Repository) -> Repository {
+    if std::env::var_os("LIFEBOAT_NO_CACHE").is_some_and(|v| !v.is_empty()) {
+        return repo;
+    }
+    match crate::health::repo_dir(repo.id()) {
+        Some(dir) => repo.with_cache(lifeboat_engine::cache::MetadataCache::new(
+            dir.join("metadata"),
+        )),
+        None => repo,
     }
 }

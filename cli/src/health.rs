@@ -77,6 +77,12 @@ fn base_dir() -> Option<PathBuf> {
     }
 }
 
+/// This repository's directory in the cache: its health record and its
+/// metadata cache live there.
+pub fn repo_dir(repo_id: RepoId) -> Option<PathBuf> {
+    base_dir().map(|base| base.join(repo_id.to_hex()))
+}
+
 fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }

@@ -135,6 +135,8 @@ pub async fn drill(
     cancel: Arc<AtomicBool>,
 ) -> Result<DrillReport> {
     let started = Instant::now();
+    // The drill proves the destination alone: no metadata from the local cache.
+    let repo = &repo.clone().without_cache();
     let destination =
         match repo.destinations().backends() {
             [one] => one.name().to_string(),

@@ -26,6 +26,7 @@
 #![warn(missing_docs)]
 
 pub mod backup;
+pub mod cache;
 pub mod check;
 pub mod chunker;
 pub mod crypto;

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use lifeboat_backends::ErrorKind;
 
+use crate::cache::MetadataCache;
 use crate::crypto::MasterKeys;
 use crate::destinations::DestinationSet;
 use crate::error::{Error, Result};
@@ -28,6 +29,8 @@ pub struct Repository {
     keys: Arc<MasterKeys>,
     id: RepoId,
     params: RepoParams,
+    /// Local copies of index files, snapshots and trees, when enabled.
+    cache: Option<Arc<MetadataCache>>,
 }
 
 /// Verifies that `bytes` hash to the name in `key`; the check of invariant 3.
@@ -93,7 +96,27 @@ impl Repository {
             keys: Arc::new(keys),
             id,
             params,
+            cache: None,
         })
+    }
+
+    /// Keeps index files, snapshots and trees in `cache` and reads them from
+    /// there when they verify.
+    pub fn with_cache(mut self, cache: MetadataCache) -> Self {
+        self.cache = Some(Arc::new(cache));
+        self
+    }
+
+    /// Reads every object from the destinations, never from the local cache
+    /// (a restore drill must prove the destination alone).
+    pub fn without_cache(mut self) -> Self {
+        self.cache = None;
+        self
+    }
+
+    /// The metadata cache, when enabled.
+    pub fn cache(&self) -> Option<&MetadataCache> {
+        self.cache.as_deref()
     }
 
     /// Opens the repository with `password`.
@@ -153,6 +176,7 @@ impl Repository {
                         keys: Arc::new(keys),
                         id: header.id,
                         params,
+                        cache: None,
                     });
                 }
                 Err(Error::WrongPassword) => continue,
@@ -187,13 +211,21 @@ impl Repository {
     /// # Errors
     /// When no destination has good bytes.
     pub async fn read_object(&self, kind: ObjectKind, name: &str) -> Result<Bytes> {
+        if let Some(bytes) = self.cache().and_then(|c| c.object(kind, name)) {
+            return Ok(Bytes::from(bytes));
+        }
         let key = kind.key(name);
-        self.dests
+        let bytes = self
+            .dests
             .get_verified(&key, None, |dest, bytes| {
                 verify_named(dest, &key, kind, &bytes)?;
                 Ok(bytes)
             })
-            .await
+            .await?;
+        if let Some(cache) = self.cache() {
+            cache.put_object(kind, name, &bytes);
+        }
+        Ok(bytes)
     }
 
     /// Writes a content-named object to every destination; returns its name.
@@ -255,6 +287,9 @@ impl Repository {
     /// The first index file that cannot be read or verified.
     pub async fn load_index(&self) -> Result<MasterIndex> {
         let names = self.list_names_everywhere(ObjectKind::Index).await?;
+        if let Some(cache) = self.cache() {
+            cache.retain_objects(ObjectKind::Index, &names);
+        }
         let mut master = MasterIndex::new();
         let mut reads = futures::stream::iter(names.into_iter().map(|name| async move {
             let bytes = self.read_object(ObjectKind::Index, &name).await?;
@@ -315,6 +350,9 @@ impl Repository {
     /// The first snapshot that cannot be read.
     pub async fn list_snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
         let names = self.snapshot_names().await?;
+        if let Some(cache) = self.cache() {
+            cache.retain_objects(ObjectKind::Snapshot, &names);
+        }
         let mut out = Vec::with_capacity(names.len());
         let mut reads = futures::stream::iter(names.into_iter().map(|name| async move {
             let id: SnapshotId = name
@@ -379,14 +417,30 @@ impl Repository {
             length: loc.length,
             raw_length: loc.raw_length,
         };
+        let tree_cache = self
+            .cache()
+            .filter(|_| loc.blob_type == crate::pack::BlobType::Tree);
+        if let Some(cache) = tree_cache {
+            if let Some(sealed) = cache.tree(id) {
+                match open_blob(&self.keys, &loc.pack, &entry, &sealed) {
+                    Ok(plain) => return Ok(plain),
+                    Err(_) => cache.forget_tree(id),
+                }
+            }
+        }
         let key = ObjectKind::Pack.key(&loc.pack.to_hex());
         let range = u64::from(loc.offset)..u64::from(loc.offset) + u64::from(loc.length);
         let keys = self.keys.clone();
-        self.dests
+        let (plain, sealed) = self
+            .dests
             .get_verified(&key, Some(range), |_, sealed| {
-                open_blob(&keys, &loc.pack, &entry, &sealed)
+                open_blob(&keys, &loc.pack, &entry, &sealed).map(|plain| (plain, sealed))
             })
-            .await
+            .await?;
+        if let Some(cache) = tree_cache {
+            cache.put_tree(id, &sealed);
+        }
+        Ok(plain)
     }
 
     /// Reads and decodes one tree.

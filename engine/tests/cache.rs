@@ -1,0 +1,85 @@
+//! The local metadata cache: a second run reads index files, snapshots and
+//! trees from it instead of the destination, and a damaged entry is fetched
+//! again, never trusted.
+
+use std::sync::Arc;
+
+use lifeboat_backends::{FaultPlan, FaultyBackend, MemoryBackend};
+use lifeboat_engine::cache::MetadataCache;
+use lifeboat_engine::ls::walk;
+use lifeboat_engine::{DestinationSet, Repository};
+
+mod common;
+use common::*;
+
+/// Lists the latest snapshot completely; returns its paths.
+async fn list_all_paths(repo: &Repository) -> Vec<String> {
+    let index = repo.load_index().await.unwrap();
+    let (_, snapshot) = repo.find_snapshot("latest").await.unwrap();
+    let mut paths = Vec::new();
+    walk(
+        repo,
+        &index,
+        snapshot.tree,
+        std::path::Path::new("/"),
+        |p, _| paths.push(p.display().to_string()),
+    )
+    .await
+    .unwrap();
+    assert!(paths.len() >= 3, "{paths:?}");
+    paths
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_comes_from_the_cache_the_second_time() {
+    let src = tempfile::tempdir().unwrap();
+    source_tree(src.path());
+    let memory = MemoryBackend::new("m");
+    let recorder = FaultyBackend::new(Arc::new(memory), FaultPlan::default());
+    let dests = DestinationSet::new(vec![Arc::new(recorder.clone())]).unwrap();
+    init_repo(dests.clone()).await;
+    let cache_dir = tempfile::tempdir().unwrap();
+    let open = || async {
+        Repository::open(dests.clone(), b"pw")
+            .await
+            .unwrap()
+            .with_cache(MetadataCache::new(cache_dir.path()))
+    };
+    run_backup(&open().await, src.path()).await.unwrap();
+
+    recorder.take_reads();
+    let first = list_all_paths(&open().await).await;
+    let metadata = |reads: &[(String, bool)]| {
+        reads
+            .iter()
+            .filter(|(k, _)| !k.starts_with("keys/") && k != "config")
+            .count()
+    };
+    assert!(metadata(&recorder.take_reads()) > 0);
+    let second = list_all_paths(&open().await).await;
+    assert_eq!(first, second);
+    // Only the repository's own opening (config, key file) touched the destination.
+    let reads = recorder.take_reads();
+    assert_eq!(metadata(&reads), 0, "{reads:?}");
+
+    // Damage every cache entry: the answers stay right, read from the destination.
+    for file in files(cache_dir.path()) {
+        std::fs::write(&file, b"garbage").unwrap();
+    }
+    let third = list_all_paths(&open().await).await;
+    assert_eq!(first, third);
+    assert!(metadata(&recorder.take_reads()) > 0);
+}
+
+fn files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
