@@ -18,6 +18,8 @@
 //! data directory.
 
 use std::collections::BTreeMap;
+
+use indexmap::IndexMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -31,9 +33,9 @@ use serde::Deserialize;
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
-    /// Named destinations.
+    /// Named destinations, in the file's order: the preference order for reads.
     #[serde(default)]
-    pub destinations: BTreeMap<String, DestinationConfig>,
+    pub destinations: IndexMap<String, DestinationConfig>,
     /// Named profiles.
     #[serde(default)]
     pub profiles: BTreeMap<String, Profile>,
@@ -391,5 +393,23 @@ mod tests {
             .err()
             .expect("out of range");
         assert!(err.to_string().contains("uploads must be from 1"), "{err}");
+    }
+
+    #[test]
+    fn destinations_keep_the_file_order() {
+        let config: ConfigFile = toml::from_str(
+            r#"
+            [destinations.zulu]
+            url = "/tmp/lb-z"
+            [destinations.alpha]
+            url = "/tmp/lb-a"
+            [destinations.mike]
+            url = "/tmp/lb-m"
+            "#,
+        )
+        .expect("parses");
+        let selected = config.select(&[], None).expect("valid");
+        let names: Vec<&str> = selected.backends.iter().map(|b| b.name()).collect();
+        assert_eq!(names, ["zulu", "alpha", "mike"]);
     }
 }
