@@ -52,6 +52,10 @@ pub struct GlobalArgs {
         value_name = "FILE"
     )]
     pub password_file: Option<PathBuf>,
+    /// When the repository is locked, retry for up to this long (90, 30s, 5m, 1h30m) before
+    /// failing with exit 11.
+    #[arg(long, global = true, value_name = "DURATION", value_parser = commands::lock_wait::parse_duration)]
+    pub retry_lock: Option<std::time::Duration>,
     /// Print machine-readable JSON on stdout (and nothing else there).
     #[arg(long, global = true)]
     pub json: bool,
@@ -84,4 +88,8 @@ pub enum Command {
     Sync(commands::sync::Args),
     /// Prove that each destination alone brings a snapshot back (a restore drill).
     Drill(commands::drill::Args),
+    /// Manage passwords: add, list, remove keys, or change the password (every destination).
+    Key(commands::key::Args),
+    /// Remove stale locks left by crashed commands (--force: every lock).
+    Unlock(commands::unlock::Args),
 }

@@ -73,3 +73,32 @@ pub fn new(password_file: Option<&Path>) -> Result<Secret> {
     }
     Ok(first)
 }
+
+/// The password of a key being added (`key add`, `key passwd`): from `path`,
+/// else `LIFEBOAT_NEW_PASSWORD`, else asked twice on a terminal. Never the
+/// repository's own password variables, so a script cannot reuse one by mistake.
+pub fn new_key(path: Option<&Path>) -> Result<Secret> {
+    if let Some(path) = path {
+        return from_file(path);
+    }
+    if let Some(p) = std::env::var_os("LIFEBOAT_NEW_PASSWORD") {
+        if p.is_empty() {
+            bail!("LIFEBOAT_NEW_PASSWORD is empty; choose a password");
+        }
+        return Ok(Zeroizing::new(std::os::unix::ffi::OsStringExt::into_vec(p)));
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "no new password given and no terminal to ask on: pass --new-password-file or set LIFEBOAT_NEW_PASSWORD"
+        );
+    }
+    let first = Zeroizing::new(rpassword::prompt_password("New password: ")?.into_bytes());
+    if first.is_empty() {
+        bail!("an empty password is not allowed");
+    }
+    let second = Zeroizing::new(rpassword::prompt_password("Enter it again: ")?.into_bytes());
+    if *first != *second {
+        bail!("the two passwords differ; nothing was changed");
+    }
+    Ok(first)
+}

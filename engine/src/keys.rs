@@ -10,10 +10,16 @@ use crate::crypto::{open_with, seal_with, MasterKeys, OpenError, SecretKey};
 use crate::error::{Error, Result};
 use crate::ids::RepoId;
 
-/// Key file format version.
-const KEY_FILE_VERSION: u8 = 1;
-/// The only KDF of version 1.
+/// Key file version written by this build: 2 adds the sealed [`KeyInfo`].
+pub const KEY_FILE_VERSION: u8 = 2;
+/// The first key file version (no [`KeyInfo`]); still read.
+const KEY_FILE_V1: u8 = 1;
+/// The only KDF of both versions.
 const KDF_ARGON2ID: u8 = 1;
+/// AAD prefix of a key file's sealed [`KeyInfo`] (then the repository id and the salt).
+const INFO_AAD: &[u8] = b"lifeboat.keyinfo.v1";
+/// The sealed [`KeyInfo`]'s plaintext is zero-padded to a multiple of this.
+const INFO_PAD: usize = 128;
 
 /// Argon2id cost parameters, stored in each key file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,12 +52,44 @@ impl KdfParams {
             parallelism: 1,
         }
     }
+
+    /// True when the costs are within what readers accept (§3.1 of FORMAT.md):
+    /// a planted key file must not stall clients.
+    pub fn within_limits(&self) -> bool {
+        self.memory_kib <= 4 * 1024 * 1024 && self.iterations <= 64 && self.parallelism <= 64
+    }
 }
 
-/// The stored key file (postcard-encoded, then named by its BLAKE3 hash).
+/// Who made a key file and when; sealed under the data key inside the key
+/// file (version 2), so the storage provider learns none of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyInfo {
+    /// Creation time, seconds since the Unix epoch (UTC).
+    pub created: i64,
+    /// Host name of the creating process.
+    pub hostname: String,
+    /// User name of the creating process (`""` if unknown).
+    pub username: String,
+}
+
+impl KeyInfo {
+    /// This process, now.
+    pub fn current() -> Self {
+        KeyInfo {
+            created: time::OffsetDateTime::now_utc().unix_timestamp(),
+            hostname: crate::hostname(),
+            // SAFETY: getuid cannot fail and has no preconditions.
+            username: crate::users::user_name(unsafe { libc::getuid() }),
+        }
+    }
+}
+
+/// A key file (stored postcard-encoded, named by the BLAKE3 hash of its bytes).
+///
+/// Version 1 has the first five fields; version 2 appends `sealed_info`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyFile {
-    /// Format version of this key file (1).
+    /// Format version of this key file (1 or 2).
     pub version: u8,
     /// KDF identifier (1 = Argon2id v1.3).
     pub kdf: u8,
@@ -60,13 +98,47 @@ pub struct KeyFile {
     /// Random 32-byte salt.
     pub salt: [u8; 32],
     /// Sealed master keys (96 bytes of plaintext).
-    #[serde(with = "serde_bytes")]
     pub sealed_keys: Vec<u8>,
+    /// Sealed [`KeyInfo`] under the data key (version 2); empty in version 1.
+    pub sealed_info: Vec<u8>,
+}
+
+/// Version 1 on the wire.
+#[derive(Serialize, Deserialize)]
+struct WireV1 {
+    version: u8,
+    kdf: u8,
+    params: KdfParams,
+    salt: [u8; 32],
+    #[serde(with = "serde_bytes")]
+    sealed_keys: Vec<u8>,
+}
+
+/// Version 2 on the wire: version 1's fields, then the sealed info.
+#[derive(Serialize, Deserialize)]
+struct WireV2 {
+    version: u8,
+    kdf: u8,
+    params: KdfParams,
+    salt: [u8; 32],
+    #[serde(with = "serde_bytes")]
+    sealed_keys: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    sealed_info: Vec<u8>,
 }
 
 fn key_aad(repo: &RepoId) -> Vec<u8> {
     let mut aad = b"lifeboat.keyfile.v1".to_vec();
     aad.extend_from_slice(&repo.0);
+    aad
+}
+
+/// The info is bound to its repository and to its key file (by the salt), so
+/// it cannot be moved to another key file.
+fn info_aad(repo: &RepoId, salt: &[u8; 32]) -> Vec<u8> {
+    let mut aad = INFO_AAD.to_vec();
+    aad.extend_from_slice(&repo.0);
+    aad.extend_from_slice(salt);
     aad
 }
 
@@ -92,7 +164,8 @@ fn derive(password: &[u8], salt: &[u8; 32], params: KdfParams) -> Result<SecretK
 }
 
 impl KeyFile {
-    /// Seals `keys` under `password` for repository `repo`.
+    /// Seals `keys` under `password` for repository `repo`, recording
+    /// [`KeyInfo::current`].
     ///
     /// # Errors
     /// Invalid KDF parameters.
@@ -102,6 +175,25 @@ impl KeyFile {
         repo: &RepoId,
         params: KdfParams,
     ) -> Result<Self> {
+        Self::create_with_info(keys, password, repo, params, &KeyInfo::current())
+    }
+
+    /// As [`KeyFile::create`], recording `info`.
+    ///
+    /// # Errors
+    /// Invalid KDF parameters.
+    pub fn create_with_info(
+        keys: &MasterKeys,
+        password: &[u8],
+        repo: &RepoId,
+        params: KdfParams,
+        info: &KeyInfo,
+    ) -> Result<Self> {
+        if !params.within_limits() {
+            return Err(Error::InvalidInput(
+                "KDF parameters too large: at most 4 GiB of memory, 64 passes and 64 lanes".into(),
+            ));
+        }
         let mut salt = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut salt);
         let wrapping = derive(password, &salt, params)?;
@@ -113,12 +205,19 @@ impl KeyFile {
             None,
             &mut sealed_keys,
         );
+        let mut plain_info = postcard::to_stdvec(info)
+            .unwrap_or_else(|_| unreachable!("postcard encodes plain structs"));
+        // Zero padding to a multiple of INFO_PAD hides the lengths of the names.
+        plain_info.resize(plain_info.len().div_ceil(INFO_PAD) * INFO_PAD, 0);
+        let mut sealed_info = Vec::new();
+        keys.seal(&info_aad(repo, &salt), &plain_info, None, &mut sealed_info);
         Ok(KeyFile {
             version: KEY_FILE_VERSION,
             kdf: KDF_ARGON2ID,
             params,
             salt,
             sealed_keys,
+            sealed_info,
         })
     }
 
@@ -127,17 +226,14 @@ impl KeyFile {
     /// # Errors
     /// [`Error::WrongPassword`] when the password does not open this key file.
     pub fn open(&self, password: &[u8], repo: &RepoId) -> Result<MasterKeys> {
-        if self.version != KEY_FILE_VERSION || self.kdf != KDF_ARGON2ID {
+        if !matches!(self.version, KEY_FILE_V1 | KEY_FILE_VERSION) || self.kdf != KDF_ARGON2ID {
             return Err(Error::UnsupportedVersion {
                 object: "key file".into(),
                 version: u32::from(self.version),
             });
         }
         // Refuse absurd costs an attacker could plant to stall clients.
-        if self.params.memory_kib > 4 * 1024 * 1024
-            || self.params.iterations > 64
-            || self.params.parallelism > 64
-        {
+        if !self.params.within_limits() {
             return Err(Error::Format {
                 object: "key file".into(),
                 reason: "KDF parameters out of range".into(),
@@ -159,27 +255,87 @@ impl KeyFile {
         })
     }
 
-    /// Encodes the key file for storage.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        postcard::to_stdvec(self).unwrap_or_else(|_| unreachable!("postcard encodes plain structs"))
-    }
-
-    /// Decodes a stored key file.
+    /// Who made this key file and when: `None` for a version-1 key file, which
+    /// does not record it.
     ///
     /// # Errors
-    /// [`Error::Format`] on malformed bytes.
+    /// [`Error::Format`] when the sealed info does not open with `keys` (a key
+    /// file of another repository, or tampered bytes) or does not decode.
+    pub fn info(&self, keys: &MasterKeys, repo: &RepoId) -> Result<Option<KeyInfo>> {
+        if self.version == KEY_FILE_V1 {
+            return Ok(None);
+        }
+        let plain = keys
+            .open(&info_aad(repo, &self.salt), &self.sealed_info)
+            .map_err(|e| Error::format("key file info", e.to_string()))?;
+        postcard::from_bytes(&plain)
+            .map(Some)
+            .map_err(|e| Error::format("key file info", e.to_string()))
+    }
+
+    /// Encodes the key file for storage (in the layout of its version).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let encoded = if self.version == KEY_FILE_V1 {
+            postcard::to_stdvec(&WireV1 {
+                version: self.version,
+                kdf: self.kdf,
+                params: self.params,
+                salt: self.salt,
+                sealed_keys: self.sealed_keys.clone(),
+            })
+        } else {
+            postcard::to_stdvec(&WireV2 {
+                version: self.version,
+                kdf: self.kdf,
+                params: self.params,
+                salt: self.salt,
+                sealed_keys: self.sealed_keys.clone(),
+                sealed_info: self.sealed_info.clone(),
+            })
+        };
+        encoded.unwrap_or_else(|_| unreachable!("postcard encodes plain structs"))
+    }
+
+    /// Decodes a stored key file of version 1 or 2.
+    ///
+    /// # Errors
+    /// [`Error::UnsupportedVersion`] for another version; [`Error::Format`] on
+    /// malformed bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let kf: KeyFile = postcard::from_bytes(bytes).map_err(|e| Error::Format {
+        let malformed = |e: postcard::Error| Error::Format {
             object: "key file".into(),
             reason: e.to_string(),
-        })?;
-        if kf.version != KEY_FILE_VERSION {
-            return Err(Error::UnsupportedVersion {
+        };
+        // The version is the first byte of every version's layout.
+        match bytes.first().copied() {
+            Some(KEY_FILE_V1) => {
+                let w: WireV1 = postcard::from_bytes(bytes).map_err(malformed)?;
+                Ok(KeyFile {
+                    version: w.version,
+                    kdf: w.kdf,
+                    params: w.params,
+                    salt: w.salt,
+                    sealed_keys: w.sealed_keys,
+                    sealed_info: Vec::new(),
+                })
+            }
+            Some(KEY_FILE_VERSION) => {
+                let w: WireV2 = postcard::from_bytes(bytes).map_err(malformed)?;
+                Ok(KeyFile {
+                    version: w.version,
+                    kdf: w.kdf,
+                    params: w.params,
+                    salt: w.salt,
+                    sealed_keys: w.sealed_keys,
+                    sealed_info: w.sealed_info,
+                })
+            }
+            Some(other) => Err(Error::UnsupportedVersion {
                 object: "key file".into(),
-                version: u32::from(kf.version),
-            });
+                version: u32::from(other),
+            }),
+            None => Err(Error::format("key file", "empty")),
         }
-        Ok(kf)
     }
 }
 
@@ -209,6 +365,95 @@ mod tests {
         assert!(matches!(
             decoded.open(b"correct horse", &RepoId([6; 32])),
             Err(Error::WrongPassword)
+        ));
+    }
+
+    #[test]
+    fn version_2_records_sealed_info_bound_to_its_key_file() {
+        let keys = MasterKeys::generate();
+        let repo = RepoId([7; 32]);
+        let info = KeyInfo {
+            created: 1_700_000_000,
+            hostname: "host-a".into(),
+            username: "alice".into(),
+        };
+        let params = KdfParams::insecure_for_tests();
+        let kf = KeyFile::create_with_info(&keys, b"pw", &repo, params, &info).unwrap();
+        assert_eq!(kf.version, KEY_FILE_VERSION);
+        let bytes = kf.to_bytes();
+        // Nothing of the info is readable in the stored bytes.
+        assert!(!bytes.windows(5).any(|w| w == b"alice"));
+        assert!(!bytes.windows(6).any(|w| w == b"host-a"));
+        let decoded = KeyFile::from_bytes(&bytes).unwrap();
+        assert_eq!(decoded, kf);
+        assert_eq!(decoded.info(&keys, &repo).unwrap(), Some(info.clone()));
+        assert!(decoded.open(b"pw", &repo).is_ok());
+        // Another repository's keys, another repository id, or the info moved
+        // to another key file (another salt): refused.
+        assert!(decoded.info(&MasterKeys::generate(), &repo).is_err());
+        assert!(decoded.info(&keys, &RepoId([8; 32])).is_err());
+        let other = KeyFile::create(&keys, b"pw2", &repo, params).unwrap();
+        let moved = KeyFile {
+            sealed_info: kf.sealed_info.clone(),
+            ..other
+        };
+        assert!(moved.info(&keys, &repo).is_err());
+        // Names of other lengths give a key file of the same size.
+        let longer = KeyInfo {
+            hostname: "a-much-longer-host-name.example.org".into(),
+            ..info
+        };
+        let padded = KeyFile::create_with_info(&keys, b"pw", &repo, params, &longer).unwrap();
+        assert_eq!(padded.to_bytes().len(), bytes.len());
+        assert_eq!(padded.info(&keys, &repo).unwrap(), Some(longer));
+    }
+
+    #[test]
+    fn version_1_key_files_still_open() {
+        let keys = MasterKeys::generate();
+        let repo = RepoId([9; 32]);
+        let v2 = KeyFile::create(&keys, b"old", &repo, KdfParams::insecure_for_tests()).unwrap();
+        let v1 = KeyFile {
+            version: KEY_FILE_V1,
+            sealed_info: Vec::new(),
+            ..v2
+        };
+        let bytes = v1.to_bytes();
+        // The version-1 layout: version, kdf, params (3 varints), salt, then
+        // the sealed keys and nothing after them.
+        assert_eq!(&bytes[..2], &[1, 1]);
+        assert_eq!(bytes.len(), 2 + 3 + 32 + 2 + v1.sealed_keys.len());
+        let decoded = KeyFile::from_bytes(&bytes).unwrap();
+        assert_eq!(decoded, v1);
+        assert_eq!(decoded.info(&keys, &repo).unwrap(), None);
+        let opened = decoded.open(b"old", &repo).unwrap();
+        assert_eq!(opened.blob_id(b"x"), keys.blob_id(b"x"));
+    }
+
+    #[test]
+    fn unknown_versions_and_costs_are_refused() {
+        let keys = MasterKeys::generate();
+        let repo = RepoId([1; 32]);
+        let kf = KeyFile::create(&keys, b"pw", &repo, KdfParams::insecure_for_tests()).unwrap();
+        let mut bytes = kf.to_bytes();
+        bytes[0] = 3;
+        assert!(matches!(
+            KeyFile::from_bytes(&bytes),
+            Err(Error::UnsupportedVersion { version: 3, .. })
+        ));
+        assert!(KeyFile::from_bytes(&[]).is_err());
+        let greedy = KdfParams {
+            memory_kib: 4 * 1024 * 1024 + 1,
+            ..KdfParams::insecure_for_tests()
+        };
+        assert!(KeyFile::create(&keys, b"pw", &repo, greedy).is_err());
+        let planted = KeyFile {
+            params: greedy,
+            ..kf
+        };
+        assert!(matches!(
+            planted.open(b"pw", &repo),
+            Err(Error::Format { .. })
         ));
     }
 

@@ -16,7 +16,8 @@ use crate::destinations::DestinationSet;
 use crate::error::{Error, Result};
 use crate::ids::ObjectKind;
 
-const LOCK_VERSION: u8 = 1;
+/// Lock format version written and read.
+pub const LOCK_VERSION: u8 = 1;
 const LOCK_AAD: &[u8] = b"lifeboat.lock.v1";
 /// A lock older than this is stale and ignored (its holder crashed).
 pub const STALE_AFTER_SECS: i64 = 30 * 60;
@@ -38,8 +39,49 @@ pub struct LockFile {
     pub exclusive: bool,
 }
 
+/// Why a lock is stale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Staleness {
+    /// Written on this host by a process that no longer exists.
+    HolderGone,
+    /// Not refreshed for more than [`STALE_AFTER_SECS`].
+    TooOld,
+}
+
+impl std::fmt::Display for Staleness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Staleness::HolderGone => "its process no longer exists",
+            Staleness::TooOld => "not refreshed for over 30 minutes",
+        })
+    }
+}
+
 impl LockFile {
-    fn describe(&self) -> String {
+    /// A lock of this process, dated now.
+    pub fn current(exclusive: bool) -> Self {
+        LockFile {
+            version: LOCK_VERSION,
+            time: time::OffsetDateTime::now_utc().unix_timestamp(),
+            hostname: crate::hostname(),
+            pid: std::process::id(),
+            // SAFETY: getuid cannot fail.
+            username: crate::users::user_name(unsafe { libc::getuid() }),
+            exclusive,
+        }
+    }
+
+    /// Encodes and seals the lock under the data key (what is stored).
+    pub fn seal(&self, keys: &MasterKeys) -> Vec<u8> {
+        let plain = postcard::to_stdvec(self)
+            .unwrap_or_else(|_| unreachable!("postcard encodes plain structs"));
+        let mut sealed = Vec::new();
+        keys.seal(LOCK_AAD, &plain, None, &mut sealed);
+        sealed
+    }
+
+    /// `user@host pid N since <time>`: who holds it.
+    pub fn describe(&self) -> String {
         let when = time::OffsetDateTime::from_unix_timestamp(self.time)
             .map(|t| t.to_string())
             .unwrap_or_default();
@@ -57,15 +99,32 @@ impl LockFile {
             .filter(|lock| lock.version == LOCK_VERSION)
     }
 
-    fn is_stale(&self, now: i64) -> bool {
-        if now - self.time > STALE_AFTER_SECS {
-            return true;
+    /// Whether (and why) the lock is stale at `now` (seconds since the epoch).
+    pub fn staleness(&self, now: i64) -> Option<Staleness> {
+        if self.holder_gone() {
+            Some(Staleness::HolderGone)
+        } else if now - self.time > STALE_AFTER_SECS {
+            Some(Staleness::TooOld)
+        } else {
+            None
         }
-        // A lock from this host whose process is gone is stale at once.
+    }
+
+    fn is_stale(&self, now: i64) -> bool {
+        self.staleness(now).is_some()
+    }
+
+    /// True when the lock was written on this host by a process that no
+    /// longer exists: it is stale at once.
+    fn holder_gone(&self) -> bool {
+        let Ok(pid) = libc::pid_t::try_from(self.pid) else {
+            return false;
+        };
         self.hostname == crate::hostname()
             && self.pid != std::process::id()
+            && pid > 0
             // SAFETY: kill with signal 0 only checks that the pid exists.
-            && unsafe { libc::kill(self.pid as libc::pid_t, 0) } != 0
+            && unsafe { libc::kill(pid, 0) } != 0
             && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
     }
 }
@@ -116,27 +175,18 @@ async fn write_lock(
     keys: &MasterKeys,
     exclusive: bool,
 ) -> Result<(String, LockFile)> {
-    let me = LockFile {
-        version: LOCK_VERSION,
-        time: time::OffsetDateTime::now_utc().unix_timestamp(),
-        hostname: crate::hostname(),
-        pid: std::process::id(),
-        // SAFETY: getuid cannot fail.
-        username: crate::users::user_name(unsafe { libc::getuid() }),
-        exclusive,
-    };
+    let me = LockFile::current(exclusive);
     let mut name = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut name);
     let key = ObjectKind::Lock.key(&hex::encode(name));
-    let plain =
-        postcard::to_stdvec(&me).unwrap_or_else(|_| unreachable!("postcard encodes plain structs"));
-    let mut sealed = Vec::new();
-    keys.seal(LOCK_AAD, &plain, None, &mut sealed);
-    dests.put_new(&key, Bytes::from(sealed)).await?;
+    dests.put_new(&key, Bytes::from(me.seal(keys))).await?;
     Ok((key, me))
 }
 
 /// Takes a shared or exclusive lock on every destination.
+///
+/// Stale locks are ignored; one written on this host by a process that no
+/// longer exists is also deleted from that destination on the way.
 ///
 /// # Errors
 /// [`Error::Locked`] naming the holder when a conflicting lock exists.
@@ -191,7 +241,10 @@ pub async fn acquire(
             let other = match backend.get(&meta.key, None).await {
                 Ok(bytes) => bytes,
                 Err(e) if e.is_not_found() => continue,
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    let _ = guard.release().await;
+                    return Err(e.into());
+                }
             };
             // A lock we cannot read may be a newer version's exclusive lock: respect it.
             let Some(lock) = LockFile::open(keys, &other) else {
@@ -202,6 +255,17 @@ pub async fn acquire(
                 });
             };
             if lock.is_stale(now) {
+                if lock.holder_gone() {
+                    // Its holder on this host died: nobody will remove it otherwise.
+                    match backend.delete(&meta.key).await {
+                        Ok(()) => tracing::info!(
+                            "removed the stale lock of {} on {}",
+                            lock.describe(),
+                            backend.name()
+                        ),
+                        Err(e) => tracing::debug!("could not remove a stale lock: {e}"),
+                    }
+                }
                 continue;
             }
             if lock.exclusive || exclusive {
@@ -217,40 +281,138 @@ pub async fn acquire(
     Ok(guard)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// One lock as [`unlock`] found it (by name, across destinations).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockReport {
+    /// The object's name under `locks/`.
+    pub name: String,
+    /// The destinations that hold it.
+    pub destinations: Vec<String>,
+    /// Its content; `None` when it does not open or decode (a newer version's
+    /// lock, another repository's, or damaged bytes).
+    pub lock: Option<LockFile>,
+    /// Seconds since it was written (its last refresh).
+    pub age_secs: Option<i64>,
+    /// Why it is stale, when it is.
+    pub stale: Option<Staleness>,
+    /// True when [`unlock`] removed it.
+    pub removed: bool,
+}
 
-    #[test]
-    fn lock_round_trip_and_staleness() {
-        let keys = MasterKeys::generate();
-        let lock = LockFile {
-            version: LOCK_VERSION,
-            time: 1_000_000,
-            hostname: "elsewhere".into(),
-            pid: 1,
-            username: "u".into(),
-            exclusive: true,
-        };
-        let mut sealed = Vec::new();
-        keys.seal(
-            LOCK_AAD,
-            &postcard::to_stdvec(&lock).unwrap(),
-            None,
-            &mut sealed,
-        );
-        assert_eq!(LockFile::open(&keys, &sealed), Some(lock.clone()));
-        assert!(LockFile::open(&MasterKeys::generate(), &sealed).is_none());
-        assert!(!lock.is_stale(1_000_000 + STALE_AFTER_SECS));
-        assert!(lock.is_stale(1_000_001 + STALE_AFTER_SECS));
-    }
+/// What [`unlock`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnlockReport {
+    /// Every lock found, removed or kept, in name order.
+    pub locks: Vec<LockReport>,
+    /// Destinations whose locks could not be listed or read, with the reason.
+    pub unreachable: Vec<(String, String)>,
+    /// Deletions that failed: lock name, destination, reason.
+    pub failed: Vec<(String, String, String)>,
+}
 
-    proptest::proptest! {
-        #[test]
-        fn arbitrary_lock_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
-            let keys = MasterKeys::generate();
-            let _ = LockFile::open(&keys, &bytes);
-            let _ = postcard::from_bytes::<LockFile>(&bytes);
+/// Removes stale locks (or, with `force`, every lock) from every reachable
+/// destination and reports every lock found. Unreadable locks are kept unless
+/// `force`: they may belong to a newer version of lifeboat.
+///
+/// Removing a live lock (`force`) lets another command run beside its holder:
+/// a running prune or backup may then lose data.
+///
+/// # Errors
+/// None so far: unreachable destinations and failed deletions are reported in
+/// the [`UnlockReport`].
+pub async fn unlock(
+    dests: &DestinationSet,
+    keys: &MasterKeys,
+    force: bool,
+) -> Result<UnlockReport> {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let mut report = UnlockReport::default();
+    let mut found: std::collections::BTreeMap<String, LockReport> = Default::default();
+    // Per destination: the lock keys it holds.
+    let mut held: Vec<(Arc<dyn lifeboat_backends::Backend>, Vec<String>)> = Vec::new();
+    let missed = dests.missed();
+    for backend in dests.backends() {
+        if let Some((_, why)) = missed.iter().find(|(name, _)| name == backend.name()) {
+            report
+                .unreachable
+                .push((backend.name().to_string(), why.clone()));
+            continue;
+        }
+        match read_locks(backend.as_ref(), keys).await {
+            Ok(locks) => {
+                let mut keys_here = Vec::new();
+                for (key, lock) in locks {
+                    let name = key
+                        .strip_prefix(ObjectKind::Lock.prefix())
+                        .unwrap_or(&key)
+                        .to_string();
+                    let entry = found.entry(name.clone()).or_insert_with(|| LockReport {
+                        name,
+                        destinations: Vec::new(),
+                        lock: None,
+                        age_secs: None,
+                        stale: None,
+                        removed: false,
+                    });
+                    entry.destinations.push(backend.name().to_string());
+                    if entry.lock.is_none() {
+                        if let Some(lock) = lock {
+                            entry.age_secs = Some(now - lock.time);
+                            entry.stale = lock.staleness(now);
+                            entry.lock = Some(lock);
+                        }
+                    }
+                    keys_here.push(key);
+                }
+                held.push((backend.clone(), keys_here));
+            }
+            Err(e) => report
+                .unreachable
+                .push((backend.name().to_string(), e.to_string())),
         }
     }
+    for (backend, keys_here) in &held {
+        for key in keys_here {
+            let name = key.strip_prefix(ObjectKind::Lock.prefix()).unwrap_or(key);
+            let Some(entry) = found.get_mut(name) else {
+                continue;
+            };
+            let remove = force || (entry.lock.is_some() && entry.stale.is_some());
+            if !remove {
+                continue;
+            }
+            match backend.delete(key).await {
+                Ok(()) => entry.removed = true,
+                Err(e) if e.is_not_found() => entry.removed = true,
+                Err(e) => report.failed.push((
+                    entry.name.clone(),
+                    backend.name().to_string(),
+                    e.to_string(),
+                )),
+            }
+        }
+    }
+    report.locks = found.into_values().collect();
+    Ok(report)
 }
+
+/// Every object under `locks/` on one destination, opened when possible.
+async fn read_locks(
+    backend: &dyn lifeboat_backends::Backend,
+    keys: &MasterKeys,
+) -> Result<Vec<(String, Option<LockFile>)>> {
+    let mut out = Vec::new();
+    for meta in crate::destinations::list_all(backend, ObjectKind::Lock.prefix()).await? {
+        match backend.get(&meta.key, None).await {
+            Ok(bytes) => out.push((meta.key, LockFile::open(keys, &bytes))),
+            // Released since the listing.
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+#[path = "lock_tests.rs"]
+mod tests;

@@ -29,6 +29,8 @@ pub struct Repository {
     keys: Arc<MasterKeys>,
     id: RepoId,
     params: RepoParams,
+    /// The key file the password opened (for `init`, the one it wrote).
+    key_id: KeyId,
     /// Local copies of index files, snapshots and trees, when enabled.
     cache: Option<Arc<MetadataCache>>,
 }
@@ -96,6 +98,7 @@ impl Repository {
             keys: Arc::new(keys),
             id,
             params,
+            key_id: key_name,
             cache: None,
         })
     }
@@ -160,10 +163,28 @@ impl Repository {
                 "no key files (repository damaged)",
             ));
         }
+        // A key file that does not verify or decode (damaged, or a newer
+        // version's) is skipped with a warning: another one may still open.
+        let mut unreadable = None;
+        let mut tried = false;
         for meta in key_objects {
-            let bytes = primary.get(&meta.key, None).await?;
-            verify_named(primary.name(), &meta.key, ObjectKind::Key, &bytes)?;
-            let key_file = KeyFile::from_bytes(&bytes)?;
+            let bytes = match primary.get(&meta.key, None).await {
+                Ok(bytes) => bytes,
+                // Removed since the listing (`key remove` elsewhere).
+                Err(e) if e.kind == ErrorKind::NotFound => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let key_file = match verify_named(primary.name(), &meta.key, ObjectKind::Key, &bytes)
+                .and_then(|()| KeyFile::from_bytes(&bytes))
+            {
+                Ok(key_file) => key_file,
+                Err(e) => {
+                    tracing::warn!("{}: {} skipped: {e}", primary.name(), meta.key);
+                    unreadable = Some(e);
+                    continue;
+                }
+            };
+            let key_id = KeyId(storage_hash(&bytes));
             let password = zeroize::Zeroizing::new(password.to_vec());
             let opened = tokio::task::spawn_blocking(move || key_file.open(&password, &header.id))
                 .await
@@ -176,14 +197,22 @@ impl Repository {
                         keys: Arc::new(keys),
                         id: header.id,
                         params,
+                        key_id,
                         cache: None,
                     });
                 }
-                Err(Error::WrongPassword) => continue,
-                Err(e) => return Err(e),
+                Err(Error::WrongPassword) => tried = true,
+                Err(e) => {
+                    tracing::warn!("{}: {} skipped: {e}", primary.name(), meta.key);
+                    unreadable = Some(e);
+                }
             }
         }
-        Err(Error::WrongPassword)
+        // Only when no key file could even be tried is the password not to blame.
+        Err(match unreadable {
+            Some(e) if !tried => e,
+            _ => Error::WrongPassword,
+        })
     }
 
     /// The destinations.
@@ -199,6 +228,11 @@ impl Repository {
     /// The repository id.
     pub fn id(&self) -> RepoId {
         self.id
+    }
+
+    /// The key file that opened the repository: the password in use.
+    pub fn key_id(&self) -> KeyId {
+        self.key_id
     }
 
     /// The parameters fixed at init.

@@ -5,12 +5,15 @@ pub mod backup;
 pub mod check;
 pub mod drill;
 pub mod init;
+pub mod key;
+pub mod lock_wait;
 pub mod ls;
 pub mod repair;
 pub mod restore;
 pub mod snapshots;
 pub mod status;
 pub mod sync;
+pub mod unlock;
 
 use anyhow::Result;
 
@@ -19,6 +22,7 @@ use crate::context::Context;
 
 /// Runs a command; returns the exit code.
 pub async fn run(ctx: &Context, command: Command) -> Result<i32> {
+    lock_wait::configure(ctx);
     match command {
         Command::Init(args) => init::run(ctx, args).await,
         Command::Backup(args) => backup::run(ctx, args).await,
@@ -29,18 +33,16 @@ pub async fn run(ctx: &Context, command: Command) -> Result<i32> {
         Command::Status(args) => status::run(ctx, args).await,
         Command::Sync(args) => sync::run(ctx, args).await,
         Command::Drill(args) => drill::run(ctx, args).await,
+        Command::Key(args) => key::run(ctx, args).await,
+        Command::Unlock(args) => unlock::run(ctx, args).await,
     }
 }
 
-/// Takes a shared lock, runs `work`, releases the lock whatever happened.
+/// Takes a shared lock (waiting as `--retry-lock` allows), runs `work`,
+/// releases the lock whatever happened.
 pub async fn with_lock<T>(
     repo: &lifeboat_engine::Repository,
     work: impl std::future::Future<Output = Result<T>>,
 ) -> Result<T> {
-    let lock = lifeboat_engine::acquire_lock(repo.destinations(), repo.keys(), false).await?;
-    let result = work.await;
-    if let Err(e) = lock.release().await {
-        tracing::warn!("could not remove the lock (it will go stale): {e}");
-    }
-    result
+    lock_wait::locked(repo, false, work).await
 }

@@ -27,7 +27,7 @@ pub struct Args {
 pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
     let repo = ctx.open().await?;
     if args.repair {
-        let lock = lifeboat_engine::acquire_lock(repo.destinations(), repo.keys(), true).await?;
+        let lock = super::lock_wait::acquire(&repo, true).await?;
         let result = async {
             let repaired = super::repair::run(ctx, &repo).await?;
             let copied = copy_missing(ctx, &repo, &args, false).await?;
