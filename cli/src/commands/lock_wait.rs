@@ -63,6 +63,7 @@ pub async fn acquire(repo: &Repository, exclusive: bool) -> Result<LockGuard> {
                 }
                 pause = (pause * 2).min(MAX_PAUSE);
             }
+            Err(Error::Locked { .. }) if cancelled() => return Err(Error::Interrupted.into()),
             other => return Ok(other?),
         }
     }
