@@ -92,4 +92,8 @@ pub enum Command {
     Key(commands::key::Args),
     /// Remove stale locks left by crashed commands (--force: every lock).
     Unlock(commands::unlock::Args),
+    /// Remove snapshots by a retention policy (--keep-daily 7 …) or by id.
+    Forget(commands::forget::Args),
+    /// Remove data no snapshot uses, on every destination (two phases: mark, then delete).
+    Prune(commands::prune::Args),
 }

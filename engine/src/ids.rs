@@ -94,6 +94,8 @@ pub enum ObjectKind {
     Key,
     /// `locks/<id>`.
     Lock,
+    /// `deletions/<id>`: records of objects removed by forget and prune.
+    Deletion,
 }
 
 impl ObjectKind {
@@ -105,6 +107,7 @@ impl ObjectKind {
             ObjectKind::Snapshot => "snapshots/",
             ObjectKind::Key => "keys/",
             ObjectKind::Lock => "locks/",
+            ObjectKind::Deletion => "deletions/",
         }
     }
 

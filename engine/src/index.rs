@@ -42,12 +42,20 @@ pub struct IndexPack {
 }
 
 /// A stored index file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IndexFile {
     /// Format version (1).
     pub version: u8,
     /// The packs it describes.
     pub packs: Vec<IndexPack>,
+}
+
+impl Default for IndexFile {
+    /// An empty version-1 index file (what `std::mem::take` leaves behind
+    /// must be writable too).
+    fn default() -> Self {
+        IndexFile::new()
+    }
 }
 
 impl IndexFile {
@@ -151,6 +159,11 @@ impl MasterIndex {
         MasterIndex::default()
     }
 
+    /// Makes room for `entries` more blob entries.
+    pub fn reserve(&mut self, entries: usize) {
+        self.entries.reserve(entries);
+    }
+
     /// Adds every pack of an index file. Call [`MasterIndex::finish`] before lookups.
     pub fn add_file(&mut self, file: &IndexFile) {
         for pack in &file.packs {
@@ -237,6 +250,40 @@ impl MasterIndex {
         by_pack
     }
 
+    /// The position of `id`'s first entry (the one lookups return), in
+    /// `0..len()`: a dense number for bitsets over the index.
+    pub fn position_of(&self, id: &BlobId) -> Option<usize> {
+        self.position(id)
+    }
+
+    /// The entry at `position`: its blob id, location and pack number (an
+    /// index into [`MasterIndex::packs`]).
+    pub fn entry_at(&self, position: usize) -> Option<(BlobId, BlobLocation, u32)> {
+        let e = self.entries.get(position)?;
+        Some((
+            e.id,
+            BlobLocation {
+                pack: self.packs[e.pack as usize],
+                blob_type: e.blob_type,
+                offset: e.offset,
+                length: e.length,
+                raw_length: e.raw_length,
+            },
+            e.pack,
+        ))
+    }
+
+    /// Every entry position, ordered by pack number then offset: 4 bytes per
+    /// blob, to walk the index pack by pack without regrouping it.
+    pub fn positions_by_pack(&self) -> Vec<u32> {
+        let mut order: Vec<u32> = (0..self.entries.len() as u32).collect();
+        order.sort_unstable_by_key(|&i| {
+            let e = &self.entries[i as usize];
+            (e.pack, e.offset)
+        });
+        order
+    }
+
     /// Bytes of memory per blob entry (for the benchmark and docs).
     pub const fn bytes_per_entry() -> usize {
         std::mem::size_of::<Entry>()
@@ -284,6 +331,10 @@ mod tests {
         );
         assert!(master.lookup(&BlobId([4; 32])).is_none());
         assert!(MasterIndex::bytes_per_entry() <= 56);
+        // A taken index file leaves a writable one behind.
+        let mut taken = IndexFile::new();
+        let _ = std::mem::take(&mut taken);
+        assert_eq!(taken.version, INDEX_VERSION);
     }
 
     proptest::proptest! {

@@ -30,9 +30,11 @@ pub mod cache;
 pub mod check;
 pub mod chunker;
 pub mod crypto;
+pub mod deletions;
 mod destinations;
 pub mod drill;
 mod error;
+pub mod forget;
 pub mod ids;
 pub mod index;
 pub mod key_admin;
@@ -40,6 +42,7 @@ pub mod keys;
 pub mod lock;
 pub mod ls;
 pub mod pack;
+pub mod prune;
 pub mod repair;
 mod repo;
 pub mod repo_config;
@@ -63,4 +66,16 @@ pub use tree::{Node, NodeKind, Tree};
 /// This machine's host name.
 pub fn hostname() -> String {
     gethostname::gethostname().to_string_lossy().into_owned()
+}
+
+/// Crash-test hook: when the environment variable `LIFEBOAT_FAILPOINT` names
+/// this point, the process kills itself with SIGKILL right here, as a power cut
+/// would. Used by the tests that prove an interrupted prune loses nothing.
+pub fn failpoint(name: &str) {
+    if std::env::var("LIFEBOAT_FAILPOINT").is_ok_and(|v| v == name) {
+        // SAFETY: getpid and kill have no memory-safety preconditions.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+    }
 }

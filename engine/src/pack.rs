@@ -15,6 +15,8 @@ const PACK_HEADER_VERSION: u8 = 1;
 const HEADER_AAD: &[u8] = b"lifeboat.packheader.v1";
 /// Length of the trailer holding the sealed header's size.
 pub const TRAILER_LEN: usize = 4;
+/// Most blobs a writer puts in one pack (readers accept any number).
+pub const MAX_PACK_BLOBS: usize = 16_384;
 
 /// What a blob holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -99,6 +101,14 @@ impl PackWriter {
         self.entries.is_empty()
     }
 
+    /// True when a blob of `incoming` bytes should go into a new pack: this
+    /// one would pass `pack_size`, or holds [`MAX_PACK_BLOBS`] blobs already
+    /// (which bounds the header, and the memory to read it, for tiny blobs).
+    pub fn is_full_for(&self, incoming: usize, pack_size: usize) -> bool {
+        !self.is_empty()
+            && (self.buf.len() + incoming > pack_size || self.entries.len() >= MAX_PACK_BLOBS)
+    }
+
     /// Appends one sealed blob.
     pub fn add(&mut self, blob_type: BlobType, id: BlobId, sealed: &[u8], raw_length: u32) {
         self.entries.push(PackEntry {
@@ -128,6 +138,9 @@ impl PackWriter {
         };
         let plain = postcard::to_stdvec(&header)
             .unwrap_or_else(|_| unreachable!("postcard encodes plain structs"));
+        // Exactly enough room for the sealed header and the trailer, so a
+        // full pack buffer never grows by doubling.
+        self.buf.reserve_exact(plain.len() + 64);
         let before = self.buf.len();
         keys.seal(HEADER_AAD, &plain, Some(1), &mut self.buf);
         let header_len = (self.buf.len() - before) as u32;

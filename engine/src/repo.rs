@@ -9,6 +9,7 @@ use lifeboat_backends::ErrorKind;
 
 use crate::cache::MetadataCache;
 use crate::crypto::MasterKeys;
+use crate::deletions::Tombstones;
 use crate::destinations::DestinationSet;
 use crate::error::{Error, Result};
 use crate::ids::{
@@ -33,6 +34,8 @@ pub struct Repository {
     key_id: KeyId,
     /// Local copies of index files, snapshots and trees, when enabled.
     cache: Option<Arc<MetadataCache>>,
+    /// Deletion records, loaded on first use (shared by clones).
+    tombstones: Arc<tokio::sync::Mutex<Option<Arc<Tombstones>>>>,
 }
 
 /// Verifies that `bytes` hash to the name in `key`; the check of invariant 3.
@@ -100,6 +103,7 @@ impl Repository {
             params,
             key_id: key_name,
             cache: None,
+            tombstones: Arc::default(),
         })
     }
 
@@ -199,6 +203,7 @@ impl Repository {
                         params,
                         key_id,
                         cache: None,
+                        tombstones: Arc::default(),
                     });
                 }
                 Err(Error::WrongPassword) => tried = true,
@@ -286,13 +291,55 @@ impl Repository {
             .collect())
     }
 
+    /// Every tombstoned key (from the deletion records), loaded once per
+    /// repository handle.
+    ///
+    /// # Errors
+    /// When the records cannot be listed or one cannot be read anywhere.
+    pub async fn tombstones(&self) -> Result<Arc<Tombstones>> {
+        let mut slot = self.tombstones.lock().await;
+        if let Some(t) = &*slot {
+            return Ok(t.clone());
+        }
+        let loaded = Arc::new(crate::deletions::load(self).await?);
+        *slot = Some(loaded.clone());
+        Ok(loaded)
+    }
+
+    /// Forgets the loaded deletion records (after writing a new one).
+    pub async fn reload_tombstones(&self) {
+        *self.tombstones.lock().await = None;
+    }
+
     /// Names of every object of `kind` on any reachable destination: a
     /// destination that lags, or lost its objects, does not hide what the
-    /// others hold. Each object is then read with failover.
+    /// others hold. Each object is then read with failover. Snapshots and index
+    /// files that a deletion record lists are left out: a destination that
+    /// missed a forget or prune still holds them until they are swept.
     ///
     /// # Errors
     /// When no destination can be listed.
     pub async fn list_names_everywhere(&self, kind: ObjectKind) -> Result<Vec<String>> {
+        let names = self.list_all_names_everywhere(kind).await?;
+        if !matches!(kind, ObjectKind::Snapshot | ObjectKind::Index) {
+            return Ok(names);
+        }
+        let tombstones = self.tombstones().await?;
+        if tombstones.is_empty() {
+            return Ok(names);
+        }
+        Ok(names
+            .into_iter()
+            .filter(|n| !tombstones.contains(&kind.key(n)))
+            .collect())
+    }
+
+    /// Names of every object of `kind` on any reachable destination,
+    /// tombstoned or not.
+    ///
+    /// # Errors
+    /// When no destination can be listed.
+    pub async fn list_all_names_everywhere(&self, kind: ObjectKind) -> Result<Vec<String>> {
         let mut names = std::collections::BTreeSet::new();
         let mut last_error = None;
         let mut any = false;
@@ -325,13 +372,22 @@ impl Repository {
             cache.retain_objects(ObjectKind::Index, &names);
         }
         let mut master = MasterIndex::new();
+        let files = names.len();
         let mut reads = futures::stream::iter(names.into_iter().map(|name| async move {
             let bytes = self.read_object(ObjectKind::Index, &name).await?;
             IndexFile::open(&self.keys, &name, &bytes)
         }))
-        .buffer_unordered(8);
+        .buffer_unordered(4);
+        let mut first = true;
         while let Some(file) = reads.next().await {
-            master.add_file(&file?);
+            let file = file?;
+            if std::mem::take(&mut first) {
+                // Index files are written full but for the last: sizing the
+                // merged index once avoids growing it by doubling, which
+                // briefly holds both the old and the new copy.
+                master.reserve(file.blob_count().saturating_mul(files));
+            }
+            master.add_file(&file);
         }
         master.finish();
         Ok(master)

@@ -21,8 +21,10 @@ use crate::error::{Error, Result};
 use crate::ids::{storage_hash, ObjectKind, CONFIG_KEY};
 use crate::repo::Repository;
 
-/// Kinds copied by sync, in the order they are written.
-const ORDER: [ObjectKind; 4] = [
+/// Kinds copied by sync, in the order they are written. Deletion records go
+/// first, so a destination learns what was removed before anything else.
+const ORDER: [ObjectKind; 5] = [
+    ObjectKind::Deletion,
     ObjectKind::Key,
     ObjectKind::Pack,
     ObjectKind::Index,
@@ -129,7 +131,10 @@ pub async fn plan(repo: &Repository) -> Result<SyncPlan> {
             .position(|kind| kind.name_of(key).is_some())
             .unwrap_or(ORDER.len())
     };
-    let mut keys: Vec<&String> = all.keys().collect();
+    // What forget or prune removed is never copied back from a destination
+    // that missed the removal.
+    let tombstones = repo.tombstones().await?;
+    let mut keys: Vec<&String> = all.keys().filter(|k| !tombstones.contains(k)).collect();
     keys.sort_by_key(|k| rank(k));
     for key in keys {
         let holders: Vec<String> = backends

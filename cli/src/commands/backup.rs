@@ -46,6 +46,10 @@ pub struct Args {
     /// Worker threads per CPU stage (default: number of cores).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    /// Record this time for the snapshot instead of now: `2025-06-30 12:00:00` (UTC) or
+    /// RFC 3339 (for importing old backups).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub time: Option<i64>,
     /// Fail (exit 1) unless at least N destinations hold the snapshot (it stays
     /// wherever it was committed either way).
     #[arg(long, value_name = "N", default_value_t = 1)]
@@ -132,6 +136,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
         parent,
         compression: args.compression.or(profile.and_then(|p| p.compression)),
         threads: args.threads,
+        time: args.time,
     };
     let progress = Arc::new(BackupProgress::default());
     let p = progress.clone();
@@ -249,4 +254,15 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
     } else {
         crate::exit::OK
     })
+}
+
+/// `YYYY-MM-DD HH:MM:SS` (UTC) or RFC 3339, as seconds since the epoch.
+fn parse_time(text: &str) -> std::result::Result<i64, String> {
+    let plain = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    if let Ok(t) = time::PrimitiveDateTime::parse(text, &plain) {
+        return Ok(t.assume_utc().unix_timestamp());
+    }
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map(|t| t.unix_timestamp())
+        .map_err(|_| format!("{text:?}: use 2025-06-30 12:00:00 (UTC) or RFC 3339"))
 }

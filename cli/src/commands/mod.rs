@@ -4,10 +4,12 @@
 pub mod backup;
 pub mod check;
 pub mod drill;
+pub mod forget;
 pub mod init;
 pub mod key;
 pub mod lock_wait;
 pub mod ls;
+pub mod prune;
 pub mod repair;
 pub mod restore;
 pub mod snapshots;
@@ -35,6 +37,8 @@ pub async fn run(ctx: &Context, command: Command) -> Result<i32> {
         Command::Drill(args) => drill::run(ctx, args).await,
         Command::Key(args) => key::run(ctx, args).await,
         Command::Unlock(args) => unlock::run(ctx, args).await,
+        Command::Forget(args) => forget::run(ctx, args).await,
+        Command::Prune(args) => prune::run(ctx, args).await,
     }
 }
 

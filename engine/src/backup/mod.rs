@@ -63,6 +63,9 @@ pub struct BackupOptions {
     pub compression: Option<i32>,
     /// Worker threads per CPU stage (default: the number of cores).
     pub threads: Option<usize>,
+    /// The snapshot's time, seconds since the epoch (default: when the run
+    /// started). For importing old backups and for tests of retention.
+    pub time: Option<i64>,
 }
 
 /// The result of a backup run.
@@ -277,6 +280,10 @@ pub async fn backup(
 
     let mut snapshot = Snapshot::new(root, path_bytes, options.tags.clone(), host);
     snapshot.parent = parent.map(|(id, _)| id);
+    if let Some(time) = options.time {
+        snapshot.time = time;
+        snapshot.time_nsec = 0;
+    }
     let p = &progress;
     snapshot.summary = SnapshotSummary {
         files_new: get(&p.files_new),

@@ -216,7 +216,7 @@ pub(crate) fn packer(
         // reallocates: its size is bounded by the target (or one large blob).
         if slot
             .as_ref()
-            .is_some_and(|w| !w.is_empty() && w.len() + blob.sealed.len() > pack_size)
+            .is_some_and(|w| w.is_full_for(blob.sealed.len(), pack_size))
         {
             if let Some(full) = slot.take() {
                 upload

@@ -110,7 +110,7 @@ pub(super) async fn check_destination(
     }
 
     for key in result.present.iter() {
-        if ObjectKind::Pack.name_of(key).is_some() && !shape.objects.contains_key(key) {
+        if !shape.objects.contains_key(key) {
             result.extra.push(key.clone());
         }
     }
@@ -179,6 +179,7 @@ async fn list_sizes(backend: &dyn Backend) -> Result<HashMap<String, u64>> {
     let mut out = HashMap::new();
     for kind in [
         ObjectKind::Key,
+        ObjectKind::Deletion,
         ObjectKind::Index,
         ObjectKind::Snapshot,
         ObjectKind::Pack,
@@ -246,9 +247,9 @@ async fn verify(
             }
             Ok(bytes.len() as u64)
         }
-        Expected::Key => {
+        Expected::Whole(kind) => {
             let bytes = fetch(None).await?;
-            verify_named(backend.name(), key, ObjectKind::Key, &bytes)
+            verify_named(backend.name(), key, kind, &bytes)
                 .map_err(|_| corrupt(NOT_ITS_NAME.into()))?;
             Ok(bytes.len() as u64)
         }

@@ -27,8 +27,8 @@ const PATHS_PER_SNAPSHOT: usize = 50;
 pub(super) enum Expected {
     /// The `config` object: identical bytes everywhere.
     Config,
-    /// A key file.
-    Key,
+    /// A small object read whole on every check: a key file or a deletion record.
+    Whole(ObjectKind),
     /// An index file or a snapshot of known size (from its verified copy).
     Sized(u64),
     /// A pack listed by an index file.
@@ -58,7 +58,13 @@ pub(super) async fn load(repo: &Repository, report: &mut CheckReport) -> Result<
     let mut objects = BTreeMap::new();
     objects.insert(CONFIG_KEY.to_string(), Expected::Config);
     for name in repo.list_names_everywhere(ObjectKind::Key).await? {
-        objects.insert(ObjectKind::Key.key(&name), Expected::Key);
+        objects.insert(ObjectKind::Key.key(&name), Expected::Whole(ObjectKind::Key));
+    }
+    for name in repo.list_names_everywhere(ObjectKind::Deletion).await? {
+        objects.insert(
+            ObjectKind::Deletion.key(&name),
+            Expected::Whole(ObjectKind::Deletion),
+        );
     }
 
     let mut master = MasterIndex::new();

@@ -218,6 +218,7 @@ pub async fn check(
     progress: Arc<CheckProgress>,
 ) -> Result<CheckReport> {
     let mut report = CheckReport::default();
+    let tombstones = repo.tombstones().await?;
     let shape = logical::load(repo, &mut report).await?;
     logical::check_trees(repo, &shape, &mut report).await;
 
@@ -272,8 +273,13 @@ pub async fn check(
             });
         }
         for key in &result.extra {
+            let why = if tombstones.contains(key) {
+                "removed by forget or prune; deleted here by the next prune"
+            } else {
+                "not in any index (left by an interrupted backup; harmless)"
+            };
             report.notes.push(format!(
-                "{}: {} is not in any index (left by an interrupted backup; harmless)",
+                "{}: {} is {why}",
                 result.row.name,
                 object_label(key)
             ));
@@ -329,6 +335,7 @@ pub fn object_label(key: &str) -> String {
         (ObjectKind::Index, "index"),
         (ObjectKind::Snapshot, "snapshot"),
         (ObjectKind::Key, "key"),
+        (ObjectKind::Deletion, "deletion record"),
     ] {
         if let Some(name) = kind.name_of(key) {
             return format!("{word} {name}");

@@ -1,0 +1,267 @@
+//! `lifeboat forget`: remove snapshots by a retention policy or by id.
+
+use anyhow::{bail, Result};
+use lifeboat_engine::forget::{self, Decision, GroupBy, GroupKey, KeepPolicy, Within};
+use lifeboat_engine::{Repository, SnapshotId};
+use serde_json::json;
+
+use crate::context::Context;
+use crate::output;
+
+/// Arguments of `forget`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Snapshots to remove (ids or unique prefixes), instead of a policy.
+    #[arg(value_name = "SNAPSHOT")]
+    pub ids: Vec<String>,
+    /// Keep the N newest snapshots.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_last: u32,
+    /// Keep the newest snapshot of each of the last N hours that have one.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_hourly: u32,
+    /// … of each of the last N days (UTC).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_daily: u32,
+    /// … of each of the last N ISO weeks.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_weekly: u32,
+    /// … of each of the last N months.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_monthly: u32,
+    /// … of each of the last N years.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_yearly: u32,
+    /// Keep every snapshot younger than this before the group's newest (`1y6m`, `30d`, `12h`).
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within: Option<Within>,
+    /// Keep every snapshot with this tag (repeatable).
+    #[arg(long, value_name = "TAG")]
+    pub keep_tag: Vec<String>,
+    /// Apply the policy separately to each group: `host`, `paths`, `tags`, comma-separated
+    /// (empty: one group).
+    #[arg(long, value_name = "LIST", default_value = "host,paths")]
+    pub group_by: GroupBy,
+    /// Only snapshots of this host (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub host: Vec<String>,
+    /// Only snapshots with this tag (repeatable: any of them).
+    #[arg(long, value_name = "TAG")]
+    pub tag: Vec<String>,
+    /// Only snapshots of this path (repeatable: any of them).
+    #[arg(long, value_name = "PATH")]
+    pub path: Vec<String>,
+    /// Show what would be kept and removed, and why; remove nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Then prune: remove the data no remaining snapshot uses.
+    #[arg(long)]
+    pub prune: bool,
+    /// With --prune: unused share tolerated before repacking.
+    #[arg(long, value_name = "P%", default_value = "5%", requires = "prune")]
+    pub max_unused: String,
+    /// With --prune: how long marked data waits before deletion.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "1h",
+        requires = "prune"
+    )]
+    pub grace: String,
+}
+
+impl Args {
+    fn policy(&self) -> KeepPolicy {
+        KeepPolicy {
+            last: self.keep_last,
+            hourly: self.keep_hourly,
+            daily: self.keep_daily,
+            weekly: self.keep_weekly,
+            monthly: self.keep_monthly,
+            yearly: self.keep_yearly,
+            within: self.keep_within,
+            tags: self.keep_tag.clone(),
+        }
+    }
+}
+
+/// Runs `forget`: exit 0; 3 when a destination was missed.
+pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
+    let policy = args.policy();
+    if args.ids.is_empty() && policy.is_empty() {
+        bail!("forget needs a policy (--keep-last, --keep-daily, … --keep-within, --keep-tag) or snapshot ids");
+    }
+    if !args.ids.is_empty() && !policy.is_empty() {
+        bail!("give either snapshot ids or a --keep-* policy, not both");
+    }
+    let prune_args = if args.prune {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct P {
+            #[command(flatten)]
+            args: super::prune::Args,
+        }
+        let parsed = P::try_parse_from([
+            "prune",
+            "--max-unused",
+            &args.max_unused,
+            "--grace",
+            &args.grace,
+        ])
+        .map_err(|e| anyhow::anyhow!("{}", e.to_string().lines().next().unwrap_or_default()))?;
+        Some(parsed.args)
+    } else {
+        None
+    };
+    let repo = ctx.open().await?;
+    if args.dry_run {
+        return forget_planned(ctx, &repo, &args, &policy).await;
+    }
+    let lock = lifeboat_engine::acquire_lock(repo.destinations(), repo.keys(), true).await?;
+    let result = async {
+        let code = forget_planned(ctx, &repo, &args, &policy).await?;
+        match prune_args {
+            Some(p) if code == crate::exit::OK => super::prune::run_locked(ctx, &repo, &p).await,
+            _ => Ok(code),
+        }
+    }
+    .await;
+    if let Err(e) = lock.release().await {
+        tracing::warn!("could not remove the lock (it will go stale): {e}");
+    }
+    result
+}
+
+/// Decides, prints, and (unless a dry run) removes.
+async fn forget_planned(
+    ctx: &Context,
+    repo: &Repository,
+    args: &Args,
+    policy: &KeepPolicy,
+) -> Result<i32> {
+    let groups: Vec<(GroupKey, Vec<Decision>)> = if args.ids.is_empty() {
+        let snapshots: Vec<_> = repo
+            .list_snapshots()
+            .await?
+            .into_iter()
+            .filter(|(_, s)| args.host.is_empty() || args.host.contains(&s.hostname))
+            .filter(|(_, s)| args.tag.is_empty() || s.tags.iter().any(|t| args.tag.contains(t)))
+            .filter(|(_, s)| {
+                args.path.is_empty() || s.paths_lossy().iter().any(|p| args.path.contains(p))
+            })
+            .collect();
+        forget::plan(snapshots, policy, args.group_by)
+    } else {
+        let mut chosen = Vec::new();
+        for spec in &args.ids {
+            let (id, snapshot) = repo.find_snapshot(spec).await?;
+            chosen.push(Decision {
+                id,
+                snapshot,
+                keep: false,
+                reasons: Vec::new(),
+            });
+        }
+        vec![(GroupKey::default(), chosen)]
+    };
+    let remove: Vec<SnapshotId> = groups
+        .iter()
+        .flat_map(|(_, d)| d)
+        .filter(|d| !d.keep)
+        .map(|d| d.id)
+        .collect();
+    let kept = groups
+        .iter()
+        .flat_map(|(_, d)| d)
+        .filter(|d| d.keep)
+        .count();
+    print(ctx, &groups);
+    if args.dry_run {
+        ctx.note(format!(
+            "would keep {kept} snapshots and remove {} (dry run: nothing removed)",
+            remove.len()
+        ));
+        return Ok(crate::exit::OK);
+    }
+    let outcome = forget::forget(repo, &remove).await?;
+    if ctx.global.json {
+        println!(
+            "{}",
+            json!({"message_type": "summary", "kept": kept, "removed": outcome.removed,
+                   "destinations_reached": outcome.reached,
+                   "destinations_missed": outcome.missed.iter().map(|(n, e)| json!({"name": n, "error": e})).collect::<Vec<_>>()})
+        );
+    } else {
+        ctx.note(format!(
+            "kept {kept} snapshots, removed {}",
+            outcome.removed
+        ));
+        for (name, error) in &outcome.missed {
+            eprintln!("warning: destination {name} was missed: {error}; it drops these snapshots at the next sync or prune");
+        }
+    }
+    Ok(if outcome.missed.is_empty() {
+        crate::exit::OK
+    } else {
+        crate::exit::INCOMPLETE
+    })
+}
+
+fn print(ctx: &Context, groups: &[(GroupKey, Vec<Decision>)]) {
+    if ctx.global.json {
+        let list: Vec<_> = groups
+            .iter()
+            .map(|(key, decisions)| {
+                let entry = |d: &Decision| {
+                    json!({"id": d.id.to_hex(), "short_id": d.id.short(), "time": output::rfc3339(&d.snapshot),
+                           "host": d.snapshot.hostname, "tags": d.snapshot.tags, "paths": d.snapshot.paths_lossy(),
+                           "reasons": d.reasons})
+                };
+                json!({
+                    "message_type": "forget_group",
+                    "host": key.host, "paths": key.paths, "tags": key.tags,
+                    "keep": decisions.iter().filter(|d| d.keep).map(entry).collect::<Vec<_>>(),
+                    "remove": decisions.iter().filter(|d| !d.keep).map(entry).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        for group in list {
+            println!("{group}");
+        }
+        return;
+    }
+    if ctx.global.quiet {
+        return;
+    }
+    for (key, decisions) in groups {
+        let mut title = Vec::new();
+        if let Some(h) = &key.host {
+            title.push(format!("host {h}"));
+        }
+        if let Some(p) = &key.paths {
+            title.push(format!("paths {}", p.join(", ")));
+        }
+        if let Some(t) = &key.tags {
+            title.push(format!("tags {}", t.join(",")));
+        }
+        if !title.is_empty() {
+            println!("{}", title.join(", "));
+        }
+        println!(
+            "{:<8}  {:<19}  {:<16}  {:<12}  {:<7}  Reasons",
+            "ID", "Time (UTC)", "Host", "Tags", "Action"
+        );
+        for d in decisions {
+            println!(
+                "{:<8}  {:<19}  {:<16}  {:<12}  {:<7}  {}",
+                d.id.short(),
+                output::table_time(&d.snapshot),
+                d.snapshot.hostname,
+                d.snapshot.tags.join(","),
+                if d.keep { "keep" } else { "remove" },
+                d.reasons.join(", ")
+            );
+        }
+        println!();
+    }
+}

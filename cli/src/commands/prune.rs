@@ -1,0 +1,200 @@
+//! `lifeboat prune`: remove data no snapshot uses, on every destination.
+
+use std::sync::Arc;
+
+use anyhow::{bail, Result};
+use lifeboat_engine::prune::{self, PruneOptions, PruneProgress, PruneReport};
+use lifeboat_engine::Repository;
+use serde_json::json;
+
+use crate::context::Context;
+use crate::output::{self, Tick, Ticker};
+
+/// Arguments of `prune` (also taken by `forget --prune`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Unused share of the repository tolerated before packs are repacked
+    /// (`5%`; `0%` repacks every pack with unused data).
+    #[arg(long, value_name = "P%", default_value = "5%", value_parser = parse_percent)]
+    pub max_unused: f64,
+    /// How long marked data waits before it is deleted, so a backup that
+    /// started before the mark cannot lose blobs it reused (`1h`, `30m`, `0s`).
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_seconds)]
+    pub grace: i64,
+    /// Show what would be removed and repacked; change nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+}
+
+/// `5%`, `5` or `0.5%` as a fraction.
+fn parse_percent(text: &str) -> Result<f64, String> {
+    let number = text.trim().trim_end_matches('%');
+    match number.parse::<f64>() {
+        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p / 100.0),
+        _ => Err(format!("{text:?}: give a percentage from 0% to 100%")),
+    }
+}
+
+/// `90s`, `30m`, `12h`, `7d` (or a plain number of seconds).
+fn parse_seconds(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    let (number, unit) = match text.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let n: i64 = number
+        .parse()
+        .map_err(|_| format!("{text:?}: give a duration such as 90s, 30m, 12h or 7d"))?;
+    let unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{text:?}: the unit is s, m, h or d")),
+    };
+    n.checked_mul(unit)
+        .filter(|s| *s >= 0)
+        .ok_or_else(|| format!("{text:?}: out of range"))
+}
+
+/// Runs `prune`: exit 0, or 3 when a destination was missed.
+pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
+    let repo = ctx.open().await?;
+    let lock = lifeboat_engine::acquire_lock(repo.destinations(), repo.keys(), true).await?;
+    let result = run_locked(ctx, &repo, &args).await;
+    if let Err(e) = lock.release().await {
+        tracing::warn!("could not remove the lock (it will go stale): {e}");
+    }
+    result
+}
+
+/// Prunes under a lock the caller holds (`forget --prune` holds one already).
+pub async fn run_locked(ctx: &Context, repo: &Repository, args: &Args) -> Result<i32> {
+    if !(0.0..=1.0).contains(&args.max_unused) {
+        bail!("--max-unused must be between 0% and 100%");
+    }
+    let options = PruneOptions {
+        max_unused: args.max_unused,
+        grace_secs: args.grace,
+        dry_run: args.dry_run,
+    };
+    let progress = Arc::new(PruneProgress::default());
+    let p = progress.clone();
+    let ticker = Ticker::start(ctx, false, move || {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (done, total) = (p.repack_done.load(Relaxed), p.repack_total.load(Relaxed));
+        Tick {
+            pos: done,
+            len: Some(total),
+            message: "packs repacked".into(),
+            json: json!({"message_type": "status", "repack_done": done, "repack_total": total}),
+        }
+    });
+    let result = prune::prune(repo, &options, progress).await;
+    ticker.finish().await;
+    let report = result?;
+    print(ctx, &report, args);
+    Ok(if report.missed.is_empty() {
+        crate::exit::OK
+    } else {
+        crate::exit::INCOMPLETE
+    })
+}
+
+fn print(ctx: &Context, r: &PruneReport, args: &Args) {
+    if ctx.global.json {
+        let per: Vec<_> = r
+            .sweep
+            .per_destination
+            .iter()
+            .map(|(name, objects, bytes)| json!({"name": name, "objects_deleted": objects, "bytes_deleted": bytes}))
+            .collect();
+        println!(
+            "{}",
+            json!({
+                "message_type": "summary", "dry_run": args.dry_run,
+                "snapshots": r.snapshots, "blobs": r.blobs, "used_blobs": r.used_blobs,
+                "packs": r.packs, "bytes": r.bytes, "unused_bytes": r.unused_bytes,
+                "packs_dropped": r.packs_dropped, "packs_repacked": r.packs_repacked,
+                "bytes_repacked": r.bytes_repacked, "packs_written": r.packs_written,
+                "packs_unindexed": r.packs_unindexed, "blobs_rescued": r.blobs_rescued,
+                "unused_bytes_after": r.unused_bytes_after,
+                "objects_deleted": r.sweep.deleted, "bytes_deleted": r.sweep.bytes,
+                "packs_waiting": r.sweep.waiting, "destinations": per,
+                "destinations_missed": r.missed.iter().map(|(n, e)| json!({"name": n, "error": e})).collect::<Vec<_>>(),
+            })
+        );
+        return;
+    }
+    let share = |part: u64| {
+        if r.bytes == 0 {
+            0.0
+        } else {
+            part as f64 * 100.0 / r.bytes as f64
+        }
+    };
+    ctx.note(format!(
+        "{} snapshots use {} of {} blobs; {} of {} unused ({:.1}%)",
+        r.snapshots,
+        r.used_blobs,
+        r.blobs,
+        output::bytes(r.unused_bytes),
+        output::bytes(r.bytes),
+        share(r.unused_bytes)
+    ));
+    let verb = if args.dry_run { "would " } else { "" };
+    ctx.note(format!(
+        "{verb}drop {} unused packs, repack {} packs ({} copied){}, leaving {} unused",
+        r.packs_dropped,
+        r.packs_repacked,
+        output::bytes(r.bytes_repacked),
+        if r.packs_unindexed > 0 {
+            format!(", mark {} packs no index lists", r.packs_unindexed)
+        } else {
+            String::new()
+        },
+        output::bytes(r.unused_bytes_after)
+    ));
+    if r.blobs_rescued > 0 {
+        ctx.note(format!(
+            "indexed {} blobs again that a snapshot written after an earlier prune uses",
+            r.blobs_rescued
+        ));
+    }
+    if args.dry_run {
+        return;
+    }
+    for (name, objects, bytes) in &r.sweep.per_destination {
+        ctx.note(format!(
+            "{name}: deleted {objects} objects, {}",
+            output::bytes(*bytes)
+        ));
+    }
+    if r.sweep.waiting > 0 {
+        ctx.note(format!(
+            "{} marked packs wait for the grace period ({}s); the next prune after it deletes them",
+            r.sweep.waiting, args.grace
+        ));
+    }
+    for (name, error) in &r.missed {
+        eprintln!(
+            "warning: destination {name} was missed: {error}; the next prune or sync catches it up"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_percentages() {
+        assert_eq!(parse_seconds("90s"), Ok(90));
+        assert_eq!(parse_seconds("2h"), Ok(7200));
+        assert_eq!(parse_seconds("0"), Ok(0));
+        assert!(parse_seconds("3w").is_err());
+        assert!(parse_seconds("-1h").is_err());
+        assert_eq!(parse_percent("5%"), Ok(0.05));
+        assert!(parse_percent("150%").is_err());
+    }
+}

@@ -1,0 +1,261 @@
+//! Prune: remove data no snapshot uses, in two phases, the same way on every
+//! destination.
+//!
+//! 1. **Mark** (under an exclusive lock): find the blobs every snapshot
+//!    reaches (a bitset over the merged index), then the packs nothing uses
+//!    and the packs whose unused share pushes the repository above
+//!    `max_unused`. Live blobs of the latter are copied (sealed, untouched)
+//!    into new packs; a new set of index files lists every kept and new pack;
+//!    a deletion record names the old index files and the dropped packs; then
+//!    the old index files are deleted.
+//! 2. **Sweep**: packs a deletion record names are deleted once the record is
+//!    older than the grace period, on every destination that still holds
+//!    them. Until then a backup that loaded the old index and reused a blob
+//!    from such a pack is safe: the next prune finds that blob referenced but
+//!    unindexed, finds it in the marked pack, and copies it into a new pack.
+//!
+//! Every step leaves every snapshot restorable: new packs before the index
+//! that lists them, the index before the record, the record before any
+//! deletion. An interrupted prune is finished by the next one.
+
+mod rewrite;
+mod sweep;
+mod usage;
+
+use std::collections::HashSet;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use crate::deletions::{self, DeletionRecord};
+use crate::error::{Error, Result};
+use crate::ids::{ObjectKind, PackId};
+use crate::repo::Repository;
+
+pub use sweep::SweepReport;
+use usage::PackUsage;
+
+/// How to prune.
+#[derive(Debug, Clone)]
+pub struct PruneOptions {
+    /// Unused share of the repository tolerated before packs are repacked
+    /// (0.05 = 5 %).
+    pub max_unused: f64,
+    /// Seconds a deletion record waits before its packs are deleted.
+    pub grace_secs: i64,
+    /// Plan only: change nothing.
+    pub dry_run: bool,
+}
+
+impl Default for PruneOptions {
+    /// 5 % unused tolerated, one hour of grace.
+    fn default() -> Self {
+        PruneOptions {
+            max_unused: 0.05,
+            grace_secs: 3600,
+            dry_run: false,
+        }
+    }
+}
+
+/// Live counters for progress displays.
+#[derive(Debug, Default)]
+pub struct PruneProgress {
+    /// Packs to repack.
+    pub repack_total: AtomicU64,
+    /// Packs repacked.
+    pub repack_done: AtomicU64,
+}
+
+/// What prune found and did.
+#[derive(Debug, Clone, Default)]
+pub struct PruneReport {
+    /// Snapshots walked.
+    pub snapshots: u64,
+    /// Blobs in the index.
+    pub blobs: u64,
+    /// Blobs some snapshot uses.
+    pub used_blobs: u64,
+    /// Packs in the index.
+    pub packs: u64,
+    /// Bytes of blobs in the index.
+    pub bytes: u64,
+    /// Bytes of blobs no snapshot uses.
+    pub unused_bytes: u64,
+    /// Packs dropped whole (nothing in them is used).
+    pub packs_dropped: u64,
+    /// Packs whose used blobs were copied into new packs.
+    pub packs_repacked: u64,
+    /// Bytes copied into new packs.
+    pub bytes_repacked: u64,
+    /// New packs written.
+    pub packs_written: u64,
+    /// Packs no index lists (left by interrupted runs), marked for deletion.
+    pub packs_unindexed: u64,
+    /// Blobs in marked packs indexed again because a snapshot uses some of
+    /// them (their used blobs are copied into new packs).
+    pub blobs_rescued: u64,
+    /// Unused bytes left after this prune (below the tolerated share).
+    pub unused_bytes_after: u64,
+    /// What the sweep deleted and what waits for the grace period.
+    pub sweep: SweepReport,
+    /// Destinations reached, and those missed with why.
+    pub reached: Vec<String>,
+    /// Destinations missed (they catch up at the next prune or sync).
+    pub missed: Vec<(String, String)>,
+}
+
+/// Prunes the repository. The caller holds an exclusive lock.
+///
+/// # Errors
+/// Storage failures, and a referenced blob that no index and no pack holds
+/// (the repository is damaged: nothing is deleted; run `check`).
+pub async fn prune(
+    repo: &Repository,
+    options: &PruneOptions,
+    progress: Arc<PruneProgress>,
+) -> Result<PruneReport> {
+    let mut report = PruneReport::default();
+    let tombstones = repo.tombstones().await?;
+    let mut index = repo.load_index().await?;
+    let snapshots: Vec<_> = repo
+        .list_snapshots()
+        .await?
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect();
+    report.snapshots = snapshots.len() as u64;
+    let (mut live, mut missing) = usage::live_blobs(repo, &index, &snapshots).await?;
+
+    // Packs stored somewhere that the index does not list: leftovers of
+    // interrupted runs, and packs marked by an earlier prune.
+    let stored = rewrite::stored_packs(repo).await?;
+    let indexed: HashSet<PackId> = index.packs().iter().copied().collect();
+    let unlisted: Vec<(PackId, u64)> = stored
+        .iter()
+        .filter(|(id, _)| !indexed.contains(id))
+        .map(|(id, size)| (*id, *size))
+        .collect();
+    if !missing.is_empty() {
+        // A backup that reused blobs from a marked pack: index those packs
+        // again (their used blobs are repacked below) and walk once more,
+        // until the trees found in them lead nowhere new.
+        let mut catalog = rewrite::Unlisted::read(repo, &unlisted).await;
+        loop {
+            let rescue = catalog.take(&missing);
+            if rescue.packs.is_empty() {
+                break;
+            }
+            index.add_file(&rescue);
+            index.finish();
+            (live, missing) = usage::live_blobs(repo, &index, &snapshots).await?;
+            report.blobs_rescued += rescue.blob_count() as u64;
+            if missing.is_empty() {
+                break;
+            }
+        }
+    }
+    if !missing.is_empty() {
+        let some: Vec<String> = missing.iter().take(5).map(|b| b.to_string()).collect();
+        return Err(Error::InvalidInput(format!(
+            "{} blobs the snapshots use are in no index and no pack (for example {}): the repository is damaged; nothing was deleted; run `lifeboat check`",
+            missing.len(),
+            some.join(", ")
+        )));
+    }
+
+    let usages = usage::pack_usage(&index, &live);
+    report.blobs = index.len() as u64;
+    report.packs = usages.len() as u64;
+    let packs = index.packs().to_vec();
+    let mut drop: HashSet<u32> = HashSet::new();
+    let mut repack: HashSet<u32> = HashSet::new();
+    let mut unused_total = 0u64;
+    for (n, u) in usages.iter().enumerate() {
+        report.used_blobs += u.used_blobs;
+        report.bytes += u.bytes;
+        unused_total += u.unused_bytes();
+        let marked = tombstones.contains(&ObjectKind::Pack.key(&packs[n].to_hex()));
+        if u.used_blobs == 0 {
+            drop.insert(n as u32);
+        } else if marked {
+            // Rescued from a marked pack: it will be swept, so its used blobs move.
+            repack.insert(n as u32);
+        }
+    }
+    report.unused_bytes = unused_total;
+    // Whole unused packs go first; then the packs with the largest unused
+    // share are repacked until the rest is within the tolerated share.
+    let mut unused_after: u64 = usages
+        .iter()
+        .enumerate()
+        .filter(|(n, _)| !drop.contains(&(*n as u32)) && !repack.contains(&(*n as u32)))
+        .map(|(_, u)| u.unused_bytes())
+        .sum();
+    let used_total: u64 = usages.iter().map(|u| u.used_bytes).sum();
+    let mut candidates: Vec<(u32, PackUsage)> = usages
+        .iter()
+        .enumerate()
+        .filter(|(n, u)| {
+            u.unused_bytes() > 0 && !drop.contains(&(*n as u32)) && !repack.contains(&(*n as u32))
+        })
+        .map(|(n, u)| (n as u32, *u))
+        .collect();
+    candidates.sort_by(|a, b| {
+        let share = |u: &PackUsage| u.unused_bytes() as f64 / u.bytes.max(1) as f64;
+        share(&b.1).total_cmp(&share(&a.1))
+    });
+    let tolerated =
+        |unused: u64| unused as f64 <= options.max_unused * (used_total + unused) as f64;
+    for (n, u) in candidates {
+        if tolerated(unused_after) {
+            break;
+        }
+        repack.insert(n);
+        unused_after -= u.unused_bytes();
+    }
+    report.unused_bytes_after = unused_after;
+    report.packs_dropped = drop.len() as u64;
+    report.packs_repacked = repack.len() as u64;
+    report.packs_unindexed = unlisted
+        .iter()
+        .filter(|(id, _)| {
+            !tombstones.contains(&ObjectKind::Pack.key(&id.to_hex())) && !index.packs().contains(id)
+        })
+        .count() as u64;
+    report.bytes_repacked = repack.iter().map(|n| usages[*n as usize].used_bytes).sum();
+    if options.dry_run {
+        return Ok(report);
+    }
+
+    let changed = !drop.is_empty() || !repack.is_empty() || report.packs_unindexed > 0;
+    if changed {
+        let old_index = repo.list_names_everywhere(ObjectKind::Index).await?;
+        let written =
+            rewrite::rewrite(repo, &index, &live, &drop, &repack, progress.clone()).await?;
+        report.packs_written = written;
+        crate::failpoint("prune-after-index");
+        let mut keys: Vec<String> = old_index.iter().map(|n| ObjectKind::Index.key(n)).collect();
+        let in_index: HashSet<PackId> = index.packs().iter().copied().collect();
+        keys.extend(
+            drop.iter()
+                .chain(repack.iter())
+                .map(|n| ObjectKind::Pack.key(&packs[*n as usize].to_hex())),
+        );
+        keys.extend(
+            unlisted
+                .iter()
+                .filter(|(id, _)| !in_index.contains(id))
+                .map(|(id, _)| ObjectKind::Pack.key(&id.to_hex())),
+        );
+        keys.retain(|k| !tombstones.contains(k));
+        keys.sort();
+        keys.dedup();
+        deletions::write(repo, &DeletionRecord::new("prune", keys)).await?;
+        repo.reload_tombstones().await;
+        crate::failpoint("prune-after-record");
+    }
+    report.sweep = sweep::sweep(repo, options.grace_secs).await?;
+    report.reached = repo.destinations().reached();
+    report.missed = repo.destinations().missed();
+    Ok(report)
+}
