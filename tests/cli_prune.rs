@@ -256,3 +256,52 @@ fn prune_killed_at_each_step_loses_nothing() {
         setup.assert_kept_restore();
     }
 }
+
+#[test]
+fn a_backup_and_a_prune_started_together_both_finish() {
+    let mut setup = Setup::new(3);
+    let first = setup.days[0].0.clone();
+    setup.run(["forget", first.as_str()]).success();
+    // Enough new data that the backup is still running when prune starts.
+    tree::write_generated(&setup.src.join("big.bin"), 48 << 20, 4242, false);
+    let backup = lb(&setup.sb, &setup.a, &setup.b)
+        .args([
+            "--retry-lock".as_ref(),
+            "5m".as_ref(),
+            "backup".as_ref(),
+            setup.src.as_os_str(),
+        ])
+        .spawn();
+    let prune = lb(&setup.sb, &setup.a, &setup.b)
+        .args([
+            "--retry-lock",
+            "5m",
+            "prune",
+            "--grace",
+            "0s",
+            "--max-unused",
+            "0%",
+        ])
+        .spawn();
+    let (backup, prune) = (backup.wait(), prune.wait());
+    prune.success();
+    backup.success();
+    // They did meet: one waited for the other's lock.
+    assert!(
+        backup.stderr.contains("retrying") || prune.stderr.contains("retrying"),
+        "no lock wait:\nbackup: {}\nprune: {}",
+        backup.stderr,
+        prune.stderr
+    );
+    let known: Vec<&String> = setup.days.iter().map(|(id, _)| id).collect();
+    let id = setup
+        .snapshot_ids()
+        .into_iter()
+        .find(|id| !known.contains(&id))
+        .expect("the new snapshot");
+    let copy = setup.sb.join("day-new");
+    copy_dir(&setup.src, &copy);
+    setup.days.push((id, copy));
+    setup.assert_kept_restore();
+    setup.run(["check", "--read-data"]).success();
+}

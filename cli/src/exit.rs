@@ -22,7 +22,7 @@ pub fn code_for(err: &anyhow::Error) -> i32 {
     match err.downcast_ref::<Error>() {
         Some(Error::NoRepository { .. }) => NO_REPOSITORY,
         Some(Error::Locked { .. }) => LOCKED,
-        Some(Error::WrongPassword) => WRONG_PASSWORD,
+        Some(Error::WrongPassword | Error::KeyRemoved { .. }) => WRONG_PASSWORD,
         Some(Error::Interrupted) => INTERRUPTED,
         _ => ERROR,
     }

@@ -31,6 +31,13 @@ pub enum Error {
     /// The password opens none of the key files.
     #[error("wrong password: it does not open any key of this repository")]
     WrongPassword,
+    /// The password opens a key file that `key remove` removed (a copy left
+    /// on a destination that has not been swept yet).
+    #[error("this password's key {key} was removed from the repository (key remove); use a current password")]
+    KeyRemoved {
+        /// The removed key's short id.
+        key: String,
+    },
     /// Another process holds a conflicting lock.
     #[error("repository is locked by {holder} (lock {lock}); wait for it to finish, or remove the lock if that process is gone")]
     Locked {

@@ -403,6 +403,11 @@ pub async fn remove_key(repo: &Repository, prefix: &str, force: bool) -> KeyResu
             }
         }
     }
+    // A tombstone, so a destination outside this selection that still holds
+    // the key file neither gets it copied back by sync nor opens with it.
+    let record = crate::deletions::DeletionRecord::new("key remove", vec![key]);
+    crate::deletions::write(repo, &record).await?;
+    repo.reload_tombstones().await;
     Ok(id)
 }
 

@@ -170,6 +170,7 @@ impl Repository {
         // A key file that does not verify or decode (damaged, or a newer
         // version's) is skipped with a warning: another one may still open.
         let mut unreadable = None;
+        let mut removed_key = None;
         let mut tried = false;
         for meta in key_objects {
             let bytes = match primary.get(&meta.key, None).await {
@@ -196,14 +197,29 @@ impl Repository {
             match opened {
                 Ok(keys) => {
                     let (_, params) = repo_config::decode(&config, &keys)?;
-                    return Ok(Repository {
-                        dests,
+                    let repo = Repository {
+                        dests: dests.clone(),
                         keys: Arc::new(keys),
                         id: header.id,
                         params,
                         key_id,
                         cache: None,
                         tombstones: Arc::default(),
+                    };
+                    // A key file `key remove` removed may linger on a
+                    // destination not swept yet: its password must not open.
+                    let removed = match repo.tombstones().await {
+                        Ok(t) => t.contains(&meta.key),
+                        Err(e) => {
+                            tracing::warn!("cannot read the deletion records: {e}");
+                            false
+                        }
+                    };
+                    if !removed {
+                        return Ok(repo);
+                    }
+                    removed_key = Some(Error::KeyRemoved {
+                        key: key_id.short(),
                     });
                 }
                 Err(Error::WrongPassword) => tried = true,
@@ -214,8 +230,9 @@ impl Repository {
             }
         }
         // Only when no key file could even be tried is the password not to blame.
-        Err(match unreadable {
-            Some(e) if !tried => e,
+        Err(match (removed_key, unreadable) {
+            (Some(removed), _) => removed,
+            (None, Some(e)) if !tried => e,
             _ => Error::WrongPassword,
         })
     }
@@ -313,15 +330,19 @@ impl Repository {
 
     /// Names of every object of `kind` on any reachable destination: a
     /// destination that lags, or lost its objects, does not hide what the
-    /// others hold. Each object is then read with failover. Snapshots and index
-    /// files that a deletion record lists are left out: a destination that
-    /// missed a forget or prune still holds them until they are swept.
+    /// others hold. Each object is then read with failover. Snapshots, index
+    /// files and key files that a deletion record lists are left out: a
+    /// destination that missed a forget, prune or key remove still holds them
+    /// until they are swept.
     ///
     /// # Errors
     /// When no destination can be listed.
     pub async fn list_names_everywhere(&self, kind: ObjectKind) -> Result<Vec<String>> {
         let names = self.list_all_names_everywhere(kind).await?;
-        if !matches!(kind, ObjectKind::Snapshot | ObjectKind::Index) {
+        if !matches!(
+            kind,
+            ObjectKind::Snapshot | ObjectKind::Index | ObjectKind::Key
+        ) {
             return Ok(names);
         }
         let tombstones = self.tombstones().await?;

@@ -247,3 +247,57 @@ async fn a_destination_that_missed_the_prune_catches_up() {
     let checked = run_check(&both, read_all()).await;
     assert!(checked.is_ok(), "{:?}", checked.problems);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_key_stays_removed_on_a_destination_that_missed_it() {
+    use lifeboat_engine::key_admin::{add_key, remove_key};
+    let (a, b, c) = (
+        MemoryBackend::new("a"),
+        MemoryBackend::new("b"),
+        MemoryBackend::new("c"),
+    );
+    let set = |list: &[&MemoryBackend]| {
+        DestinationSet::new(
+            list.iter()
+                .map(|m| Arc::new((*m).clone()) as Arc<dyn Backend>)
+                .collect(),
+        )
+        .unwrap()
+    };
+    let repo = init_repo(set(&[&a, &b, &c])).await;
+    let second = add_key(
+        &repo,
+        b"second",
+        lifeboat_engine::KdfParams::insecure_for_tests(),
+    )
+    .await
+    .unwrap();
+    // Removed while c is not among the destinations.
+    let ab = Repository::open(set(&[&a, &b]), b"pw").await.unwrap();
+    remove_key(&ab, &second.to_hex(), false).await.unwrap();
+    assert_eq!(keys_under(&c, "keys/").await.len(), 2);
+
+    // Sync brings the deletion record to c and never the key back to a or b;
+    // c alone then refuses the removed password, and prune sweeps the file.
+    let all = Repository::open(set(&[&a, &b, &c]), b"pw").await.unwrap();
+    let plan = lifeboat_engine::sync::plan(&all).await.unwrap();
+    assert!(
+        plan.copies
+            .iter()
+            .all(|copy| !copy.key.starts_with("keys/")),
+        "{plan:?}"
+    );
+    lifeboat_engine::sync::apply(&all, &plan, Default::default())
+        .await
+        .unwrap();
+    assert_eq!(keys_under(&a, "keys/").await.len(), 1);
+    let refused = Repository::open(set(&[&c]), b"second").await.err();
+    assert!(
+        matches!(refused, Some(lifeboat_engine::Error::KeyRemoved { .. })),
+        "{refused:?}"
+    );
+    run_prune(&all, &now_options()).await;
+    assert_eq!(keys_under(&c, "keys/").await.len(), 1);
+    let checked = run_check(&all, read_all()).await;
+    assert!(checked.is_ok(), "{:?}", checked.problems);
+}

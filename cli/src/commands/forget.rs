@@ -117,7 +117,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
     if args.dry_run {
         return forget_planned(ctx, &repo, &args, &policy).await;
     }
-    let lock = lifeboat_engine::acquire_lock(repo.destinations(), repo.keys(), true).await?;
+    let lock = super::lock_wait::acquire(&repo, true).await?;
     let result = async {
         let code = forget_planned(ctx, &repo, &args, &policy).await?;
         match prune_args {

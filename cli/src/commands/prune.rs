@@ -60,7 +60,7 @@ fn parse_seconds(text: &str) -> Result<i64, String> {
 /// Runs `prune`: exit 0, or 3 when a destination was missed.
 pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
     let repo = ctx.open().await?;
-    let lock = lifeboat_engine::acquire_lock(repo.destinations(), repo.keys(), true).await?;
+    let lock = super::lock_wait::acquire(&repo, true).await?;
     let result = run_locked(ctx, &repo, &args).await;
     if let Err(e) = lock.release().await {
         tracing::warn!("could not remove the lock (it will go stale): {e}");

@@ -1,6 +1,6 @@
 //! The sweep: delete, on every reachable destination, the objects deletion
-//! records name — snapshots and index files at once, packs once their record
-//! is older than the grace period.
+//! records name — removed key files, snapshots and index files at once, packs
+//! once their record is older than the grace period.
 
 use crate::error::Result;
 use crate::ids::ObjectKind;
@@ -31,7 +31,13 @@ pub(super) async fn sweep(repo: &Repository, grace_secs: i64) -> Result<SweepRep
     for backend in dests.healthy() {
         let (mut deleted, mut bytes) = (0u64, 0u64);
         // Snapshots and index files first: nothing may list a pack that is gone.
-        'kinds: for kind in [ObjectKind::Snapshot, ObjectKind::Index, ObjectKind::Pack] {
+        // Removed key files go at once too.
+        'kinds: for kind in [
+            ObjectKind::Key,
+            ObjectKind::Snapshot,
+            ObjectKind::Index,
+            ObjectKind::Pack,
+        ] {
             let listed = match crate::destinations::list_all(backend.as_ref(), kind.prefix()).await
             {
                 Ok(listed) => listed,
