@@ -156,9 +156,32 @@ pub fn load(explicit: Option<&Path>) -> Result<ConfigFile> {
         }
     };
     toml::from_str(&text).map_err(|e| {
-        let first = e.to_string().lines().next().unwrap_or_default().to_string();
-        anyhow::anyhow!("config file {}: {first}", path.display())
+        let place = match e.span() {
+            Some(span) => {
+                let (line, column) = line_and_column(&text, span.start);
+                format!(", line {line} column {column}")
+            }
+            None => String::new(),
+        };
+        // The message alone: toml's Display adds a multi-line excerpt of the file.
+        let message = e.message().trim().replace('\n', "; ");
+        anyhow::anyhow!(
+            "config file {}{place}: {message}; fix the file (see README, Config file) or point --config elsewhere",
+            path.display()
+        )
     })
+}
+
+/// The 1-based line and column (in characters) of byte `offset` in `text`.
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let mut end = offset.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let before = &text[..end];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
 }
 
 /// Expands a leading `~/` to the home directory.

@@ -27,3 +27,51 @@ pub fn code_for(err: &anyhow::Error) -> i32 {
         _ => ERROR,
     }
 }
+
+/// The message for an error that ended a command, on one line: the chain of
+/// causes joined with `: `, leaving out a cause whose text is already shown
+/// (an engine I/O error names its cause in its own message), and any line
+/// break replaced.
+pub fn one_line(err: &anyhow::Error) -> String {
+    if code_for(err) == INTERRUPTED {
+        return "interrupted before finishing; run the command again \
+                (a backup reuses the data it already uploaded)"
+            .into();
+    }
+    let mut message = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        let text = text.trim();
+        if text.is_empty() || message.contains(text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(text);
+    }
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_drops_repeated_causes_and_line_breaks() {
+        let io = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let err = anyhow::Error::new(Error::io("/x", io)).context("restore");
+        let text = one_line(&err);
+        assert_eq!(text.matches("permission denied").count(), 1, "{text}");
+        assert!(text.starts_with("restore: /x: "), "{text}");
+        let err = anyhow::anyhow!("first\nsecond\n");
+        assert_eq!(one_line(&err), "first; second");
+        let err = anyhow::Error::new(Error::Interrupted);
+        assert!(one_line(&err).starts_with("interrupted"));
+    }
+}

@@ -67,7 +67,7 @@ fn main() {
         let ctx = match context::Context::new(cli.global) {
             Ok(ctx) => ctx,
             Err(e) => {
-                eprintln!("error: {e:#}");
+                eprintln!("error: {}", exit::one_line(&e));
                 return exit::ERROR;
             }
         };
@@ -75,7 +75,11 @@ fn main() {
         tokio::spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
                 cancel.store(true, std::sync::atomic::Ordering::Relaxed);
-                eprintln!("\ninterrupted: stopping (press Ctrl-C again to quit at once)");
+                // Feedback for the person at the terminal; on a pipe the final
+                // `error: interrupted …` line is the one message.
+                if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                    eprintln!("\ninterrupted: stopping (press Ctrl-C again to quit at once)");
+                }
                 if tokio::signal::ctrl_c().await.is_ok() {
                     std::process::exit(exit::INTERRUPTED);
                 }
@@ -85,11 +89,12 @@ fn main() {
             Ok(code) => code,
             Err(e) => {
                 let code = exit::code_for(&e);
+                let message = exit::one_line(&e);
                 if ctx.global.json {
-                    let msg = serde_json::json!({"message_type": "error", "error": format!("{e:#}"), "exit_code": code});
+                    let msg = serde_json::json!({"message_type": "error", "error": message, "exit_code": code});
                     println!("{msg}");
                 }
-                eprintln!("error: {e:#}");
+                eprintln!("error: {message}");
                 code
             }
         }

@@ -116,7 +116,7 @@ pub async fn restore(
     for inc in &includes {
         crate::ls::find_node(repo, &index, snapshot.tree, inc).await?;
     }
-    fs::create_dir_all(&options.target).map_err(|e| Error::io(&options.target, e))?;
+    prepare_target(&options.target)?;
     let target = options.target.clone();
 
     // 1. Walk the snapshot: create directories, specials and empty files.
@@ -429,6 +429,45 @@ async fn restore_run(
             failures[n].get_or_insert_with(|| reason.clone());
         }
     }
+}
+
+/// Creates the restore target (a directory) when missing and checks that it
+/// can be written, so a bad target is one clear error before anything is
+/// written rather than an error per file.
+fn prepare_target(target: &Path) -> Result<()> {
+    let shown = target.display();
+    match fs::metadata(target) {
+        Ok(meta) if !meta.is_dir() => {
+            return Err(Error::InvalidInput(format!(
+                "restore target {shown} exists and is not a directory; \
+                 give a directory (it is created when missing)"
+            )))
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            fs::create_dir_all(target).map_err(|e| {
+                Error::InvalidInput(format!(
+                    "cannot create the restore target {shown}: {e}; \
+                     give a directory you can write to"
+                ))
+            })?;
+        }
+        Err(e) => {
+            return Err(Error::InvalidInput(format!(
+                "cannot use the restore target {shown}: {e}; give a directory you can write to"
+            )))
+        }
+    }
+    let cpath = std::ffi::CString::new(target.as_os_str().as_bytes())
+        .map_err(|_| Error::InvalidInput(format!("restore target {shown} contains a NUL byte")))?;
+    // SAFETY: `cpath` is a valid NUL-terminated path for the duration of the call.
+    if unsafe { libc::access(cpath.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(Error::InvalidInput(format!(
+            "restore target {shown} is not writable: {e}; give a directory you can write to"
+        )));
+    }
+    Ok(())
 }
 
 /// Creates a symlink, pipe or device; returns false for what is not recreated (sockets).

@@ -9,7 +9,8 @@
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -97,17 +98,36 @@ pub(crate) type FileReply = Result<FileContent, (PathBuf, String)>;
 /// A file to read.
 pub(crate) struct FileJob {
     pub path: PathBuf,
+    /// Its size and inode when the walker listed it: at most that many bytes
+    /// are read, and a different file found at the path is not read at all.
+    pub size: u64,
+    pub inode: u64,
     pub reply: Sender<FileReply>,
 }
 
-fn open_noatime(path: &Path) -> std::io::Result<File> {
+/// Opens the regular file the walker listed at `path`, without following a
+/// symlink and without blocking.
+///
+/// `O_NONBLOCK` keeps the open from hanging when the file was replaced by a
+/// named pipe after it was listed (a pipe's open waits for a writer);
+/// `O_NOFOLLOW` refuses a symlink put in its place. What is opened must still
+/// be the same regular file (type and inode), else it is reported.
+fn open_listed(path: &Path, inode: u64) -> std::io::Result<File> {
+    let flags = libc::O_NONBLOCK | libc::O_NOFOLLOW;
     // O_NOATIME keeps backups from touching access times; only the owner (or
     // root) may use it, so fall back to a plain open.
-    OpenOptions::new()
+    let file = OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOATIME)
+        .custom_flags(flags | libc::O_NOATIME)
         .open(path)
-        .or_else(|_| File::open(path))
+        .or_else(|_| OpenOptions::new().read(true).custom_flags(flags).open(path))?;
+    let meta = file.metadata()?;
+    if !meta.is_file() || meta.ino() != inode {
+        return Err(std::io::Error::other(
+            "replaced while the backup ran (no longer the file that was listed); back it up again",
+        ));
+    }
+    Ok(file)
 }
 
 enum ReadFail {
@@ -131,12 +151,15 @@ pub(crate) fn file_worker(
     for job in jobs {
         let mut content = Vec::new();
         let mut size = 0u64;
-        let result = open_noatime(&job.path)
+        // Read no more than the size listed: a file appended to while it is
+        // read is stored as the consistent prefix it had then, and a writer
+        // that never stops cannot keep the backup running forever.
+        let result = open_listed(&job.path, job.inode)
             .map_err(ReadFail::Io)
             .and_then(|file| {
                 shared
                     .chunker
-                    .chunk_stream(file, &mut buffer, |chunk: &[u8]| {
+                    .chunk_stream(file.take(job.size), &mut buffer, |chunk: &[u8]| {
                         if shared.cancelled() {
                             return Err(ReadFail::Stop(Stop::Failed(Error::Interrupted)));
                         }

@@ -225,6 +225,8 @@ impl Walker<'_> {
             self.files
                 .send(FileJob {
                     path: path.to_path_buf(),
+                    size: meta.len(),
+                    inode: std::os::unix::fs::MetadataExt::ino(meta),
                     reply,
                 })
                 .map_err(|_| WalkFail::Stop(Stop::Closed))?;
