@@ -26,6 +26,7 @@
 #![warn(missing_docs)]
 
 mod backend;
+mod chaos;
 pub mod conformance;
 mod error;
 mod fault;
@@ -38,6 +39,7 @@ mod url;
 
 pub use backend::{validate_key, Backend, ObjectMeta};
 pub use bytes::Bytes;
+pub use chaos::{Chaos, ChaosBackend, ChaosCounts};
 pub use error::{BackendError, ErrorKind, Result};
 pub use fault::{FaultPlan, FaultyBackend};
 pub use local::LocalBackend;

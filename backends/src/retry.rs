@@ -11,6 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
+use futures::StreamExt;
 use rand::Rng;
 
 use crate::backend::{Backend, ObjectMeta};
@@ -107,9 +108,33 @@ impl Backend for RetryBackend {
     }
 
     fn list<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, Result<ObjectMeta>> {
-        // A listing is not restarted midway (it would repeat items); callers
-        // that need a complete listing retry the whole of it.
-        self.inner.list(prefix)
+        // A listing that fails before its first item is started again; one
+        // that fails midway is not (it would repeat items).
+        type State<'a> = Option<(u32, Option<BoxStream<'a, Result<ObjectMeta>>>, bool)>;
+        let start: State<'a> = Some((0, None, false));
+        Box::pin(futures::stream::unfold(start, move |state| async move {
+            let (mut retry, mut stream, yielded) = state?;
+            loop {
+                let current = stream.get_or_insert_with(|| self.inner.list(prefix));
+                match current.next().await {
+                    None => return None,
+                    Some(Ok(meta)) => return Some((Ok(meta), Some((retry, stream, true)))),
+                    Some(Err(e))
+                        if !yielded
+                            && e.kind == ErrorKind::Transient
+                            && retry + 1 < self.policy.attempts =>
+                    {
+                        let delay = self.policy.delay(retry);
+                        tracing::debug!("{e}; listing again in {delay:?}");
+                        tokio::time::sleep(delay).await;
+                        retry += 1;
+                        stream = None;
+                    }
+                    // The error ends the listing.
+                    Some(Err(e)) => return Some((Err(e), None)),
+                }
+            }
+        }))
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
@@ -164,5 +189,36 @@ mod tests {
         faulty.set_plan(FaultPlan::default());
         retrying.put("k", Bytes::from_static(b"x")).await.unwrap();
         assert_eq!(&memory.get("k", None).await.unwrap()[..], b"x");
+    }
+
+    #[tokio::test]
+    async fn a_listing_that_fails_at_its_start_is_started_again() {
+        use crate::{Chaos, ChaosBackend};
+        use futures::TryStreamExt;
+        let memory = Arc::new(MemoryBackend::new("m"));
+        for i in 0..5 {
+            memory
+                .put(&format!("p/{i}"), Bytes::from_static(b"x"))
+                .await
+                .unwrap();
+        }
+        for seed in 0..20 {
+            let stormy = ChaosBackend::new(
+                memory.clone(),
+                Chaos {
+                    seed,
+                    transient: 0.5,
+                    ..Default::default()
+                },
+            );
+            let policy = RetryPolicy {
+                attempts: 12,
+                base_delay: Duration::from_millis(1),
+                max_delay: Duration::from_millis(2),
+            };
+            let retrying = RetryBackend::new(Arc::new(stormy.clone()), policy);
+            let listed: Vec<ObjectMeta> = retrying.list("p/").try_collect().await.unwrap();
+            assert_eq!(listed.len(), 5, "seed {seed}");
+        }
     }
 }

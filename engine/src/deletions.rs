@@ -125,12 +125,22 @@ pub async fn load(repo: &Repository) -> Result<Tombstones> {
     let names = repo.list_all_names_everywhere(ObjectKind::Deletion).await?;
     let mut tombstones = Tombstones::default();
     let mut reads = futures::stream::iter(names.into_iter().map(|name| async move {
-        let bytes = repo.read_object(ObjectKind::Deletion, &name).await?;
-        DeletionRecord::open(repo.keys(), &name, &bytes)
+        let record = match repo.read_object(ObjectKind::Deletion, &name).await {
+            Ok(bytes) => DeletionRecord::open(repo.keys(), &name, &bytes),
+            Err(e) => Err(e),
+        };
+        (name, record)
     }))
     .buffer_unordered(8);
-    while let Some(record) = reads.next().await {
-        tombstones.add(&record?);
+    while let Some((name, record)) = reads.next().await {
+        match record {
+            Ok(record) => tombstones.add(&record),
+            // Listed somewhere yet stored nowhere: a name a listing made up.
+            Err(Error::Backend(e)) if e.is_not_found() => {
+                tracing::warn!("deletion record {name} is listed but stored nowhere; ignored");
+            }
+            Err(e) => return Err(e),
+        }
     }
     Ok(tombstones)
 }
@@ -144,4 +154,45 @@ pub async fn write(repo: &Repository, record: &DeletionRecord) -> Result<String>
         .write_object(ObjectKind::Deletion, record.seal(repo.keys()))
         .await?;
     Ok(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::mutate;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn arbitrary_record_bytes_never_open(bytes in mutate::bytes(300)) {
+            prop_assert!(DeletionRecord::open(&MasterKeys::generate(), "r", &bytes).is_err());
+        }
+
+        #[test]
+        fn arbitrary_record_plaintext_never_panics(plain in mutate::bytes(300)) {
+            let keys = MasterKeys::generate();
+            let mut sealed = Vec::new();
+            keys.seal(RECORD_AAD, &plain, Some(3), &mut sealed);
+            if let Ok(record) = DeletionRecord::open(&keys, "r", &sealed) {
+                prop_assert_eq!(record.version, RECORD_VERSION);
+            }
+        }
+
+        #[test]
+        fn records_round_trip_and_any_change_is_rejected(
+            time in any::<i64>(),
+            reason in ".{0,10}",
+            hostname in ".{0,16}",
+            listed in prop::collection::vec("[a-z/0-9]{0,80}", 0..20),
+            m in mutate::mutations(),
+        ) {
+            let keys = MasterKeys::generate();
+            let record = DeletionRecord { version: RECORD_VERSION, time, reason, hostname, keys: listed };
+            let sealed = record.seal(&keys);
+            prop_assert_eq!(&DeletionRecord::open(&keys, "r", &sealed).unwrap(), &record);
+            let bad = mutate::apply(&sealed, &m);
+            prop_assume!(bad != sealed);
+            prop_assert!(DeletionRecord::open(&keys, "r", &bad).is_err());
+        }
+    }
 }

@@ -133,31 +133,58 @@ impl Repository {
     /// [`Error::WrongPassword`] when no key file opens with the password.
     pub async fn open(dests: DestinationSet, password: &[u8]) -> Result<Self> {
         // The first destination that holds the repository answers; one that
-        // cannot be reached is dropped, one without a repository is skipped.
-        let mut found = None;
+        // cannot be reached is dropped, one without a repository is skipped,
+        // and one whose config or key files are damaged hands over to the next.
         let mut last_error = None;
+        let mut any_config = false;
+        // Configs a password was already tried against: the same config and
+        // key files give the same answer, so a wrong password costs one key
+        // derivation per key file, not one per destination.
+        let mut tried_configs: Vec<Bytes> = Vec::new();
         for backend in dests.read_order() {
-            match backend.get(CONFIG_KEY, None).await {
-                Ok(bytes) => {
-                    found = Some((backend, bytes));
-                    break;
-                }
-                Err(e) if e.kind == ErrorKind::NotFound => {}
+            let config = match backend.get(CONFIG_KEY, None).await {
+                Ok(bytes) => bytes,
+                Err(e) if e.kind == ErrorKind::NotFound => continue,
                 Err(e) => {
                     dests.drop_destination(backend.name(), &e.to_string());
+                    last_error = Some(e.into());
+                    continue;
+                }
+            };
+            any_config = true;
+            if matches!(last_error, Some(Error::WrongPassword)) && tried_configs.contains(&config) {
+                continue;
+            }
+            tried_configs.push(config.clone());
+            match Self::open_on(&dests, &backend, config, password).await {
+                Ok(repo) => return Ok(repo),
+                // The password is at fault, not the destination.
+                Err(e @ Error::KeyRemoved { .. }) => return Err(e),
+                Err(e) => {
+                    if !matches!(e, Error::WrongPassword) {
+                        tracing::warn!("{}: cannot open the repository there: {e}", backend.name());
+                    }
                     last_error = Some(e);
                 }
             }
         }
-        let Some((primary, config)) = found else {
-            return Err(match last_error {
-                Some(e) => e.into(),
-                None => Error::NoRepository {
-                    destination: dests.primary().name().into(),
-                    location: dests.primary().location(),
-                },
-            });
-        };
+        Err(match last_error {
+            Some(e) => e,
+            None if !any_config => Error::NoRepository {
+                destination: dests.primary().name().into(),
+                location: dests.primary().location(),
+            },
+            None => Error::WrongPassword,
+        })
+    }
+
+    /// Opens the repository with `primary`'s config and key files.
+    async fn open_on(
+        dests: &DestinationSet,
+        primary: &Arc<dyn lifeboat_backends::Backend>,
+        config: Bytes,
+        password: &[u8],
+    ) -> Result<Self> {
         let header = repo_config::read_header(&config)?;
         let key_objects =
             crate::destinations::list_all(primary.as_ref(), ObjectKind::Key.prefix()).await?;
@@ -383,11 +410,27 @@ impl Repository {
         }
     }
 
-    /// Loads and merges every index file.
+    /// Loads and merges every index file. One that no destination returns
+    /// intact (a phantom in some listing, or damaged everywhere) is left out
+    /// with a warning: reads of its blobs then fail and are reported, and
+    /// `check` names it.
+    ///
+    /// # Errors
+    /// When no destination can be listed.
+    pub async fn load_index(&self) -> Result<MasterIndex> {
+        self.read_index(false).await
+    }
+
+    /// Loads and merges every index file; any that cannot be read is an
+    /// error (for prune, which must not decide on a partial view).
     ///
     /// # Errors
     /// The first index file that cannot be read or verified.
-    pub async fn load_index(&self) -> Result<MasterIndex> {
+    pub async fn load_index_strict(&self) -> Result<MasterIndex> {
+        self.read_index(true).await
+    }
+
+    async fn read_index(&self, strict: bool) -> Result<MasterIndex> {
         let names = self.list_names_everywhere(ObjectKind::Index).await?;
         if let Some(cache) = self.cache() {
             cache.retain_objects(ObjectKind::Index, &names);
@@ -395,13 +438,23 @@ impl Repository {
         let mut master = MasterIndex::new();
         let files = names.len();
         let mut reads = futures::stream::iter(names.into_iter().map(|name| async move {
-            let bytes = self.read_object(ObjectKind::Index, &name).await?;
-            IndexFile::open(&self.keys, &name, &bytes)
+            let file = match self.read_object(ObjectKind::Index, &name).await {
+                Ok(bytes) => IndexFile::open(&self.keys, &name, &bytes),
+                Err(e) => Err(e),
+            };
+            (name, file)
         }))
         .buffer_unordered(4);
         let mut first = true;
-        while let Some(file) = reads.next().await {
-            let file = file?;
+        while let Some((name, file)) = reads.next().await {
+            let file = match file {
+                Ok(file) => file,
+                Err(e) if !strict => {
+                    tracing::warn!("index {name} left out: no destination returns it intact: {e}");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if std::mem::take(&mut first) {
                 // Index files are written full but for the last: sizing the
                 // merged index once avoids growing it by doubling, which
@@ -455,25 +508,52 @@ impl Repository {
         self.list_names_everywhere(ObjectKind::Snapshot).await
     }
 
-    /// Every snapshot, oldest first.
+    /// Every snapshot, oldest first. A snapshot no destination can return
+    /// (a phantom in some listing, or damaged everywhere) is left out with a
+    /// warning; `check` names it.
+    ///
+    /// # Errors
+    /// When no destination can be listed.
+    pub async fn list_snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
+        self.read_snapshots(false).await
+    }
+
+    /// Every snapshot, oldest first; any that cannot be read is an error
+    /// (for prune, which must not decide on a partial view).
     ///
     /// # Errors
     /// The first snapshot that cannot be read.
-    pub async fn list_snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
+    pub async fn list_snapshots_strict(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
+        self.read_snapshots(true).await
+    }
+
+    async fn read_snapshots(&self, strict: bool) -> Result<Vec<(SnapshotId, Snapshot)>> {
         let names = self.snapshot_names().await?;
         if let Some(cache) = self.cache() {
             cache.retain_objects(ObjectKind::Snapshot, &names);
         }
         let mut out = Vec::with_capacity(names.len());
         let mut reads = futures::stream::iter(names.into_iter().map(|name| async move {
-            let id: SnapshotId = name
-                .parse()
-                .map_err(|_| Error::format("snapshot", "bad name"))?;
-            Ok::<_, Error>((id, self.load_snapshot(&id).await?))
+            let loaded = async {
+                let id: SnapshotId = name
+                    .parse()
+                    .map_err(|_| Error::format("snapshot", "bad name"))?;
+                Ok::<_, Error>((id, self.load_snapshot(&id).await?))
+            }
+            .await;
+            (name, loaded)
         }))
         .buffer_unordered(8);
-        while let Some(item) = reads.next().await {
-            out.push(item?);
+        while let Some((name, item)) = reads.next().await {
+            match item {
+                Ok(found) => out.push(found),
+                Err(e) if !strict => {
+                    tracing::warn!(
+                        "snapshot {name} left out: no destination returns it intact: {e}"
+                    )
+                }
+                Err(e) => return Err(e),
+            }
         }
         out.sort_by_key(|(id, s)| (s.time, s.time_nsec, *id));
         Ok(out)

@@ -336,13 +336,60 @@ async fn restore_run(
     failures: Arc<Mutex<Vec<Option<String>>>>,
     progress: Arc<RestoreProgress>,
 ) {
+    let several = run.len() > 1;
+    let mut pending = restore_run_once(
+        repo,
+        pack,
+        run,
+        files.clone(),
+        failures.clone(),
+        progress.clone(),
+    )
+    .await;
+    if several && !pending.is_empty() {
+        // A range read can fail as a whole (a truncated copy) while most of
+        // its blobs are intact somewhere: read what is left blob by blob.
+        let mut still = Vec::new();
+        for (p, _) in pending {
+            still.extend(
+                restore_run_once(
+                    repo,
+                    pack,
+                    vec![p],
+                    files.clone(),
+                    failures.clone(),
+                    progress.clone(),
+                )
+                .await,
+            );
+        }
+        pending = still;
+    }
+    let mut failures = failures.lock().unwrap_or_else(|p| p.into_inner());
+    for (p, reason) in &pending {
+        for &(n, _) in &p.targets {
+            failures[n].get_or_insert_with(|| reason.clone());
+        }
+    }
+}
+
+/// One pass of [`restore_run`] over the destinations; returns the blobs no
+/// destination returned intact, with the last reason.
+async fn restore_run_once(
+    repo: &Repository,
+    pack: PackId,
+    run: Vec<Placement>,
+    files: Arc<Vec<FilePlan>>,
+    failures: Arc<Mutex<Vec<Option<String>>>>,
+    progress: Arc<RestoreProgress>,
+) -> Vec<(Placement, String)> {
     let key = ObjectKind::Pack.key(&pack.to_hex());
     // Blobs still to restore, each with the last reason it failed.
     let mut pending: Vec<(Placement, String)> =
         run.into_iter().map(|p| (p, String::new())).collect();
     for backend in repo.destinations().read_order() {
         if pending.is_empty() {
-            return;
+            return pending;
         }
         let start = u64::from(pending[0].0.entry.offset);
         let last = &pending[pending.len() - 1].0.entry;
@@ -376,7 +423,14 @@ async fn restore_run(
             let mut write_errors = Vec::new();
             for (p, _) in batch {
                 let at = (u64::from(p.entry.offset) - start) as usize;
-                let sealed = &bytes[at..at + p.entry.length as usize];
+                // A provider may return fewer bytes than asked: that blob
+                // then fails over like a damaged one.
+                let Some(sealed) = bytes.get(at..at + p.entry.length as usize) else {
+                    let why = format!("{name}: pack {pack}: short read");
+                    tracing::warn!("{why}");
+                    still.push((p, why));
+                    continue;
+                };
                 // Verified before any of its bytes reach a file.
                 let data = match open_blob(&keys, &pack, &p.entry, sealed) {
                     Ok(data) => data,
@@ -413,7 +467,7 @@ async fn restore_run(
                 for n in batch_files {
                     failures[n].get_or_insert_with(|| format!("restore worker failed: {e}"));
                 }
-                return;
+                return Vec::new();
             }
         };
         let mut failures_guard = failures.lock().unwrap_or_else(|p| p.into_inner());
@@ -423,12 +477,7 @@ async fn restore_run(
         drop(failures_guard);
         pending = still;
     }
-    let mut failures = failures.lock().unwrap_or_else(|p| p.into_inner());
-    for (p, reason) in &pending {
-        for &(n, _) in &p.targets {
-            failures[n].get_or_insert_with(|| reason.clone());
-        }
-    }
+    pending
 }
 
 /// Creates the restore target (a directory) when missing and checks that it

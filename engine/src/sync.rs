@@ -104,11 +104,20 @@ pub async fn plan(repo: &Repository) -> Result<SyncPlan> {
         match listing(b.as_ref()).await {
             Ok(list) => {
                 if let Some(config) = read_config(b.as_ref()).await? {
-                    if config != reference {
+                    let same_repository =
+                        crate::repo_config::read_header(&config).is_ok_and(|h| h.id == repo.id());
+                    if config != reference && !same_repository {
                         return Err(Error::format(
                             format!("{}: config", b.name()),
                             "this destination holds a different repository; refusing to mix them",
                         ));
+                    }
+                    if config != reference {
+                        // This repository's config, damaged: repair's work.
+                        tracing::warn!(
+                            "{}: config is damaged; `lifeboat sync --repair` replaces it",
+                            b.name()
+                        );
                     }
                 }
                 listings.push(Some(list));
@@ -193,7 +202,12 @@ pub(crate) async fn read_config(backend: &dyn Backend) -> Result<Option<Bytes>> 
 pub(crate) async fn config_of(repo: &Repository) -> Result<Bytes> {
     for b in repo.destinations().read_order() {
         if let Ok(Some(config)) = read_config(b.as_ref()).await {
-            if crate::repo_config::read_header(&config).is_ok_and(|h| h.id == repo.id()) {
+            // Only a config that opens with this repository's keys (the seal
+            // authenticates every byte) is the reference: a damaged copy must
+            // never be taken for the good one and spread.
+            let intact = crate::repo_config::decode(&config, repo.keys())
+                .is_ok_and(|(header, _)| header.id == repo.id());
+            if intact {
                 return Ok(config);
             }
         }

@@ -116,9 +116,11 @@ pub async fn prune(
 ) -> Result<PruneReport> {
     let mut report = PruneReport::default();
     let tombstones = repo.tombstones().await?;
-    let mut index = repo.load_index().await?;
+    // Strict: a snapshot or index file that cannot be read would make used
+    // data look unused.
+    let mut index = repo.load_index_strict().await?;
     let snapshots: Vec<_> = repo
-        .list_snapshots()
+        .list_snapshots_strict()
         .await?
         .into_iter()
         .map(|(_, s)| s)

@@ -1,0 +1,52 @@
+//! The fault matrix: every case runs an operation under a fault, then proves
+//! that every snapshot that should exist restores bit for bit from the
+//! surviving destinations, and that `check` is clean after `sync` (or names
+//! what no destination holds). It ends by printing a table; a case that loses
+//! a byte fails the suite.
+//!
+//!   cargo test -p lifeboat-tests --test fault_matrix -- --nocapture
+//!   LIFEBOAT_FAULT_SEEDS=20 cargo test -p lifeboat-tests --test fault_matrix -- --nocapture
+//!
+//! Cases that go through the real binary (SIGKILL, full disks, dead servers)
+//! are in `matrix/process.rs`; the ones that wrap real backends in a seeded
+//! [`ChaosBackend`] are in `matrix/chaos.rs`.
+
+mod matrix;
+
+use matrix::{Row, Table};
+
+/// Seeds per case (`LIFEBOAT_FAULT_SEEDS`, default 2).
+fn seeds() -> u64 {
+    std::env::var("LIFEBOAT_FAULT_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2)
+}
+
+#[test]
+fn fault_matrix() {
+    let seeds = seeds();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut table = Table::default();
+    for case in matrix::chaos::CASES {
+        let mut row = Row::new(case.name);
+        for seed in 0..seeds {
+            let outcome = runtime.block_on((case.run)(seed));
+            row.add(seed, outcome);
+        }
+        table.push(row);
+    }
+    for case in matrix::process::CASES {
+        let mut row = Row::new(case.name);
+        for seed in 0..seeds {
+            row.add(seed, (case.run)(seed));
+        }
+        table.push(row);
+    }
+    table.print();
+    table.assert_no_loss();
+}
