@@ -21,6 +21,22 @@ pub const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN + 1;
 const ENCODING_RAW: u8 = 0;
 const ENCODING_ZSTD: u8 = 1;
 
+/// Most plaintext bytes an object other than a blob may open to, per byte of
+/// its sealed length (FORMAT.md §3.2): a sealed box of `n` bytes opens to at
+/// most `n * MAX_EXPANSION` bytes, so a small object cannot inflate to
+/// gigabytes. Writers store such objects raw when zstd would beat this ratio.
+/// Blobs are bounded by their recorded `raw_length` instead
+/// ([`MasterKeys::open_exact`]).
+pub const MAX_EXPANSION: usize = 256;
+
+/// An upper bound on the output of any valid zstd frame per input byte: every
+/// block has a 3-byte header and yields at most 128 KiB, and the smallest
+/// block that yields anything (an RLE block) is 4 bytes long.
+const ZSTD_MAX_RATIO: usize = 128 * 1024 / 4;
+
+/// The first bytes of every blob's AAD ([`blob_aad`]).
+const BLOB_AAD_PREFIX: &[u8; 16] = b"lifeboat.blob.v1";
+
 /// A 32-byte secret that is wiped from memory when dropped and never printed.
 #[derive(Clone, Zeroize, ZeroizeOnDrop, PartialEq, Eq)]
 pub struct SecretKey(pub(crate) [u8; 32]);
@@ -63,6 +79,16 @@ pub enum OpenError {
     /// The payload's encoding byte or compressed stream is invalid.
     #[error("bad payload encoding")]
     Encoding,
+    /// The payload decompresses to more than its bound (see [`MAX_EXPANSION`])
+    /// or to another length than expected.
+    #[error("decompressed size out of bounds")]
+    Size,
+}
+
+/// The most plaintext bytes [`MasterKeys::open`] accepts from a sealed box of
+/// `sealed_len` bytes: [`MAX_EXPANSION`] times its length.
+pub fn max_plaintext_len(sealed_len: usize) -> usize {
+    sealed_len.saturating_mul(MAX_EXPANSION)
 }
 
 impl MasterKeys {
@@ -119,12 +145,29 @@ impl MasterKeys {
         seal_with(&self.data, aad, plaintext, compression, out);
     }
 
-    /// Opens an object sealed with the data key.
+    /// Opens an object sealed with the data key. Its plaintext may be at most
+    /// [`max_plaintext_len`]`(sealed.len())` bytes.
     ///
     /// # Errors
     /// See [`OpenError`].
     pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, OpenError> {
         open_with(&self.data, aad, sealed)
+    }
+
+    /// Opens a sealed blob whose plaintext must be exactly `len` bytes (its
+    /// recorded `raw_length`): it is decompressed into a buffer of exactly that
+    /// capacity, and anything longer or shorter is refused. A `len` that no
+    /// payload of this size could reach is refused before allocating.
+    ///
+    /// # Errors
+    /// See [`OpenError`]; [`OpenError::Size`] for a length mismatch.
+    pub fn open_exact(&self, aad: &[u8], sealed: &[u8], len: usize) -> Result<Vec<u8>, OpenError> {
+        let plain = open_bounded(&self.data, aad, sealed, len, true)?;
+        if plain.len() == len {
+            Ok(plain)
+        } else {
+            Err(OpenError::Size)
+        }
     }
 }
 
@@ -144,7 +187,16 @@ pub(crate) fn seal_with(
     out.extend_from_slice(&nonce);
     let start = out.len();
     out.push(ENCODING_ZSTD);
-    let compressed = compression.is_some_and(|level| compress_into(level, plaintext, out));
+    let mut compressed = compression.is_some_and(|level| compress_into(level, plaintext, out));
+    // Readers refuse objects other than blobs that open to more than
+    // MAX_EXPANSION times their sealed size: such a rare, extremely repetitive
+    // plaintext is stored raw instead.
+    if compressed
+        && !aad.starts_with(BLOB_AAD_PREFIX)
+        && plaintext.len() > max_plaintext_len(out.len() - start + NONCE_LEN + TAG_LEN)
+    {
+        compressed = false;
+    }
     if !compressed {
         out.truncate(start);
         out.push(ENCODING_RAW);
@@ -194,8 +246,21 @@ fn compress_into(level: i32, plaintext: &[u8], out: &mut Vec<u8>) -> bool {
     })
 }
 
-/// Opens a sealed object and decodes its payload.
+/// Opens a sealed object and decodes its payload, which may be at most
+/// [`max_plaintext_len`] bytes.
 pub(crate) fn open_with(key: &SecretKey, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, OpenError> {
+    open_bounded(key, aad, sealed, max_plaintext_len(sealed.len()), false)
+}
+
+/// Opens a sealed object whose plaintext may be at most `limit` bytes
+/// (exactly `limit` when `exact`).
+fn open_bounded(
+    key: &SecretKey,
+    aad: &[u8],
+    sealed: &[u8],
+    limit: usize,
+    exact: bool,
+) -> Result<Vec<u8>, OpenError> {
     if sealed.len() < NONCE_LEN + TAG_LEN + 1 {
         return Err(OpenError::TooShort);
     }
@@ -206,30 +271,336 @@ pub(crate) fn open_with(key: &SecretKey, aad: &[u8], sealed: &[u8]) -> Result<Ve
         .map_err(|_| OpenError::Authentication)?;
     match payload.first() {
         Some(&ENCODING_RAW) => {
+            if payload.len() - 1 > limit {
+                payload.zeroize();
+                return Err(OpenError::Size);
+            }
             payload.remove(0);
             Ok(payload)
         }
         Some(&ENCODING_ZSTD) => {
-            let out = zstd::stream::decode_all(&payload[1..]).map_err(|_| OpenError::Encoding);
+            let out = decompress_bounded(&payload[1..], limit, exact);
             payload.zeroize();
             out
         }
-        _ => Err(OpenError::Encoding),
+        _ => {
+            payload.zeroize();
+            Err(OpenError::Encoding)
+        }
     }
+}
+
+/// Decompresses a zstd frame into at most `limit` bytes, never allocating more
+/// than the smaller of `limit` and what a frame of this length can produce.
+///
+/// A frame that records its content size (every frame this implementation
+/// writes) is decompressed in one shot into a buffer of exactly that size;
+/// one that does not is streamed, stopping one byte past the limit. When
+/// `exact`, a recorded content size other than `limit` is refused at once.
+fn decompress_bounded(frame: &[u8], limit: usize, exact: bool) -> Result<Vec<u8>, OpenError> {
+    if exact && limit > frame.len().saturating_mul(ZSTD_MAX_RATIO) {
+        return Err(OpenError::Size);
+    }
+    let limit = limit.min(frame.len().saturating_mul(ZSTD_MAX_RATIO));
+    match zstd::zstd_safe::get_frame_content_size(frame) {
+        Ok(Some(size)) => {
+            let size = usize::try_from(size)
+                .ok()
+                .filter(|&s| s <= limit && (!exact || s == limit))
+                .ok_or(OpenError::Size)?;
+            thread_local! {
+                static CONTEXT: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+                    const { std::cell::RefCell::new(None) };
+            }
+            CONTEXT.with(|cell| {
+                let mut slot = cell.borrow_mut();
+                if slot.is_none() {
+                    *slot = zstd::bulk::Decompressor::new().ok();
+                }
+                let decompressor = slot.as_mut().ok_or(OpenError::Encoding)?;
+                let mut out = Vec::with_capacity(size);
+                match decompressor.decompress_to_buffer(frame, &mut out) {
+                    // A frame whose content does not match its recorded size is
+                    // an error inside zstd; more frames after it do not fit.
+                    Ok(n) if n == size => Ok(out),
+                    _ => {
+                        out.zeroize();
+                        Err(OpenError::Encoding)
+                    }
+                }
+            })
+        }
+        Ok(None) => {
+            use std::io::Read;
+            let mut decoder =
+                zstd::stream::read::Decoder::with_buffer(frame).map_err(|_| OpenError::Encoding)?;
+            // The streaming decoder allocates the window the frame header
+            // asks for: at most the output bound, or 8 MiB (the window of
+            // every non-"ultra" zstd level), never above zstd's 2^27.
+            decoder
+                .window_log_max(stream_window_log(limit))
+                .map_err(|_| OpenError::Encoding)?;
+            let mut out = Vec::new();
+            let read = decoder
+                .take(limit as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(|_| OpenError::Encoding);
+            if read.is_err() || out.len() > limit {
+                out.zeroize();
+                return Err(read.err().unwrap_or(OpenError::Size));
+            }
+            Ok(out)
+        }
+        Err(_) => Err(OpenError::Encoding),
+    }
+}
+
+/// The largest window (log2) accepted from a frame without a content size
+/// whose output may be `limit` bytes: `max(limit, 8 MiB)`, at most 2^27.
+fn stream_window_log(limit: usize) -> u32 {
+    let needed = usize::BITS - limit.saturating_sub(1).leading_zeros();
+    needed.clamp(23, 27)
 }
 
 /// Associated data of a blob: binds its type and id to the ciphertext.
 pub fn blob_aad(blob_type: u8, id: &BlobId) -> [u8; 49] {
     let mut aad = [0u8; 49];
-    aad[..16].copy_from_slice(b"lifeboat.blob.v1");
+    aad[..16].copy_from_slice(BLOB_AAD_PREFIX);
     aad[16] = blob_type;
     aad[17..].copy_from_slice(&id.0);
     aad
 }
 
+/// Proptest helpers shared by the parsers' tests: mutations of valid stored
+/// bytes (flip, insert, delete, truncate, append at chosen positions).
+#[cfg(test)]
+pub(crate) mod mutate {
+    use proptest::prelude::*;
+    use proptest::sample::Index;
+
+    /// One change to a byte string.
+    #[derive(Debug, Clone)]
+    pub(crate) enum Mutation {
+        /// XOR one byte with a non-zero mask.
+        Flip(Index, u8),
+        /// Insert a byte before a position.
+        Insert(Index, u8),
+        /// Remove one byte.
+        Delete(Index),
+        /// Keep only a prefix.
+        Truncate(Index),
+        /// Append bytes.
+        Append(Vec<u8>),
+    }
+
+    fn mutation() -> impl Strategy<Value = Mutation> {
+        prop_oneof![
+            4 => (any::<Index>(), 1..=255u8).prop_map(|(i, m)| Mutation::Flip(i, m)),
+            2 => (any::<Index>(), any::<u8>()).prop_map(|(i, b)| Mutation::Insert(i, b)),
+            2 => any::<Index>().prop_map(Mutation::Delete),
+            1 => any::<Index>().prop_map(Mutation::Truncate),
+            1 => prop::collection::vec(any::<u8>(), 1..8).prop_map(Mutation::Append),
+        ]
+    }
+
+    /// One to four mutations.
+    pub(crate) fn mutations() -> impl Strategy<Value = Vec<Mutation>> {
+        prop::collection::vec(mutation(), 1..4)
+    }
+
+    /// `bytes` with `mutations` applied in order.
+    pub(crate) fn apply(bytes: &[u8], mutations: &[Mutation]) -> Vec<u8> {
+        let mut out = bytes.to_vec();
+        for m in mutations {
+            match m {
+                Mutation::Flip(i, mask) if !out.is_empty() => {
+                    let i = i.index(out.len());
+                    out[i] ^= mask;
+                }
+                Mutation::Insert(i, b) => {
+                    let i = i.index(out.len() + 1);
+                    out.insert(i, *b);
+                }
+                Mutation::Delete(i) if !out.is_empty() => {
+                    let i = i.index(out.len());
+                    out.remove(i);
+                }
+                Mutation::Truncate(i) => {
+                    let len = i.index(out.len() + 1);
+                    out.truncate(len);
+                }
+                Mutation::Append(extra) => out.extend_from_slice(extra),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// Arbitrary bytes, up to `max` long.
+    pub(crate) fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(any::<u8>(), 0..max)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Seals `payload` (encoding byte included) as is, bypassing the writer's
+    /// rules: what a malicious holder of the key could store.
+    fn seal_payload(keys: &MasterKeys, aad: &[u8], payload: &[u8]) -> Vec<u8> {
+        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let cipher = XChaCha20Poly1305::new((&keys.data.0).into());
+        let mut out = nonce.to_vec();
+        out.extend(
+            cipher
+                .encrypt(&nonce, Payload { msg: payload, aad })
+                .unwrap(),
+        );
+        out
+    }
+
+    fn zstd_payload(plain: &[u8], level: i32, content_size: bool) -> Vec<u8> {
+        let mut payload = vec![ENCODING_ZSTD];
+        let mut enc = zstd::stream::write::Encoder::new(&mut payload, level).unwrap();
+        enc.include_contentsize(content_size).unwrap();
+        if content_size {
+            enc.set_pledged_src_size(Some(plain.len() as u64)).unwrap();
+        }
+        std::io::Write::write_all(&mut enc, plain).unwrap();
+        enc.finish().unwrap();
+        payload
+    }
+
+    #[test]
+    fn small_objects_cannot_inflate_past_the_bound() {
+        let keys = MasterKeys::generate();
+        let zeros = vec![0u8; 8 << 20];
+        for content_size in [true, false] {
+            let sealed = seal_payload(&keys, b"ctx", &zstd_payload(&zeros, 19, content_size));
+            assert!(
+                max_plaintext_len(sealed.len()) < zeros.len(),
+                "{}",
+                sealed.len()
+            );
+            assert_eq!(keys.open(b"ctx", &sealed), Err(OpenError::Size));
+            // As a blob of the right length it opens: blobs are bounded by
+            // their recorded raw_length, not by the ratio.
+            assert_eq!(
+                keys.open_exact(b"ctx", &sealed, zeros.len()).unwrap(),
+                zeros
+            );
+            for wrong in [zeros.len() - 1, zeros.len() + 1, 0] {
+                assert_eq!(
+                    keys.open_exact(b"ctx", &sealed, wrong),
+                    Err(OpenError::Size),
+                    "{wrong} {content_size}"
+                );
+            }
+        }
+        // Raw payloads are bounded too (exact length for blobs).
+        let raw = seal_payload(&keys, b"ctx", &[0, 1, 2, 3]);
+        assert_eq!(keys.open_exact(b"ctx", &raw, 3).unwrap(), vec![1, 2, 3]);
+        assert_eq!(keys.open_exact(b"ctx", &raw, 2), Err(OpenError::Size));
+        assert_eq!(keys.open_exact(b"ctx", &raw, 4), Err(OpenError::Size));
+    }
+
+    #[test]
+    fn writer_stores_extremely_repetitive_metadata_raw() {
+        let keys = MasterKeys::generate();
+        let zeros = vec![0u8; 1 << 20];
+        let mut sealed = Vec::new();
+        keys.seal(b"lifeboat.index.v1", &zeros, Some(3), &mut sealed);
+        assert_eq!(sealed.len(), zeros.len() + SEAL_OVERHEAD, "stored raw");
+        assert_eq!(keys.open(b"lifeboat.index.v1", &sealed).unwrap(), zeros);
+        // Blobs compress as far as zstd goes.
+        let aad = blob_aad(0, &keys.blob_id(&zeros));
+        let mut blob = Vec::new();
+        keys.seal(&aad, &zeros, Some(3), &mut blob);
+        assert!(blob.len() < 1000);
+        assert_eq!(keys.open_exact(&aad, &blob, zeros.len()).unwrap(), zeros);
+        // Ordinary metadata still compresses.
+        let text: Vec<u8> = (0..100_000u32)
+            .flat_map(|i| format!("{} ", i.wrapping_mul(2_654_435_761)).into_bytes())
+            .collect();
+        let mut meta = Vec::new();
+        keys.seal(b"m", &text, Some(3), &mut meta);
+        assert!(meta.len() < text.len() / 2);
+        assert_eq!(keys.open(b"m", &meta).unwrap(), text);
+    }
+
+    #[test]
+    fn frame_claiming_a_huge_size_is_refused_before_allocating() {
+        let keys = MasterKeys::generate();
+        // A frame header claiming 2^40 bytes of content, with a tiny body.
+        let mut payload = zstd_payload(b"hello", 3, true);
+        let frame = &payload[1..];
+        assert_eq!(
+            zstd::zstd_safe::get_frame_content_size(frame).unwrap(),
+            Some(5)
+        );
+        // Frame header descriptor: single segment, 8-byte content size.
+        payload[5] = 0xE0;
+        let mut forged = payload[..6].to_vec();
+        forged.extend_from_slice(&(1u64 << 40).to_le_bytes());
+        forged.extend_from_slice(&payload[7..]);
+        let sealed = seal_payload(&keys, b"ctx", &forged);
+        assert!(keys.open(b"ctx", &sealed).is_err());
+        assert!(keys.open_exact(b"ctx", &sealed, 1 << 40).is_err());
+    }
+
+    #[test]
+    fn zstd_ratio_bound_holds() {
+        let zeros = vec![0u8; 16 << 20];
+        for level in [1, 3, 19, 22] {
+            let frame = zstd::bulk::compress(&zeros, level).unwrap();
+            assert!(frame.len() * ZSTD_MAX_RATIO >= zeros.len(), "{level}");
+        }
+        assert_eq!(stream_window_log(0), 23);
+        assert_eq!(stream_window_log(1 << 25), 25);
+        assert_eq!(stream_window_log(usize::MAX), 27);
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_sealed_bytes_never_panic(bytes in mutate::bytes(300)) {
+            let keys = MasterKeys::generate();
+            prop_assert!(keys.open(b"ctx", &bytes).is_err());
+            prop_assert!(keys.open_exact(b"ctx", &bytes, 100).is_err());
+        }
+
+        #[test]
+        fn arbitrary_payloads_behind_the_aead_never_panic(payload in mutate::bytes(300), len in 0usize..400) {
+            // Past the tag: arbitrary encoding bytes and zstd frames.
+            let keys = MasterKeys::generate();
+            let sealed = seal_payload(&keys, b"ctx", &payload);
+            let _ = keys.open(b"ctx", &sealed);
+            let _ = keys.open_exact(b"ctx", &sealed, len);
+            let mut zstd = vec![ENCODING_ZSTD, 0x28, 0xb5, 0x2f, 0xfd];
+            zstd.extend_from_slice(&payload);
+            let sealed = seal_payload(&keys, b"ctx", &zstd);
+            let _ = keys.open(b"ctx", &sealed);
+            let _ = keys.open_exact(b"ctx", &sealed, len);
+        }
+
+        #[test]
+        fn seal_round_trips_and_any_change_is_rejected(
+            plain in mutate::bytes(2000),
+            level in proptest::option::of(0i32..6),
+            m in mutate::mutations(),
+        ) {
+            let keys = MasterKeys::generate();
+            let mut sealed = Vec::new();
+            keys.seal(b"ctx", &plain, level, &mut sealed);
+            prop_assert_eq!(keys.open(b"ctx", &sealed).unwrap(), plain.clone());
+            prop_assert_eq!(keys.open_exact(b"ctx", &sealed, plain.len()).unwrap(), plain.clone());
+            let bad = mutate::apply(&sealed, &m);
+            prop_assume!(bad != sealed);
+            prop_assert!(keys.open(b"ctx", &bad).is_err());
+            prop_assert!(keys.open_exact(b"ctx", &bad, plain.len()).is_err());
+        }
+    }
 
     #[test]
     fn seal_round_trip_compressed_and_raw() {
@@ -239,9 +610,12 @@ mod tests {
             (vec![1, 2, 3], Some(3)),
             (vec![9u8; 5000], None),
         ] {
+            // A blob: compressed however far zstd goes (metadata is capped
+            // at MAX_EXPANSION, see writer_stores_extremely_repetitive_metadata_raw).
+            let aad = blob_aad(0, &keys.blob_id(&data));
             let mut sealed = Vec::new();
-            keys.seal(b"ctx", &data, level, &mut sealed);
-            assert_eq!(keys.open(b"ctx", &sealed).unwrap(), data);
+            keys.seal(&aad, &data, level, &mut sealed);
+            assert_eq!(keys.open_exact(&aad, &sealed, data.len()).unwrap(), data);
             if level.is_some() && data.len() > 1000 {
                 assert!(sealed.len() < data.len() / 10, "compressible data shrinks");
             }

@@ -337,12 +337,86 @@ mod tests {
         assert_eq!(taken.version, INDEX_VERSION);
     }
 
-    proptest::proptest! {
+    use crate::crypto::mutate;
+    use proptest::prelude::*;
+
+    fn index_files() -> impl Strategy<Value = IndexFile> {
+        let blob = (
+            any::<bool>(),
+            any::<[u8; 32]>(),
+            any::<u32>(),
+            any::<u32>(),
+            any::<u32>(),
+        )
+            .prop_map(|(tree, id, offset, length, raw_length)| IndexBlob {
+                blob_type: if tree { BlobType::Tree } else { BlobType::Data },
+                id: BlobId(id),
+                offset,
+                length,
+                raw_length,
+            });
+        let pack =
+            (any::<[u8; 32]>(), prop::collection::vec(blob, 0..8)).prop_map(|(id, blobs)| {
+                IndexPack {
+                    id: PackId(id),
+                    blobs,
+                }
+            });
+        prop::collection::vec(pack, 0..6).prop_map(|packs| IndexFile { version: 1, packs })
+    }
+
+    #[test]
+    fn huge_length_prefixes_fail_fast() {
+        let keys = MasterKeys::generate();
+        let huge = [0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x10]; // 2^60
+        let mut packs = vec![1];
+        packs.extend_from_slice(&huge);
+        let mut blobs = vec![1, 1];
+        blobs.extend_from_slice(&[7; 32]);
+        blobs.extend_from_slice(&huge);
+        for plain in [packs, blobs] {
+            let mut sealed = Vec::new();
+            keys.seal(INDEX_AAD, &plain, None, &mut sealed);
+            let started = std::time::Instant::now();
+            assert!(IndexFile::open(&keys, "huge", &sealed).is_err());
+            assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        }
+    }
+
+    proptest! {
         #[test]
-        fn arbitrary_index_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
+        fn arbitrary_index_bytes_never_panic(bytes in mutate::bytes(400)) {
             let keys = MasterKeys::generate();
-            let _ = IndexFile::open(&keys, "p", &bytes);
+            prop_assert!(IndexFile::open(&keys, "p", &bytes).is_err());
             let _ = postcard::from_bytes::<IndexFile>(&bytes);
+        }
+
+        #[test]
+        fn arbitrary_index_plaintext_never_panics(plain in mutate::bytes(400)) {
+            let keys = MasterKeys::generate();
+            let mut sealed = Vec::new();
+            keys.seal(INDEX_AAD, &plain, Some(3), &mut sealed);
+            if let Ok(file) = IndexFile::open(&keys, "p", &sealed) {
+                prop_assert_eq!(file.version, INDEX_VERSION);
+            }
+        }
+
+        #[test]
+        fn index_files_round_trip(file in index_files()) {
+            let keys = MasterKeys::generate();
+            let plain = postcard::to_stdvec(&file).unwrap();
+            prop_assert_eq!(&postcard::from_bytes::<IndexFile>(&plain).unwrap(), &file);
+            let sealed = file.seal(&keys);
+            prop_assert_eq!(&IndexFile::open(&keys, "p", &sealed).unwrap(), &file);
+        }
+
+        #[test]
+        fn mutated_index_files_are_rejected(file in index_files(), m in mutate::mutations()) {
+            let keys = MasterKeys::generate();
+            let sealed = file.seal(&keys);
+            let bad = mutate::apply(&sealed, &m);
+            prop_assume!(bad != sealed);
+            prop_assert!(IndexFile::open(&keys, "p", &bad).is_err());
         }
     }
 }

@@ -457,11 +457,63 @@ mod tests {
         ));
     }
 
-    proptest::proptest! {
+    use crate::crypto::mutate;
+    use proptest::prelude::*;
+
+    /// True when opening `kf` is cheap enough for a property test (a mutated
+    /// key file may ask for up to 4 GiB of Argon2 memory, which is allowed).
+    fn cheap(kf: &KeyFile) -> bool {
+        kf.params.memory_kib <= 1024 && kf.params.iterations <= 4 && kf.params.parallelism <= 4
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
         #[test]
-        fn arbitrary_key_file_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+        fn arbitrary_key_file_bytes_never_panic(bytes in mutate::bytes(300)) {
             if let Ok(kf) = KeyFile::from_bytes(&bytes) {
-                let _ = kf.open(b"pw", &RepoId([0; 32]));
+                if cheap(&kf) {
+                    prop_assert!(kf.open(b"pw", &RepoId([0; 32])).is_err());
+                }
+                let _ = kf.info(&MasterKeys::generate(), &RepoId([0; 32]));
+            }
+        }
+
+        #[test]
+        fn mutated_key_files_never_open(v1 in any::<bool>(), m in mutate::mutations()) {
+            let keys = MasterKeys::generate();
+            let repo = RepoId([3; 32]);
+            let mut kf = KeyFile::create(&keys, b"pw", &repo, KdfParams::insecure_for_tests()).unwrap();
+            if v1 {
+                kf = KeyFile { version: KEY_FILE_V1, sealed_info: Vec::new(), ..kf };
+            }
+            let bytes = kf.to_bytes();
+            let bad = mutate::apply(&bytes, &m);
+            prop_assume!(bad != bytes);
+            let Ok(decoded) = KeyFile::from_bytes(&bad) else {
+                return Ok(());
+            };
+            // Postcard ignores trailing bytes (FORMAT.md §4.1): a key file
+            // with bytes appended decodes to the same value. Its stored name
+            // (the hash of its bytes) is what catches that.
+            prop_assume!(decoded != kf);
+            if decoded.params != kf.params {
+                // Other KDF parameters derive another wrapping key (or are
+                // refused); not worth running Argon2 at arbitrary cost here.
+                if cheap(&decoded) {
+                    prop_assert!(decoded.open(b"pw", &repo).is_err());
+                }
+                return Ok(());
+            }
+            // Same parameters: another salt or sealed box must fail.
+            let opened = decoded.open(b"pw", &repo);
+            let info = decoded.info(&keys, &repo);
+            let intact_keys = decoded.salt == kf.salt && decoded.sealed_keys == kf.sealed_keys;
+            if intact_keys && decoded.version == kf.version && decoded.kdf == kf.kdf {
+                // Only the sealed info changed: it must not open.
+                prop_assert!(info.is_err());
+            } else {
+                prop_assert!(opened.is_err());
             }
         }
     }

@@ -198,3 +198,44 @@ proptest::proptest! {
         let _ = postcard::from_bytes::<LockFile>(&bytes);
     }
 }
+
+mod properties {
+    use super::*;
+    use crate::crypto::mutate;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn arbitrary_lock_bytes_never_open(bytes in mutate::bytes(300)) {
+            prop_assert!(LockFile::open(&MasterKeys::generate(), &bytes).is_none());
+        }
+
+        #[test]
+        fn arbitrary_lock_plaintext_never_panics(plain in mutate::bytes(200)) {
+            let keys = MasterKeys::generate();
+            let mut sealed = Vec::new();
+            keys.seal(LOCK_AAD, &plain, Some(3), &mut sealed);
+            if let Some(lock) = LockFile::open(&keys, &sealed) {
+                prop_assert_eq!(lock.version, LOCK_VERSION);
+            }
+        }
+
+        #[test]
+        fn locks_round_trip_and_any_change_is_rejected(
+            time in any::<i64>(),
+            hostname in ".{0,16}",
+            pid in any::<u32>(),
+            username in ".{0,16}",
+            exclusive in any::<bool>(),
+            m in mutate::mutations(),
+        ) {
+            let keys = MasterKeys::generate();
+            let lock = LockFile { version: LOCK_VERSION, time, hostname, pid, username, exclusive };
+            let sealed = lock.seal(&keys);
+            prop_assert_eq!(LockFile::open(&keys, &sealed), Some(lock));
+            let bad = mutate::apply(&sealed, &m);
+            prop_assume!(bad != sealed);
+            prop_assert!(LockFile::open(&keys, &bad).is_none());
+        }
+    }
+}

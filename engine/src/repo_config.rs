@@ -169,14 +169,41 @@ mod tests {
         assert!(decode(&tampered, &keys).is_err());
     }
 
-    proptest::proptest! {
+    use crate::crypto::mutate;
+    use proptest::prelude::*;
+
+    proptest! {
         #[test]
-        fn arbitrary_config_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+        fn arbitrary_config_bytes_never_panic(bytes in mutate::bytes(200)) {
             let keys = MasterKeys::generate();
-            let _ = decode(&bytes, &keys);
+            let _ = read_header(&bytes);
+            prop_assert!(decode(&bytes, &keys).is_err());
             let mut with_magic = b"LIFEBOAT\x01\x00\x00\x00".to_vec();
             with_magic.extend_from_slice(&bytes);
-            let _ = decode(&with_magic, &keys);
+            let _ = read_header(&with_magic);
+            prop_assert!(decode(&with_magic, &keys).is_err());
+        }
+
+        #[test]
+        fn arbitrary_config_plaintext_never_panics(plain in mutate::bytes(60)) {
+            let keys = MasterKeys::generate();
+            let id = RepoId([4; 32]);
+            let mut bytes = b"LIFEBOAT\x01\x00\x00\x00".to_vec();
+            bytes.extend_from_slice(&id.0);
+            keys.seal(&aad(&id), &plain, None, &mut bytes);
+            if let Ok((_, params)) = decode(&bytes, &keys) {
+                prop_assert!(params.validate().is_ok());
+            }
+        }
+
+        #[test]
+        fn mutated_configs_are_rejected(m in mutate::mutations()) {
+            let keys = MasterKeys::generate();
+            let bytes = encode(&RepoId([2; 32]), &RepoParams::default(), &keys);
+            let bad = mutate::apply(&bytes, &m);
+            prop_assume!(bad != bytes);
+            let _ = read_header(&bad);
+            prop_assert!(decode(&bad, &keys).is_err());
         }
     }
 }

@@ -166,12 +166,89 @@ mod tests {
             .contains(&id.to_hex()));
     }
 
-    proptest::proptest! {
+    use crate::crypto::mutate;
+    use proptest::prelude::*;
+
+    fn snapshots() -> impl Strategy<Value = Snapshot> {
+        (
+            any::<(i64, u32, u32, u32)>(),
+            (".{0,12}", ".{0,12}", ".{0,8}"),
+            prop::collection::vec(mutate::bytes(20), 0..4),
+            prop::collection::vec(".{0,6}", 0..4),
+            proptest::option::of(any::<[u8; 32]>()),
+            any::<[u8; 32]>(),
+            any::<[u64; 14]>(),
+        )
+            .prop_map(
+                |(
+                    (time, time_nsec, uid, gid),
+                    (host, user, version),
+                    paths,
+                    tags,
+                    parent,
+                    tree,
+                    s,
+                )| {
+                    Snapshot {
+                        version: SNAPSHOT_VERSION,
+                        time,
+                        time_nsec,
+                        hostname: host,
+                        username: user,
+                        uid,
+                        gid,
+                        paths: paths.into_iter().map(serde_bytes::ByteBuf::from).collect(),
+                        tags,
+                        parent: parent.map(SnapshotId),
+                        tree: BlobId(tree),
+                        program_version: version,
+                        summary: SnapshotSummary {
+                            files_new: s[0],
+                            files_changed: s[1],
+                            files_unmodified: s[2],
+                            dirs_new: s[3],
+                            dirs_changed: s[4],
+                            dirs_unmodified: s[5],
+                            data_blobs: s[6],
+                            tree_blobs: s[7],
+                            data_added: s[8],
+                            data_added_packed: s[9],
+                            total_files: s[10],
+                            total_bytes: s[11],
+                            errors: s[12],
+                            duration_ms: s[13],
+                        },
+                    }
+                },
+            )
+    }
+
+    proptest! {
         #[test]
-        fn arbitrary_snapshot_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
+        fn arbitrary_snapshot_bytes_never_panic(bytes in mutate::bytes(400)) {
             let keys = MasterKeys::generate();
-            let _ = Snapshot::open(&keys, &SnapshotId::default(), &bytes);
+            prop_assert!(Snapshot::open(&keys, &SnapshotId::default(), &bytes).is_err());
             let _ = postcard::from_bytes::<Snapshot>(&bytes);
+        }
+
+        #[test]
+        fn arbitrary_snapshot_plaintext_never_panics(plain in mutate::bytes(400)) {
+            let keys = MasterKeys::generate();
+            let mut sealed = Vec::new();
+            keys.seal(SNAPSHOT_AAD, &plain, Some(3), &mut sealed);
+            if let Ok(snap) = Snapshot::open(&keys, &SnapshotId::default(), &sealed) {
+                prop_assert_eq!(snap.version, SNAPSHOT_VERSION);
+            }
+        }
+
+        #[test]
+        fn snapshots_round_trip_and_any_change_is_rejected(s in snapshots(), m in mutate::mutations()) {
+            let keys = MasterKeys::generate();
+            let sealed = s.seal(&keys);
+            prop_assert_eq!(&Snapshot::open(&keys, &SnapshotId::default(), &sealed).unwrap(), &s);
+            let bad = mutate::apply(&sealed, &m);
+            prop_assume!(bad != sealed);
+            prop_assert!(Snapshot::open(&keys, &SnapshotId::default(), &bad).is_err());
         }
     }
 }

@@ -246,10 +246,115 @@ mod tests {
         assert!(Tree::decode(&BlobId::default(), &dup.encode()).is_err());
     }
 
-    proptest::proptest! {
+    use crate::crypto::mutate;
+    use proptest::prelude::*;
+
+    fn kinds() -> impl Strategy<Value = NodeKind> {
+        prop_oneof![
+            prop::collection::vec(any::<[u8; 32]>(), 0..4).prop_map(|c| NodeKind::File {
+                content: c.into_iter().map(BlobId).collect()
+            }),
+            any::<[u8; 32]>().prop_map(|s| NodeKind::Dir { subtree: BlobId(s) }),
+            prop::collection::vec(1..=255u8, 1..40).prop_map(|target| NodeKind::Symlink { target }),
+            any::<u64>().prop_map(|rdev| NodeKind::BlockDevice { rdev }),
+            any::<u64>().prop_map(|rdev| NodeKind::CharDevice { rdev }),
+            Just(NodeKind::Fifo),
+            Just(NodeKind::Socket),
+        ]
+    }
+
+    /// Valid trees: names unique, without `/` or NUL, not `.` or `..`.
+    fn trees() -> impl Strategy<Value = Tree> {
+        let name = prop::collection::vec(any::<u8>(), 1..12).prop_filter("valid name", |n| {
+            n != b"." && n != b".." && !n.contains(&b'/') && !n.contains(&0)
+        });
+        let node = (
+            name,
+            kinds(),
+            any::<(u64, u32, u32, u32)>(),
+            ".{0,8}",
+            ".{0,8}",
+            any::<(i64, u32, i64, u32)>(),
+            any::<(u64, u64, u64)>(),
+        )
+            .prop_map(
+                |(
+                    name,
+                    kind,
+                    (size, mode, uid, gid),
+                    user,
+                    group,
+                    times,
+                    (inode, device, links),
+                )| {
+                    Node {
+                        name,
+                        kind,
+                        size,
+                        mode,
+                        uid,
+                        gid,
+                        user,
+                        group,
+                        mtime: times.0,
+                        mtime_nsec: times.1,
+                        ctime: times.2,
+                        ctime_nsec: times.3,
+                        inode,
+                        device,
+                        links,
+                    }
+                },
+            );
+        prop::collection::vec(node, 0..6).prop_map(|mut nodes| {
+            nodes.sort_by(|a, b| a.name.cmp(&b.name));
+            nodes.dedup_by(|a, b| a.name == b.name);
+            Tree::new(nodes)
+        })
+    }
+
+    #[test]
+    fn huge_length_prefixes_fail_fast() {
+        let huge = [0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x10]; // 2^60
+                                                                           // Node count; a name's length; a file's content count.
+        let mut nodes = vec![1];
+        nodes.extend_from_slice(&huge);
+        let mut name = vec![1, 1];
+        name.extend_from_slice(&huge);
+        let mut content = vec![1, 1, 1, b'a', 0];
+        content.extend_from_slice(&huge);
+        for bytes in [nodes, name, content] {
+            let started = std::time::Instant::now();
+            assert!(Tree::decode(&BlobId::default(), &bytes).is_err());
+            assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        }
+    }
+
+    proptest! {
         #[test]
-        fn arbitrary_tree_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..500)) {
+        fn arbitrary_tree_bytes_never_panic(bytes in mutate::bytes(500)) {
             let _ = Tree::decode(&BlobId::default(), &bytes);
+        }
+
+        #[test]
+        fn trees_round_trip(tree in trees()) {
+            let bytes = tree.encode();
+            prop_assert_eq!(&Tree::decode(&BlobId::default(), &bytes).unwrap(), &tree);
+        }
+
+        #[test]
+        fn mutated_trees_never_panic_and_stay_valid(tree in trees(), m in mutate::mutations()) {
+            // A tree's plaintext is protected by its blob's seal and id; the
+            // decoder itself must still survive anything and only hand out
+            // trees that pass its checks.
+            let bad = mutate::apply(&tree.encode(), &m);
+            if let Ok(decoded) = Tree::decode(&BlobId::default(), &bad) {
+                prop_assert!(decoded.nodes.windows(2).all(|w| w[0].name < w[1].name));
+                for n in &decoded.nodes {
+                    prop_assert!(!n.name.is_empty() && !n.name.contains(&b'/') && !n.name.contains(&0));
+                    prop_assert!(n.name != b"." && n.name != b"..");
+                }
+            }
         }
     }
 }
