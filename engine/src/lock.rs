@@ -103,7 +103,7 @@ impl LockFile {
     pub fn staleness(&self, now: i64) -> Option<Staleness> {
         if self.holder_gone() {
             Some(Staleness::HolderGone)
-        } else if now - self.time > STALE_AFTER_SECS {
+        } else if now.saturating_sub(self.time) > STALE_AFTER_SECS {
             Some(Staleness::TooOld)
         } else {
             None
@@ -357,7 +357,7 @@ pub async fn unlock(
                     entry.destinations.push(backend.name().to_string());
                     if entry.lock.is_none() {
                         if let Some(lock) = lock {
-                            entry.age_secs = Some(now - lock.time);
+                            entry.age_secs = Some(now.saturating_sub(lock.time));
                             entry.stale = lock.staleness(now);
                             entry.lock = Some(lock);
                         }

@@ -199,6 +199,34 @@ proptest::proptest! {
     }
 }
 
+/// Found by the `lock` fuzz target: a lock dated near `i64::MIN` made
+/// `staleness` (and `unlock`'s age) overflow. A lock from the far past is stale.
+#[tokio::test]
+async fn locks_with_extreme_times_do_not_overflow() {
+    let keys = MasterKeys::generate();
+    let (_mem, dests) = memory_set();
+    for time in [i64::MIN, i64::MIN + 1, i64::MAX] {
+        let lock = LockFile {
+            version: LOCK_VERSION,
+            time,
+            hostname: "elsewhere".into(),
+            pid: 1,
+            username: "u".into(),
+            exclusive: false,
+        };
+        let expected = (time < 0).then_some(Staleness::TooOld);
+        assert_eq!(lock.staleness(1_700_000_000), expected);
+        let from_the_end = (time != i64::MAX).then_some(Staleness::TooOld);
+        assert_eq!(lock.staleness(i64::MAX), from_the_end);
+        assert_eq!(lock.staleness(i64::MIN), None);
+        let _ = lock.describe();
+        plant(&dests, &keys, &lock).await;
+    }
+    let report = unlock(&dests, &keys, false).await.unwrap();
+    assert_eq!(report.locks.len(), 3);
+    assert!(report.locks.iter().all(|l| l.age_secs.is_some()));
+}
+
 mod properties {
     use super::*;
     use crate::crypto::mutate;
@@ -211,12 +239,14 @@ mod properties {
         }
 
         #[test]
-        fn arbitrary_lock_plaintext_never_panics(plain in mutate::bytes(200)) {
+        fn arbitrary_lock_plaintext_never_panics(plain in mutate::bytes(200), now in any::<i64>()) {
             let keys = MasterKeys::generate();
             let mut sealed = Vec::new();
             keys.seal(LOCK_AAD, &plain, Some(3), &mut sealed);
             if let Some(lock) = LockFile::open(&keys, &sealed) {
                 prop_assert_eq!(lock.version, LOCK_VERSION);
+                let _ = lock.staleness(now);
+                let _ = lock.describe();
             }
         }
 
