@@ -50,7 +50,7 @@ pub(super) async fn sweep(repo: &Repository, grace_secs: i64) -> Result<SweepRep
                 let Some(since) = tombstones.since(&meta.key) else {
                     continue;
                 };
-                if kind == ObjectKind::Pack && now - since < grace_secs {
+                if kind == ObjectKind::Pack && now.saturating_sub(since) < grace_secs {
                     report.waiting += 1;
                     continue;
                 }
