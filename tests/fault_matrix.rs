@@ -31,18 +31,34 @@ fn fault_matrix() {
         .enable_all()
         .build()
         .expect("runtime");
+    // LIFEBOAT_FAULT_CASE=text runs only the cases whose name contains it
+    // (to replay one), LIFEBOAT_FAULT_SEED=n only that seed.
+    let only = std::env::var("LIFEBOAT_FAULT_CASE").unwrap_or_default();
+    let seed_list: Vec<u64> = match std::env::var("LIFEBOAT_FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        Some(one) => vec![one],
+        None => (0..seeds).collect(),
+    };
     let mut table = Table::default();
-    for case in matrix::chaos::CASES {
+    for case in matrix::chaos::CASES
+        .iter()
+        .filter(|c| c.name.contains(&only))
+    {
         let mut row = Row::new(case.name);
-        for seed in 0..seeds {
+        for &seed in &seed_list {
             let outcome = runtime.block_on((case.run)(seed));
             row.add(seed, outcome);
         }
         table.push(row);
     }
-    for case in matrix::process::CASES {
+    for case in matrix::process::CASES
+        .iter()
+        .filter(|c| c.name.contains(&only))
+    {
         let mut row = Row::new(case.name);
-        for seed in 0..seeds {
+        for &seed in &seed_list {
             // The binary's helpers assert as they go: a panic is a failed run.
             let result = std::panic::catch_unwind(|| (case.run)(seed)).unwrap_or_else(|p| {
                 let why = p

@@ -57,7 +57,7 @@ pub struct DestinationConfig {
     /// Packs uploaded to this destination at once during a backup (default 2):
     /// raise it for a far provider whose round trips dominate.
     pub uploads: Option<usize>,
-    /// Attempts per request before a transient failure counts (default 5,
+    /// Attempts per request before a transient failure counts (default 7,
     /// with exponential backoff and jitter between them).
     pub attempts: Option<u32>,
 }

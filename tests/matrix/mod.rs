@@ -157,10 +157,11 @@ pub struct Fixture {
     pub history: Vec<(SnapshotId, tempfile::TempDir)>,
 }
 
-/// Retries fast enough for tests, patient enough for a 30 % storm.
+/// Retries fast enough for tests (millisecond delays) and patient enough
+/// that a 30 % storm never exhausts them in a run (0.3^12 per call).
 pub fn fast_retries() -> RetryPolicy {
     RetryPolicy {
-        attempts: 8,
+        attempts: 12,
         base_delay: Duration::from_millis(1),
         max_delay: Duration::from_millis(20),
     }
