@@ -391,7 +391,13 @@ impl Repository {
         let mut names = std::collections::BTreeSet::new();
         let mut last_error = None;
         let mut any = false;
-        for backend in self.dests.read_order() {
+        // Destinations already given up on this run are not asked again: each
+        // ask would cost the whole retry budget once more.
+        let mut order = self.dests.healthy();
+        if order.is_empty() {
+            order = self.dests.read_order();
+        }
+        for backend in order {
             match crate::destinations::list_all(backend.as_ref(), kind.prefix()).await {
                 Ok(metas) => {
                     any = true;
@@ -401,7 +407,14 @@ impl Repository {
                             .filter_map(|m| kind.name_of(&m.key).map(str::to_string)),
                     );
                 }
-                Err(e) => last_error = Some(e),
+                Err(e) => {
+                    if let Error::Backend(be) = &e {
+                        if be.kind == ErrorKind::Transient {
+                            self.dests.drop_destination(backend.name(), &be.to_string());
+                        }
+                    }
+                    last_error = Some(e);
+                }
             }
         }
         match (any, last_error) {
