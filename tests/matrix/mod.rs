@@ -101,17 +101,24 @@ impl Table {
         self.rows.push(row);
     }
 
-    /// Prints the table on stdout.
+    /// Prints the table on stderr, past the test harness's output capture, so
+    /// every run of the suite shows it.
     pub fn print(&self) {
-        println!();
-        println!(
-            "{:<30} {:>5} {:>10} {:>11} {:>7} {:>7}",
-            "case", "runs", "snapshots", "bytes lost", "named", "result"
-        );
-        println!("{}", "-".repeat(76));
+        use std::io::Write;
+        let mut out = String::new();
+        out.push_str(&format!(
+            "\n{:<30} {:>5} {:>10} {:>11} {:>7} {:>7}\n{}\n",
+            "case",
+            "runs",
+            "snapshots",
+            "bytes lost",
+            "named",
+            "result",
+            "-".repeat(76)
+        ));
         for r in &self.rows {
-            println!(
-                "{:<30} {:>5} {:>10} {:>11} {:>7} {:>7}",
+            out.push_str(&format!(
+                "{:<30} {:>5} {:>10} {:>11} {:>7} {:>7}\n",
                 r.case,
                 r.runs,
                 r.outcome.snapshots_verified,
@@ -122,13 +129,14 @@ impl Table {
                 } else {
                     "FAILED"
                 }
-            );
+            ));
         }
         for r in &self.rows {
             for f in &r.failures {
-                println!("{}: {f}", r.case);
+                out.push_str(&format!("{}: {f}\n", r.case));
             }
         }
+        let _ = std::io::stderr().lock().write_all(out.as_bytes());
     }
 
     /// Fails the test when any case lost data or failed.
