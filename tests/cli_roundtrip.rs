@@ -5,27 +5,11 @@
 //! Needs `cargo build -p lifeboat-cli` first (see `lifeboat_tests::lifeboat_bin`).
 
 use std::fs;
-use std::path::Path;
 use std::time::Duration;
 
 use lifeboat_tests::tree::{self, TreeOptions};
 use lifeboat_tests::{Sandbox, PASSWORD};
 use serde_json::Value;
-
-fn assert_same_tree(source: &Path, copy: &Path) {
-    let diffs = tree::compare_trees(source, copy);
-    assert!(
-        diffs.is_empty(),
-        "{} differences between {source:?} and its restored copy {copy:?}:\n{}",
-        diffs.len(),
-        diffs
-            .iter()
-            .take(60)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
-}
 
 fn count(summary: &Value, field: &str) -> u64 {
     summary[field]
@@ -85,7 +69,7 @@ fn round_trip_preserves_every_kind_of_entry() {
         .run()
         .success();
     let copy = tree::restored(&target, &src);
-    assert_same_tree(&src, &copy);
+    tree::assert_same_tree(&src, &copy);
 
     let sparse_copy = tree::restored(&target, &built.sparse);
     let allocated = tree::allocated_bytes(&sparse_copy);
@@ -185,7 +169,7 @@ fn dedup_across_runs() {
     // Every snapshot still restores the content it had.
     let target = sb.join("restored");
     sb.restore_latest(&target).success();
-    assert_same_tree(&src, &tree::restored(&target, &src));
+    tree::assert_same_tree(&src, &tree::restored(&target, &src));
 }
 
 /// `--include` restores one subtree (and its ancestors) only; `--verify`
@@ -217,7 +201,7 @@ fn partial_and_verified_restore() {
     ])
     .success();
     let copy = tree::restored(&target, &src);
-    assert_same_tree(&names, &copy.join("names"));
+    tree::assert_same_tree(&names, &copy.join("names"));
     let top: Vec<_> = fs::read_dir(&copy)
         .expect("restored source dir")
         .map(|e| e.expect("entry").file_name())
@@ -240,7 +224,7 @@ fn partial_and_verified_restore() {
     assert!(restored > 100, "{summary}");
     assert_eq!(count(&summary, "files_verified"), restored, "{summary}");
     assert_eq!(summary["errors"], Value::Array(vec![]), "{summary}");
-    assert_same_tree(&src, &tree::restored(&target, &src));
+    tree::assert_same_tree(&src, &tree::restored(&target, &src));
 }
 
 /// Restoring a named pipe creates it and sets its mode and time without
@@ -268,7 +252,7 @@ fn restore_of_a_named_pipe_completes() {
         .timeout(Duration::from_secs(60))
         .run()
         .success();
-    assert_same_tree(&src, &tree::restored(&target, &src));
+    tree::assert_same_tree(&src, &tree::restored(&target, &src));
 }
 
 /// A second restore into the same target repairs what changed there since.
@@ -301,7 +285,7 @@ fn restore_over_an_existing_copy() {
     tree::chmod(&copy.join("perms/f640"), 0o777);
     tree::write(&copy.join("sparse.img"), &tree::random_bytes(100, 1));
     restore();
-    assert_same_tree(&src, &copy);
+    tree::assert_same_tree(&src, &copy);
 }
 
 /// One run with a directory, a single file and a symlink as targets; a dry run
@@ -351,7 +335,7 @@ fn several_targets_and_dry_run() {
     let target = sb.join("restored");
     sb.restore_latest(&target).success();
     for path in [&dir, &file, &link] {
-        assert_same_tree(path, &tree::restored(&target, path));
+        tree::assert_same_tree(path, &tree::restored(&target, path));
     }
     assert!(
         !tree::restored(&target, &sb.repo()).exists(),

@@ -5,7 +5,6 @@
 //! Without the server these tests fail (they never skip): run `./scripts/test.sh`.
 //! Needs `cargo build -p lifeboat-cli` first (see `lifeboat_tests::lifeboat_bin`).
 
-use std::path::Path;
 use std::time::Duration;
 
 use lifeboat_tests::tree::{self, TreeOptions};
@@ -62,21 +61,6 @@ impl S3Dest {
     }
 }
 
-fn assert_same_tree(source: &Path, copy: &Path) {
-    let diffs = tree::compare_trees(source, copy);
-    assert!(
-        diffs.is_empty(),
-        "{} differences between {source:?} and its restored copy {copy:?}:\n{}",
-        diffs.len(),
-        diffs
-            .iter()
-            .take(60)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
-}
-
 /// init, backup, restore, compare and `check --read-data` on one S3 destination.
 #[test]
 fn s3_round_trip_and_check() {
@@ -111,7 +95,7 @@ fn s3_round_trip_and_check() {
         ],
     )
     .success();
-    assert_same_tree(&src, &tree::restored(&target, &src));
+    tree::assert_same_tree(&src, &tree::restored(&target, &src));
 
     s3.run(&sb, ["check", "--read-data"]).success();
 

@@ -72,21 +72,6 @@ where
         .run()
 }
 
-fn assert_same_tree(source: &Path, copy: &Path) {
-    let diffs = tree::compare_trees(source, copy);
-    assert!(
-        diffs.is_empty(),
-        "{} differences between {source:?} and its restored copy {copy:?}:\n{}",
-        diffs.len(),
-        diffs
-            .iter()
-            .take(60)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
-}
-
 /// init, backup, restore, compare and `check --read-data` on one SFTP destination.
 #[test]
 fn sftp_round_trip_and_check() {
@@ -130,7 +115,7 @@ fn sftp_round_trip_and_check() {
         ],
     )
     .success();
-    assert_same_tree(&src, &tree::restored(&target, &src));
+    tree::assert_same_tree(&src, &tree::restored(&target, &src));
 
     run(&sb, &url, ["check", "--read-data"]).success();
 

@@ -38,10 +38,6 @@ use crate::tree::NodeKind;
 
 /// Trees loaded at once while walking a snapshot.
 const TREE_READS: usize = 8;
-/// Gaps smaller than this between wanted blobs of one pack are read through.
-const MAX_GAP: u64 = 1 << 20;
-/// The most bytes one ranged read asks for (bounds memory: runs x 16 MiB).
-const MAX_RUN: u64 = 16 << 20;
 
 /// How to drill.
 #[derive(Debug, Clone, Default)]
@@ -266,7 +262,9 @@ async fn verify_drill(
     let runs = by_pack.into_iter().flat_map(|(pack, blobs)| {
         let mut blobs: Vec<Wanted> = blobs.into_values().collect();
         blobs.sort_by_key(|w| w.entry.offset);
-        coalesce(blobs).into_iter().map(move |run| (pack, run))
+        crate::pack::coalesce(blobs, |b| &b.entry)
+            .into_iter()
+            .map(move |run| (pack, run))
     });
     let concurrency = options.concurrency.unwrap_or(4).max(1);
     let mut reads = futures::stream::iter(runs)
@@ -374,28 +372,6 @@ fn choose_sample(files: Vec<FileEntry>, percent: f64) -> Vec<FileEntry> {
         .zip(chosen)
         .filter_map(|(f, keep)| keep.then_some(f))
         .collect()
-}
-
-/// Groups one pack's blobs (sorted by offset) into runs read with one request
-/// each: gaps under [`MAX_GAP`] are read through, runs stay under [`MAX_RUN`].
-fn coalesce(blobs: Vec<Wanted>) -> Vec<Vec<Wanted>> {
-    let mut runs: Vec<Vec<Wanted>> = Vec::new();
-    for blob in blobs {
-        let start = u64::from(blob.entry.offset);
-        let joins = runs.last().is_some_and(|run| {
-            let first = u64::from(run[0].entry.offset);
-            let last = &run[run.len() - 1].entry;
-            let end = u64::from(last.offset) + u64::from(last.length);
-            start >= end
-                && start - end <= MAX_GAP
-                && start + u64::from(blob.entry.length) - first <= MAX_RUN
-        });
-        match runs.last_mut() {
-            Some(run) if joins => run.push(blob),
-            _ => runs.push(vec![blob]),
-        }
-    }
-    runs
 }
 
 /// Reads one run of blobs from the destination and opens each; returns the

@@ -154,6 +154,34 @@ impl PackWriter {
     }
 }
 
+/// Gap between two wanted blobs of a pack that one ranged read reads through.
+pub const MAX_READ_GAP: u64 = 1 << 20;
+/// The most bytes one ranged read asks for (bounds memory: reads in flight x 16 MiB).
+pub const MAX_READ_RUN: u64 = 16 << 20;
+
+/// Groups one pack's wanted blobs (sorted by offset) into runs read with one
+/// ranged request each: gaps up to [`MAX_READ_GAP`] are read through, and a
+/// run stays within [`MAX_READ_RUN`] bytes. Restore and drill share it.
+pub fn coalesce<T>(blobs: Vec<T>, entry: impl Fn(&T) -> &PackEntry) -> Vec<Vec<T>> {
+    let mut runs: Vec<Vec<T>> = Vec::new();
+    for blob in blobs {
+        let start = u64::from(entry(&blob).offset);
+        let joins = runs.last().is_some_and(|run| {
+            let first = u64::from(entry(&run[0]).offset);
+            let last = entry(&run[run.len() - 1]);
+            let end = u64::from(last.offset) + u64::from(last.length);
+            start >= end
+                && start - end <= MAX_READ_GAP
+                && start + u64::from(entry(&blob).length) - first <= MAX_READ_RUN
+        });
+        match runs.last_mut() {
+            Some(run) if joins => run.push(blob),
+            _ => runs.push(vec![blob]),
+        }
+    }
+    runs
+}
+
 /// Reads the header length from a pack's last four bytes.
 pub fn header_length(trailer: &[u8]) -> Option<u32> {
     let t: [u8; 4] = trailer

@@ -220,7 +220,9 @@ pub async fn restore(
     let work = by_pack.into_iter().flat_map(|(pack, blobs)| {
         let mut blobs: Vec<Placement> = blobs.into_values().collect();
         blobs.sort_by_key(|p| p.entry.offset);
-        coalesce(blobs).into_iter().map(move |run| (pack, run))
+        crate::pack::coalesce(blobs, |b| &b.entry)
+            .into_iter()
+            .map(move |run| (pack, run))
     });
     let mut runs = futures::stream::iter(work)
         .map(|(pack, run)| {
@@ -298,31 +300,6 @@ pub async fn restore(
         outcome.errors.extend(errors);
     }
     Ok(outcome)
-}
-
-/// Groups blobs of one pack into runs read with one ranged request each:
-/// gaps under 1 MiB are read through, runs stay under 16 MiB (which bounds
-/// memory: concurrency x 16 MiB).
-fn coalesce(blobs: Vec<Placement>) -> Vec<Vec<Placement>> {
-    const MAX_GAP: u64 = 1 << 20;
-    const MAX_RUN: u64 = 16 << 20;
-    let mut runs: Vec<Vec<Placement>> = Vec::new();
-    for blob in blobs {
-        let start = u64::from(blob.entry.offset);
-        let joins = runs.last().is_some_and(|run| {
-            let first = u64::from(run[0].entry.offset);
-            let last = &run[run.len() - 1].entry;
-            let end = u64::from(last.offset) + u64::from(last.length);
-            start >= end
-                && start - end <= MAX_GAP
-                && start + u64::from(blob.entry.length) - first <= MAX_RUN
-        });
-        match runs.last_mut() {
-            Some(run) if joins => run.push(blob),
-            _ => runs.push(vec![blob]),
-        }
-    }
-    runs
 }
 
 /// Reads one run of blobs and writes each blob that verifies. Blobs that fail

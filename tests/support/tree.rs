@@ -538,3 +538,20 @@ pub fn build_tree(root: &Path, opts: &TreeOptions) -> BuiltTree {
         big,
     }
 }
+
+/// Asserts that `copy` (a restored tree) equals `source`, listing up to 60 differences.
+#[track_caller]
+pub fn assert_same_tree(source: &Path, copy: &Path) {
+    let diffs = compare_trees(source, copy);
+    assert!(
+        diffs.is_empty(),
+        "{} differences between {source:?} and its restored copy {copy:?}:\n{}",
+        diffs.len(),
+        diffs
+            .iter()
+            .take(60)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}

@@ -1,0 +1,299 @@
+//! The repository's catalog: object names across destinations, deletion
+//! records, the merged index and the snapshots.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use lifeboat_backends::ErrorKind;
+
+use super::Repository;
+use crate::deletions::Tombstones;
+use crate::error::{Error, Result};
+use crate::ids::{IndexId, ObjectKind, SnapshotId};
+use crate::index::{IndexFile, MasterIndex};
+use crate::snapshot::Snapshot;
+
+impl Repository {
+    /// Names of every object of `kind` on the preferred destination.
+    ///
+    /// # Errors
+    /// Listing failures.
+    pub async fn list_names(&self, kind: ObjectKind) -> Result<Vec<String>> {
+        let metas = self.dests.list_primary(kind.prefix()).await?;
+        Ok(metas
+            .into_iter()
+            .filter_map(|m| kind.name_of(&m.key).map(str::to_string))
+            .collect())
+    }
+
+    /// Every tombstoned key (from the deletion records), loaded once per
+    /// repository handle.
+    ///
+    /// # Errors
+    /// When the records cannot be listed or one cannot be read anywhere.
+    pub async fn tombstones(&self) -> Result<Arc<Tombstones>> {
+        let mut slot = self.tombstones.lock().await;
+        if let Some(t) = &*slot {
+            return Ok(t.clone());
+        }
+        let loaded = Arc::new(crate::deletions::load(self).await?);
+        *slot = Some(loaded.clone());
+        Ok(loaded)
+    }
+
+    /// Forgets the loaded deletion records (after writing a new one).
+    pub async fn reload_tombstones(&self) {
+        *self.tombstones.lock().await = None;
+    }
+
+    /// Names of every object of `kind` on any reachable destination: a
+    /// destination that lags, or lost its objects, does not hide what the
+    /// others hold. Each object is then read with failover. Snapshots, index
+    /// files and key files that a deletion record lists are left out: a
+    /// destination that missed a forget, prune or key remove still holds them
+    /// until they are swept.
+    ///
+    /// # Errors
+    /// When no destination can be listed.
+    pub async fn list_names_everywhere(&self, kind: ObjectKind) -> Result<Vec<String>> {
+        let names = self.list_all_names_everywhere(kind).await?;
+        if !matches!(
+            kind,
+            ObjectKind::Snapshot | ObjectKind::Index | ObjectKind::Key
+        ) {
+            return Ok(names);
+        }
+        let tombstones = self.tombstones().await?;
+        if tombstones.is_empty() {
+            return Ok(names);
+        }
+        Ok(names
+            .into_iter()
+            .filter(|n| !tombstones.contains(&kind.key(n)))
+            .collect())
+    }
+
+    /// Names of every object of `kind` on any reachable destination,
+    /// tombstoned or not.
+    ///
+    /// # Errors
+    /// When no destination can be listed.
+    pub async fn list_all_names_everywhere(&self, kind: ObjectKind) -> Result<Vec<String>> {
+        let mut names = std::collections::BTreeSet::new();
+        let mut last_error = None;
+        let mut any = false;
+        // Destinations already given up on this run are not asked again: each
+        // ask would cost the whole retry budget once more.
+        let mut order = self.dests.healthy();
+        if order.is_empty() {
+            order = self.dests.read_order();
+        }
+        for backend in order {
+            match crate::destinations::list_all(backend.as_ref(), kind.prefix()).await {
+                Ok(metas) => {
+                    any = true;
+                    names.extend(
+                        metas
+                            .iter()
+                            .filter_map(|m| kind.name_of(&m.key).map(str::to_string)),
+                    );
+                }
+                Err(e) => {
+                    if let Error::Backend(be) = &e {
+                        if be.kind == ErrorKind::Transient {
+                            self.dests.drop_destination(backend.name(), &be.to_string());
+                        }
+                    }
+                    last_error = Some(e);
+                }
+            }
+        }
+        match (any, last_error) {
+            (false, Some(e)) => Err(e),
+            _ => Ok(names.into_iter().collect()),
+        }
+    }
+
+    /// Loads and merges every index file. One that no destination returns
+    /// intact (a phantom in some listing, or damaged everywhere) is left out
+    /// with a warning: reads of its blobs then fail and are reported, and
+    /// `check` names it.
+    ///
+    /// # Errors
+    /// When no destination can be listed.
+    pub async fn load_index(&self) -> Result<MasterIndex> {
+        self.read_index(false).await
+    }
+
+    /// Loads and merges every index file; any that cannot be read is an
+    /// error (for prune, which must not decide on a partial view).
+    ///
+    /// # Errors
+    /// The first index file that cannot be read or verified.
+    pub async fn load_index_strict(&self) -> Result<MasterIndex> {
+        self.read_index(true).await
+    }
+
+    async fn read_index(&self, strict: bool) -> Result<MasterIndex> {
+        let names = self.list_names_everywhere(ObjectKind::Index).await?;
+        if let Some(cache) = self.cache() {
+            cache.retain_objects(ObjectKind::Index, &names);
+        }
+        let mut master = MasterIndex::new();
+        let files = names.len();
+        let mut reads = futures::stream::iter(names.into_iter().map(|name| async move {
+            let file = match self.read_object(ObjectKind::Index, &name).await {
+                Ok(bytes) => IndexFile::open(&self.keys, &name, &bytes),
+                Err(e) => Err(e),
+            };
+            (name, file)
+        }))
+        .buffer_unordered(4);
+        let mut first = true;
+        while let Some((name, file)) = reads.next().await {
+            let file = match file {
+                Ok(file) => file,
+                Err(e) if !strict => {
+                    tracing::warn!("index {name} left out: no destination returns it intact: {e}");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if std::mem::take(&mut first) {
+                // Index files are written full but for the last: sizing the
+                // merged index once avoids growing it by doubling, which
+                // briefly holds both the old and the new copy.
+                master.reserve(file.blob_count().saturating_mul(files));
+            }
+            master.add_file(&file);
+        }
+        master.finish();
+        Ok(master)
+    }
+
+    /// Writes one index file.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn save_index(&self, file: &IndexFile) -> Result<IndexId> {
+        let name = self
+            .write_object(ObjectKind::Index, file.seal(&self.keys))
+            .await?;
+        name.parse().map_err(|_| Error::format("index", "bad name"))
+    }
+
+    /// Writes a snapshot; it is the commit point of a backup.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<SnapshotId> {
+        let name = self
+            .write_object(ObjectKind::Snapshot, snapshot.seal(&self.keys))
+            .await?;
+        name.parse()
+            .map_err(|_| Error::format("snapshot", "bad name"))
+    }
+
+    /// Loads one snapshot.
+    ///
+    /// # Errors
+    /// Read or verification failures.
+    pub async fn load_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
+        let bytes = self.read_object(ObjectKind::Snapshot, &id.to_hex()).await?;
+        Snapshot::open(&self.keys, id, &bytes)
+    }
+
+    /// Names of the snapshots on every reachable destination (a snapshot that
+    /// reached only some destinations is still listed).
+    ///
+    /// # Errors
+    /// When no destination can be listed.
+    pub async fn snapshot_names(&self) -> Result<Vec<String>> {
+        self.list_names_everywhere(ObjectKind::Snapshot).await
+    }
+
+    /// Every snapshot, oldest first. A snapshot no destination can return
+    /// (a phantom in some listing, or damaged everywhere) is left out with a
+    /// warning; `check` names it.
+    ///
+    /// # Errors
+    /// When no destination can be listed.
+    pub async fn list_snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
+        self.read_snapshots(false).await
+    }
+
+    /// Every snapshot, oldest first; any that cannot be read is an error
+    /// (for prune, which must not decide on a partial view).
+    ///
+    /// # Errors
+    /// The first snapshot that cannot be read.
+    pub async fn list_snapshots_strict(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
+        self.read_snapshots(true).await
+    }
+
+    async fn read_snapshots(&self, strict: bool) -> Result<Vec<(SnapshotId, Snapshot)>> {
+        let names = self.snapshot_names().await?;
+        if let Some(cache) = self.cache() {
+            cache.retain_objects(ObjectKind::Snapshot, &names);
+        }
+        let mut out = Vec::with_capacity(names.len());
+        let mut reads = futures::stream::iter(names.into_iter().map(|name| async move {
+            let loaded = async {
+                let id: SnapshotId = name
+                    .parse()
+                    .map_err(|_| Error::format("snapshot", "bad name"))?;
+                Ok::<_, Error>((id, self.load_snapshot(&id).await?))
+            }
+            .await;
+            (name, loaded)
+        }))
+        .buffer_unordered(8);
+        while let Some((name, item)) = reads.next().await {
+            match item {
+                Ok(found) => out.push(found),
+                Err(e) if !strict => {
+                    tracing::warn!(
+                        "snapshot {name} left out: no destination returns it intact: {e}"
+                    )
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        out.sort_by_key(|(id, s)| (s.time, s.time_nsec, *id));
+        Ok(out)
+    }
+
+    /// Resolves `latest`, a full id or a unique prefix of at least 4 hex digits.
+    ///
+    /// # Errors
+    /// [`Error::SnapshotNotFound`] or [`Error::AmbiguousSnapshot`].
+    pub async fn find_snapshot(&self, spec: &str) -> Result<(SnapshotId, Snapshot)> {
+        if spec == "latest" {
+            let mut all = self.list_snapshots().await?;
+            return all
+                .pop()
+                .ok_or_else(|| Error::SnapshotNotFound(spec.into()));
+        }
+        if spec.len() < 4 || !spec.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::InvalidInput(format!(
+                "{spec:?} is not a snapshot name: use `latest`, an id, or at least 4 hex digits of one"
+            )));
+        }
+        let spec_lower = spec.to_ascii_lowercase();
+        let names = self.snapshot_names().await?;
+        let matches: Vec<&String> = names
+            .iter()
+            .filter(|n| n.starts_with(&spec_lower))
+            .collect();
+        match matches.as_slice() {
+            [] => Err(Error::SnapshotNotFound(spec.into())),
+            [one] => {
+                let id: SnapshotId = one
+                    .parse()
+                    .map_err(|_| Error::format("snapshot", "bad name"))?;
+                Ok((id, self.load_snapshot(&id).await?))
+            }
+            _ => Err(Error::AmbiguousSnapshot(spec.into())),
+        }
+    }
+}
