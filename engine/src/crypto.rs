@@ -4,7 +4,7 @@
 //! starts with one encoding byte: 0 = stored as is, 1 = zstd frame. Every seal
 //! draws a fresh random nonce, so nonces never repeat in practice (192-bit).
 
-use chacha20poly1305::aead::{Aead, AeadCore, AeadInPlace, KeyInit, OsRng, Payload};
+use chacha20poly1305::aead::{Aead, AeadInPlace, KeyInit, OsRng, Payload};
 use chacha20poly1305::XChaCha20Poly1305;
 use rand::RngCore;
 use zeroize::{Zeroize, ZeroizeOnDrop};
@@ -182,7 +182,11 @@ pub(crate) fn seal_with(
 ) {
     // Build nonce || encoding || body directly in `out` and encrypt in place:
     // no intermediate payload buffer on the hot path.
-    let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+    // A random 192-bit nonce from the thread's CSPRNG (ChaCha, seeded and
+    // reseeded from the OS): one system call per blob cost more than sealing
+    // a small one.
+    let mut nonce = [0u8; NONCE_LEN];
+    rand::thread_rng().fill_bytes(&mut nonce);
     out.reserve(NONCE_LEN + 1 + plaintext.len() + TAG_LEN);
     out.extend_from_slice(&nonce);
     let start = out.len();
@@ -204,7 +208,7 @@ pub(crate) fn seal_with(
     }
     let cipher = XChaCha20Poly1305::new((&key.0).into());
     let tag = cipher
-        .encrypt_in_place_detached(&nonce, aad, &mut out[start..])
+        .encrypt_in_place_detached((&nonce).into(), aad, &mut out[start..])
         .unwrap_or_else(|_| unreachable!("XChaCha20-Poly1305 encrypts any length below 256 GiB"));
     out.extend_from_slice(&tag);
 }

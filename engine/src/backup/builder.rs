@@ -16,7 +16,7 @@ use crate::tree::{NodeKind, Tree};
 pub(crate) fn build_trees(
     shared: &Shared,
     dirs: Receiver<DirJob>,
-    seal: Sender<SealJob>,
+    seal: Sender<Vec<SealJob>>,
     skipped: &std::sync::Mutex<Vec<SkippedEntry>>,
 ) -> Result<BlobId, Stop> {
     let progress = &shared.progress;
@@ -34,6 +34,9 @@ pub(crate) fn build_trees(
         })?;
         let mut subtrees = finished.split_off(first).into_iter();
         let mut nodes = Vec::with_capacity(job.nodes.len());
+        // Each batch's answers arrive together; files are listed in batch order.
+        let mut batches = job.batches.into_iter();
+        let mut answers = Vec::new().into_iter();
         for pending in job.nodes {
             match pending {
                 Pending::Ready(node) => nodes.push(node),
@@ -42,23 +45,33 @@ pub(crate) fn build_trees(
                     node.kind = NodeKind::Dir { subtree };
                     nodes.push(node);
                 }
-                Pending::File(mut node, answer) => match answer.recv().map_err(|_| Stop::Closed)? {
-                    Ok(file) => {
-                        node.size = file.size;
-                        node.kind = NodeKind::File {
-                            content: file.content,
-                        };
-                        nodes.push(node);
+                Pending::File(mut node) => {
+                    let answer = match answers.next() {
+                        Some(answer) => answer,
+                        None => {
+                            let batch = batches.next().ok_or(Stop::Closed)?;
+                            answers = batch.recv().map_err(|_| Stop::Closed)?.into_iter();
+                            answers.next().ok_or(Stop::Closed)?
+                        }
+                    };
+                    match answer {
+                        Ok(file) => {
+                            node.size = file.size;
+                            node.kind = NodeKind::File {
+                                content: file.content,
+                            };
+                            nodes.push(node);
+                        }
+                        Err((path, reason)) => {
+                            add(&progress.errors, 1);
+                            tracing::warn!("skipping {}: {reason}", path.display());
+                            skipped
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .push(SkippedEntry { path, reason });
+                        }
                     }
-                    Err((path, reason)) => {
-                        add(&progress.errors, 1);
-                        tracing::warn!("skipping {}: {reason}", path.display());
-                        skipped
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .push(SkippedEntry { path, reason });
-                    }
-                },
+                }
             }
         }
         for node in &nodes {
@@ -76,11 +89,11 @@ pub(crate) fn build_trees(
             Some(_) => add(&progress.dirs_changed, 1),
         }
         if shared.claim(&id) {
-            seal.send(SealJob {
+            seal.send(vec![SealJob {
                 blob_type: BlobType::Tree,
                 id,
                 data: bytes,
-            })
+            }])
             .map_err(|_| Stop::Closed)?;
         }
         finished.push(id);

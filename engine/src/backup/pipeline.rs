@@ -2,10 +2,14 @@
 //! bounded channels so memory stays bounded whatever the data size:
 //!
 //! ```text
-//! walker ─FileJob─▶ file workers (read, chunk, hash, dedup) ─SealJob─▶ sealers (zstd, AEAD)
+//! walker ─FileBatch─▶ file workers (read, chunk, hash, dedup) ─[SealJob]─▶ sealers (zstd, AEAD)
 //!    │                    │ content lists                                │
-//!    └──DirJob──▶ tree builder ──SealJob (trees)──▶ sealers ─SealedBlob─▶ packer ─▶ uploader
+//!    └──DirJob──▶ tree builder ──[SealJob] (trees)──▶ sealers ─[SealedBlob]─▶ packer ─▶ uploader
 //! ```
+//!
+//! Files and blobs travel in batches (up to [`BATCH_FILES`] files or about
+//! [`BATCH_BYTES`] bytes): a channel hand-off costs a thread wake-up, which
+//! for a 100-byte file used to cost more than reading, hashing and sealing it.
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
@@ -70,6 +74,12 @@ impl Shared {
     }
 }
 
+/// Most files in one [`FileBatch`].
+pub(crate) const BATCH_FILES: usize = 128;
+/// A [`FileBatch`] is sent once its files hold this many bytes, and a file
+/// worker hands its new blobs to the sealers in batches of about this size.
+pub(crate) const BATCH_BYTES: u64 = 1 << 20;
+
 /// A new blob to compress and seal.
 pub(crate) struct SealJob {
     pub blob_type: BlobType,
@@ -102,7 +112,12 @@ pub(crate) struct FileJob {
     /// are read, and a different file found at the path is not read at all.
     pub size: u64,
     pub inode: u64,
-    pub reply: Sender<FileReply>,
+}
+
+/// Files of one directory, read by one worker, answered together in order.
+pub(crate) struct FileBatch {
+    pub files: Vec<FileJob>,
+    pub reply: Sender<Vec<FileReply>>,
 }
 
 /// Opens the regular file the walker listed at `path`, without following a
@@ -141,99 +156,153 @@ impl From<std::io::Error> for ReadFail {
     }
 }
 
+/// New blobs on their way to the sealers, sent once they hold [`BATCH_BYTES`].
+struct SealBatch<'a> {
+    jobs: Vec<SealJob>,
+    bytes: u64,
+    out: &'a Sender<Vec<SealJob>>,
+}
+
+impl SealBatch<'_> {
+    fn push(&mut self, job: SealJob) -> Result<(), Stop> {
+        self.bytes += job.data.len() as u64;
+        self.jobs.push(job);
+        if self.bytes >= BATCH_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), Stop> {
+        if !self.jobs.is_empty() {
+            self.bytes = 0;
+            self.out
+                .send(std::mem::take(&mut self.jobs))
+                .map_err(|_| Stop::Closed)?;
+        }
+        Ok(())
+    }
+}
+
 /// File worker: reads, chunks and hashes files, handing new chunks to the sealers.
 pub(crate) fn file_worker(
     shared: &Shared,
-    jobs: Receiver<FileJob>,
-    seal: Sender<SealJob>,
+    batches: Receiver<FileBatch>,
+    seal: Sender<Vec<SealJob>>,
 ) -> Result<(), Stop> {
     let mut buffer = Vec::new();
-    for job in jobs {
-        let mut content = Vec::new();
-        let mut size = 0u64;
-        // Read no more than the size listed: a file appended to while it is
-        // read is stored as the consistent prefix it had then, and a writer
-        // that never stops cannot keep the backup running forever.
-        let result = open_listed(&job.path, job.inode)
-            .map_err(ReadFail::Io)
-            .and_then(|file| {
-                shared
-                    .chunker
-                    .chunk_stream(file.take(job.size), &mut buffer, |chunk: &[u8]| {
-                        if shared.cancelled() {
-                            return Err(ReadFail::Stop(Stop::Failed(Error::Interrupted)));
-                        }
-                        let id = shared.keys.blob_id(chunk);
-                        content.push(id);
-                        size += chunk.len() as u64;
-                        add(&shared.progress.bytes_done, chunk.len() as u64);
-                        if shared.claim(&id) {
-                            let job = SealJob {
-                                blob_type: BlobType::Data,
-                                id,
-                                data: chunk.to_vec(),
-                            };
-                            seal.send(job).map_err(|_| ReadFail::Stop(Stop::Closed))?;
-                        }
-                        Ok(())
-                    })
-            });
-        let reply = match result {
-            Ok(()) => Ok(FileContent { content, size }),
-            Err(ReadFail::Io(e)) => Err((job.path.clone(), e.to_string())),
-            Err(ReadFail::Stop(stop)) => return Err(stop),
-        };
+    let mut new_blobs = SealBatch {
+        jobs: Vec::new(),
+        bytes: 0,
+        out: &seal,
+    };
+    for batch in batches {
+        let mut replies = Vec::with_capacity(batch.files.len());
+        for job in &batch.files {
+            replies.push(read_file(shared, job, &mut buffer, &mut new_blobs)?);
+            add(&shared.progress.files_done, 1);
+        }
+        // Blobs go out before the answer, so a tree never waits on a file
+        // whose blobs sit in a half-full batch.
+        new_blobs.flush()?;
         // A large file grew the buffer to twice the maximum chunk size; give
         // that back so idle workers do not each hold one.
         if buffer.len() > 1 << 20 {
             buffer = Vec::new();
         }
-        add(&shared.progress.files_done, 1);
-        if job.reply.send(reply).is_err() {
+        if batch.reply.send(replies).is_err() {
             return Err(Stop::Closed);
         }
     }
-    Ok(())
+    new_blobs.flush()
+}
+
+/// Reads, chunks and hashes one file; new chunks join `new_blobs`.
+fn read_file(
+    shared: &Shared,
+    job: &FileJob,
+    buffer: &mut Vec<u8>,
+    new_blobs: &mut SealBatch<'_>,
+) -> Result<FileReply, Stop> {
+    let mut content = Vec::new();
+    let mut size = 0u64;
+    // Read no more than the size listed: a file appended to while it is
+    // read is stored as the consistent prefix it had then, and a writer
+    // that never stops cannot keep the backup running forever.
+    let result = open_listed(&job.path, job.inode)
+        .map_err(ReadFail::Io)
+        .and_then(|file| {
+            shared
+                .chunker
+                .chunk_stream(file.take(job.size), buffer, |chunk: &[u8]| {
+                    if shared.cancelled() {
+                        return Err(ReadFail::Stop(Stop::Failed(Error::Interrupted)));
+                    }
+                    let id = shared.keys.blob_id(chunk);
+                    content.push(id);
+                    size += chunk.len() as u64;
+                    add(&shared.progress.bytes_done, chunk.len() as u64);
+                    if shared.claim(&id) {
+                        new_blobs
+                            .push(SealJob {
+                                blob_type: BlobType::Data,
+                                id,
+                                data: chunk.to_vec(),
+                            })
+                            .map_err(ReadFail::Stop)?;
+                    }
+                    Ok(())
+                })
+        });
+    match result {
+        Ok(()) => Ok(Ok(FileContent { content, size })),
+        Err(ReadFail::Io(e)) => Ok(Err((job.path.clone(), e.to_string()))),
+        Err(ReadFail::Stop(stop)) => Err(stop),
+    }
 }
 
 /// Sealer: compresses and encrypts blobs.
 pub(crate) fn sealer(
     shared: &Shared,
-    jobs: Receiver<SealJob>,
-    out: Sender<SealedBlob>,
+    batches: Receiver<Vec<SealJob>>,
+    out: Sender<Vec<SealedBlob>>,
 ) -> Result<(), Stop> {
-    for job in jobs {
-        let mut sealed = Vec::with_capacity(job.data.len() / 2 + 64);
-        let aad = blob_aad(job.blob_type.as_u8(), &job.id);
-        shared
-            .keys
-            .seal(&aad, &job.data, shared.compression, &mut sealed);
-        let counter = match job.blob_type {
-            BlobType::Data => &shared.progress.data_blobs,
-            BlobType::Tree => &shared.progress.tree_blobs,
-        };
-        add(counter, 1);
-        add(&shared.progress.data_added, job.data.len() as u64);
-        let blob = SealedBlob {
-            blob_type: job.blob_type,
-            id: job.id,
-            sealed,
-            raw_length: job.data.len() as u32,
-        };
-        out.send(blob).map_err(|_| Stop::Closed)?;
+    for batch in batches {
+        let sealed_batch = batch.into_iter().map(|job| seal_one(shared, job)).collect();
+        out.send(sealed_batch).map_err(|_| Stop::Closed)?;
     }
     Ok(())
+}
+
+fn seal_one(shared: &Shared, job: SealJob) -> SealedBlob {
+    let mut sealed = Vec::with_capacity(job.data.len() / 2 + 64);
+    let aad = blob_aad(job.blob_type.as_u8(), &job.id);
+    shared
+        .keys
+        .seal(&aad, &job.data, shared.compression, &mut sealed);
+    let counter = match job.blob_type {
+        BlobType::Data => &shared.progress.data_blobs,
+        BlobType::Tree => &shared.progress.tree_blobs,
+    };
+    add(counter, 1);
+    add(&shared.progress.data_added, job.data.len() as u64);
+    SealedBlob {
+        blob_type: job.blob_type,
+        id: job.id,
+        sealed,
+        raw_length: job.data.len() as u32,
+    }
 }
 
 /// Packer: fills one pack per blob type and hands full packs to the uploader.
 pub(crate) fn packer(
     keys: &MasterKeys,
     pack_size: usize,
-    blobs: Receiver<SealedBlob>,
+    batches: Receiver<Vec<SealedBlob>>,
     upload: tokio::sync::mpsc::Sender<FinishedPack>,
 ) -> Result<(), Stop> {
     let mut open: [Option<PackWriter>; 2] = [None, None];
-    for blob in blobs {
+    for blob in batches.into_iter().flatten() {
         let slot = &mut open[blob.blob_type.as_u8() as usize];
         // Close the pack before a blob would overflow it, so a pack buffer never
         // reallocates: its size is bounded by the target (or one large blob).

@@ -7,11 +7,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
 
 use super::excludes::Excludes;
 use super::meta::{node_from_metadata, special_kind, unchanged};
-use super::pipeline::{FileJob, FileReply, Shared, Stop};
+use super::pipeline::{FileBatch, FileJob, FileReply, Shared, Stop, BATCH_BYTES, BATCH_FILES};
 use super::stats::add;
 use super::targets::TargetNode;
 use crate::error::Error;
@@ -23,8 +23,9 @@ use crate::tree::{Node, NodeKind, Tree};
 pub(crate) enum Pending {
     /// Complete.
     Ready(Node),
-    /// A file being read by a worker.
-    File(Node, crossbeam_channel::Receiver<FileReply>),
+    /// A file being read by a worker: its answer is the next one of the
+    /// directory's batches, in listing order.
+    File(Node),
     /// A directory whose tree the builder finished just before (post-order).
     Subdir(Node),
 }
@@ -32,6 +33,8 @@ pub(crate) enum Pending {
 /// A directory whose entries are all known or in flight.
 pub(crate) struct DirJob {
     pub nodes: Vec<Pending>,
+    /// Answers to the directory's file batches, in the order of its files.
+    pub batches: Vec<Receiver<Vec<FileReply>>>,
     /// The same directory's tree in the parent snapshot.
     pub parent_subtree: Option<BlobId>,
 }
@@ -45,12 +48,20 @@ pub struct SkippedEntry {
     pub reason: String,
 }
 
+/// The files of one directory being gathered into batches for the workers.
+#[derive(Default)]
+struct DirFiles {
+    open: Vec<FileJob>,
+    open_bytes: u64,
+    sent: Vec<Receiver<Vec<FileReply>>>,
+}
+
 pub(crate) struct Walker<'a> {
     pub shared: &'a Shared,
     pub repo: &'a Repository,
     pub runtime: tokio::runtime::Handle,
     pub excludes: &'a Excludes,
-    pub files: Sender<FileJob>,
+    pub files: Sender<FileBatch>,
     pub dirs: Sender<DirJob>,
     pub skipped: Arc<std::sync::Mutex<Vec<SkippedEntry>>>,
 }
@@ -78,6 +89,23 @@ impl Walker<'_> {
                 path: path.to_path_buf(),
                 reason,
             });
+    }
+
+    /// Hands the directory's gathered files to a worker.
+    fn send_batch(&self, files: &mut DirFiles) -> Result<(), WalkFail> {
+        if files.open.is_empty() {
+            return Ok(());
+        }
+        let (reply, answers) = crossbeam_channel::bounded(1);
+        files.open_bytes = 0;
+        self.files
+            .send(FileBatch {
+                files: std::mem::take(&mut files.open),
+                reply,
+            })
+            .map_err(|_| WalkFail::Stop(Stop::Closed))?;
+        files.sent.push(answers);
+        Ok(())
     }
 
     fn load_parent_tree(&self, id: Option<BlobId>) -> Option<Tree> {
@@ -136,6 +164,7 @@ impl Walker<'_> {
         };
         names.dedup();
         let mut nodes = Vec::with_capacity(names.len());
+        let mut files = DirFiles::default();
         for name in names {
             let path = dir.join(std::ffi::OsStr::from_bytes(&name));
             if virtual_children.is_none() && self.excludes.is_excluded(&path, &name) {
@@ -150,13 +179,16 @@ impl Walker<'_> {
             };
             let child_targets = virtual_children.and_then(|t| t.children.get(&name));
             let parent_node = parent.and_then(|t| t.find(&name));
-            if let Some(pending) = self.visit(&path, name, &meta, child_targets, parent_node)? {
+            let visited = self.visit(&path, name, &meta, child_targets, parent_node, &mut files)?;
+            if let Some(pending) = visited {
                 nodes.push(pending);
             }
         }
+        self.send_batch(&mut files)?;
         self.dirs
             .send(DirJob {
                 nodes,
+                batches: files.sent,
                 parent_subtree: parent_id,
             })
             .map_err(|_| WalkFail::Stop(Stop::Closed))
@@ -169,6 +201,7 @@ impl Walker<'_> {
         meta: &Metadata,
         targets: Option<&TargetNode>,
         parent_node: Option<&Node>,
+        files: &mut DirFiles,
     ) -> Result<Option<Pending>, WalkFail> {
         let progress = &self.shared.progress;
         if meta.is_dir() {
@@ -221,15 +254,15 @@ impl Walker<'_> {
                 },
                 1,
             );
-            let (reply, answer) = crossbeam_channel::bounded(1);
-            self.files
-                .send(FileJob {
-                    path: path.to_path_buf(),
-                    size: meta.len(),
-                    inode: std::os::unix::fs::MetadataExt::ino(meta),
-                    reply,
-                })
-                .map_err(|_| WalkFail::Stop(Stop::Closed))?;
+            files.open.push(FileJob {
+                path: path.to_path_buf(),
+                size: meta.len(),
+                inode: std::os::unix::fs::MetadataExt::ino(meta),
+            });
+            files.open_bytes += meta.len();
+            if files.open.len() >= BATCH_FILES || files.open_bytes >= BATCH_BYTES {
+                self.send_batch(files)?;
+            }
             let node = node_from_metadata(
                 name,
                 meta,
@@ -237,7 +270,7 @@ impl Walker<'_> {
                     content: Vec::new(),
                 },
             );
-            return Ok(Some(Pending::File(node, answer)));
+            return Ok(Some(Pending::File(node)));
         }
         match special_kind(path, meta) {
             Ok(kind) => Ok(Some(Pending::Ready(node_from_metadata(name, meta, kind)))),
