@@ -1,4 +1,5 @@
 use super::*;
+use chacha20poly1305::AeadCore;
 use proptest::prelude::*;
 
 /// Seals `payload` (encoding byte included) as is, bypassing the writer's

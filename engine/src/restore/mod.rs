@@ -7,9 +7,8 @@
 //! times). All-zero chunks are left as holes, so sparse files stay sparse.
 
 use std::collections::HashMap;
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,11 +17,15 @@ use futures::StreamExt;
 
 use crate::error::{Error, Result};
 use crate::ids::{BlobId, ObjectKind, PackId};
-use crate::index::MasterIndex;
 use crate::pack::{open_blob, BlobType, PackEntry};
 use crate::repo::Repository;
 use crate::snapshot::Snapshot;
 use crate::tree::{Node, NodeKind};
+
+mod files;
+mod verify;
+
+use files::{create_sized, create_special, prepare_target, FilePlan, Files};
 
 /// What to restore and where.
 #[derive(Debug, Clone, Default)]
@@ -65,11 +68,6 @@ pub struct RestoreOutcome {
     pub verified: u64,
     /// Entries that could not be restored, with the reason.
     pub errors: Vec<(PathBuf, String)>,
-}
-
-struct FilePlan {
-    path: PathBuf,
-    node: Node,
 }
 
 /// One blob to place: where it is stored and where its bytes go.
@@ -155,12 +153,15 @@ pub async fn restore(
                         }
                         first_link.insert((node.device, node.inode), files.len());
                     }
-                    let created = OpenOptions::new()
-                        .write(true)
-                        .create(true)
-                        .truncate(true)
-                        .open(&dest)
-                        .and_then(|f| f.set_len(node.size));
+                    // A file is created when its first blob arrives, by the
+                    // writer (in parallel); only files without content now.
+                    let empty =
+                        matches!(&node.kind, NodeKind::File { content } if content.is_empty());
+                    let created = if empty {
+                        create_sized(&dest, node.size).map(drop)
+                    } else {
+                        Ok(())
+                    };
                     match created {
                         Ok(()) => {
                             progress.bytes_total.fetch_add(node.size, Ordering::Relaxed);
@@ -182,10 +183,12 @@ pub async fn restore(
     // 2. Plan: blob → the files and offsets it fills, grouped by pack.
     let mut by_pack: HashMap<PackId, HashMap<BlobId, Placement>> = HashMap::new();
     let mut file_failed: Vec<Option<String>> = vec![None; files.len()];
+    let mut placements = vec![0usize; files.len()];
     for (n, plan) in files.iter().enumerate() {
         let NodeKind::File { content } = &plan.node.kind else {
             continue;
         };
+        placements[n] = content.len();
         let mut offset = 0u64;
         for id in content {
             let Some(loc) = index.lookup(id) else {
@@ -214,7 +217,7 @@ pub async fn restore(
     }
 
     // 3. Read packs and write content.
-    let files = Arc::new(files);
+    let files = Arc::new(Files::new(files, &placements));
     let failures = Arc::new(Mutex::new(file_failed));
     let concurrency = options.concurrency.unwrap_or(4).max(1);
     let work = by_pack.into_iter().flat_map(|(pack, blobs)| {
@@ -248,8 +251,8 @@ pub async fn restore(
 
     // 4. Hard links, then metadata (files, specials, then directories deepest first).
     let failures = std::mem::take(&mut *failures.lock().unwrap_or_else(|p| p.into_inner()));
-    let is_root = unsafe { libc::geteuid() } == 0;
-    for (n, plan) in files.iter().enumerate() {
+    let is_root = files.is_root();
+    for (n, plan) in files.plans.iter().enumerate() {
         if let Some(reason) = &failures[n] {
             let _ = fs::remove_file(&plan.path);
             outcome
@@ -259,25 +262,24 @@ pub async fn restore(
         }
         outcome.files += 1;
         outcome.bytes += plan.node.size;
-        if let Err(e) = apply_metadata(&plan.path, &plan.node, is_root) {
-            outcome
-                .errors
-                .push((plan.path.clone(), format!("setting metadata: {e}")));
-        }
+        // Files completed by a writer have theirs already.
+        files.set_metadata(n);
     }
+    outcome.errors.extend(files.take_metadata_errors());
+    let plans = &files.plans;
     for (dest, first) in links {
         if failures[first].is_some() {
             continue;
         }
         let _ = fs::remove_file(&dest);
-        match fs::hard_link(&files[first].path, &dest) {
+        match fs::hard_link(&plans[first].path, &dest) {
             Ok(()) => outcome.hardlinks += 1,
             Err(e) => outcome.errors.push((dest, format!("hard link: {e}"))),
         }
     }
     for (dest, node) in &specials {
         outcome.specials += 1;
-        if let Err(e) = apply_metadata(dest, node, is_root) {
+        if let Err(e) = files::apply_metadata(dest, node, is_root) {
             outcome
                 .errors
                 .push((dest.clone(), format!("setting metadata: {e}")));
@@ -285,7 +287,7 @@ pub async fn restore(
     }
     for (dest, node) in dirs.iter().rev() {
         outcome.dirs += 1;
-        if let Err(e) = apply_metadata(dest, node, is_root) {
+        if let Err(e) = files::apply_metadata(dest, node, is_root) {
             outcome
                 .errors
                 .push((dest.clone(), format!("setting metadata: {e}")));
@@ -295,7 +297,7 @@ pub async fn restore(
     // 5. Optional verification: re-read each file and compare blob by blob.
     if options.verify {
         let (verified, errors) =
-            verify_files(repo.keys().clone(), &index, &files[..], &failures).await;
+            verify::verify_files(repo.keys().clone(), &index, plans, &failures).await;
         outcome.verified = verified;
         outcome.errors.extend(errors);
     }
@@ -309,7 +311,7 @@ async fn restore_run(
     repo: &Repository,
     pack: PackId,
     run: Vec<Placement>,
-    files: Arc<Vec<FilePlan>>,
+    files: Arc<Files>,
     failures: Arc<Mutex<Vec<Option<String>>>>,
     progress: Arc<RestoreProgress>,
 ) {
@@ -356,7 +358,7 @@ async fn restore_run_once(
     repo: &Repository,
     pack: PackId,
     run: Vec<Placement>,
-    files: Arc<Vec<FilePlan>>,
+    files: Arc<Files>,
     failures: Arc<Mutex<Vec<Option<String>>>>,
     progress: Arc<RestoreProgress>,
 ) -> Vec<(Placement, String)> {
@@ -419,15 +421,9 @@ async fn restore_run_once(
                 };
                 let zero = data.iter().all(|&b| b == 0);
                 for &(n, offset) in &p.targets {
-                    if !zero {
-                        let plan = &files2[n];
-                        let written = OpenOptions::new()
-                            .write(true)
-                            .open(&plan.path)
-                            .and_then(|f| f.write_all_at(&data, offset));
-                        if let Err(e) = written {
-                            write_errors.push((n, format!("{}: {e}", plan.path.display())));
-                        }
+                    if let Err(e) = files2.write(n, offset, &data, zero) {
+                        let path = files2.plans[n].path.display();
+                        write_errors.push((n, format!("{path}: {e}")));
                     }
                     progress2
                         .bytes_done
@@ -455,160 +451,4 @@ async fn restore_run_once(
         pending = still;
     }
     pending
-}
-
-/// Creates the restore target (a directory) when missing and checks that it
-/// can be written, so a bad target is one clear error before anything is
-/// written rather than an error per file.
-fn prepare_target(target: &Path) -> Result<()> {
-    let shown = target.display();
-    match fs::metadata(target) {
-        Ok(meta) if !meta.is_dir() => {
-            return Err(Error::InvalidInput(format!(
-                "restore target {shown} exists and is not a directory; \
-                 give a directory (it is created when missing)"
-            )))
-        }
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            fs::create_dir_all(target).map_err(|e| {
-                Error::InvalidInput(format!(
-                    "cannot create the restore target {shown}: {e}; \
-                     give a directory you can write to"
-                ))
-            })?;
-        }
-        Err(e) => {
-            return Err(Error::InvalidInput(format!(
-                "cannot use the restore target {shown}: {e}; give a directory you can write to"
-            )))
-        }
-    }
-    let cpath = std::ffi::CString::new(target.as_os_str().as_bytes())
-        .map_err(|_| Error::InvalidInput(format!("restore target {shown} contains a NUL byte")))?;
-    // SAFETY: `cpath` is a valid NUL-terminated path for the duration of the call.
-    if unsafe { libc::access(cpath.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
-        let e = std::io::Error::last_os_error();
-        return Err(Error::InvalidInput(format!(
-            "restore target {shown} is not writable: {e}; give a directory you can write to"
-        )));
-    }
-    Ok(())
-}
-
-/// Creates a symlink, pipe or device; returns false for what is not recreated (sockets).
-fn create_special(dest: &Path, node: &Node) -> std::io::Result<bool> {
-    if fs::symlink_metadata(dest).is_ok() {
-        fs::remove_file(dest)?;
-    }
-    let cpath =
-        || std::ffi::CString::new(dest.as_os_str().as_bytes()).map_err(std::io::Error::other);
-    let check = |rc: libc::c_int| {
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(std::io::Error::last_os_error())
-        }
-    };
-    match &node.kind {
-        NodeKind::Symlink { target } => {
-            std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(target), dest)?
-        }
-        // SAFETY: cpath is a valid NUL-terminated string for the duration of the call.
-        NodeKind::Fifo => check(unsafe { libc::mkfifo(cpath()?.as_ptr(), 0o600) })?,
-        NodeKind::BlockDevice { rdev } | NodeKind::CharDevice { rdev } => {
-            let kind = if matches!(node.kind, NodeKind::BlockDevice { .. }) {
-                libc::S_IFBLK
-            } else {
-                libc::S_IFCHR
-            };
-            // SAFETY: as above.
-            check(unsafe { libc::mknod(cpath()?.as_ptr(), kind | 0o600, *rdev as libc::dev_t) })?
-        }
-        NodeKind::Socket => return Ok(false),
-        NodeKind::File { .. } | NodeKind::Dir { .. } => return Ok(false),
-    }
-    Ok(true)
-}
-
-/// Sets owner (as root), permissions and modification time.
-fn apply_metadata(dest: &Path, node: &Node, is_root: bool) -> std::io::Result<()> {
-    let symlink = matches!(node.kind, NodeKind::Symlink { .. });
-    if is_root {
-        std::os::unix::fs::lchown(dest, Some(node.uid), Some(node.gid))?;
-    }
-    if !symlink {
-        fs::set_permissions(dest, fs::Permissions::from_mode(node.mode))?;
-    }
-    let mtime = filetime::FileTime::from_unix_time(node.mtime, node.mtime_nsec);
-    // By path, never by opening: opening a FIFO blocks, a device may act.
-    // (The "symlink" variant is utimensat with AT_SYMLINK_NOFOLLOW: right for every kind.)
-    filetime::set_symlink_file_times(dest, mtime, mtime)
-}
-
-/// Re-reads every restored file and compares each blob-sized piece's id.
-async fn verify_files(
-    keys: Arc<crate::crypto::MasterKeys>,
-    index: &MasterIndex,
-    files: &[FilePlan],
-    failures: &[Option<String>],
-) -> (u64, Vec<(PathBuf, String)>) {
-    let mut jobs = Vec::new();
-    for (n, plan) in files.iter().enumerate() {
-        if failures[n].is_some() {
-            continue;
-        }
-        let NodeKind::File { content } = &plan.node.kind else {
-            continue;
-        };
-        let pieces: Option<Vec<(BlobId, u32)>> = content
-            .iter()
-            .map(|id| index.lookup(id).map(|l| (*id, l.raw_length)))
-            .collect();
-        if let Some(pieces) = pieces {
-            jobs.push((plan.path.clone(), plan.node.size, pieces));
-        }
-    }
-    tokio::task::spawn_blocking(move || {
-        let mut verified = 0;
-        let mut errors = Vec::new();
-        let mut buf = Vec::new();
-        for (path, size, pieces) in jobs {
-            match verify_one(&keys, &path, size, &pieces, &mut buf) {
-                Ok(()) => verified += 1,
-                Err(reason) => errors.push((path, format!("verification failed: {reason}"))),
-            }
-        }
-        (verified, errors)
-    })
-    .await
-    .unwrap_or_else(|e| {
-        (
-            0,
-            vec![(PathBuf::new(), format!("verification thread failed: {e}"))],
-        )
-    })
-}
-
-fn verify_one(
-    keys: &crate::crypto::MasterKeys,
-    path: &Path,
-    size: u64,
-    pieces: &[(BlobId, u32)],
-    buf: &mut Vec<u8>,
-) -> std::result::Result<(), String> {
-    use std::io::Read;
-    let mut file = fs::File::open(path).map_err(|e| e.to_string())?;
-    let actual = file.metadata().map_err(|e| e.to_string())?.len();
-    if actual != size {
-        return Err(format!("size {actual}, expected {size}"));
-    }
-    for (i, (id, len)) in pieces.iter().enumerate() {
-        buf.resize(*len as usize, 0);
-        file.read_exact(buf).map_err(|e| e.to_string())?;
-        if keys.blob_id(buf) != *id {
-            return Err(format!("content differs in chunk {i}"));
-        }
-    }
-    Ok(())
 }

@@ -1,0 +1,221 @@
+//! The file system side of a restore: the target directory, files created
+//! when their first verified blob arrives, metadata set by whichever writer
+//! completes a file, and the specials (symlinks, pipes, devices).
+
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use crate::error::{Error, Result};
+use crate::tree::{Node, NodeKind};
+
+/// A regular file to restore.
+pub(super) struct FilePlan {
+    pub path: PathBuf,
+    pub node: Node,
+}
+
+/// One file's progress, shared by the writers.
+struct FileState {
+    /// Created (truncated to its size) by the first writer; every other
+    /// writer of the file waits for it, so the truncation happens once.
+    created: OnceLock<std::result::Result<(), String>>,
+    /// Placements not yet written; the writer that takes it to zero sets
+    /// the metadata, while the file is still warm.
+    remaining: AtomicUsize,
+    metadata_set: AtomicBool,
+}
+
+/// Every file of a restore and what has happened to it.
+pub(super) struct Files {
+    pub plans: Vec<FilePlan>,
+    states: Vec<FileState>,
+    is_root: bool,
+    /// Metadata that could not be set, reported with the outcome.
+    metadata_errors: Mutex<Vec<(PathBuf, String)>>,
+}
+
+impl Files {
+    /// `placements[n]` = how many blob placements file `n` receives.
+    pub fn new(plans: Vec<FilePlan>, placements: &[usize]) -> Self {
+        let states = placements
+            .iter()
+            .map(|&n| FileState {
+                created: OnceLock::new(),
+                remaining: AtomicUsize::new(n),
+                metadata_set: AtomicBool::new(false),
+            })
+            .collect();
+        Files {
+            plans,
+            states,
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            is_root: unsafe { libc::geteuid() } == 0,
+            metadata_errors: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Writes one verified blob's bytes into file `n` at `offset` (all-zero
+    /// bytes stay a hole), creating the file first if no writer has. When this
+    /// was the file's last placement its metadata is set.
+    pub fn write(&self, n: usize, offset: u64, data: &[u8], zero: bool) -> std::io::Result<()> {
+        let (plan, state) = (&self.plans[n], &self.states[n]);
+        let mut fresh: Option<File> = None;
+        let created =
+            state
+                .created
+                .get_or_init(|| match create_sized(&plan.path, plan.node.size) {
+                    Ok(file) => {
+                        fresh = Some(file);
+                        Ok(())
+                    }
+                    Err(e) => Err(e.to_string()),
+                });
+        if let Err(e) = created {
+            return Err(std::io::Error::other(e.clone()));
+        }
+        if !zero {
+            let file = match fresh {
+                Some(file) => file,
+                None => OpenOptions::new().write(true).open(&plan.path)?,
+            };
+            file.write_all_at(data, offset)?;
+        }
+        if state.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.set_metadata(n);
+        }
+        Ok(())
+    }
+
+    /// Sets file `n`'s metadata unless a writer already did.
+    pub fn set_metadata(&self, n: usize) {
+        if self.states[n].metadata_set.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let plan = &self.plans[n];
+        if let Err(e) = apply_metadata(&plan.path, &plan.node, self.is_root) {
+            self.metadata_errors
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((plan.path.clone(), format!("setting metadata: {e}")));
+        }
+    }
+
+    /// The metadata errors so far.
+    pub fn take_metadata_errors(&self) -> Vec<(PathBuf, String)> {
+        std::mem::take(
+            &mut *self
+                .metadata_errors
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        )
+    }
+
+    /// True when running as root (owners are restored).
+    pub fn is_root(&self) -> bool {
+        self.is_root
+    }
+}
+
+/// Creates (or truncates) `path` and gives it its final size.
+pub(super) fn create_sized(path: &Path, size: u64) -> std::io::Result<File> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)?;
+    file.set_len(size)?;
+    Ok(file)
+}
+
+/// Creates the restore target (a directory) when missing and checks that it
+/// can be written, so a bad target is one clear error before anything is
+/// written rather than an error per file.
+pub(super) fn prepare_target(target: &Path) -> Result<()> {
+    let shown = target.display();
+    match fs::metadata(target) {
+        Ok(meta) if !meta.is_dir() => {
+            return Err(Error::InvalidInput(format!(
+                "restore target {shown} exists and is not a directory; \
+                 give a directory (it is created when missing)"
+            )))
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            fs::create_dir_all(target).map_err(|e| {
+                Error::InvalidInput(format!(
+                    "cannot create the restore target {shown}: {e}; \
+                     give a directory you can write to"
+                ))
+            })?;
+        }
+        Err(e) => {
+            return Err(Error::InvalidInput(format!(
+                "cannot use the restore target {shown}: {e}; give a directory you can write to"
+            )))
+        }
+    }
+    let cpath = std::ffi::CString::new(target.as_os_str().as_bytes())
+        .map_err(|_| Error::InvalidInput(format!("restore target {shown} contains a NUL byte")))?;
+    // SAFETY: `cpath` is a valid NUL-terminated path for the duration of the call.
+    if unsafe { libc::access(cpath.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(Error::InvalidInput(format!(
+            "restore target {shown} is not writable: {e}; give a directory you can write to"
+        )));
+    }
+    Ok(())
+}
+
+/// Creates a symlink, pipe or device; returns false for what is not recreated (sockets).
+pub(super) fn create_special(dest: &Path, node: &Node) -> std::io::Result<bool> {
+    if fs::symlink_metadata(dest).is_ok() {
+        fs::remove_file(dest)?;
+    }
+    let cpath =
+        || std::ffi::CString::new(dest.as_os_str().as_bytes()).map_err(std::io::Error::other);
+    let check = |rc: libc::c_int| {
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    };
+    match &node.kind {
+        NodeKind::Symlink { target } => {
+            std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(target), dest)?
+        }
+        // SAFETY: cpath is a valid NUL-terminated string for the duration of the call.
+        NodeKind::Fifo => check(unsafe { libc::mkfifo(cpath()?.as_ptr(), 0o600) })?,
+        NodeKind::BlockDevice { rdev } | NodeKind::CharDevice { rdev } => {
+            let kind = if matches!(node.kind, NodeKind::BlockDevice { .. }) {
+                libc::S_IFBLK
+            } else {
+                libc::S_IFCHR
+            };
+            // SAFETY: as above.
+            check(unsafe { libc::mknod(cpath()?.as_ptr(), kind | 0o600, *rdev as libc::dev_t) })?
+        }
+        NodeKind::Socket => return Ok(false),
+        NodeKind::File { .. } | NodeKind::Dir { .. } => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// Sets owner (as root), permissions and modification time.
+pub(super) fn apply_metadata(dest: &Path, node: &Node, is_root: bool) -> std::io::Result<()> {
+    let symlink = matches!(node.kind, NodeKind::Symlink { .. });
+    if is_root {
+        std::os::unix::fs::lchown(dest, Some(node.uid), Some(node.gid))?;
+    }
+    if !symlink {
+        fs::set_permissions(dest, fs::Permissions::from_mode(node.mode))?;
+    }
+    let mtime = filetime::FileTime::from_unix_time(node.mtime, node.mtime_nsec);
+    // By path, never by opening: opening a FIFO blocks, a device may act.
+    // (The "symlink" variant is utimensat with AT_SYMLINK_NOFOLLOW: right for every kind.)
+    filetime::set_symlink_file_times(dest, mtime, mtime)
+}
