@@ -148,35 +148,38 @@ impl Walker<'_> {
         }
         // Above the targets only the components leading to them are listed.
         let virtual_children = targets.filter(|t| !t.target);
-        let mut names: Vec<Vec<u8>> = match virtual_children {
-            Some(t) => t.children.keys().cloned().collect(),
+        // Listed entries keep their `DirEntry`: its metadata is an `fstatat`
+        // relative to the open directory, not a walk of the whole path.
+        let mut entries: Vec<(Vec<u8>, Option<std::fs::DirEntry>)> = match virtual_children {
+            Some(t) => t.children.keys().map(|name| (name.clone(), None)).collect(),
             None => {
-                let mut names = Vec::new();
+                let mut entries = Vec::new();
                 for entry in std::fs::read_dir(dir).map_err(WalkFail::Skip)? {
                     match entry {
-                        Ok(e) => names.push(e.file_name().as_bytes().to_vec()),
+                        Ok(e) => entries.push((e.file_name().as_bytes().to_vec(), Some(e))),
                         Err(e) => self.skip(dir, e.to_string()),
                     }
                 }
-                names.sort_unstable();
-                names
+                entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                entries
             }
         };
-        names.dedup();
-        let mut nodes = Vec::with_capacity(names.len());
+        entries.dedup_by(|a, b| a.0 == b.0);
+        let mut nodes = Vec::with_capacity(entries.len());
         let mut files = DirFiles::default();
-        for name in names {
+        for (name, entry) in entries {
             let path = dir.join(std::ffi::OsStr::from_bytes(&name));
             if virtual_children.is_none() && self.excludes.is_excluded(&path, &name) {
                 continue;
             }
-            let meta = match std::fs::symlink_metadata(&path) {
-                Ok(m) => m,
-                Err(e) => {
-                    self.skip(&path, e.to_string());
-                    continue;
-                }
-            };
+            let meta =
+                match entry.map_or_else(|| std::fs::symlink_metadata(&path), |e| e.metadata()) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        self.skip(&path, e.to_string());
+                        continue;
+                    }
+                };
             let child_targets = virtual_children.and_then(|t| t.children.get(&name));
             let parent_node = parent.and_then(|t| t.find(&name));
             let visited = self.visit(&path, name, &meta, child_targets, parent_node, &mut files)?;
