@@ -458,6 +458,9 @@ fn measure_all(opts: &Options, work: &Path) -> Result<(), String> {
             .push(value);
     };
     for run in 1..=opts.runs {
+        // Each run starts with the next tool, so none is always first (with
+        // the coldest caches) or last.
+        runners.rotate_left(usize::from(run > 1));
         for r in &mut runners {
             let _ = fs::remove_dir_all(r.repo.parent().unwrap_or(&r.repo));
             fs::create_dir_all(r.repo.parent().unwrap_or(&r.repo)).map_err(|e| e.to_string())?;
@@ -494,9 +497,11 @@ fn measure_all(opts: &Options, work: &Path) -> Result<(), String> {
             record(r.tool, "one_file_changed_backup_s", s.seconds);
             record(r.tool, "repository_mb", tree_size(&r.repo).0 as f64 / 1e6);
         }
+        // Restores stay until the run is over: ext4 scans past inodes freed in
+        // the last minute or so when it creates files, so deleting one tool's
+        // restore would slow the next tool's.
         for r in &runners {
-            let target = work.join("restore");
-            let _ = fs::remove_dir_all(&target);
+            let target = work.join(format!("restore-{}", r.tool.name()));
             let s = r.restore(&target)?;
             eprintln!(
                 "run {run}: {:<8} full restore      {:6.2} s {:6.0} MB",
@@ -509,7 +514,9 @@ fn measure_all(opts: &Options, work: &Path) -> Result<(), String> {
             if r.tool == Tool::Lifeboat {
                 check_restored(&source, &target)?;
             }
-            let _ = fs::remove_dir_all(&target);
+        }
+        for r in &runners {
+            let _ = fs::remove_dir_all(work.join(format!("restore-{}", r.tool.name())));
         }
     }
 
@@ -523,7 +530,8 @@ fn measure_all(opts: &Options, work: &Path) -> Result<(), String> {
             (tool, rows)
         })
         .collect();
-    let tools: Vec<Tool> = runners.iter().map(|r| r.tool).collect();
+    let mut tools: Vec<Tool> = runners.iter().map(|r| r.tool).collect();
+    tools.sort();
     if opts.json {
         print_json(
             opts,
