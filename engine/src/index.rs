@@ -1,11 +1,19 @@
 //! Index files (stored) and the in-memory master index.
 //!
 //! An index file is a sealed postcard [`IndexFile`] listing, per pack, the
-//! blobs it holds with their offsets and lengths. The master index merges every
-//! index file into one sorted array of fixed-size entries (52 bytes per blob),
-//! searched by binary search: no per-blob heap allocation.
+//! blobs it holds with their offsets and lengths. The [`MasterIndex`] merges
+//! every index file into two flat arrays: 34-byte records (the whole blob id
+//! and a slot number) sorted by id in 65,536 buckets of the id's first two
+//! bytes, and 6-byte slots in pack order holding offsets and plaintext
+//! lengths, from which sealed lengths follow. That is 40 bytes per blob, plus
+//! 50 per pack (its id, a run and a sentinel slot) and 256 KiB in all; no
+//! per-blob heap allocation, lookups within one bucket (O(log n)), every
+//! listed value returned exactly (values too large for a slot go to a side
+//! table). The layout is described in `index/master.rs`.
 
-use std::collections::HashMap;
+mod master;
+
+pub use master::MasterIndex;
 
 use serde::{Deserialize, Serialize};
 
@@ -134,162 +142,6 @@ pub struct BlobLocation {
     pub raw_length: u32,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Entry {
-    id: BlobId,
-    pack: u32,
-    offset: u32,
-    length: u32,
-    raw_length: u32,
-    blob_type: BlobType,
-}
-
-/// All index files merged: blob id → location, compact and sorted.
-#[derive(Debug, Default)]
-pub struct MasterIndex {
-    packs: Vec<PackId>,
-    pack_numbers: HashMap<PackId, u32>,
-    entries: Vec<Entry>,
-    sorted: bool,
-}
-
-impl MasterIndex {
-    /// An empty index.
-    pub fn new() -> Self {
-        MasterIndex::default()
-    }
-
-    /// Makes room for `entries` more blob entries.
-    pub fn reserve(&mut self, entries: usize) {
-        self.entries.reserve(entries);
-    }
-
-    /// Adds every pack of an index file. Call [`MasterIndex::finish`] before lookups.
-    pub fn add_file(&mut self, file: &IndexFile) {
-        for pack in &file.packs {
-            let number = *self.pack_numbers.entry(pack.id).or_insert_with(|| {
-                self.packs.push(pack.id);
-                (self.packs.len() - 1) as u32
-            });
-            self.entries.extend(pack.blobs.iter().map(|b| Entry {
-                id: b.id,
-                pack: number,
-                offset: b.offset,
-                length: b.length,
-                raw_length: b.raw_length,
-                blob_type: b.blob_type,
-            }));
-        }
-        self.sorted = false;
-    }
-
-    /// Sorts the entries (duplicates across packs keep every copy, first found wins lookups).
-    pub fn finish(&mut self) {
-        self.entries
-            .sort_by(|a, b| a.id.cmp(&b.id).then(a.pack.cmp(&b.pack)));
-        self.entries.shrink_to_fit();
-        self.sorted = true;
-    }
-
-    fn position(&self, id: &BlobId) -> Option<usize> {
-        debug_assert!(self.sorted, "MasterIndex::finish not called");
-        let i = self.entries.partition_point(|e| e.id < *id);
-        (self.entries.get(i)?.id == *id).then_some(i)
-    }
-
-    /// Locates a blob.
-    pub fn lookup(&self, id: &BlobId) -> Option<BlobLocation> {
-        let e = self.entries[self.position(id)?];
-        Some(BlobLocation {
-            pack: self.packs[e.pack as usize],
-            blob_type: e.blob_type,
-            offset: e.offset,
-            length: e.length,
-            raw_length: e.raw_length,
-        })
-    }
-
-    /// True when the blob is indexed.
-    pub fn contains(&self, id: &BlobId) -> bool {
-        self.position(id).is_some()
-    }
-
-    /// Number of blob entries.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// True when empty.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    /// Every indexed pack.
-    pub fn packs(&self) -> &[PackId] {
-        &self.packs
-    }
-
-    /// Every entry of one pack, in offset order.
-    pub fn entries_of_pack(&self) -> HashMap<PackId, Vec<PackEntry>> {
-        let mut by_pack: HashMap<PackId, Vec<PackEntry>> = HashMap::new();
-        for e in &self.entries {
-            by_pack
-                .entry(self.packs[e.pack as usize])
-                .or_default()
-                .push(PackEntry {
-                    blob_type: e.blob_type,
-                    id: e.id,
-                    offset: e.offset,
-                    length: e.length,
-                    raw_length: e.raw_length,
-                });
-        }
-        for list in by_pack.values_mut() {
-            list.sort_by_key(|e| e.offset);
-        }
-        by_pack
-    }
-
-    /// The position of `id`'s first entry (the one lookups return), in
-    /// `0..len()`: a dense number for bitsets over the index.
-    pub fn position_of(&self, id: &BlobId) -> Option<usize> {
-        self.position(id)
-    }
-
-    /// The entry at `position`: its blob id, location and pack number (an
-    /// index into [`MasterIndex::packs`]).
-    pub fn entry_at(&self, position: usize) -> Option<(BlobId, BlobLocation, u32)> {
-        let e = self.entries.get(position)?;
-        Some((
-            e.id,
-            BlobLocation {
-                pack: self.packs[e.pack as usize],
-                blob_type: e.blob_type,
-                offset: e.offset,
-                length: e.length,
-                raw_length: e.raw_length,
-            },
-            e.pack,
-        ))
-    }
-
-    /// Every entry position, ordered by pack number then offset: 4 bytes per
-    /// blob, to walk the index pack by pack without regrouping it.
-    pub fn positions_by_pack(&self) -> Vec<u32> {
-        let mut order: Vec<u32> = (0..self.entries.len() as u32).collect();
-        order.sort_unstable_by_key(|&i| {
-            let e = &self.entries[i as usize];
-            (e.pack, e.offset)
-        });
-        order
-    }
-
-    /// Bytes of memory per blob entry (for the benchmark and docs).
-    pub const fn bytes_per_entry() -> usize {
-        std::mem::size_of::<Entry>()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,7 +182,7 @@ mod tests {
             PackId([2; 32])
         );
         assert!(master.lookup(&BlobId([4; 32])).is_none());
-        assert!(MasterIndex::bytes_per_entry() <= 56);
+        assert!(MasterIndex::bytes_per_entry() <= 40);
         // A taken index file leaves a writable one behind.
         let mut taken = IndexFile::new();
         let _ = std::mem::take(&mut taken);
