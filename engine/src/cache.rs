@@ -9,12 +9,15 @@
 //! a crash leaves no partial entry. Any cache failure only costs a download.
 //!
 //! Layout under the cache directory (one per repository):
-//! `index/<id>`, `snapshots/<id>`, `trees/<xx>/<blob id>`.
+//! `index/<id>`, `snapshots/<id>`, `trees/<xx>/<blob id>` (trees read from a
+//! destination), `tree-packs/<pack id>` (whole tree packs this machine wrote:
+//! a backup keeps its tree packs, so the next one reads its parent's trees
+//! without a download and without a file per tree).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::ids::{storage_hash, BlobId, ObjectKind};
+use crate::ids::{storage_hash, BlobId, ObjectKind, PackId};
 
 /// The metadata cache of one repository.
 #[derive(Debug, Clone)]
@@ -82,6 +85,51 @@ impl MetadataCache {
     pub fn forget_tree(&self, id: &BlobId) {
         tracing::warn!("cache: tree {id} is damaged; fetching it again");
         let _ = std::fs::remove_file(self.tree_path(id));
+    }
+
+    fn tree_pack_path(&self, pack: &PackId) -> PathBuf {
+        self.dir.join("tree-packs").join(pack.to_hex())
+    }
+
+    /// Keeps a whole tree pack as written (its name is its hash).
+    pub fn put_tree_pack(&self, pack: &PackId, bytes: &[u8]) {
+        write_atomic(&self.tree_pack_path(pack), bytes);
+    }
+
+    /// `length` bytes at `offset` of a cached tree pack (one sealed tree blob);
+    /// the caller verifies them and calls [`MetadataCache::forget_tree_pack`]
+    /// when they do not open.
+    pub fn tree_from_pack(&self, pack: &PackId, offset: u32, length: u32) -> Option<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::File::open(self.tree_pack_path(pack)).ok()?;
+        let mut buf = vec![0; length as usize];
+        file.read_exact_at(&mut buf, u64::from(offset)).ok()?;
+        Some(buf)
+    }
+
+    /// Drops a cached tree pack that held a damaged blob.
+    pub fn forget_tree_pack(&self, pack: &PackId) {
+        tracing::warn!("cache: tree pack {pack} is damaged; fetching its trees again");
+        let _ = std::fs::remove_file(self.tree_pack_path(pack));
+    }
+
+    /// Removes cached tree packs the index no longer lists (pruned).
+    pub fn retain_tree_packs(&self, live: &[PackId]) {
+        let Ok(entries) = std::fs::read_dir(self.dir.join("tree-packs")) else {
+            return;
+        };
+        let mut live_set = None;
+        for entry in entries.flatten() {
+            let live_set = live_set
+                .get_or_insert_with(|| live.iter().collect::<std::collections::HashSet<_>>());
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let keep = name
+                .parse::<PackId>()
+                .is_ok_and(|id| live_set.contains(&id));
+            if !keep {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
     }
 
     /// Removes cached index files and snapshots no longer in the repository.

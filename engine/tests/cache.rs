@@ -83,3 +83,47 @@ fn files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_keeps_its_tree_packs_so_the_next_reads_no_pack() {
+    let src = tempfile::tempdir().unwrap();
+    source_tree(src.path());
+    let memory = MemoryBackend::new("m");
+    let recorder = FaultyBackend::new(Arc::new(memory), FaultPlan::default());
+    let dests = DestinationSet::new(vec![Arc::new(recorder.clone())]).unwrap();
+    init_repo(dests.clone()).await;
+    let cache_dir = tempfile::tempdir().unwrap();
+    let open = || async {
+        Repository::open(dests.clone(), b"pw")
+            .await
+            .unwrap()
+            .with_cache(MetadataCache::new(cache_dir.path()))
+    };
+    run_backup(&open().await, src.path()).await.unwrap();
+    let tree_packs = files(&cache_dir.path().join("tree-packs"));
+    assert_eq!(tree_packs.len(), 1, "one tree pack kept: {tree_packs:?}");
+
+    // The parent's trees come from the kept pack: no pack is read at all.
+    recorder.take_reads();
+    let second = run_backup(&open().await, src.path()).await.unwrap();
+    let pack_reads = |reads: Vec<(String, bool)>| {
+        reads
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("data/"))
+            .count()
+    };
+    assert_eq!(pack_reads(recorder.take_reads()), 0);
+    assert_eq!(second.snapshot.summary.files_changed, 0);
+    assert!(second.snapshot.summary.files_unmodified > 0);
+
+    // A damaged kept pack is dropped and the trees are read from the destination.
+    let mut bytes = std::fs::read(&tree_packs[0]).unwrap();
+    bytes[10] ^= 0x40;
+    std::fs::write(&tree_packs[0], &bytes).unwrap();
+    let third = run_backup(&open().await, src.path()).await.unwrap();
+    assert_eq!(third.snapshot.tree, second.snapshot.tree);
+    assert!(pack_reads(recorder.take_reads()) > 0);
+    assert!(!tree_packs[0].exists(), "the damaged pack is dropped");
+    let listed = list_all_paths(&open().await).await;
+    assert!(listed.len() >= 3);
+}

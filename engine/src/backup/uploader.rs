@@ -21,7 +21,7 @@ use super::stats::add;
 use crate::error::{Error, Result};
 use crate::ids::ObjectKind;
 use crate::index::IndexFile;
-use crate::pack::FinishedPack;
+use crate::pack::{BlobType, FinishedPack};
 use crate::repo::Repository;
 
 /// Packs waiting in each destination's queue.
@@ -164,6 +164,14 @@ async fn write_indexes(
             continue;
         }
         let pack = &flight.pack;
+        // This machine's next backup reads these trees as its parent's.
+        let trees = pack
+            .entries
+            .first()
+            .is_some_and(|e| e.blob_type == BlobType::Tree);
+        if let Some(cache) = repo.cache().filter(|_| trees) {
+            cache.put_tree_pack(&pack.id, &pack.bytes);
+        }
         add(&progress.bytes_uploaded, pack.bytes.len() as u64);
         add(&progress.data_added_packed, pack.bytes.len() as u64);
         index.add_pack(pack.id, &pack.entries);

@@ -168,6 +168,9 @@ impl Repository {
             master.add_file(&file);
         }
         master.finish();
+        if let Some(cache) = self.cache() {
+            cache.retain_tree_packs(master.packs());
+        }
         Ok(master)
     }
 

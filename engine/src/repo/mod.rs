@@ -340,6 +340,12 @@ impl Repository {
             .cache()
             .filter(|_| loc.blob_type == crate::pack::BlobType::Tree);
         if let Some(cache) = tree_cache {
+            if let Some(sealed) = cache.tree_from_pack(&loc.pack, loc.offset, loc.length) {
+                match open_blob(&self.keys, &loc.pack, &entry, &sealed) {
+                    Ok(plain) => return Ok(plain),
+                    Err(_) => cache.forget_tree_pack(&loc.pack),
+                }
+            }
             if let Some(sealed) = cache.tree(id) {
                 match open_blob(&self.keys, &loc.pack, &entry, &sealed) {
                     Ok(plain) => return Ok(plain),
