@@ -37,12 +37,16 @@ fn init_logging(verbose: u8, quiet: bool) {
 /// that it does not return: peak RSS grew by ~50 MB on /usr/share. A fixed
 /// threshold sends packs to mmap; a high trim threshold keeps the heap from
 /// being returned and re-faulted on every free (which cost 4x in time).
+/// Two arenas instead of eight per core: each arena keeps its own free
+/// chunk-sized blocks, and restore's many blocking threads held ~60 MB more
+/// with the default (194 -> 130 MB on /usr/share, same time).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn tune_malloc() {
     // SAFETY: called first thing in main, before any other thread exists.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 8 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
+        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }
 
