@@ -27,6 +27,7 @@
 
 mod backend;
 mod chaos;
+mod durable_write;
 pub mod conformance;
 mod error;
 mod fault;

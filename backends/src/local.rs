@@ -6,8 +6,8 @@
 //! object. Filesystems without hard links (FAT, exFAT) fall back to
 //! check-then-rename, which is safe for content-named objects.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::fs::{self, File};
+use std::io::{Read, Seek, SeekFrom};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -79,12 +79,7 @@ impl LocalBackend {
             ));
         }
         let tmp = dir.join(format!("{TEMP_PREFIX}{:016x}", rand::random::<u64>()));
-        let result = (|| -> std::io::Result<()> {
-            let mut file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-            file.write_all(data)?;
-            file.sync_all()?;
-            Ok(())
-        })();
+        let result = crate::durable_write::write_new_file(&tmp, data);
         if let Err(err) = result {
             let _ = fs::remove_file(&tmp);
             return Err(self.io_err(key, err));
