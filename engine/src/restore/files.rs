@@ -77,26 +77,33 @@ impl Files {
         if let Err(e) = created {
             return Err(std::io::Error::other(e.clone()));
         }
+        let mut open = fresh;
         if !zero {
-            let file = match fresh {
+            let file = match open.take() {
                 Some(file) => file,
                 None => OpenOptions::new().write(true).open(&plan.path)?,
             };
             file.write_all_at(data, offset)?;
+            open = Some(file);
         }
         if state.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.set_metadata(n);
+            self.set_metadata(n, open.as_ref());
         }
         Ok(())
     }
 
-    /// Sets file `n`'s metadata unless a writer already did.
-    pub fn set_metadata(&self, n: usize) {
+    /// Sets file `n`'s metadata unless a writer already did: through `open`
+    /// when the caller holds the file (no path lookups), else by path.
+    pub fn set_metadata(&self, n: usize, open: Option<&File>) {
         if self.states[n].metadata_set.swap(true, Ordering::AcqRel) {
             return;
         }
         let plan = &self.plans[n];
-        if let Err(e) = apply_metadata(&plan.path, &plan.node, self.is_root) {
+        let applied = match open {
+            Some(file) => apply_file_metadata(file, &plan.node, self.is_root),
+            None => apply_metadata(&plan.path, &plan.node, self.is_root),
+        };
+        if let Err(e) = applied {
             self.metadata_errors
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -203,6 +210,16 @@ pub(super) fn create_special(dest: &Path, node: &Node) -> std::io::Result<bool> 
         NodeKind::File { .. } | NodeKind::Dir { .. } => return Ok(false),
     }
     Ok(true)
+}
+
+/// [`apply_metadata`] for a regular file held open.
+fn apply_file_metadata(file: &File, node: &Node, is_root: bool) -> std::io::Result<()> {
+    if is_root {
+        std::os::unix::fs::fchown(file, Some(node.uid), Some(node.gid))?;
+    }
+    file.set_permissions(fs::Permissions::from_mode(node.mode))?;
+    let mtime = filetime::FileTime::from_unix_time(node.mtime, node.mtime_nsec);
+    filetime::set_file_handle_times(file, Some(mtime), Some(mtime))
 }
 
 /// Sets owner (as root), permissions and modification time.

@@ -263,7 +263,7 @@ pub async fn restore(
         outcome.files += 1;
         outcome.bytes += plan.node.size;
         // Files completed by a writer have theirs already.
-        files.set_metadata(n);
+        files.set_metadata(n, None);
     }
     outcome.errors.extend(files.take_metadata_errors());
     let plans = &files.plans;
