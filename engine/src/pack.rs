@@ -156,8 +156,8 @@ impl PackWriter {
 
 /// Gap between two wanted blobs of a pack that one ranged read reads through.
 pub const MAX_READ_GAP: u64 = 1 << 20;
-/// The most bytes one ranged read asks for (bounds memory: reads in flight x 8 MiB).
-pub const MAX_READ_RUN: u64 = 8 << 20;
+/// The most bytes one ranged read asks for (bounds memory: reads in flight x 4 MiB).
+pub const MAX_READ_RUN: u64 = 4 << 20;
 
 /// Groups one pack's wanted blobs (sorted by offset) into runs read with one
 /// ranged request each: gaps up to [`MAX_READ_GAP`] are read through, and a

@@ -105,6 +105,7 @@ pub async fn restore(
     progress: Arc<RestoreProgress>,
     cancel: Arc<AtomicBool>,
 ) -> Result<RestoreOutcome> {
+    let started = std::time::Instant::now();
     let index = Arc::new(repo.load_index().await?);
     let includes: Vec<PathBuf> = options
         .includes
@@ -180,6 +181,12 @@ pub async fn restore(
         }
     }
 
+    tracing::debug!(
+        "restore: {} directories and {} files listed in {:?}",
+        dirs.len(),
+        files.len(),
+        started.elapsed()
+    );
     // 2. Plan: blob → the files and offsets it fills, grouped by pack.
     let mut by_pack: HashMap<PackId, HashMap<BlobId, Placement>> = HashMap::new();
     let mut file_failed: Vec<Option<String>> = vec![None; files.len()];
@@ -216,6 +223,7 @@ pub async fn restore(
         }
     }
 
+    tracing::debug!("restore: planned in {:?}", started.elapsed());
     // 3. Read packs and write content.
     let files = Arc::new(Files::new(files, &placements));
     let failures = Arc::new(Mutex::new(file_failed));
@@ -249,6 +257,7 @@ pub async fn restore(
     }
     drop(runs);
 
+    tracing::debug!("restore: content written in {:?}", started.elapsed());
     // 4. Hard links, then metadata (files, specials, then directories deepest first).
     let failures = std::mem::take(&mut *failures.lock().unwrap_or_else(|p| p.into_inner()));
     let is_root = files.is_root();
