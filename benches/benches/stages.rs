@@ -12,6 +12,8 @@
 //!   with the index's real heap bytes per blob and the heap peak while loading
 //!   (counted by this file's allocator) and the walks prune makes (printed);
 //!   built only when its filter matches, and about 1.5 GB of memory;
+//! - `tree`: encoding (and decoding) a directory listing of 1,000 files of
+//!   one chunk each, the tree builder's per-directory work, in entries/s;
 //! - `pipeline`: chunk, hash, look up, seal and pack a mixed stream.
 //!
 //! All inputs come from seeded generators, so runs compare like with like.
@@ -32,7 +34,7 @@ use lifeboat_engine::chunker::Chunker;
 use lifeboat_engine::crypto::{blob_aad, MasterKeys};
 use lifeboat_engine::index::{IndexBlob, IndexFile, IndexPack, MasterIndex};
 use lifeboat_engine::pack::{BlobType, PackWriter};
-use lifeboat_engine::{BlobId, PackId, RepoParams};
+use lifeboat_engine::{BlobId, Node, NodeKind, PackId, RepoParams, Tree};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, RngCore, SeedableRng};
@@ -539,6 +541,54 @@ fn index_10m(c: &mut Criterion) {
 
 /// Chunk, hash, look up, seal (zstd 3) and pack on one core: what one worker
 /// achieves on a stream that is half text-like and half random, in 4 MiB runs.
+/// A directory of `n` regular files of one chunk each, as the walker lists them.
+fn listing(n: usize) -> Vec<Node> {
+    (0..n)
+        .map(|i| Node {
+            name: format!("file-{i:05}.txt").into_bytes(),
+            kind: NodeKind::File {
+                content: vec![BlobId(*blake3::hash(&i.to_le_bytes()).as_bytes())],
+            },
+            size: 4096 + i as u64,
+            mode: 0o644,
+            uid: 1000,
+            gid: 1000,
+            user: "alice".into(),
+            group: "alice".into(),
+            mtime: 1_764_000_000 + i as i64,
+            mtime_nsec: 123_456_789,
+            ctime: 1_764_000_000 + i as i64,
+            ctime_nsec: 987_654_321,
+            inode: 1_000_000 + i as u64,
+            device: 2049,
+            links: 1,
+        })
+        .collect()
+}
+
+fn tree(c: &mut Criterion) {
+    const ENTRIES: usize = 1000;
+    let nodes = listing(ENTRIES);
+    let encoded = Tree::new(nodes.clone()).encode();
+    let id = BlobId(*blake3::hash(&encoded).as_bytes());
+    let mut group = c.benchmark_group("tree");
+    group.throughput(Throughput::Elements(ENTRIES as u64));
+    // What the tree builder does per directory: sort the listing, encode it.
+    group.bench_function(format!("sort+encode/{ENTRIES}-files"), |b| {
+        b.iter(|| Tree::new(black_box(nodes.clone())).encode())
+    });
+    // What a no-change backup and restore do per directory of the parent.
+    group.bench_function(format!("decode+validate/{ENTRIES}-files"), |b| {
+        b.iter(|| Tree::decode(&id, black_box(&encoded)))
+    });
+    eprintln!(
+        "tree: {ENTRIES} file entries encode to {} bytes ({} per entry)",
+        encoded.len(),
+        encoded.len() / ENTRIES
+    );
+    group.finish();
+}
+
 fn pipeline(c: &mut Criterion) {
     let keys = MasterKeys::generate();
     let params = RepoParams::default();
@@ -603,6 +653,6 @@ criterion_group! {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2))
         .sample_size(20);
-    targets = chunk, hash, compress, seal, pack, index, index_10m, pipeline
+    targets = chunk, hash, compress, seal, pack, index, index_10m, tree, pipeline
 }
 criterion_main!(stages);

@@ -9,7 +9,8 @@
 //! The source (default `/usr/share`) is copied once into a work directory so
 //! that one file can be changed between the second and third backups without
 //! touching the original; the copy also leaves every tool the same warm page
-//! cache. Each run gives every tool a fresh repository with a fixed password,
+//! cache, and every backup starts with the source read once more (borg evicts
+//! what it reads from the cache). Each run gives every tool a fresh repository with a fixed password,
 //! its own cache directory, and the same steps in the same order; the table
 //! shows the median of the runs. Peers are the tools found on `PATH`; a
 //! missing peer is listed as such, never faked.
@@ -110,6 +111,7 @@ impl Runner {
     }
 
     fn backup(&mut self, source: &Path) -> Result<Sample, String> {
+        warm(source);
         self.backups += 1;
         let mut cmd = self.command();
         match self.tool {
@@ -158,6 +160,9 @@ impl Runner {
 /// Runs a command to completion and measures it (its children included).
 fn run(mut cmd: Command) -> Result<Sample, String> {
     let shown = format!("{cmd:?}");
+    // Every command starts with nothing left to write back from the one
+    // before (borg, for one, leaves hundreds of MB of dirty pages).
+    let _ = Command::new("sync").status();
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -220,6 +225,32 @@ fn tree_size(dir: &Path) -> (u64, u64) {
         }
     }
     (bytes, files)
+}
+
+/// Reads every file of `dir` once, so each backup starts with the source in
+/// the page cache: borg drops the files it read from the cache
+/// (`POSIX_FADV_DONTNEED`), which would leave the tool after it reading from
+/// disk.
+fn warm(dir: &Path) {
+    let mut stack = vec![dir.to_path_buf()];
+    let mut buf = vec![0u8; 1 << 20];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                stack.push(entry.path());
+            } else if kind.is_file() {
+                if let Ok(mut f) = fs::File::open(entry.path()) {
+                    while matches!(std::io::Read::read(&mut f, &mut buf), Ok(n) if n > 0) {}
+                }
+            }
+        }
+    }
 }
 
 /// The file changed between the second and third backups: the first regular
@@ -497,11 +528,11 @@ fn measure_all(opts: &Options, work: &Path) -> Result<(), String> {
             record(r.tool, "one_file_changed_backup_s", s.seconds);
             record(r.tool, "repository_mb", tree_size(&r.repo).0 as f64 / 1e6);
         }
-        // Restores stay until the run is over: ext4 scans past inodes freed in
-        // the last minute or so when it creates files, so deleting one tool's
-        // restore would slow the next tool's.
+        // Restores stay until the benchmark is over: ext4 scans past inodes
+        // freed in the last minutes when it creates files, so deleting one
+        // restore would slow the next one.
         for r in &runners {
-            let target = work.join(format!("restore-{}", r.tool.name()));
+            let target = work.join(format!("restore-{}-{run}", r.tool.name()));
             let s = r.restore(&target)?;
             eprintln!(
                 "run {run}: {:<8} full restore      {:6.2} s {:6.0} MB",
@@ -514,9 +545,6 @@ fn measure_all(opts: &Options, work: &Path) -> Result<(), String> {
             if r.tool == Tool::Lifeboat {
                 check_restored(&source, &target)?;
             }
-        }
-        for r in &runners {
-            let _ = fs::remove_dir_all(work.join(format!("restore-{}", r.tool.name())));
         }
     }
 

@@ -45,6 +45,24 @@ fn generate(root: &Path, count: usize) -> Result<(), String> {
     fs::write(&done, b"").map_err(io)
 }
 
+/// Reads every file once, so each tree is measured from the page cache
+/// whether it was just generated or kept from an earlier run.
+fn warm(dir: &Path) {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            match entry.file_type() {
+                Ok(kind) if kind.is_dir() => stack.push(entry.path()),
+                Ok(kind) if kind.is_file() => drop(fs::read(entry.path())),
+                _ => {}
+            }
+        }
+    }
+}
+
 fn lifeboat_program() -> Result<PathBuf, String> {
     if let Some(p) = std::env::var_os("LIFEBOAT_BIN") {
         return Ok(PathBuf::from(p));
@@ -122,6 +140,7 @@ fn real_main() -> Result<(), String> {
             started.elapsed().as_secs_f64(),
             tree.display()
         );
+        warm(&tree);
         let _ = Command::new("sync").status();
         let work = base.join(format!("lifeboat-many-files-repo.{}", std::process::id()));
         let lb = || {
