@@ -27,8 +27,8 @@
 
 mod backend;
 mod chaos;
-mod durable_write;
 pub mod conformance;
+mod durable_write;
 mod error;
 mod fault;
 mod local;
