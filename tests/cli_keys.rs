@@ -162,7 +162,7 @@ fn key_add_lets_either_password_open_every_destination() {
             "a new key keeps the costs in use"
         );
         assert_eq!(key["kdf"]["iterations"], 1);
-        assert_eq!(key["kdf"]["parallelism"], 1);
+        assert_eq!(key["kdf"]["parallelism"], 4);
         assert!(
             key["hostname"].as_str().is_some_and(|h| !h.is_empty()),
             "{key}"
