@@ -5,6 +5,8 @@
 //! because synthetic data chunks and compresses unlike real data; it falls
 //! back to generated data where those files are missing.
 
+pub mod process;
+
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -20,17 +20,11 @@ use std::ffi::OsString;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::process::Command;
+
+use lifeboat_benches::process::{lifeboat_program, measure, median, tree_size, warm, Sample};
 
 const PASSWORD: &str = "benchmark-password";
-
-/// One measured command: wall seconds and peak resident set in bytes.
-#[derive(Clone, Copy, Debug)]
-struct Sample {
-    seconds: f64,
-    peak_rss: u64,
-}
 
 /// How one tool initializes, backs up and restores.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -107,7 +101,7 @@ impl Runner {
             Tool::Borg => cmd.args(["init", "-e", "repokey-blake2"]).arg(&self.repo),
         };
         self.backups = 0;
-        run(cmd).map(|_| ())
+        measure(&mut cmd).map(|_| ())
     }
 
     fn backup(&mut self, source: &Path) -> Result<Sample, String> {
@@ -124,7 +118,7 @@ impl Runner {
             }
         };
         cmd.arg(source);
-        run(cmd)
+        measure(&mut cmd)
     }
 
     fn restore(&self, target: &Path) -> Result<Sample, String> {
@@ -153,49 +147,8 @@ impl Runner {
                 .arg(format!("{}::backup-{}", self.repo.display(), self.backups))
                 .current_dir(target),
         };
-        run(cmd)
+        measure(&mut cmd)
     }
-}
-
-/// Runs a command to completion and measures it (its children included).
-fn run(mut cmd: Command) -> Result<Sample, String> {
-    let shown = format!("{cmd:?}");
-    // Every command starts with nothing left to write back from the one
-    // before (borg, for one, leaves hundreds of MB of dirty pages).
-    let _ = Command::new("sync").status();
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let started = Instant::now();
-    let child = cmd.spawn().map_err(|e| format!("{shown}: {e}"))?;
-    let pid = child.id() as libc::pid_t;
-    let mut stderr = child.stderr;
-    // Drain stderr on a thread so a chatty tool cannot block on a full pipe.
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        if let Some(s) = stderr.as_mut() {
-            let _ = std::io::Read::read_to_string(s, &mut text);
-        }
-        text
-    });
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value for wait4 to overwrite.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `pid` is our own child, not yet reaped (std's Child is dropped
-    // without waiting), and both out-pointers are valid for writes.
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    let seconds = started.elapsed().as_secs_f64();
-    let err_text = reader.join().unwrap_or_default();
-    if waited != pid {
-        return Err(format!("{shown}: wait4 failed"));
-    }
-    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
-        return Err(format!("{shown} failed ({status:#x}): {}", err_text.trim()));
-    }
-    Ok(Sample {
-        seconds,
-        peak_rss: usage.ru_maxrss as u64 * 1024,
-    })
 }
 
 fn find_program(name: &str) -> Option<PathBuf> {
@@ -203,54 +156,6 @@ fn find_program(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&path)
         .map(|dir| dir.join(name))
         .find(|p| p.is_file())
-}
-
-/// Sum of file sizes and count of files under `dir` (symlinks not followed).
-fn tree_size(dir: &Path) -> (u64, u64) {
-    let mut bytes = 0;
-    let mut files = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&d) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let Ok(meta) = entry.metadata() else { continue };
-            if meta.is_dir() {
-                stack.push(entry.path());
-            } else if meta.is_file() {
-                bytes += meta.len();
-                files += 1;
-            }
-        }
-    }
-    (bytes, files)
-}
-
-/// Reads every file of `dir` once, so each backup starts with the source in
-/// the page cache: borg drops the files it read from the cache
-/// (`POSIX_FADV_DONTNEED`), which would leave the tool after it reading from
-/// disk.
-fn warm(dir: &Path) {
-    let mut stack = vec![dir.to_path_buf()];
-    let mut buf = vec![0u8; 1 << 20];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&d) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let Ok(kind) = entry.file_type() else {
-                continue;
-            };
-            if kind.is_dir() {
-                stack.push(entry.path());
-            } else if kind.is_file() {
-                if let Ok(mut f) = fs::File::open(entry.path()) {
-                    while matches!(std::io::Read::read(&mut f, &mut buf), Ok(n) if n > 0) {}
-                }
-            }
-        }
-    }
 }
 
 /// The file changed between the second and third backups: the first regular
@@ -297,18 +202,6 @@ fn change_file(file: &Path, run: usize) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     f.write_all(&patch).map_err(|e| e.to_string())?;
     Ok(())
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(|a, b| a.total_cmp(b));
-    let n = values.len();
-    if n == 0 {
-        f64::NAN
-    } else if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
 }
 
 /// Rows of the table, in order: (key, label, unit).
@@ -377,22 +270,6 @@ fn main() {
     if let Err(e) = real_main() {
         eprintln!("error: {e}");
         std::process::exit(1);
-    }
-}
-
-fn lifeboat_program() -> Result<PathBuf, String> {
-    if let Some(p) = std::env::var_os("LIFEBOAT_BIN") {
-        return Ok(PathBuf::from(p));
-    }
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let sibling = exe.with_file_name("lifeboat");
-    if sibling.is_file() {
-        Ok(sibling)
-    } else {
-        Err(format!(
-            "{} not found: build it first (cargo build --release -p lifeboat-cli) or set LIFEBOAT_BIN",
-            sibling.display()
-        ))
     }
 }
 
@@ -551,10 +428,7 @@ fn measure_all(opts: &Options, work: &Path) -> Result<(), String> {
     let medians: BTreeMap<Tool, BTreeMap<&str, f64>> = samples
         .into_iter()
         .map(|(tool, rows)| {
-            let rows = rows
-                .into_iter()
-                .map(|(k, mut v)| (k, median(&mut v)))
-                .collect();
+            let rows = rows.into_iter().map(|(k, v)| (k, median(&v))).collect();
             (tool, rows)
         })
         .collect();

@@ -21,8 +21,10 @@ use std::collections::HashSet;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
+
+use lifeboat_benches::process::{lifeboat_program, measure, median};
 
 use lifeboat_engine::chunker::Chunker;
 use lifeboat_engine::crypto::{blob_aad, MasterKeys};
@@ -301,43 +303,6 @@ fn measure_stages(loaded: &Loaded, runs: usize) -> Vec<Stage> {
     stages
 }
 
-fn lifeboat_program() -> Result<PathBuf, String> {
-    if let Some(p) = std::env::var_os("LIFEBOAT_BIN") {
-        return Ok(PathBuf::from(p));
-    }
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let sibling = exe.with_file_name("lifeboat");
-    if sibling.is_file() {
-        Ok(sibling)
-    } else {
-        Err(format!(
-            "{} not found: build it first or set LIFEBOAT_BIN",
-            sibling.display()
-        ))
-    }
-}
-
-fn timed(cmd: &mut Command) -> Result<f64, String> {
-    let started = Instant::now();
-    let out = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .output()
-        .map_err(|e| e.to_string())?;
-    if !out.status.success() {
-        return Err(format!(
-            "{cmd:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(started.elapsed().as_secs_f64())
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
 /// Median wall time of a first backup and of a bare command (`snapshots`).
 fn end_to_end(source: &Path, runs: usize) -> Result<(f64, f64), String> {
     let program = lifeboat_program()?;
@@ -356,16 +321,16 @@ fn end_to_end(source: &Path, runs: usize) -> Result<(f64, f64), String> {
     let result = (|| {
         for run in 0..runs {
             let repo = work.join(format!("repo{run}"));
-            timed(lb(&repo).arg("init"))?;
-            backups.push(timed(lb(&repo).arg("backup").arg(source))?);
-            bare.push(timed(lb(&repo).arg("snapshots"))?);
+            measure(lb(&repo).arg("init"))?;
+            backups.push(measure(lb(&repo).arg("backup").arg(source))?.seconds);
+            bare.push(measure(lb(&repo).arg("snapshots"))?.seconds);
             let _ = fs::remove_dir_all(&repo);
         }
         Ok::<_, String>(())
     })();
     let _ = fs::remove_dir_all(&work);
     result?;
-    Ok((median(backups), median(bare)))
+    Ok((median(&backups), median(&bare)))
 }
 
 fn main() {

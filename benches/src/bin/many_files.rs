@@ -14,8 +14,10 @@
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
+
+use lifeboat_benches::process::{lifeboat_program, measure, warm};
 
 const PER_DIR: usize = 1000;
 
@@ -43,63 +45,6 @@ fn generate(root: &Path, count: usize) -> Result<(), String> {
         .map_err(io)?;
     }
     fs::write(&done, b"").map_err(io)
-}
-
-/// Reads every file once, so each tree is measured from the page cache
-/// whether it was just generated or kept from an earlier run.
-fn warm(dir: &Path) {
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&d) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            match entry.file_type() {
-                Ok(kind) if kind.is_dir() => stack.push(entry.path()),
-                Ok(kind) if kind.is_file() => drop(fs::read(entry.path())),
-                _ => {}
-            }
-        }
-    }
-}
-
-fn lifeboat_program() -> Result<PathBuf, String> {
-    if let Some(p) = std::env::var_os("LIFEBOAT_BIN") {
-        return Ok(PathBuf::from(p));
-    }
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let sibling = exe.with_file_name("lifeboat");
-    if sibling.is_file() {
-        Ok(sibling)
-    } else {
-        Err(format!(
-            "{} not found: build it first or set LIFEBOAT_BIN",
-            sibling.display()
-        ))
-    }
-}
-
-/// Wall seconds and peak RSS (bytes) of one command.
-fn timed(cmd: &mut Command) -> Result<(f64, u64), String> {
-    let shown = format!("{cmd:?}");
-    let started = Instant::now();
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| format!("{shown}: {e}"))?;
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value for wait4 to overwrite.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `pid` is our unreaped child; the out-pointers are valid.
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    let seconds = started.elapsed().as_secs_f64();
-    if waited != pid || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
-        return Err(format!("{shown} failed ({status:#x})"));
-    }
-    Ok((seconds, usage.ru_maxrss as u64 * 1024))
 }
 
 fn main() {
@@ -153,16 +98,18 @@ fn real_main() -> Result<(), String> {
             cmd
         };
         let measured = (|| {
-            timed(lb().arg("init"))?;
-            let first = timed(lb().arg("backup").arg(&tree))?;
-            let again = timed(lb().arg("backup").arg(&tree))?;
+            measure(lb().arg("init"))?;
+            let first = measure(lb().arg("backup").arg(&tree))?;
+            let again = measure(lb().arg("backup").arg(&tree))?;
             Ok::<_, String>((first, again))
         })();
         let _ = fs::remove_dir_all(&work);
         if !keep {
             let _ = fs::remove_dir_all(&tree);
         }
-        let ((first, first_rss), (again, again_rss)) = measured?;
+        let (first, again) = measured?;
+        let (first, first_rss, again, again_rss) =
+            (first.seconds, first.peak_rss, again.seconds, again.peak_rss);
         eprintln!("{count} files: first {first:.2} s, no-change {again:.2} s");
         rows.push((count, first, first_rss, again, again_rss));
     }
