@@ -80,33 +80,9 @@ pub fn measure(cmd: &mut Command) -> Result<Sample, String> {
     })
 }
 
-/// Reads every regular file under `dir` once, so a measurement starts with
-/// the tree in the page cache (borg, for one, evicts what it reads).
-pub fn warm(dir: &Path) {
-    let mut buf = vec![0u8; 1 << 20];
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&d) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            match entry.file_type() {
-                Ok(kind) if kind.is_dir() => stack.push(entry.path()),
-                Ok(kind) if kind.is_file() => {
-                    if let Ok(mut f) = fs::File::open(entry.path()) {
-                        while matches!(std::io::Read::read(&mut f, &mut buf), Ok(n) if n > 0) {}
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-}
-
-/// Sum of file sizes and count of regular files under `dir` (symlinks not followed).
-pub fn tree_size(dir: &Path) -> (u64, u64) {
-    let mut bytes = 0;
-    let mut files = 0;
+/// Calls `visit` with the path and metadata of every regular file under
+/// `dir` (symlinks not followed, unreadable entries skipped).
+pub fn for_each_file(dir: &Path, mut visit: impl FnMut(&Path, &fs::Metadata)) {
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         let Ok(entries) = fs::read_dir(&d) else {
@@ -117,11 +93,30 @@ pub fn tree_size(dir: &Path) -> (u64, u64) {
             if meta.is_dir() {
                 stack.push(entry.path());
             } else if meta.is_file() {
-                bytes += meta.len();
-                files += 1;
+                visit(&entry.path(), &meta);
             }
         }
     }
+}
+
+/// Reads every regular file under `dir` once, so a measurement starts with
+/// the tree in the page cache (borg, for one, evicts what it reads).
+pub fn warm(dir: &Path) {
+    let mut buf = vec![0u8; 1 << 20];
+    for_each_file(dir, |path, _| {
+        if let Ok(mut f) = fs::File::open(path) {
+            while matches!(std::io::Read::read(&mut f, &mut buf), Ok(n) if n > 0) {}
+        }
+    });
+}
+
+/// Sum of file sizes and count of regular files under `dir`.
+pub fn tree_size(dir: &Path) -> (u64, u64) {
+    let (mut bytes, mut files) = (0, 0);
+    for_each_file(dir, |_, meta| {
+        bytes += meta.len();
+        files += 1;
+    });
     (bytes, files)
 }
 

@@ -30,21 +30,46 @@ async fn list_all_paths(repo: &Repository) -> Vec<String> {
     paths
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metadata_comes_from_the_cache_the_second_time() {
-    let src = tempfile::tempdir().unwrap();
-    source_tree(src.path());
-    let memory = MemoryBackend::new("m");
-    let recorder = FaultyBackend::new(Arc::new(memory), FaultPlan::default());
-    let dests = DestinationSet::new(vec![Arc::new(recorder.clone())]).unwrap();
-    init_repo(dests.clone()).await;
-    let cache_dir = tempfile::tempdir().unwrap();
-    let open = || async {
-        Repository::open(dests.clone(), b"pw")
+/// A source tree and a repository on one recorded memory destination, with
+/// a metadata cache directory.
+struct Cached {
+    src: tempfile::TempDir,
+    recorder: FaultyBackend,
+    dests: DestinationSet,
+    cache_dir: tempfile::TempDir,
+}
+
+impl Cached {
+    async fn new() -> Self {
+        let src = tempfile::tempdir().unwrap();
+        source_tree(src.path());
+        let memory = MemoryBackend::new("m");
+        let recorder = FaultyBackend::new(Arc::new(memory), FaultPlan::default());
+        let dests = DestinationSet::new(vec![Arc::new(recorder.clone())]).unwrap();
+        init_repo(dests.clone()).await;
+        let cache_dir = tempfile::tempdir().unwrap();
+        Cached {
+            src,
+            recorder,
+            dests,
+            cache_dir,
+        }
+    }
+
+    /// Opens the repository with the cache, as every command does.
+    async fn open(&self) -> Repository {
+        Repository::open(self.dests.clone(), b"pw")
             .await
             .unwrap()
-            .with_cache(MetadataCache::new(cache_dir.path()))
-    };
+            .with_cache(MetadataCache::new(self.cache_dir.path()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_comes_from_the_cache_the_second_time() {
+    let fx = Cached::new().await;
+    let (src, recorder, cache_dir) = (&fx.src, &fx.recorder, &fx.cache_dir);
+    let open = || fx.open();
     run_backup(&open().await, src.path()).await.unwrap();
 
     recorder.take_reads();
@@ -86,19 +111,9 @@ fn files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_keeps_its_tree_packs_so_the_next_reads_no_pack() {
-    let src = tempfile::tempdir().unwrap();
-    source_tree(src.path());
-    let memory = MemoryBackend::new("m");
-    let recorder = FaultyBackend::new(Arc::new(memory), FaultPlan::default());
-    let dests = DestinationSet::new(vec![Arc::new(recorder.clone())]).unwrap();
-    init_repo(dests.clone()).await;
-    let cache_dir = tempfile::tempdir().unwrap();
-    let open = || async {
-        Repository::open(dests.clone(), b"pw")
-            .await
-            .unwrap()
-            .with_cache(MetadataCache::new(cache_dir.path()))
-    };
+    let fx = Cached::new().await;
+    let (src, recorder, cache_dir) = (&fx.src, &fx.recorder, &fx.cache_dir);
+    let open = || fx.open();
     run_backup(&open().await, src.path()).await.unwrap();
     let tree_packs = files(&cache_dir.path().join("tree-packs"));
     assert_eq!(tree_packs.len(), 1, "one tree pack kept: {tree_packs:?}");

@@ -22,7 +22,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use lifeboat_benches::process::{lifeboat_program, measure, median, tree_size, warm, Sample};
+use lifeboat_benches::process::{
+    for_each_file, lifeboat_program, measure, median, tree_size, warm, Sample,
+};
 
 const PASSWORD: &str = "benchmark-password";
 
@@ -162,29 +164,18 @@ fn find_program(name: &str) -> Option<PathBuf> {
 /// file of at least 1 MiB in name order (else the largest), so every tool
 /// re-reads a real file, not a trivial one.
 fn pick_file_to_change(dir: &Path) -> Option<PathBuf> {
-    let mut best: Option<(u64, PathBuf)> = None;
-    let mut stack = vec![dir.to_path_buf()];
+    let mut largest: Option<(u64, PathBuf)> = None;
     let mut candidates = Vec::new();
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&d) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let Ok(meta) = entry.metadata() else { continue };
-            if meta.is_dir() {
-                stack.push(entry.path());
-            } else if meta.is_file() {
-                if meta.len() >= 1 << 20 {
-                    candidates.push(entry.path());
-                }
-                if best.as_ref().is_none_or(|(len, _)| meta.len() > *len) {
-                    best = Some((meta.len(), entry.path()));
-                }
-            }
+    for_each_file(dir, |path, meta| {
+        if meta.len() >= 1 << 20 {
+            candidates.push(path.to_path_buf());
         }
-    }
+        if largest.as_ref().is_none_or(|(len, _)| meta.len() > *len) {
+            largest = Some((meta.len(), path.to_path_buf()));
+        }
+    });
     candidates.sort();
-    candidates.into_iter().next().or(best.map(|(_, p)| p))
+    candidates.into_iter().next().or(largest.map(|(_, p)| p))
 }
 
 /// Overwrites 4 KiB in the middle of `file` with bytes that differ each run.
@@ -374,36 +365,32 @@ fn measure_all(opts: &Options, work: &Path) -> Result<(), String> {
             fs::create_dir_all(r.repo.parent().unwrap_or(&r.repo)).map_err(|e| e.to_string())?;
             r.init()?;
         }
-        for r in &mut runners {
-            let s = r.backup(&source)?;
-            eprintln!(
-                "run {run}: {:<8} first backup      {:6.2} s {:6.0} MB",
-                r.tool.name(),
-                s.seconds,
-                s.peak_rss as f64 / 1e6
-            );
-            record(r.tool, "first_backup_s", s.seconds);
-            record(r.tool, "peak_rss_backup_mb", s.peak_rss as f64 / 1e6);
-        }
-        for r in &mut runners {
-            let s = r.backup(&source)?;
-            eprintln!(
-                "run {run}: {:<8} no-change backup  {:6.2} s",
-                r.tool.name(),
-                s.seconds
-            );
-            record(r.tool, "no_change_backup_s", s.seconds);
-        }
-        change_file(&changed, run)?;
-        for r in &mut runners {
-            let s = r.backup(&source)?;
-            eprintln!(
-                "run {run}: {:<8} one-file backup   {:6.2} s",
-                r.tool.name(),
-                s.seconds
-            );
-            record(r.tool, "one_file_changed_backup_s", s.seconds);
-            record(r.tool, "repository_mb", tree_size(&r.repo).0 as f64 / 1e6);
+        // The three backups in turn; the file changes before the third.
+        let phases = [
+            ("first backup", "first_backup_s"),
+            ("no-change backup", "no_change_backup_s"),
+            ("one-file backup", "one_file_changed_backup_s"),
+        ];
+        for (phase, (label, key)) in phases.into_iter().enumerate() {
+            if phase == 2 {
+                change_file(&changed, run)?;
+            }
+            for r in &mut runners {
+                let s = r.backup(&source)?;
+                eprintln!(
+                    "run {run}: {:<8} {label:<17} {:6.2} s {:6.0} MB",
+                    r.tool.name(),
+                    s.seconds,
+                    s.peak_rss as f64 / 1e6
+                );
+                record(r.tool, key, s.seconds);
+                if phase == 0 {
+                    record(r.tool, "peak_rss_backup_mb", s.peak_rss as f64 / 1e6);
+                }
+                if phase == 2 {
+                    record(r.tool, "repository_mb", tree_size(&r.repo).0 as f64 / 1e6);
+                }
+            }
         }
         // Restores stay until the benchmark is over: ext4 scans past inodes
         // freed in the last minutes when it creates files, so deleting one

@@ -34,9 +34,13 @@ pub(crate) fn build_trees(
         })?;
         let mut subtrees = finished.split_off(first).into_iter();
         let mut nodes = Vec::with_capacity(job.nodes.len());
-        // Each batch's answers arrive together; files are listed in batch order.
-        let mut batches = job.batches.into_iter();
-        let mut answers = Vec::new().into_iter();
+        // Each batch's answers arrive together, in the order of the files; a
+        // batch whose worker went away yields none, and the next file then
+        // finds no answer (Stop::Closed).
+        let mut answers = job
+            .batches
+            .into_iter()
+            .flat_map(|batch| batch.recv().unwrap_or_default());
         for pending in job.nodes {
             match pending {
                 Pending::Ready(node) => nodes.push(node),
@@ -45,33 +49,23 @@ pub(crate) fn build_trees(
                     node.kind = NodeKind::Dir { subtree };
                     nodes.push(node);
                 }
-                Pending::File(mut node) => {
-                    let answer = match answers.next() {
-                        Some(answer) => answer,
-                        None => {
-                            let batch = batches.next().ok_or(Stop::Closed)?;
-                            answers = batch.recv().map_err(|_| Stop::Closed)?.into_iter();
-                            answers.next().ok_or(Stop::Closed)?
-                        }
-                    };
-                    match answer {
-                        Ok(file) => {
-                            node.size = file.size;
-                            node.kind = NodeKind::File {
-                                content: file.content,
-                            };
-                            nodes.push(node);
-                        }
-                        Err((path, reason)) => {
-                            add(&progress.errors, 1);
-                            tracing::warn!("skipping {}: {reason}", path.display());
-                            skipped
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .push(SkippedEntry { path, reason });
-                        }
+                Pending::File(mut node) => match answers.next().ok_or(Stop::Closed)? {
+                    Ok(file) => {
+                        node.size = file.size;
+                        node.kind = NodeKind::File {
+                            content: file.content,
+                        };
+                        nodes.push(node);
                     }
-                }
+                    Err((path, reason)) => {
+                        add(&progress.errors, 1);
+                        tracing::warn!("skipping {}: {reason}", path.display());
+                        skipped
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(SkippedEntry { path, reason });
+                    }
+                },
             }
         }
         for node in &nodes {
