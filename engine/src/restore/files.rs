@@ -12,10 +12,40 @@ use std::sync::{Mutex, OnceLock};
 use crate::error::{Error, Result};
 use crate::tree::{Node, NodeKind};
 
-/// A regular file to restore.
+/// A regular file to restore: its directory's number, its name, its metadata.
 pub(super) struct FilePlan {
-    pub path: PathBuf,
-    pub node: Node,
+    /// Number of its directory in the plan's `dir_paths`.
+    pub dir: u32,
+    pub name: Box<[u8]>,
+    pub meta: Meta,
+}
+
+/// What an entry's metadata is set from: owners by number, mode, mtime.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Meta {
+    pub size: u64,
+    pub mtime: i64,
+    pub mtime_nsec: u32,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Symlinks keep their own mode; only owner and times are set.
+    pub symlink: bool,
+}
+
+impl Meta {
+    /// The metadata `node` records.
+    pub fn of(node: &Node) -> Self {
+        Meta {
+            size: node.size,
+            mtime: node.mtime,
+            mtime_nsec: node.mtime_nsec,
+            mode: node.mode,
+            uid: node.uid,
+            gid: node.gid,
+            symlink: matches!(node.kind, NodeKind::Symlink { .. }),
+        }
+    }
 }
 
 /// One file's progress, shared by the writers.
@@ -32,6 +62,8 @@ struct FileState {
 /// Every file of a restore and what has happened to it.
 pub(super) struct Files {
     pub plans: Vec<FilePlan>,
+    /// Target path of every directory, by number.
+    pub dir_paths: Vec<PathBuf>,
     states: Vec<FileState>,
     is_root: bool,
     /// Metadata that could not be set, reported with the outcome.
@@ -40,7 +72,7 @@ pub(super) struct Files {
 
 impl Files {
     /// `placements[n]` = how many blob placements file `n` receives.
-    pub fn new(plans: Vec<FilePlan>, placements: &[usize]) -> Self {
+    pub fn new(plans: Vec<FilePlan>, dir_paths: Vec<PathBuf>, placements: &[usize]) -> Self {
         let states = placements
             .iter()
             .map(|&n| FileState {
@@ -51,6 +83,7 @@ impl Files {
             .collect();
         Files {
             plans,
+            dir_paths,
             states,
             // SAFETY: geteuid has no preconditions and cannot fail.
             is_root: unsafe { libc::geteuid() } == 0,
@@ -58,22 +91,27 @@ impl Files {
         }
     }
 
+    /// Target path of file `n`.
+    pub fn path(&self, n: usize) -> PathBuf {
+        super::plan::Plan::file_path(&self.dir_paths, &self.plans[n])
+    }
+
     /// Writes one verified blob's bytes into file `n` at `offset` (all-zero
     /// bytes stay a hole), creating the file first if no writer has. When this
     /// was the file's last placement its metadata is set.
     pub fn write(&self, n: usize, offset: u64, data: &[u8], zero: bool) -> std::io::Result<()> {
         let (plan, state) = (&self.plans[n], &self.states[n]);
+        let path = self.path(n);
         let mut fresh: Option<File> = None;
-        let created =
-            state
-                .created
-                .get_or_init(|| match create_sized(&plan.path, plan.node.size) {
-                    Ok(file) => {
-                        fresh = Some(file);
-                        Ok(())
-                    }
-                    Err(e) => Err(e.to_string()),
-                });
+        let created = state
+            .created
+            .get_or_init(|| match create_sized(&path, plan.meta.size) {
+                Ok(file) => {
+                    fresh = Some(file);
+                    Ok(())
+                }
+                Err(e) => Err(e.to_string()),
+            });
         if let Err(e) = created {
             return Err(std::io::Error::other(e.clone()));
         }
@@ -81,7 +119,7 @@ impl Files {
         if !zero {
             let file = match open.take() {
                 Some(file) => file,
-                None => OpenOptions::new().write(true).open(&plan.path)?,
+                None => OpenOptions::new().write(true).open(&path)?,
             };
             file.write_all_at(data, offset)?;
             open = Some(file);
@@ -98,16 +136,16 @@ impl Files {
         if self.states[n].metadata_set.swap(true, Ordering::AcqRel) {
             return;
         }
-        let plan = &self.plans[n];
+        let meta = &self.plans[n].meta;
         let applied = match open {
-            Some(file) => apply_file_metadata(file, &plan.node, self.is_root),
-            None => apply_metadata(&plan.path, &plan.node, self.is_root),
+            Some(file) => apply_file_metadata(file, meta, self.is_root),
+            None => apply_metadata(&self.path(n), meta, self.is_root),
         };
         if let Err(e) = applied {
             self.metadata_errors
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .push((plan.path.clone(), format!("setting metadata: {e}")));
+                .push((self.path(n), format!("setting metadata: {e}")));
         }
     }
 
@@ -213,25 +251,24 @@ pub(super) fn create_special(dest: &Path, node: &Node) -> std::io::Result<bool> 
 }
 
 /// [`apply_metadata`] for a regular file held open.
-fn apply_file_metadata(file: &File, node: &Node, is_root: bool) -> std::io::Result<()> {
+fn apply_file_metadata(file: &File, meta: &Meta, is_root: bool) -> std::io::Result<()> {
     if is_root {
-        std::os::unix::fs::fchown(file, Some(node.uid), Some(node.gid))?;
+        std::os::unix::fs::fchown(file, Some(meta.uid), Some(meta.gid))?;
     }
-    file.set_permissions(fs::Permissions::from_mode(node.mode))?;
-    let mtime = filetime::FileTime::from_unix_time(node.mtime, node.mtime_nsec);
+    file.set_permissions(fs::Permissions::from_mode(meta.mode))?;
+    let mtime = filetime::FileTime::from_unix_time(meta.mtime, meta.mtime_nsec);
     filetime::set_file_handle_times(file, Some(mtime), Some(mtime))
 }
 
 /// Sets owner (as root), permissions and modification time.
-pub(super) fn apply_metadata(dest: &Path, node: &Node, is_root: bool) -> std::io::Result<()> {
-    let symlink = matches!(node.kind, NodeKind::Symlink { .. });
+pub(super) fn apply_metadata(dest: &Path, meta: &Meta, is_root: bool) -> std::io::Result<()> {
     if is_root {
-        std::os::unix::fs::lchown(dest, Some(node.uid), Some(node.gid))?;
+        std::os::unix::fs::lchown(dest, Some(meta.uid), Some(meta.gid))?;
     }
-    if !symlink {
-        fs::set_permissions(dest, fs::Permissions::from_mode(node.mode))?;
+    if !meta.symlink {
+        fs::set_permissions(dest, fs::Permissions::from_mode(meta.mode))?;
     }
-    let mtime = filetime::FileTime::from_unix_time(node.mtime, node.mtime_nsec);
+    let mtime = filetime::FileTime::from_unix_time(meta.mtime, meta.mtime_nsec);
     // By path, never by opening: opening a FIFO blocks, a device may act.
     // (The "symlink" variant is utimensat with AT_SYMLINK_NOFOLLOW: right for every kind.)
     filetime::set_symlink_file_times(dest, mtime, mtime)

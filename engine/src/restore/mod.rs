@@ -6,26 +6,25 @@
 //! (directories deepest first, so writing into them does not disturb their
 //! times). All-zero chunks are left as holes, so sparse files stay sparse.
 
-use std::collections::HashMap;
 use std::fs;
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 
 use crate::error::{Error, Result};
-use crate::ids::{BlobId, ObjectKind, PackId};
-use crate::pack::{open_blob, BlobType, PackEntry};
+use crate::ids::{ObjectKind, PackId};
+use crate::pack::{open_blob, PackEntry};
 use crate::repo::Repository;
 use crate::snapshot::Snapshot;
-use crate::tree::{Node, NodeKind};
 
 mod files;
+mod plan;
 mod verify;
 
-use files::{create_sized, create_special, prepare_target, FilePlan, Files};
+use files::{prepare_target, Files};
+use plan::{Piece, Plan};
 
 /// What to restore and where.
 #[derive(Debug, Clone, Default)]
@@ -78,19 +77,6 @@ struct Placement {
     targets: Vec<(usize, u64)>,
 }
 
-/// True when `path` is selected: inside an included path, or an ancestor of
-/// one (ancestors are recreated with their metadata, as restic does).
-fn included(path: &Path, includes: &[PathBuf]) -> bool {
-    includes.is_empty()
-        || includes
-            .iter()
-            .any(|inc| path.starts_with(inc) || inc.starts_with(path))
-}
-
-fn target_path(target: &Path, snapshot_path: &Path) -> PathBuf {
-    target.join(snapshot_path.strip_prefix("/").unwrap_or(snapshot_path))
-}
-
 /// Restores `snapshot` under `options.target`.
 ///
 /// # Errors
@@ -116,126 +102,47 @@ pub async fn restore(
         crate::ls::find_node(repo, &index, snapshot.tree, inc).await?;
     }
     prepare_target(&options.target)?;
-    let target = options.target.clone();
 
-    // 1. Walk the snapshot: create directories, specials and empty files.
+    // 1. Walk the snapshot: create directories, specials and empty files,
+    //    and list where every blob goes.
     let mut outcome = RestoreOutcome::default();
-    let mut dirs: Vec<(PathBuf, Node)> = Vec::new();
-    let mut specials: Vec<(PathBuf, Node)> = Vec::new();
-    let mut files: Vec<FilePlan> = Vec::new();
-    let mut links: Vec<(PathBuf, usize)> = Vec::new();
-    let mut first_link: HashMap<(u64, u64), usize> = HashMap::new();
-    let mut stack: Vec<(PathBuf, BlobId)> = vec![(PathBuf::from("/"), snapshot.tree)];
-    while let Some((dir, tree_id)) = stack.pop() {
-        if cancel.load(Ordering::Relaxed) {
-            return Err(Error::Interrupted);
-        }
-        let tree = repo.load_tree(&index, &tree_id).await?;
-        for node in tree.nodes {
-            let path = dir.join(std::ffi::OsStr::from_bytes(&node.name));
-            if !included(&path, &includes) {
-                continue;
-            }
-            let dest = target_path(&target, &path);
-            match &node.kind {
-                NodeKind::Dir { subtree } => {
-                    if let Err(e) = fs::create_dir_all(&dest) {
-                        outcome.errors.push((dest, e.to_string()));
-                        continue;
-                    }
-                    stack.push((path, *subtree));
-                    dirs.push((dest, node));
-                }
-                NodeKind::File { .. } => {
-                    if node.links > 1 {
-                        if let Some(&first) = first_link.get(&(node.device, node.inode)) {
-                            links.push((dest, first));
-                            continue;
-                        }
-                        first_link.insert((node.device, node.inode), files.len());
-                    }
-                    // A file is created when its first blob arrives, by the
-                    // writer (in parallel); only files without content now.
-                    let empty =
-                        matches!(&node.kind, NodeKind::File { content } if content.is_empty());
-                    let created = if empty {
-                        create_sized(&dest, node.size).map(drop)
-                    } else {
-                        Ok(())
-                    };
-                    match created {
-                        Ok(()) => {
-                            progress.bytes_total.fetch_add(node.size, Ordering::Relaxed);
-                            progress.files_total.fetch_add(1, Ordering::Relaxed);
-                            files.push(FilePlan { path: dest, node });
-                        }
-                        Err(e) => outcome.errors.push((dest, e.to_string())),
-                    }
-                }
-                _ => match create_special(&dest, &node) {
-                    Ok(true) => specials.push((dest, node)),
-                    Ok(false) => {}
-                    Err(e) => outcome.errors.push((dest, e.to_string())),
-                },
-            }
-        }
-    }
-
+    let mut plan = plan::walk(
+        repo,
+        &index,
+        snapshot.tree,
+        &options.target,
+        &includes,
+        &progress,
+        &cancel,
+        &mut outcome,
+    )
+    .await?;
     tracing::debug!(
-        "restore: {} directories and {} files listed in {:?}",
-        dirs.len(),
-        files.len(),
+        "restore: {} directories, {} files and {} placements planned in {:?}",
+        plan.dirs.len(),
+        plan.files.len(),
+        plan.pieces.len(),
         started.elapsed()
     );
-    // 2. Plan: blob → the files and offsets it fills, grouped by pack.
-    let mut by_pack: HashMap<PackId, HashMap<BlobId, Placement>> = HashMap::new();
-    let mut file_failed: Vec<Option<String>> = vec![None; files.len()];
-    let mut placements = vec![0usize; files.len()];
-    for (n, plan) in files.iter().enumerate() {
-        let NodeKind::File { content } = &plan.node.kind else {
-            continue;
-        };
-        placements[n] = content.len();
-        let mut offset = 0u64;
-        for id in content {
-            let Some(loc) = index.lookup(id) else {
-                file_failed[n] = Some(format!("blob {id} is not in any index"));
-                break;
-            };
-            let entry = PackEntry {
-                blob_type: BlobType::Data,
-                id: *id,
-                offset: loc.offset,
-                length: loc.length,
-                raw_length: loc.raw_length,
-            };
-            by_pack
-                .entry(loc.pack)
-                .or_default()
-                .entry(*id)
-                .or_insert_with(|| Placement {
-                    entry,
-                    targets: Vec::new(),
-                })
-                .targets
-                .push((n, offset));
-            offset += u64::from(loc.raw_length);
-        }
-    }
 
-    tracing::debug!("restore: planned in {:?}", started.elapsed());
-    // 3. Read packs and write content.
-    let files = Arc::new(Files::new(files, &placements));
-    let failures = Arc::new(Mutex::new(file_failed));
+    // 2. Read packs and write content.
+    plan.sort_for_reading();
+    let Plan {
+        dir_paths,
+        dirs,
+        specials,
+        files,
+        links,
+        mut pieces,
+        placements,
+        failed,
+        packs,
+    } = plan;
+    let files = Arc::new(Files::new(files, dir_paths, &placements));
+    drop(placements);
+    let failures = Arc::new(Mutex::new(failed));
     let concurrency = options.concurrency.unwrap_or(4).max(1);
-    let work = by_pack.into_iter().flat_map(|(pack, blobs)| {
-        let mut blobs: Vec<Placement> = blobs.into_values().collect();
-        blobs.sort_by_key(|p| p.entry.offset);
-        crate::pack::coalesce(blobs, |b| &b.entry)
-            .into_iter()
-            .map(move |run| (pack, run))
-    });
-    let mut runs = futures::stream::iter(work)
+    let mut runs = futures::stream::iter(read_runs(&pieces, &packs))
         .map(|(pack, run)| {
             let (files, failures, progress, cancel) = (
                 files.clone(),
@@ -258,59 +165,88 @@ pub async fn restore(
     drop(runs);
 
     tracing::debug!("restore: content written in {:?}", started.elapsed());
-    // 4. Hard links, then metadata (files, specials, then directories deepest first).
+    // 3. Hard links, then metadata (files, specials, then directories deepest first).
     let failures = std::mem::take(&mut *failures.lock().unwrap_or_else(|p| p.into_inner()));
     let is_root = files.is_root();
     for (n, plan) in files.plans.iter().enumerate() {
         if let Some(reason) = &failures[n] {
-            let _ = fs::remove_file(&plan.path);
+            let path = files.path(n);
+            let _ = fs::remove_file(&path);
             outcome
                 .errors
-                .push((plan.path.clone(), format!("{reason}; file not restored")));
+                .push((path, format!("{reason}; file not restored")));
             continue;
         }
         outcome.files += 1;
-        outcome.bytes += plan.node.size;
+        outcome.bytes += plan.meta.size;
         // Files completed by a writer have theirs already.
         files.set_metadata(n, None);
     }
     outcome.errors.extend(files.take_metadata_errors());
-    let plans = &files.plans;
     for (dest, first) in links {
         if failures[first].is_some() {
             continue;
         }
         let _ = fs::remove_file(&dest);
-        match fs::hard_link(&plans[first].path, &dest) {
+        match fs::hard_link(files.path(first), &dest) {
             Ok(()) => outcome.hardlinks += 1,
             Err(e) => outcome.errors.push((dest, format!("hard link: {e}"))),
         }
     }
-    for (dest, node) in &specials {
+    for (dest, meta) in &specials {
         outcome.specials += 1;
-        if let Err(e) = files::apply_metadata(dest, node, is_root) {
+        if let Err(e) = files::apply_metadata(dest, meta, is_root) {
             outcome
                 .errors
                 .push((dest.clone(), format!("setting metadata: {e}")));
         }
     }
-    for (dest, node) in dirs.iter().rev() {
+    for (dir, meta) in dirs.iter().rev() {
         outcome.dirs += 1;
-        if let Err(e) = files::apply_metadata(dest, node, is_root) {
+        let dest = &files.dir_paths[*dir as usize];
+        if let Err(e) = files::apply_metadata(dest, meta, is_root) {
             outcome
                 .errors
                 .push((dest.clone(), format!("setting metadata: {e}")));
         }
     }
 
-    // 5. Optional verification: re-read each file and compare blob by blob.
+    // 4. Optional verification: re-read each file and compare blob by blob.
     if options.verify {
+        pieces.sort_unstable_by_key(|p| (p.file, p.file_offset));
         let (verified, errors) =
-            verify::verify_files(repo.keys().clone(), &index, plans, &failures).await;
+            verify::verify_files(repo.keys().clone(), &files, &pieces, &failures).await;
         outcome.verified = verified;
         outcome.errors.extend(errors);
     }
     Ok(outcome)
+}
+
+/// The ranged reads a restore makes, in pack order, built lazily so that
+/// only the runs in flight are held: each pack's pieces (sorted by offset)
+/// are grouped into blobs and the blobs into runs by [`crate::pack::coalesce`].
+fn read_runs<'a>(
+    pieces: &'a [Piece],
+    packs: &'a [PackId],
+) -> impl Iterator<Item = (PackId, Vec<Placement>)> + 'a {
+    pieces
+        .chunk_by(|a, b| a.pack == b.pack)
+        .flat_map(move |of_pack| {
+            let blobs: Vec<Placement> = of_pack
+                .chunk_by(|a, b| a.offset == b.offset)
+                .map(|same| Placement {
+                    entry: same[0].entry(),
+                    targets: same
+                        .iter()
+                        .map(|p| (p.file as usize, p.file_offset))
+                        .collect(),
+                })
+                .collect();
+            let pack = packs[of_pack[0].pack as usize];
+            crate::pack::coalesce(blobs, |b| &b.entry)
+                .into_iter()
+                .map(move |run| (pack, run))
+        })
 }
 
 /// Reads one run of blobs and writes each blob that verifies. Blobs that fail
@@ -431,8 +367,8 @@ async fn restore_run_once(
                 let zero = data.iter().all(|&b| b == 0);
                 for &(n, offset) in &p.targets {
                     if let Err(e) = files2.write(n, offset, &data, zero) {
-                        let path = files2.plans[n].path.display();
-                        write_errors.push((n, format!("{path}: {e}")));
+                        let path = files2.path(n);
+                        write_errors.push((n, format!("{}: {e}", path.display())));
                     }
                     progress2
                         .bytes_done
@@ -461,3 +397,6 @@ async fn restore_run_once(
     }
     pending
 }
+
+#[cfg(test)]
+mod tests;

@@ -5,32 +5,27 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::files::FilePlan;
+use super::files::Files;
+use super::plan::Piece;
 use crate::ids::BlobId;
-use crate::index::MasterIndex;
-use crate::tree::NodeKind;
 
-/// Re-reads every restored file and compares each blob-sized piece's id.
+/// Re-reads every restored file and compares each blob-sized piece's id;
+/// `pieces` are sorted by file and offset.
 pub(super) async fn verify_files(
     keys: Arc<crate::crypto::MasterKeys>,
-    index: &MasterIndex,
-    files: &[FilePlan],
+    files: &Files,
+    pieces: &[Piece],
     failures: &[Option<String>],
 ) -> (u64, Vec<(PathBuf, String)>) {
     let mut jobs = Vec::new();
-    for (n, plan) in files.iter().enumerate() {
-        if failures[n].is_some() {
-            continue;
+    let mut of_file = pieces.chunk_by(|a, b| a.file == b.file).peekable();
+    for (n, plan) in files.plans.iter().enumerate() {
+        let mut mine: Vec<(BlobId, u32)> = Vec::new();
+        if let Some(run) = of_file.next_if(|run| run[0].file as usize == n) {
+            mine.extend(run.iter().map(|p| (p.id, p.raw_length)));
         }
-        let NodeKind::File { content } = &plan.node.kind else {
-            continue;
-        };
-        let pieces: Option<Vec<(BlobId, u32)>> = content
-            .iter()
-            .map(|id| index.lookup(id).map(|l| (*id, l.raw_length)))
-            .collect();
-        if let Some(pieces) = pieces {
-            jobs.push((plan.path.clone(), plan.node.size, pieces));
+        if failures[n].is_none() {
+            jobs.push((files.path(n), plan.meta.size, mine));
         }
     }
     tokio::task::spawn_blocking(move || {

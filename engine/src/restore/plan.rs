@@ -1,0 +1,226 @@
+//! The restore plan: one walk of the snapshot that creates directories,
+//! specials and empty files, and lists every blob placement in a compact
+//! form. Files keep their directory's number and their name, not a full path
+//! or their tree node, and no content list survives the walk, so the plan
+//! costs about 100 bytes per file and 64 per placed blob.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::files::{create_sized, create_special, FilePlan, Meta};
+use super::{RestoreOutcome, RestoreProgress};
+use crate::error::{Error, Result};
+use crate::ids::{BlobId, PackId};
+use crate::index::MasterIndex;
+use crate::pack::{BlobType, PackEntry};
+use crate::repo::Repository;
+use crate::tree::NodeKind;
+
+/// One blob placed at one offset of one file.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Piece {
+    /// Number of the pack in [`Plan::packs`].
+    pub pack: u32,
+    /// Offset of the sealed blob in its pack.
+    pub offset: u32,
+    /// Sealed length.
+    pub length: u32,
+    /// Plaintext length.
+    pub raw_length: u32,
+    /// Number of the file in [`Plan::files`].
+    pub file: u32,
+    /// Where in the file the plaintext goes.
+    pub file_offset: u64,
+    /// The blob.
+    pub id: BlobId,
+}
+
+impl Piece {
+    /// The pack entry this piece reads.
+    pub fn entry(&self) -> PackEntry {
+        PackEntry {
+            blob_type: BlobType::Data,
+            id: self.id,
+            offset: self.offset,
+            length: self.length,
+            raw_length: self.raw_length,
+        }
+    }
+}
+
+/// Everything a restore does after its walk.
+#[derive(Default)]
+pub(super) struct Plan {
+    /// Target path of every directory; number 0 is the target itself.
+    pub dir_paths: Vec<PathBuf>,
+    /// Restored directories (number in `dir_paths`) and their metadata,
+    /// parents before children.
+    pub dirs: Vec<(u32, Meta)>,
+    /// Symlinks, pipes and devices created, with their metadata.
+    pub specials: Vec<(PathBuf, Meta)>,
+    /// Regular files.
+    pub files: Vec<FilePlan>,
+    /// Extra names of hard-linked files: (target path, first file's number).
+    pub links: Vec<(PathBuf, usize)>,
+    /// Every placement; sorted by pack and offset by [`Plan::sort_for_reading`].
+    pub pieces: Vec<Piece>,
+    /// Placements per file: how many writes complete it.
+    pub placements: Vec<usize>,
+    /// Files that cannot be restored (a blob no index lists).
+    pub failed: Vec<Option<String>>,
+    /// Pack ids by number.
+    pub packs: Vec<PackId>,
+}
+
+impl Plan {
+    /// Target path of the file `plan` describes.
+    pub fn file_path(dir_paths: &[PathBuf], plan: &FilePlan) -> PathBuf {
+        dir_paths[plan.dir as usize].join(OsStr::from_bytes(&plan.name))
+    }
+
+    /// Orders pieces for reading: by pack, then offset (equal blobs become
+    /// neighbours, so each is read once however many places it fills).
+    pub fn sort_for_reading(&mut self) {
+        self.pieces
+            .sort_unstable_by_key(|p| (p.pack, p.offset, p.file, p.file_offset));
+    }
+}
+
+/// True when `path` is selected: inside an included path, or an ancestor of
+/// one (ancestors are recreated with their metadata, as restic does).
+fn included(path: &Path, includes: &[PathBuf]) -> bool {
+    includes.is_empty()
+        || includes
+            .iter()
+            .any(|inc| path.starts_with(inc) || inc.starts_with(path))
+}
+
+fn number(n: usize, what: &str) -> Result<u32> {
+    u32::try_from(n)
+        .map_err(|_| Error::InvalidInput(format!("too many {what} to restore in one run")))
+}
+
+/// Walks the snapshot tree `root`: creates directories, specials and empty
+/// files under `target`, and plans the rest. Failures to create an entry are
+/// pushed to `outcome` and the walk goes on.
+///
+/// # Errors
+/// Tree reads; cancellation.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn walk(
+    repo: &Repository,
+    index: &MasterIndex,
+    root: BlobId,
+    target: &Path,
+    includes: &[PathBuf],
+    progress: &RestoreProgress,
+    cancel: &AtomicBool,
+    outcome: &mut RestoreOutcome,
+) -> Result<Plan> {
+    let mut plan = Plan {
+        dir_paths: vec![target.to_path_buf()],
+        ..Plan::default()
+    };
+    let mut pack_numbers: HashMap<PackId, u32> = HashMap::new();
+    let mut first_link: HashMap<(u64, u64), usize> = HashMap::new();
+    // (snapshot path, tree, directory number)
+    let mut stack: Vec<(PathBuf, BlobId, u32)> = vec![(PathBuf::from("/"), root, 0)];
+    while let Some((dir, tree_id, dir_number)) = stack.pop() {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(Error::Interrupted);
+        }
+        let tree = repo.load_tree(index, &tree_id).await?;
+        for node in tree.nodes {
+            let path = dir.join(OsStr::from_bytes(&node.name));
+            if !included(&path, includes) {
+                continue;
+            }
+            let dest = plan.dir_paths[dir_number as usize].join(OsStr::from_bytes(&node.name));
+            match &node.kind {
+                NodeKind::Dir { subtree } => {
+                    if let Err(e) = fs::create_dir_all(&dest) {
+                        outcome.errors.push((dest, e.to_string()));
+                        continue;
+                    }
+                    let n = number(plan.dir_paths.len(), "directories")?;
+                    plan.dir_paths.push(dest);
+                    plan.dirs.push((n, Meta::of(&node)));
+                    stack.push((path, *subtree, n));
+                }
+                NodeKind::File { content } => {
+                    let inode = (node.links > 1).then_some((node.device, node.inode));
+                    if let Some(&first) = inode.and_then(|key| first_link.get(&key)) {
+                        plan.links.push((dest, first));
+                        continue;
+                    }
+                    // A file is created when its first blob arrives, by the
+                    // writer (in parallel); only files without content now.
+                    if content.is_empty() {
+                        if let Err(e) = create_sized(&dest, node.size) {
+                            outcome.errors.push((dest, e.to_string()));
+                            continue;
+                        }
+                    }
+                    progress.bytes_total.fetch_add(node.size, Ordering::Relaxed);
+                    progress.files_total.fetch_add(1, Ordering::Relaxed);
+                    let file = number(plan.files.len(), "files")?;
+                    let (placed, failed) =
+                        place(index, &mut plan, &mut pack_numbers, file, content);
+                    plan.placements.push(placed);
+                    plan.failed.push(failed);
+                    if let Some(key) = inode {
+                        first_link.insert(key, plan.files.len());
+                    }
+                    plan.files.push(FilePlan {
+                        dir: dir_number,
+                        name: node.name.clone().into_boxed_slice(),
+                        meta: Meta::of(&node),
+                    });
+                }
+                _ => match create_special(&dest, &node) {
+                    Ok(true) => plan.specials.push((dest, Meta::of(&node))),
+                    Ok(false) => {}
+                    Err(e) => outcome.errors.push((dest, e.to_string())),
+                },
+            }
+        }
+    }
+    Ok(plan)
+}
+
+/// Adds the pieces of file `file`; returns how many were placed and, when a
+/// blob is missing from the index, why the file cannot be restored.
+fn place(
+    index: &MasterIndex,
+    plan: &mut Plan,
+    pack_numbers: &mut HashMap<PackId, u32>,
+    file: u32,
+    content: &[BlobId],
+) -> (usize, Option<String>) {
+    let mut file_offset = 0u64;
+    for (placed, id) in content.iter().enumerate() {
+        let Some(loc) = index.lookup(id) else {
+            return (placed, Some(format!("blob {id} is not in any index")));
+        };
+        let next = plan.packs.len() as u32;
+        let pack = *pack_numbers.entry(loc.pack).or_insert_with(|| {
+            plan.packs.push(loc.pack);
+            next
+        });
+        plan.pieces.push(Piece {
+            pack,
+            offset: loc.offset,
+            length: loc.length,
+            raw_length: loc.raw_length,
+            file,
+            file_offset,
+            id: *id,
+        });
+        file_offset += u64::from(loc.raw_length);
+    }
+    (content.len(), None)
+}
