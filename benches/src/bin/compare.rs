@@ -3,8 +3,15 @@
 //! one-file-changed backup, full restore, repository size and peak RSS.
 //!
 //! ```text
-//! benches/compare.sh [--runs N] [--json] [--tools lifeboat,restic,rustic,borg] [SOURCE]
+//! benches/compare.sh [--runs N] [--json] [--keep] [--restore-dir DIR]
+//!                    [--tools lifeboat,restic,rustic,borg] [SOURCE]
 //! ```
+//!
+//! Restores go to the work directory (under `$TMPDIR`, default `/tmp`), or
+//! under `--restore-dir`: on an ext4 without a journal, creating files
+//! scans past every inode freed in the last minutes (`recently_deleted`), so
+//! restores on a disk where big trees were just deleted measure that scan
+//! more than the tools; a tmpfs such as `/dev/shm` measures the tools alone.
 //!
 //! The source (default `/usr/share`) is copied once into a work directory so
 //! that one file can be changed between the second and third backups without
@@ -212,6 +219,8 @@ struct Options {
     json: bool,
     tools: Vec<Tool>,
     keep: bool,
+    /// Where restores go instead of the work directory.
+    restore_dir: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -221,12 +230,18 @@ fn parse_args() -> Result<Options, String> {
         json: false,
         tools: vec![Tool::Lifeboat, Tool::Restic, Tool::Rustic, Tool::Borg],
         keep: false,
+        restore_dir: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--json" => opts.json = true,
             "--keep" => opts.keep = true,
+            "--restore-dir" => {
+                opts.restore_dir = Some(PathBuf::from(
+                    args.next().ok_or("--restore-dir needs a directory")?,
+                ))
+            }
             "--runs" => {
                 opts.runs = args
                     .next()
@@ -246,7 +261,7 @@ fn parse_args() -> Result<Options, String> {
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: compare [--runs N] [--json] [--keep] [--tools lifeboat,restic,rustic,borg] [SOURCE]"
+                    "usage: compare [--runs N] [--json] [--keep] [--restore-dir DIR] [--tools lifeboat,restic,rustic,borg] [SOURCE]"
                 );
                 std::process::exit(0);
             }
@@ -272,14 +287,20 @@ fn real_main() -> Result<(), String> {
     let base = std::env::var_os("TMPDIR").map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
     let work = base.join(format!("lifeboat-compare.{}", std::process::id()));
     fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
-    let result = measure_all(&opts, &work);
+    let restores = match &opts.restore_dir {
+        Some(dir) => dir.join(format!("lifeboat-compare.{}", std::process::id())),
+        None => work.join("restores"),
+    };
+    fs::create_dir_all(&restores).map_err(|e| format!("{}: {e}", restores.display()))?;
+    let result = measure_all(&opts, &work, &restores);
     if !opts.keep {
+        let _ = fs::remove_dir_all(&restores);
         let _ = fs::remove_dir_all(&work);
     }
     result
 }
 
-fn measure_all(opts: &Options, work: &Path) -> Result<(), String> {
+fn measure_all(opts: &Options, work: &Path, restores: &Path) -> Result<(), String> {
     let source = work.join("source");
     let status = Command::new("cp")
         .arg("-a")
@@ -396,7 +417,7 @@ fn measure_all(opts: &Options, work: &Path) -> Result<(), String> {
         // freed in the last minutes when it creates files, so deleting one
         // restore would slow the next one.
         for r in &runners {
-            let target = work.join(format!("restore-{}-{run}", r.tool.name()));
+            let target = restores.join(format!("{}-{run}", r.tool.name()));
             let s = r.restore(&target)?;
             eprintln!(
                 "run {run}: {:<8} full restore      {:6.2} s {:6.0} MB",
