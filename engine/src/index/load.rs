@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use super::{
-    key_slot, MasterIndex, Run, Staged, Wide, BUCKETS, DIR_SHIFT, MAX_SLOTS, OFFSET_BITS, RAW_BITS,
-    RECORD, SHARDS, STAGED, WIDE,
+    MasterIndex, Run, Staged, Wide, BUCKETS, DIR_SHIFT, MAX_SLOTS, RAW_BITS, RAW_SHIFT, RECORD,
+    SHARDS, STAGED, TAIL, TREE_BIT, WIDE,
 };
 use crate::index::{IndexBlob, IndexFile};
 use crate::pack::BlobType;
@@ -62,13 +62,13 @@ impl MasterIndex {
                 // The run goes on while its values stay below the marker.
                 Some((base, e)) if offset >= e && end - base < WIDE => {
                     if offset > e {
-                        self.push_slot(base, e, 0); // phantom: the gap's start
+                        self.push_slot(base, e, 0, false); // phantom: the gap's start
                     }
                     base
                 }
                 _ => {
                     if let Some((base, e)) = open {
-                        self.push_slot(base, e, 0); // sentinel
+                        self.push_slot(base, e, 0, false); // sentinel
                     }
                     let start = self.slots.len() as u32;
                     self.runs.push(Run {
@@ -79,22 +79,21 @@ impl MasterIndex {
                     offset
                 }
             };
-            let slot = self.push_slot(base, offset, b.raw_length);
-            let key = (slot << 1) | u32::from(b.blob_type == BlobType::Tree);
+            let slot = self.push_slot(base, offset, b.raw_length, b.blob_type == BlobType::Tree);
             let mut record = [0u8; STAGED];
             record[..32].copy_from_slice(&b.id.0);
-            record[32..].copy_from_slice(&key.to_be_bytes());
+            record[32..].copy_from_slice(&slot.to_be_bytes());
             self.staged[usize::from(b.id.0[0])].push(record);
             open = Some((base, end));
         }
         if let Some((base, e)) = open {
-            self.push_slot(base, e, 0);
+            self.push_slot(base, e, 0, false);
         }
         self.len += blobs.len();
     }
 
     /// Appends a slot for `offset` (or an end) in a run starting at `base`.
-    fn push_slot(&mut self, base: u64, offset: u64, raw_length: u32) -> u32 {
+    fn push_slot(&mut self, base: u64, offset: u64, raw_length: u32, tree: bool) -> u32 {
         assert!(
             self.slots.len() < MAX_SLOTS - 1,
             "the master index holds at most 2^31 slots"
@@ -102,7 +101,7 @@ impl MasterIndex {
         let slot = self.slots.len() as u32;
         let delta = offset - base;
         let value = if delta < WIDE && raw_length < 1 << RAW_BITS {
-            delta | u64::from(raw_length) << OFFSET_BITS
+            delta | u64::from(raw_length) << RAW_SHIFT
         } else {
             self.wide.push(Wide {
                 slot,
@@ -111,6 +110,7 @@ impl MasterIndex {
             });
             WIDE
         };
+        let value = value | u64::from(tree) << TREE_BIT;
         let bytes = value.to_le_bytes();
         self.slots
             .push([bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5]]);
@@ -129,6 +129,7 @@ impl MasterIndex {
         staged.resize_with(SHARDS, Vec::new);
         if self.shards.is_empty() {
             self.shards = vec![Vec::new(); SHARDS];
+            self.highs = vec![Vec::new(); SHARDS];
         }
         let mut starts = vec![0u32; BUCKETS + 1];
         for (first, mut records) in staged.into_iter().enumerate() {
@@ -148,15 +149,12 @@ impl MasterIndex {
                 continue;
             }
             drop(std::mem::take(&mut self.shards[first]));
+            drop(std::mem::take(&mut self.highs[first]));
             self.sort_shard(
                 &mut records,
                 &mut starts[(first << 8) + 1..=(first + 1) << 8],
             );
-            let mut packed = Vec::with_capacity(records.len() * RECORD);
-            for r in &records {
-                packed.extend_from_slice(&r[2..]);
-            }
-            self.shards[first] = packed;
+            self.pack_shard(first, &records);
         }
         for b in 0..BUCKETS {
             starts[b + 1] += starts[b];
@@ -173,6 +171,25 @@ impl MasterIndex {
         self.position_dir = dir;
         self.bucket_starts = starts;
         self.sorted = true;
+    }
+
+    /// Packs one sorted shard: ids without their first two bytes, keys in
+    /// three bytes, and a high byte per record only if some key needs one.
+    fn pack_shard(&mut self, first: usize, records: &[Staged]) {
+        let split = self.key_split;
+        let key = |r: &Staged| u32::from_be_bytes([r[32], r[33], r[34], r[35]]);
+        let mut packed = Vec::with_capacity(records.len() * RECORD);
+        for r in records {
+            let low = (key(r) & ((1 << split) - 1)).to_be_bytes();
+            packed.extend_from_slice(&r[2..32]);
+            packed.extend_from_slice(&low[1..]);
+        }
+        self.shards[first] = packed;
+        if records.iter().any(|r| key(r) >> split != 0) {
+            // Keys are below 2^31 and the split at least 23 bits (lower
+            // only in tests, with few slots): the high part fits a byte.
+            self.highs[first] = records.iter().map(|r| (key(r) >> split) as u8).collect();
+        }
     }
 
     /// Sorts one shard's records by (id, pack number, slot), counting each
@@ -211,8 +228,8 @@ impl MasterIndex {
             for group in bucket.chunk_by_mut(|x, y| x[..32] == y[..32]) {
                 if group.len() > 1 {
                     group.sort_by_key(|r| {
-                        let key = u32::from_be_bytes([r[32], r[33], r[34], r[35]]);
-                        (self.run_of(key_slot(key)).pack, key)
+                        let slot = u32::from_be_bytes([r[32], r[33], r[34], r[35]]);
+                        (self.run_of(slot).pack, slot)
                     });
                 }
             }
@@ -230,11 +247,14 @@ impl MasterIndex {
                 self.bucket_starts[b] - base,
                 self.bucket_starts[b + 1] - base,
             );
-            for r in shard[lo as usize * RECORD..hi as usize * RECORD].chunks_exact(RECORD) {
+            let (records, _) = shard[lo as usize * RECORD..hi as usize * RECORD].as_chunks();
+            for (i, r) in records.iter().enumerate() {
+                let key = self.key_of(first, lo as usize + i, r);
                 let mut staged = [0u8; STAGED];
                 staged[0] = first as u8;
                 staged[1] = second as u8;
-                staged[2..].copy_from_slice(r);
+                staged[2..32].copy_from_slice(&r[..TAIL]);
+                staged[32..].copy_from_slice(&key.to_be_bytes());
                 out.push(staged);
             }
         }

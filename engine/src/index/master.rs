@@ -1,27 +1,31 @@
-//! The master index: every index file merged, in about 40 bytes per blob.
+//! The master index: every index file merged, in 39 bytes per blob.
 //!
 //! Two arrays and a few small tables:
 //! - `shards`: the primary array, sorted by (blob id, pack number, slot) and
 //!   split by the id's first byte into 256 shards; `bucket_starts` gives, for
 //!   each value of the id's first two bytes (65,536 buckets, 256 KiB), the
-//!   position of its first record. A record is the id's other 30 bytes and a
-//!   big-endian `slot << 1 | type` (34 bytes, no padding), so ids are kept
-//!   whole. A record's position (shard base + index) is what
-//!   [`MasterIndex::position_of`] and [`MasterIndex::entry_at`] speak of.
-//!   A lookup starts where the id's next bytes say within its bucket (ids
-//!   are uniform) and gallops to the record: O(log n) whatever the ids.
+//!   position of its first record. A record is the id's other 30 bytes and
+//!   the low 24 bits of its key, the number of its slot (33 bytes, no
+//!   padding), so ids are kept whole. An index of more than 2^24 slots
+//!   (16 M blobs) keeps the keys' high bits in `highs`, a byte per record of
+//!   each shard that needs them. A record's position (shard base + index)
+//!   is what [`MasterIndex::position_of`] and [`MasterIndex::entry_at`]
+//!   speak of. A lookup starts where the id's next bytes say within its
+//!   bucket (ids are uniform) and gallops to the record: O(log n) whatever
+//!   the ids.
 //! - `slots`: the secondary array, in the order the index files list blobs,
-//!   6 bytes a slot: offset from its run's base (26 bits) and plaintext
-//!   length (22 bits). Each listed pack becomes one or more runs of slots
-//!   with non-decreasing offsets; a gap between a blob's end and the next
-//!   blob's offset gets a phantom slot holding that end, and every run ends
-//!   with a sentinel slot holding its last blob's end, so a blob's sealed
-//!   length is the next slot's offset minus its own (the next slot is always
-//!   in the same run). A blob that starts before the previous one's end
-//!   (unsorted or overlapping listings) starts a new run, and so does one
-//!   that would end 64 MiB or more past the run's base (packs larger than
-//!   the default 16 MiB): the lengths are always exactly the listed ones.
-//! - `wide`: slots whose value does not fit (a blob of 64 MiB or more, a
+//!   6 bytes a slot: offset from its run's base (25 bits), the tree bit, and
+//!   plaintext length (22 bits). Each listed pack becomes one or more runs
+//!   of slots with non-decreasing offsets; a gap between a blob's end and
+//!   the next blob's offset gets a phantom slot holding that end, and every
+//!   run ends with a sentinel slot holding its last blob's end, so a blob's
+//!   sealed length is the next slot's offset minus its own (the next slot is
+//!   always in the same run). A blob that starts before the previous one's
+//!   end (unsorted or overlapping listings) starts a new run, and so does
+//!   one that would end 32 MiB or more past the run's base (packs larger
+//!   than the default 16 MiB): the lengths are always exactly the listed
+//!   ones.
+//! - `wide`: slots whose value does not fit (a blob of 32 MiB or more, a
 //!   plaintext length of 4 MiB or more) carry a marker offset and keep their
 //!   values here, whole, sorted by slot (slots are appended in order).
 //! - `runs`: (first slot, pack number, base offset) of each run, found by
@@ -31,14 +35,15 @@
 //!   [`MasterIndex::entry_at`] finds a position's id prefix without a search.
 //! - `packs`: the pack ids, by pack number (first-seen order).
 //!
-//! Per blob: 34 + 6 bytes. Per pack: its id (32), a run (12) and a sentinel
-//! slot (6). Fixed: the bucket table (256 KiB). Directories: 6 bytes per 256
-//! blobs. [`MasterIndex::heap_bytes`] counts it all.
+//! Per blob: 33 + 6 bytes (and one more past 2^24 slots). Per pack: its id
+//! (32), a run (12) and a sentinel slot (6). Fixed: the bucket table
+//! (256 KiB). Directories: 6 bytes per 256 blobs.
+//! [`MasterIndex::heap_bytes`] counts it all.
 //!
 //! Loading (`load.rs`): records wait in `staged` (36 bytes: the whole id and
 //! the slot) per shard; [`MasterIndex::finish`] sorts each shard (a radix
 //! pass on the second id byte, then small sorts) and packs it into its
-//! 34-byte form, one shard at a time, so the load peak is the staged records
+//! 33-byte form, one shard at a time, so the load peak is the staged records
 //! plus the slots, not two copies of the index. Files added after a finish
 //! (prune's rescue) are merged into the shards they touch.
 
@@ -53,20 +58,27 @@ mod load;
 
 const SHARDS: usize = 256;
 const BUCKETS: usize = SHARDS * 256;
-/// A staged record: the whole id, then the big-endian key `slot << 1 | type`.
+/// A staged record: the whole id, then the big-endian key (the slot).
 const STAGED: usize = 36;
-/// A finished record: the id's last 30 bytes, then the key.
-const RECORD: usize = 34;
+/// A finished record: the id's last 30 bytes, then the key's low bits in
+/// three bytes (its high bits, when some key needs them, are in `highs`).
+const RECORD: usize = 33;
 const TAIL: usize = 30;
+/// Key bits a finished record holds: 2^24 slots (16 M blobs) fit in it.
+const KEY_SPLIT: u32 = 24;
 /// Bytes of one secondary slot.
 const SLOT: usize = 6;
-const OFFSET_BITS: u32 = 26;
+/// Slot layout: offset from the run's base (25 bits), the tree bit, then
+/// the plaintext length (22 bits).
+const OFFSET_BITS: u32 = 25;
+const TREE_BIT: u32 = OFFSET_BITS;
+const RAW_SHIFT: u32 = OFFSET_BITS + 1;
 const RAW_BITS: u32 = 22;
 /// Offset field value meaning "the values are in `wide`".
 const WIDE: u64 = (1 << OFFSET_BITS) - 1;
 /// Slots per `run_dir` entry and positions per `position_dir` entry, as a shift.
 const DIR_SHIFT: u32 = 8;
-/// Slots must fit 31 bits (the key's low bit holds the blob type).
+/// Slots must fit 31 bits (so that a key's high part fits a byte).
 const MAX_SLOTS: usize = 1 << 31;
 
 type Staged = [u8; STAGED];
@@ -89,7 +101,7 @@ struct Wide {
 }
 
 /// All index files merged: blob id → location, compact and sorted.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MasterIndex {
     packs: Vec<PackId>,
     /// Pack id → number, only while loading (rebuilt if a file is added after
@@ -99,6 +111,12 @@ pub struct MasterIndex {
     staged: Vec<Vec<Staged>>,
     /// Finished records, per first id byte.
     shards: Vec<Vec<u8>>,
+    /// Per shard, each record's key bits above `key_split`; empty for a
+    /// shard whose keys all fit its records (any index under 2^24 slots).
+    highs: Vec<Vec<u8>>,
+    /// Key bits kept in a record ([`KEY_SPLIT`]; lower in tests, to reach
+    /// `highs` with small indexes).
+    key_split: u32,
     /// Position of each bucket's first record, then the total (`BUCKETS + 1`).
     bucket_starts: Vec<u32>,
     /// Per 256 positions: the bucket holding the first of them (so that
@@ -114,10 +132,48 @@ pub struct MasterIndex {
     sorted: bool,
 }
 
+impl Default for MasterIndex {
+    fn default() -> Self {
+        MasterIndex {
+            packs: Vec::new(),
+            pack_numbers: HashMap::new(),
+            staged: Vec::new(),
+            shards: Vec::new(),
+            highs: Vec::new(),
+            key_split: KEY_SPLIT,
+            bucket_starts: Vec::new(),
+            position_dir: Vec::new(),
+            slots: Vec::new(),
+            wide: Vec::new(),
+            runs: Vec::new(),
+            run_dir: Vec::new(),
+            len: 0,
+            sorted: false,
+        }
+    }
+}
+
 impl MasterIndex {
     /// An empty index.
     pub fn new() -> Self {
         MasterIndex::default()
+    }
+
+    /// An empty index whose records keep only `bits` key bits, so that tests
+    /// reach the high bytes with a few slots instead of 2^24.
+    #[cfg(test)]
+    fn with_key_split(bits: u32) -> Self {
+        MasterIndex {
+            key_split: bits,
+            ..MasterIndex::default()
+        }
+    }
+
+    /// The key of record number `index` of shard `shard`.
+    fn key_of(&self, shard: usize, index: usize, r: &[u8; RECORD]) -> u32 {
+        let low = u32::from_be_bytes([0, r[TAIL], r[TAIL + 1], r[TAIL + 2]]);
+        let high = self.highs[shard].get(index).map_or(0, |&h| u32::from(h));
+        high << self.key_split | low
     }
 
     /// The run holding a slot.
@@ -135,27 +191,31 @@ impl MasterIndex {
     /// A slot's offset (or end, for phantoms and sentinels) and plaintext
     /// length, given its run's base.
     fn slot_values(&self, base: u32, slot: u32) -> (u64, u32) {
-        let s = self.slots[slot as usize];
-        let value = u64::from_le_bytes([s[0], s[1], s[2], s[3], s[4], s[5], 0, 0]);
+        let value = self.slot_value(slot);
         let delta = value & WIDE;
         if delta != WIDE {
-            return (u64::from(base) + delta, (value >> OFFSET_BITS) as u32);
+            return (u64::from(base) + delta, (value >> RAW_SHIFT) as u32);
         }
         let i = self.wide.partition_point(|w| w.slot < slot);
         let w = self.wide[i];
         (w.offset, w.raw_length)
     }
 
-    /// The location a record's key names, with its pack number.
-    fn location(&self, key: u32) -> (BlobLocation, u32) {
-        let slot = key_slot(key);
+    /// A slot's 48 bits.
+    fn slot_value(&self, slot: u32) -> u64 {
+        let s = self.slots[slot as usize];
+        u64::from_le_bytes([s[0], s[1], s[2], s[3], s[4], s[5], 0, 0])
+    }
+
+    /// The location a record's key (its slot) names, with its pack number.
+    fn location(&self, slot: u32) -> (BlobLocation, u32) {
         // A blob's next slot (blob, phantom or sentinel) is in its run.
         let Run { pack, base, .. } = self.run_of(slot);
         let (offset, raw_length) = self.slot_values(base, slot);
         let (end, _) = self.slot_values(base, slot + 1);
         let location = BlobLocation {
             pack: self.packs[pack as usize],
-            blob_type: if key & 1 == 1 {
+            blob_type: if self.slot_value(slot) >> TREE_BIT & 1 == 1 {
                 BlobType::Tree
             } else {
                 BlobType::Data
@@ -167,15 +227,16 @@ impl MasterIndex {
         (location, pack)
     }
 
-    /// Records of one bucket (first two id bytes) and the position of the first.
-    fn bucket(&self, b: usize) -> (&[[u8; RECORD]], usize) {
+    /// Records of one bucket (first two id bytes), the position of the
+    /// first, and its number within its shard.
+    fn bucket(&self, b: usize) -> (&[[u8; RECORD]], usize, usize) {
         let base = self.bucket_starts[b & !0xff] as usize;
         let (lo, hi) = (
             self.bucket_starts[b] as usize,
             self.bucket_starts[b + 1] as usize,
         );
         let (records, _) = self.shards[b >> 8].as_chunks::<RECORD>();
-        (&records[lo - base..hi - base], lo)
+        (&records[lo - base..hi - base], lo, lo - base)
     }
 
     fn position(&self, id: &BlobId) -> Option<(usize, u32)> {
@@ -183,11 +244,12 @@ impl MasterIndex {
         if self.bucket_starts.is_empty() {
             return None;
         }
-        let (records, first) = self.bucket((usize::from(id.0[0]) << 8) | usize::from(id.0[1]));
+        let b = (usize::from(id.0[0]) << 8) | usize::from(id.0[1]);
+        let (records, first, in_shard) = self.bucket(b);
         let tail: &[u8; TAIL] = id.0[2..].try_into().ok()?;
         let i = search(records, tail);
         let r = records.get(i)?;
-        (r[..TAIL] == tail[..]).then(|| (first + i, record_key(r)))
+        (r[..TAIL] == tail[..]).then(|| (first + i, self.key_of(b >> 8, in_shard + i, r)))
     }
 
     /// Locates a blob.
@@ -228,12 +290,13 @@ impl MasterIndex {
             .filter(|&first| !self.shards[first].is_empty())
             .flat_map(move |first| (first << 8..(first + 1) << 8).filter(occupied))
             .flat_map(move |b| {
-                self.bucket(b).0.iter().map(move |r| {
+                let (records, _, in_shard) = self.bucket(b);
+                records.iter().enumerate().map(move |(i, r)| {
                     let mut id = [0u8; 32];
                     id[0] = (b >> 8) as u8;
                     id[1] = b as u8;
                     id[2..].copy_from_slice(&r[..TAIL]);
-                    (BlobId(id), record_key(r))
+                    (BlobId(id), self.key_of(b >> 8, in_shard + i, r))
                 })
             })
     }
@@ -279,13 +342,14 @@ impl MasterIndex {
             .get(k + 1)
             .map_or(BUCKETS - 1, |&h| usize::from(h));
         let b = lo + self.bucket_starts[lo + 1..=hi].partition_point(|&s| s as usize <= position);
-        let (records, first) = self.bucket(b);
+        let (records, first, in_shard) = self.bucket(b);
         let r = &records[position - first];
         let mut id = [0u8; 32];
         id[0] = (b >> 8) as u8;
         id[1] = b as u8;
         id[2..].copy_from_slice(&r[..TAIL]);
-        let (loc, pack) = self.location(record_key(r));
+        let key = self.key_of(b >> 8, in_shard + position - first, r);
+        let (loc, pack) = self.location(key);
         Some((BlobId(id), loc, pack))
     }
 
@@ -296,7 +360,7 @@ impl MasterIndex {
         // Position of each slot's record (phantoms and sentinels have none).
         let mut by_slot = vec![u32::MAX; self.slots.len()];
         for (position, (_, key)) in self.records().enumerate() {
-            by_slot[key_slot(key) as usize] = position as u32;
+            by_slot[key as usize] = position as u32;
         }
         let slots_of = |r: usize| {
             let end = self
@@ -343,7 +407,8 @@ impl MasterIndex {
         out
     }
 
-    /// Bytes of memory per blob entry: a 34-byte record and a 6-byte slot.
+    /// Bytes of memory per blob entry: a 33-byte record and a 6-byte slot
+    /// (one more byte a blob in an index of more than 2^24 slots).
     /// Each pack adds its id (32 bytes), a run (12 bytes) and a sentinel slot
     /// (6 bytes); [`MasterIndex::heap_bytes`] counts everything.
     pub const fn bytes_per_entry() -> usize {
@@ -370,6 +435,8 @@ impl MasterIndex {
                 .sum::<usize>()
             + vecs(self.shards.capacity())
             + self.shards.iter().map(Vec::capacity).sum::<usize>()
+            + vecs(self.highs.capacity())
+            + self.highs.iter().map(Vec::capacity).sum::<usize>()
             + self.bucket_starts.capacity() * 4
             + self.position_dir.capacity() * 2
             + self.slots.capacity() * SLOT
@@ -433,14 +500,6 @@ fn partition_from<T>(items: &[T], guess: usize, below: impl Fn(&T) -> bool) -> u
         }
     }
     lo + items[lo..hi].partition_point(below)
-}
-
-fn key_slot(key: u32) -> u32 {
-    key >> 1
-}
-
-fn record_key(r: &[u8; RECORD]) -> u32 {
-    u32::from_be_bytes([r[TAIL], r[TAIL + 1], r[TAIL + 2], r[TAIL + 3]])
 }
 
 #[cfg(test)]
