@@ -2,23 +2,37 @@
 //! when their first verified blob arrives, metadata set by whichever writer
 //! completes a file, and the specials (symlinks, pipes, devices).
 
+use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use crate::error::{Error, Result};
 use crate::tree::{Node, NodeKind};
 
-/// A regular file to restore: its directory's number, its name, its metadata.
+/// A regular file to restore: its directory's number, where its name is in
+/// the plan's name bytes, its metadata (48 bytes, nothing on the heap).
 pub(super) struct FilePlan {
     /// Number of its directory in the plan's `dir_paths`.
     pub dir: u32,
-    pub name: Box<[u8]>,
+    pub name_len: u32,
+    pub name_start: u64,
     pub meta: Meta,
 }
+
+impl FilePlan {
+    /// Its name, from the plan's name bytes.
+    pub fn name<'a>(&self, names: &'a [u8]) -> &'a OsStr {
+        let start = self.name_start as usize;
+        OsStr::from_bytes(&names[start..start + self.name_len as usize])
+    }
+}
+
+/// Set in [`Meta::mode`] for a symlink, which keeps its own mode.
+const SYMLINK: u32 = 1 << 31;
 
 /// What an entry's metadata is set from: owners by number, mode, mtime.
 #[derive(Debug, Clone, Copy)]
@@ -26,11 +40,10 @@ pub(super) struct Meta {
     pub size: u64,
     pub mtime: i64,
     pub mtime_nsec: u32,
+    /// Permission bits, and [`SYMLINK`] for a symlink.
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
-    /// Symlinks keep their own mode; only owner and times are set.
-    pub symlink: bool,
 }
 
 impl Meta {
@@ -40,22 +53,27 @@ impl Meta {
             size: node.size,
             mtime: node.mtime,
             mtime_nsec: node.mtime_nsec,
-            mode: node.mode,
+            mode: node.mode & 0o7777
+                | if matches!(node.kind, NodeKind::Symlink { .. }) {
+                    SYMLINK
+                } else {
+                    0
+                },
             uid: node.uid,
             gid: node.gid,
-            symlink: matches!(node.kind, NodeKind::Symlink { .. }),
         }
     }
 }
 
-/// One file's progress, shared by the writers.
+/// One file's progress, shared by the writers (16 bytes).
 struct FileState {
-    /// Created (truncated to its size) by the first writer; every other
-    /// writer of the file waits for it, so the truncation happens once.
-    created: OnceLock<std::result::Result<(), String>>,
+    /// Created (truncated to its size) by the first writer, true when that
+    /// worked; every other writer of the file waits for it, so the
+    /// truncation happens once.
+    created: OnceLock<bool>,
     /// Placements not yet written; the writer that takes it to zero sets
     /// the metadata, while the file is still warm.
-    remaining: AtomicUsize,
+    remaining: AtomicU32,
     metadata_set: AtomicBool,
 }
 
@@ -64,6 +82,8 @@ pub(super) struct Files {
     pub plans: Vec<FilePlan>,
     /// Target path of every directory, by number.
     pub dir_paths: Vec<PathBuf>,
+    /// Every file's name, back to back.
+    names: Vec<u8>,
     states: Vec<FileState>,
     is_root: bool,
     /// Metadata that could not be set, reported with the outcome.
@@ -72,18 +92,24 @@ pub(super) struct Files {
 
 impl Files {
     /// `placements[n]` = how many blob placements file `n` receives.
-    pub fn new(plans: Vec<FilePlan>, dir_paths: Vec<PathBuf>, placements: &[usize]) -> Self {
+    pub fn new(
+        plans: Vec<FilePlan>,
+        dir_paths: Vec<PathBuf>,
+        names: Vec<u8>,
+        placements: &[u32],
+    ) -> Self {
         let states = placements
             .iter()
             .map(|&n| FileState {
                 created: OnceLock::new(),
-                remaining: AtomicUsize::new(n),
+                remaining: AtomicU32::new(n),
                 metadata_set: AtomicBool::new(false),
             })
             .collect();
         Files {
             plans,
             dir_paths,
+            names,
             states,
             // SAFETY: geteuid has no preconditions and cannot fail.
             is_root: unsafe { libc::geteuid() } == 0,
@@ -93,7 +119,8 @@ impl Files {
 
     /// Target path of file `n`.
     pub fn path(&self, n: usize) -> PathBuf {
-        super::plan::Plan::file_path(&self.dir_paths, &self.plans[n])
+        let plan = &self.plans[n];
+        self.dir_paths[plan.dir as usize].join(plan.name(&self.names))
     }
 
     /// Writes one verified blob's bytes into file `n` at `offset` (all-zero
@@ -103,17 +130,22 @@ impl Files {
         let (plan, state) = (&self.plans[n], &self.states[n]);
         let path = self.path(n);
         let mut fresh: Option<File> = None;
-        let created = state
+        let mut failed: Option<std::io::Error> = None;
+        let created = *state
             .created
             .get_or_init(|| match create_sized(&path, plan.meta.size) {
                 Ok(file) => {
                     fresh = Some(file);
-                    Ok(())
+                    true
                 }
-                Err(e) => Err(e.to_string()),
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
             });
-        if let Err(e) = created {
-            return Err(std::io::Error::other(e.clone()));
+        if !created {
+            // The writer that tried has the reason; the others say what failed.
+            return Err(failed.unwrap_or_else(|| std::io::Error::other("could not be created")));
         }
         let mut open = fresh;
         if !zero {
@@ -265,11 +297,17 @@ pub(super) fn apply_metadata(dest: &Path, meta: &Meta, is_root: bool) -> std::io
     if is_root {
         std::os::unix::fs::lchown(dest, Some(meta.uid), Some(meta.gid))?;
     }
-    if !meta.symlink {
+    if meta.mode & SYMLINK == 0 {
         fs::set_permissions(dest, fs::Permissions::from_mode(meta.mode))?;
     }
     let mtime = filetime::FileTime::from_unix_time(meta.mtime, meta.mtime_nsec);
     // By path, never by opening: opening a FIFO blocks, a device may act.
     // (The "symlink" variant is utimensat with AT_SYMLINK_NOFOLLOW: right for every kind.)
     filetime::set_symlink_file_times(dest, mtime, mtime)
+}
+
+/// Bytes of one file's writer state (checked by a test).
+#[cfg(test)]
+pub(super) fn state_size() -> usize {
+    std::mem::size_of::<FileState>()
 }

@@ -24,7 +24,7 @@ mod plan;
 mod verify;
 
 use files::{prepare_target, Files};
-use plan::{Piece, Plan};
+use plan::{Failures, Piece, Plan};
 
 /// What to restore and where.
 #[derive(Debug, Clone, Default)]
@@ -132,13 +132,14 @@ pub async fn restore(
         dirs,
         specials,
         files,
+        names,
         links,
         mut pieces,
         placements,
         failed,
         packs,
     } = plan;
-    let files = Arc::new(Files::new(files, dir_paths, &placements));
+    let files = Arc::new(Files::new(files, dir_paths, names, &placements));
     drop(placements);
     let failures = Arc::new(Mutex::new(failed));
     let concurrency = options.concurrency.unwrap_or(4).max(1);
@@ -169,7 +170,7 @@ pub async fn restore(
     let failures = std::mem::take(&mut *failures.lock().unwrap_or_else(|p| p.into_inner()));
     let is_root = files.is_root();
     for (n, plan) in files.plans.iter().enumerate() {
-        if let Some(reason) = &failures[n] {
+        if let Some(reason) = failures.get(&n) {
             let path = files.path(n);
             let _ = fs::remove_file(&path);
             outcome
@@ -184,7 +185,7 @@ pub async fn restore(
     }
     outcome.errors.extend(files.take_metadata_errors());
     for (dest, first) in links {
-        if failures[first].is_some() {
+        if failures.contains_key(&first) {
             continue;
         }
         let _ = fs::remove_file(&dest);
@@ -257,7 +258,7 @@ async fn restore_run(
     pack: PackId,
     run: Vec<Placement>,
     files: Arc<Files>,
-    failures: Arc<Mutex<Vec<Option<String>>>>,
+    failures: Arc<Mutex<Failures>>,
     progress: Arc<RestoreProgress>,
 ) {
     let several = run.len() > 1;
@@ -292,7 +293,7 @@ async fn restore_run(
     let mut failures = failures.lock().unwrap_or_else(|p| p.into_inner());
     for (p, reason) in &pending {
         for &(n, _) in &p.targets {
-            failures[n].get_or_insert_with(|| reason.clone());
+            failures.entry(n).or_insert_with(|| reason.clone());
         }
     }
 }
@@ -304,7 +305,7 @@ async fn restore_run_once(
     pack: PackId,
     run: Vec<Placement>,
     files: Arc<Files>,
-    failures: Arc<Mutex<Vec<Option<String>>>>,
+    failures: Arc<Mutex<Failures>>,
     progress: Arc<RestoreProgress>,
 ) -> Vec<(Placement, String)> {
     let key = ObjectKind::Pack.key(&pack.to_hex());
@@ -383,14 +384,16 @@ async fn restore_run_once(
             Err(e) => {
                 let mut failures = failures.lock().unwrap_or_else(|p| p.into_inner());
                 for n in batch_files {
-                    failures[n].get_or_insert_with(|| format!("restore worker failed: {e}"));
+                    failures
+                        .entry(n)
+                        .or_insert_with(|| format!("restore worker failed: {e}"));
                 }
                 return Vec::new();
             }
         };
         let mut failures_guard = failures.lock().unwrap_or_else(|p| p.into_inner());
         for (n, reason) in write_errors {
-            failures_guard[n].get_or_insert(reason);
+            failures_guard.entry(n).or_insert(reason);
         }
         drop(failures_guard);
         pending = still;

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::files::{FilePlan, Files, Meta};
-use super::plan::Piece;
+use super::plan::{Failures, Piece};
 use super::*;
 use crate::crypto::MasterKeys;
 use crate::ids::BlobId;
@@ -62,29 +62,33 @@ async fn verification_reads_each_file_against_its_own_pieces() {
         mode: 0o644,
         uid: 0,
         gid: 0,
-        symlink: false,
     };
+    let names = b"abemptyb".to_vec();
     let plans = vec![
         FilePlan {
             dir: 0,
-            name: b"ab".to_vec().into_boxed_slice(),
+            name_start: 0,
+            name_len: 2,
             meta: meta(24),
         },
         FilePlan {
             dir: 0,
-            name: b"empty".to_vec().into_boxed_slice(),
+            name_start: 2,
+            name_len: 5,
             meta: meta(0),
         },
         FilePlan {
             dir: 0,
-            name: b"b".to_vec().into_boxed_slice(),
+            name_start: 7,
+            name_len: 1,
             meta: meta(12),
         },
     ];
     std::fs::write(dir.path().join("ab"), [a.clone(), b.clone()].concat()).expect("write");
     std::fs::write(dir.path().join("empty"), b"").expect("write");
     std::fs::write(dir.path().join("b"), &b).expect("write");
-    let files = Files::new(plans, vec![dir.path().to_path_buf()], &[2, 0, 1]);
+    let files = Files::new(plans, vec![dir.path().to_path_buf()], names, &[2, 0, 1]);
+    assert!(files.path(1).ends_with("empty"));
     let mut pieces = vec![
         Piece {
             raw_length: 12,
@@ -100,7 +104,7 @@ async fn verification_reads_each_file_against_its_own_pieces() {
         },
     ];
     pieces.sort_unstable_by_key(|p| (p.file, p.file_offset));
-    let ok = [None, None, None];
+    let ok = Failures::new();
     let (verified, errors) = verify::verify_files(keys.clone(), &files, &pieces, &ok).await;
     assert_eq!((verified, errors.len()), (3, 0), "{errors:?}");
 
@@ -112,7 +116,17 @@ async fn verification_reads_each_file_against_its_own_pieces() {
     assert!(errors[0].0.ends_with("b"), "{errors:?}");
 
     // Failed files are not verified.
-    let failed = [None, None, Some("lost".to_string())];
+    let failed = Failures::from([(2, "lost".to_string())]);
     let (verified, errors) = verify::verify_files(keys, &files, &pieces, &failed).await;
     assert_eq!((verified, errors.len()), (2, 0));
+}
+
+#[test]
+fn a_planned_file_costs_48_bytes_and_its_state_16() {
+    // With its name's bytes, a 64-byte piece per blob, and a
+    // `HashMap` entry only when it fails: what a 1 M-file restore holds.
+    assert_eq!(std::mem::size_of::<FilePlan>(), 48);
+    assert_eq!(std::mem::size_of::<Meta>(), 32);
+    assert_eq!(std::mem::size_of::<Piece>(), 64);
+    assert!(files::state_size() <= 16, "{}", files::state_size());
 }

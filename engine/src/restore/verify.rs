@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::files::Files;
-use super::plan::Piece;
+use super::plan::{Failures, Piece};
 use crate::ids::BlobId;
 
 /// Re-reads every restored file and compares each blob-sized piece's id;
@@ -15,7 +15,7 @@ pub(super) async fn verify_files(
     keys: Arc<crate::crypto::MasterKeys>,
     files: &Files,
     pieces: &[Piece],
-    failures: &[Option<String>],
+    failures: &Failures,
 ) -> (u64, Vec<(PathBuf, String)>) {
     let mut jobs = Vec::new();
     let mut of_file = pieces.chunk_by(|a, b| a.file == b.file).peekable();
@@ -24,7 +24,7 @@ pub(super) async fn verify_files(
         if let Some(run) = of_file.next_if(|run| run[0].file as usize == n) {
             mine.extend(run.iter().map(|p| (p.id, p.raw_length)));
         }
-        if failures[n].is_none() {
+        if !failures.contains_key(&n) {
             jobs.push((files.path(n), plan.meta.size, mine));
         }
     }
