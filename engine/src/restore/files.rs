@@ -66,7 +66,7 @@ impl Meta {
 }
 
 /// One file's progress, shared by the writers (16 bytes).
-struct FileState {
+pub(super) struct FileState {
     /// Created (truncated to its size) by the first writer, true when that
     /// worked; every other writer of the file waits for it, so the
     /// truncation happens once.
@@ -127,13 +127,13 @@ impl Files {
     /// bytes stay a hole), creating the file first if no writer has. When this
     /// was the file's last placement its metadata is set.
     pub fn write(&self, n: usize, offset: u64, data: &[u8], zero: bool) -> std::io::Result<()> {
-        let (plan, state) = (&self.plans[n], &self.states[n]);
-        let path = self.path(n);
+        let state = &self.states[n];
         let mut fresh: Option<File> = None;
         let mut failed: Option<std::io::Error> = None;
-        let created = *state
-            .created
-            .get_or_init(|| match create_sized(&path, plan.meta.size) {
+        // The path is built only by the writer that creates the file, or
+        // opens it again: not for every blob of an open or sparse file.
+        let created = *state.created.get_or_init(|| {
+            match create_sized(&self.path(n), self.plans[n].meta.size) {
                 Ok(file) => {
                     fresh = Some(file);
                     true
@@ -142,7 +142,8 @@ impl Files {
                     failed = Some(e);
                     false
                 }
-            });
+            }
+        });
         if !created {
             // The writer that tried has the reason; the others say what failed.
             return Err(failed.unwrap_or_else(|| std::io::Error::other("could not be created")));
@@ -151,7 +152,7 @@ impl Files {
         if !zero {
             let file = match open.take() {
                 Some(file) => file,
-                None => OpenOptions::new().write(true).open(&path)?,
+                None => OpenOptions::new().write(true).open(self.path(n))?,
             };
             file.write_all_at(data, offset)?;
             open = Some(file);
@@ -304,10 +305,4 @@ pub(super) fn apply_metadata(dest: &Path, meta: &Meta, is_root: bool) -> std::io
     // By path, never by opening: opening a FIFO blocks, a device may act.
     // (The "symlink" variant is utimensat with AT_SYMLINK_NOFOLLOW: right for every kind.)
     filetime::set_symlink_file_times(dest, mtime, mtime)
-}
-
-/// Bytes of one file's writer state (checked by a test).
-#[cfg(test)]
-pub(super) fn state_size() -> usize {
-    std::mem::size_of::<FileState>()
 }

@@ -170,8 +170,7 @@ pub(super) async fn walk(
                     let file = number(plan.files.len(), "files")?;
                     let (placed, failed) =
                         place(index, &mut plan, &mut pack_numbers, file, content);
-                    plan.placements
-                        .push(u32::try_from(placed).unwrap_or(u32::MAX));
+                    plan.placements.push(placed);
                     if let Some(reason) = failed {
                         plan.failed.insert(plan.files.len(), reason);
                     }
@@ -197,19 +196,24 @@ pub(super) async fn walk(
     Ok(plan)
 }
 
-/// Adds the pieces of file `file`; returns how many were placed and, when a
-/// blob is missing from the index, why the file cannot be restored.
+/// Adds the pieces of file `file`; returns how many were placed (saturated
+/// at `u32::MAX`: such a file gets its metadata at the end instead) and,
+/// when a blob is missing from the index, why the file cannot be restored.
 fn place(
     index: &MasterIndex,
     plan: &mut Plan,
     pack_numbers: &mut HashMap<PackId, u32>,
     file: u32,
     content: &[BlobId],
-) -> (usize, Option<String>) {
+) -> (u32, Option<String>) {
+    let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
     let mut file_offset = 0u64;
     for (placed, id) in content.iter().enumerate() {
         let Some(loc) = index.lookup(id) else {
-            return (placed, Some(format!("blob {id} is not in any index")));
+            return (
+                count(placed),
+                Some(format!("blob {id} is not in any index")),
+            );
         };
         let next = plan.packs.len() as u32;
         let pack = *pack_numbers.entry(loc.pack).or_insert_with(|| {
@@ -227,5 +231,5 @@ fn place(
         });
         file_offset += u64::from(loc.raw_length);
     }
-    (content.len(), None)
+    (count(content.len()), None)
 }
