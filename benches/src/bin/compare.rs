@@ -300,6 +300,40 @@ fn real_main() -> Result<(), String> {
     result
 }
 
+/// samples[tool][row] = one value per run.
+type Samples = BTreeMap<Tool, BTreeMap<&'static str, Vec<f64>>>;
+
+fn record(samples: &mut Samples, tool: Tool, key: &'static str, value: f64) {
+    samples
+        .entry(tool)
+        .or_default()
+        .entry(key)
+        .or_default()
+        .push(value);
+}
+
+/// Prints one timed command and records its seconds under `keys.0` and,
+/// when `keys.1` names a row, its peak RSS there.
+fn record_sample(
+    samples: &mut Samples,
+    run: usize,
+    tool: Tool,
+    label: &str,
+    keys: (&'static str, Option<&'static str>),
+    s: &Sample,
+) {
+    let rss_mb = s.peak_rss as f64 / 1e6;
+    eprintln!(
+        "run {run}: {:<8} {label:<17} {:6.2} s {rss_mb:6.0} MB",
+        tool.name(),
+        s.seconds
+    );
+    record(samples, tool, keys.0, s.seconds);
+    if let Some(rss) = keys.1 {
+        record(samples, tool, rss, rss_mb);
+    }
+}
+
 fn measure_all(opts: &Options, work: &Path, restores: &Path) -> Result<(), String> {
     let source = work.join("source");
     let status = Command::new("cp")
@@ -367,16 +401,7 @@ fn measure_all(opts: &Options, work: &Path, restores: &Path) -> Result<(), Strin
         eprintln!("{name}: not found on PATH, left out");
     }
 
-    // samples[tool][row] = one value per run
-    let mut samples: BTreeMap<Tool, BTreeMap<&str, Vec<f64>>> = BTreeMap::new();
-    let mut record = |tool: Tool, key: &'static str, value: f64| {
-        samples
-            .entry(tool)
-            .or_default()
-            .entry(key)
-            .or_default()
-            .push(value);
-    };
+    let mut samples = Samples::new();
     for run in 1..=opts.runs {
         // Each run starts with the next tool, so none is always first (with
         // the coldest caches) or last.
@@ -398,18 +423,11 @@ fn measure_all(opts: &Options, work: &Path, restores: &Path) -> Result<(), Strin
             }
             for r in &mut runners {
                 let s = r.backup(&source)?;
-                eprintln!(
-                    "run {run}: {:<8} {label:<17} {:6.2} s {:6.0} MB",
-                    r.tool.name(),
-                    s.seconds,
-                    s.peak_rss as f64 / 1e6
-                );
-                record(r.tool, key, s.seconds);
-                if phase == 0 {
-                    record(r.tool, "peak_rss_backup_mb", s.peak_rss as f64 / 1e6);
-                }
+                let rss = (phase == 0).then_some("peak_rss_backup_mb");
+                record_sample(&mut samples, run, r.tool, label, (key, rss), &s);
                 if phase == 2 {
-                    record(r.tool, "repository_mb", tree_size(&r.repo).0 as f64 / 1e6);
+                    let size = tree_size(&r.repo).0 as f64 / 1e6;
+                    record(&mut samples, r.tool, "repository_mb", size);
                 }
             }
         }
@@ -419,14 +437,8 @@ fn measure_all(opts: &Options, work: &Path, restores: &Path) -> Result<(), Strin
         for r in &runners {
             let target = restores.join(format!("{}-{run}", r.tool.name()));
             let s = r.restore(&target)?;
-            eprintln!(
-                "run {run}: {:<8} full restore      {:6.2} s {:6.0} MB",
-                r.tool.name(),
-                s.seconds,
-                s.peak_rss as f64 / 1e6
-            );
-            record(r.tool, "full_restore_s", s.seconds);
-            record(r.tool, "peak_rss_restore_mb", s.peak_rss as f64 / 1e6);
+            let keys = ("full_restore_s", Some("peak_rss_restore_mb"));
+            record_sample(&mut samples, run, r.tool, "full restore", keys, &s);
             if r.tool == Tool::Lifeboat {
                 check_restored(&source, &target)?;
             }
