@@ -1,15 +1,18 @@
 //! The file system side of a restore: the target directory, files created
 //! when their first verified blob arrives, metadata set by whichever writer
-//! completes a file, and the specials (symlinks, pipes, devices).
+//! completes a file, and the specials (symlinks, pipes, devices). Every
+//! entry is reached through [`TargetDirs`], never by path.
 
 use std::ffi::OsStr;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 
+use super::target::{self, TargetDirs};
 use crate::error::{Error, Result};
 use crate::tree::{Node, NodeKind};
 
@@ -80,8 +83,8 @@ pub(super) struct FileState {
 /// Every file of a restore and what has happened to it.
 pub(super) struct Files {
     pub plans: Vec<FilePlan>,
-    /// Target path of every directory, by number.
-    pub dir_paths: Vec<PathBuf>,
+    /// The target's directories, opened without following links.
+    pub dirs: TargetDirs,
     /// Every file's name, back to back.
     names: Vec<u8>,
     states: Vec<FileState>,
@@ -92,12 +95,7 @@ pub(super) struct Files {
 
 impl Files {
     /// `placements[n]` = how many blob placements file `n` receives.
-    pub fn new(
-        plans: Vec<FilePlan>,
-        dir_paths: Vec<PathBuf>,
-        names: Vec<u8>,
-        placements: &[u32],
-    ) -> Self {
+    pub fn new(plans: Vec<FilePlan>, dirs: TargetDirs, names: Vec<u8>, placements: &[u32]) -> Self {
         let states = placements
             .iter()
             .map(|&n| FileState {
@@ -108,7 +106,7 @@ impl Files {
             .collect();
         Files {
             plans,
-            dir_paths,
+            dirs,
             names,
             states,
             // SAFETY: geteuid has no preconditions and cannot fail.
@@ -117,10 +115,27 @@ impl Files {
         }
     }
 
-    /// Target path of file `n`.
+    /// The name bytes of file `n`.
+    fn name(&self, n: usize) -> &[u8] {
+        self.plans[n].name(&self.names).as_bytes()
+    }
+
+    /// Target path of file `n` (for messages: files are never opened by path).
     pub fn path(&self, n: usize) -> PathBuf {
-        let plan = &self.plans[n];
-        self.dir_paths[plan.dir as usize].join(plan.name(&self.names))
+        self.dirs.path_of(self.plans[n].dir, self.name(n))
+    }
+
+    /// Opens file `n` again, for reading (`--verify`) or writing, refusing
+    /// anything that is no longer the regular file this restore created.
+    pub fn reopen(&self, n: usize, write: bool) -> std::io::Result<File> {
+        let dir = self.dirs.dir(self.plans[n].dir)?;
+        target::reopen_file(&dir, self.name(n), write)
+    }
+
+    /// Removes file `n` (it failed: never left with wrong bytes).
+    pub fn remove(&self, n: usize) -> std::io::Result<()> {
+        let dir = self.dirs.dir(self.plans[n].dir)?;
+        target::remove_file(&dir, self.name(n))
     }
 
     /// Writes one verified blob's bytes into file `n` at `offset` (all-zero
@@ -130,10 +145,13 @@ impl Files {
         let state = &self.states[n];
         let mut fresh: Option<File> = None;
         let mut failed: Option<std::io::Error> = None;
-        // The path is built only by the writer that creates the file, or
-        // opens it again: not for every blob of an open or sparse file.
         let created = *state.created.get_or_init(|| {
-            match create_sized(&self.path(n), self.plans[n].meta.size) {
+            let plan = &self.plans[n];
+            let made = self
+                .dirs
+                .dir(plan.dir)
+                .and_then(|dir| create_sized(&dir, self.name(n), plan.meta.size));
+            match made {
                 Ok(file) => {
                     fresh = Some(file);
                     true
@@ -152,7 +170,7 @@ impl Files {
         if !zero {
             let file = match open.take() {
                 Some(file) => file,
-                None => OpenOptions::new().write(true).open(self.path(n))?,
+                None => self.reopen(n, true)?,
             };
             file.write_all_at(data, offset)?;
             open = Some(file);
@@ -164,7 +182,7 @@ impl Files {
     }
 
     /// Sets file `n`'s metadata unless a writer already did: through `open`
-    /// when the caller holds the file (no path lookups), else by path.
+    /// when the caller holds the file, else through the file opened again.
     pub fn set_metadata(&self, n: usize, open: Option<&File>) {
         if self.states[n].metadata_set.swap(true, Ordering::AcqRel) {
             return;
@@ -172,7 +190,9 @@ impl Files {
         let meta = &self.plans[n].meta;
         let applied = match open {
             Some(file) => apply_file_metadata(file, meta, self.is_root),
-            None => apply_metadata(&self.path(n), meta, self.is_root),
+            None => self
+                .reopen(n, false)
+                .and_then(|file| apply_file_metadata(&file, meta, self.is_root)),
         };
         if let Err(e) = applied {
             self.metadata_errors
@@ -196,15 +216,27 @@ impl Files {
     pub fn is_root(&self) -> bool {
         self.is_root
     }
+
+    /// Links `name` in directory `dir` to file `first` (a hard link),
+    /// replacing a file or link already there.
+    pub fn link(&self, first: usize, dir: u32, name: &[u8]) -> std::io::Result<()> {
+        let to = self.dirs.dir(dir)?;
+        target::remove_in_the_way(&to, name)?;
+        let from = self.dirs.dir(self.plans[first].dir)?;
+        Ok(rustix::fs::linkat(
+            &*from,
+            self.name(first),
+            &*to,
+            name,
+            rustix::fs::AtFlags::empty(),
+        )?)
+    }
 }
 
-/// Creates (or truncates) `path` and gives it its final size.
-pub(super) fn create_sized(path: &Path, size: u64) -> std::io::Result<File> {
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)?;
+/// Creates `name` in `dir` as a new file (mode 0600) of its final size,
+/// replacing a file or link already there.
+pub(super) fn create_sized(dir: &OwnedFd, name: &[u8], size: u64) -> std::io::Result<File> {
+    let file = target::create_file(dir, name)?;
     file.set_len(size)?;
     Ok(file)
 }
@@ -248,39 +280,32 @@ pub(super) fn prepare_target(target: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Creates a symlink, pipe or device; returns false for what is not recreated (sockets).
-pub(super) fn create_special(dest: &Path, node: &Node) -> std::io::Result<bool> {
-    if fs::symlink_metadata(dest).is_ok() {
-        fs::remove_file(dest)?;
-    }
-    let cpath =
-        || std::ffi::CString::new(dest.as_os_str().as_bytes()).map_err(std::io::Error::other);
-    let check = |rc: libc::c_int| {
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(std::io::Error::last_os_error())
+/// Creates a symlink, pipe or device `name` in `dir`, replacing a file or
+/// link already there; returns false for what is not recreated (sockets).
+pub(super) fn create_special(dir: &OwnedFd, name: &[u8], node: &Node) -> std::io::Result<bool> {
+    use rustix::fs::{FileType, Mode};
+    let owner_only = Mode::from_raw_mode(0o600);
+    let make = || -> std::io::Result<bool> {
+        match &node.kind {
+            NodeKind::Symlink { target } => rustix::fs::symlinkat(target.as_slice(), dir, name)?,
+            NodeKind::Fifo => rustix::fs::mknodat(dir, name, FileType::Fifo, owner_only, 0)?,
+            NodeKind::BlockDevice { rdev } => {
+                rustix::fs::mknodat(dir, name, FileType::BlockDevice, owner_only, *rdev)?
+            }
+            NodeKind::CharDevice { rdev } => {
+                rustix::fs::mknodat(dir, name, FileType::CharacterDevice, owner_only, *rdev)?
+            }
+            NodeKind::Socket | NodeKind::File { .. } | NodeKind::Dir { .. } => return Ok(false),
         }
+        Ok(true)
     };
-    match &node.kind {
-        NodeKind::Symlink { target } => {
-            std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(target), dest)?
+    match make() {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            target::remove_in_the_way(dir, name)?;
+            make()
         }
-        // SAFETY: cpath is a valid NUL-terminated string for the duration of the call.
-        NodeKind::Fifo => check(unsafe { libc::mkfifo(cpath()?.as_ptr(), 0o600) })?,
-        NodeKind::BlockDevice { rdev } | NodeKind::CharDevice { rdev } => {
-            let kind = if matches!(node.kind, NodeKind::BlockDevice { .. }) {
-                libc::S_IFBLK
-            } else {
-                libc::S_IFCHR
-            };
-            // SAFETY: as above.
-            check(unsafe { libc::mknod(cpath()?.as_ptr(), kind | 0o600, *rdev as libc::dev_t) })?
-        }
-        NodeKind::Socket => return Ok(false),
-        NodeKind::File { .. } | NodeKind::Dir { .. } => return Ok(false),
+        other => other,
     }
-    Ok(true)
 }
 
 /// [`apply_metadata`] for a regular file held open.
@@ -293,16 +318,52 @@ fn apply_file_metadata(file: &File, meta: &Meta, is_root: bool) -> std::io::Resu
     filetime::set_file_handle_times(file, Some(mtime), Some(mtime))
 }
 
-/// Sets owner (as root), permissions and modification time.
-pub(super) fn apply_metadata(dest: &Path, meta: &Meta, is_root: bool) -> std::io::Result<()> {
+/// Sets a special's owner (as root), permissions (not a symlink's) and
+/// modification time, by name in `dir` without following it.
+pub(super) fn apply_metadata_at(
+    dir: &OwnedFd,
+    name: &[u8],
+    meta: &Meta,
+    is_root: bool,
+) -> std::io::Result<()> {
+    use rustix::fs::{AtFlags, Gid, Mode, Timespec, Timestamps, Uid};
     if is_root {
-        std::os::unix::fs::lchown(dest, Some(meta.uid), Some(meta.gid))?;
+        rustix::fs::chownat(
+            dir,
+            name,
+            Some(Uid::from_raw(meta.uid)),
+            Some(Gid::from_raw(meta.gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )?;
     }
     if meta.mode & SYMLINK == 0 {
-        fs::set_permissions(dest, fs::Permissions::from_mode(meta.mode))?;
+        // A pipe or device this restore just made (0600) in a directory
+        // still 0700: nobody else can have swapped a link in.
+        rustix::fs::chmodat(dir, name, Mode::from_raw_mode(meta.mode), AtFlags::empty())?;
     }
-    let mtime = filetime::FileTime::from_unix_time(meta.mtime, meta.mtime_nsec);
-    // By path, never by opening: opening a FIFO blocks, a device may act.
-    // (The "symlink" variant is utimensat with AT_SYMLINK_NOFOLLOW: right for every kind.)
-    filetime::set_symlink_file_times(dest, mtime, mtime)
+    let time = Timespec {
+        tv_sec: meta.mtime,
+        tv_nsec: meta.mtime_nsec.into(),
+    };
+    let times = Timestamps {
+        last_access: time,
+        last_modification: time,
+    };
+    Ok(rustix::fs::utimensat(
+        dir,
+        name,
+        &times,
+        AtFlags::SYMLINK_NOFOLLOW,
+    )?)
+}
+
+/// Sets directory `n`'s owner (as root), permissions and time through its
+/// descriptor.
+pub(super) fn apply_dir_metadata(
+    dirs: &TargetDirs,
+    n: u32,
+    meta: &Meta,
+    is_root: bool,
+) -> std::io::Result<()> {
+    apply_file_metadata(&dirs.open_dir_file(n)?, meta, is_root)
 }

@@ -6,7 +6,6 @@
 //! (directories deepest first, so writing into them does not disturb their
 //! times). All-zero chunks are left as holes, so sparse files stay sparse.
 
-use std::fs;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,10 +20,12 @@ use crate::snapshot::Snapshot;
 
 mod files;
 mod plan;
+mod target;
 mod verify;
 
 use files::{prepare_target, Files};
 use plan::{Failures, Piece, Plan};
+use target::TargetDirs;
 
 /// What to restore and where.
 #[derive(Debug, Clone, Default)]
@@ -102,6 +103,12 @@ pub async fn restore(
         crate::ls::find_node(repo, &index, snapshot.tree, inc).await?;
     }
     prepare_target(&options.target)?;
+    let target = TargetDirs::open(&options.target).map_err(|e| {
+        Error::InvalidInput(format!(
+            "cannot open the restore target {}: {e}",
+            options.target.display()
+        ))
+    })?;
 
     // 1. Walk the snapshot: create directories, specials and empty files,
     //    and list where every blob goes.
@@ -110,7 +117,7 @@ pub async fn restore(
         repo,
         &index,
         snapshot.tree,
-        &options.target,
+        target,
         &includes,
         &progress,
         &cancel,
@@ -119,7 +126,7 @@ pub async fn restore(
     .await?;
     tracing::debug!(
         "restore: {} directories, {} files and {} placements planned in {:?}",
-        plan.dirs.len(),
+        plan.dirs_open.len(),
         plan.files.len(),
         plan.pieces.len(),
         started.elapsed()
@@ -128,7 +135,7 @@ pub async fn restore(
     // 2. Read packs and write content.
     plan.sort_for_reading();
     let Plan {
-        dir_paths,
+        dirs_open,
         dirs,
         specials,
         files,
@@ -139,7 +146,7 @@ pub async fn restore(
         failed,
         packs,
     } = plan;
-    let files = Arc::new(Files::new(files, dir_paths, names, &placements));
+    let files = Arc::new(Files::new(files, dirs_open, names, &placements));
     drop(placements);
     let failures = Arc::new(Mutex::new(failed));
     let concurrency = options.concurrency.unwrap_or(4).max(1);
@@ -172,7 +179,7 @@ pub async fn restore(
     for (n, plan) in files.plans.iter().enumerate() {
         if let Some(reason) = failures.get(&n) {
             let path = files.path(n);
-            let _ = fs::remove_file(&path);
+            let _ = files.remove(n);
             outcome
                 .errors
                 .push((path, format!("{reason}; file not restored")));
@@ -184,31 +191,37 @@ pub async fn restore(
         files.set_metadata(n, None);
     }
     outcome.errors.extend(files.take_metadata_errors());
-    for (dest, first) in links {
+    for (dir, name, first) in links {
         if failures.contains_key(&first) {
             continue;
         }
-        let _ = fs::remove_file(&dest);
-        match fs::hard_link(files.path(first), &dest) {
+        match files.link(first, dir, &name) {
             Ok(()) => outcome.hardlinks += 1,
-            Err(e) => outcome.errors.push((dest, format!("hard link: {e}"))),
+            Err(e) => outcome
+                .errors
+                .push((files.dirs.path_of(dir, &name), format!("hard link: {e}"))),
         }
     }
-    for (dest, meta) in &specials {
+    for (dir, name, meta) in &specials {
         outcome.specials += 1;
-        if let Err(e) = files::apply_metadata(dest, meta, is_root) {
-            outcome
-                .errors
-                .push((dest.clone(), format!("setting metadata: {e}")));
+        let applied = files
+            .dirs
+            .dir(*dir)
+            .and_then(|fd| files::apply_metadata_at(&fd, name, meta, is_root));
+        if let Err(e) = applied {
+            outcome.errors.push((
+                files.dirs.path_of(*dir, name),
+                format!("setting metadata: {e}"),
+            ));
         }
     }
     for (dir, meta) in dirs.iter().rev() {
         outcome.dirs += 1;
-        let dest = &files.dir_paths[*dir as usize];
-        if let Err(e) = files::apply_metadata(dest, meta, is_root) {
-            outcome
-                .errors
-                .push((dest.clone(), format!("setting metadata: {e}")));
+        if let Err(e) = files::apply_dir_metadata(&files.dirs, *dir, meta, is_root) {
+            outcome.errors.push((
+                files.dirs.path(*dir).to_path_buf(),
+                format!("setting metadata: {e}"),
+            ));
         }
     }
 
@@ -216,7 +229,7 @@ pub async fn restore(
     if options.verify {
         pieces.sort_unstable_by_key(|p| (p.file, p.file_offset));
         let (verified, errors) =
-            verify::verify_files(repo.keys().clone(), &files, &pieces, &failures).await;
+            verify::verify_files(repo.keys().clone(), files.clone(), &pieces, &failures).await;
         outcome.verified = verified;
         outcome.errors.extend(errors);
     }

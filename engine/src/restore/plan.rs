@@ -1,4 +1,5 @@
-//! The restore plan: one walk of the snapshot that creates directories,
+//! The restore plan: one walk of the snapshot that creates directories
+//! (confined to the target: see [`super::target`]),
 //! specials and empty files, and lists every blob placement in a compact
 //! form. Files keep their directory's number and their name, not a full path
 //! or their tree node, and no content list survives the walk, so the plan
@@ -6,12 +7,12 @@
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::files::{create_sized, create_special, FilePlan, Meta};
+use super::target::TargetDirs;
 use super::{RestoreOutcome, RestoreProgress};
 use crate::error::{Error, Result};
 use crate::ids::{BlobId, PackId};
@@ -53,21 +54,22 @@ impl Piece {
 }
 
 /// Everything a restore does after its walk.
-#[derive(Default)]
 pub(super) struct Plan {
-    /// Target path of every directory; number 0 is the target itself.
-    pub dir_paths: Vec<PathBuf>,
+    /// The target's directories; number 0 is the target itself.
+    pub dirs_open: TargetDirs,
     /// Restored directories (number in `dir_paths`) and their metadata,
     /// parents before children.
     pub dirs: Vec<(u32, Meta)>,
-    /// Symlinks, pipes and devices created, with their metadata.
-    pub specials: Vec<(PathBuf, Meta)>,
+    /// Symlinks, pipes and devices created (directory number and name),
+    /// with their metadata.
+    pub specials: Vec<(u32, Box<[u8]>, Meta)>,
     /// Regular files.
     pub files: Vec<FilePlan>,
     /// The files' names, back to back.
     pub names: Vec<u8>,
-    /// Extra names of hard-linked files: (target path, first file's number).
-    pub links: Vec<(PathBuf, usize)>,
+    /// Extra names of hard-linked files: (directory number, name, first
+    /// file's number).
+    pub links: Vec<(u32, Box<[u8]>, usize)>,
     /// Every placement; sorted by pack and offset by [`Plan::sort_for_reading`].
     pub pieces: Vec<Piece>,
     /// Placements per file: how many writes complete it.
@@ -115,15 +117,23 @@ pub(super) async fn walk(
     repo: &Repository,
     index: &MasterIndex,
     root: BlobId,
-    target: &Path,
+    target: TargetDirs,
     includes: &[PathBuf],
     progress: &RestoreProgress,
     cancel: &AtomicBool,
     outcome: &mut RestoreOutcome,
 ) -> Result<Plan> {
     let mut plan = Plan {
-        dir_paths: vec![target.to_path_buf()],
-        ..Plan::default()
+        dirs_open: target,
+        dirs: Vec::new(),
+        specials: Vec::new(),
+        files: Vec::new(),
+        names: Vec::new(),
+        links: Vec::new(),
+        pieces: Vec::new(),
+        placements: Vec::new(),
+        failed: Failures::default(),
+        packs: Vec::new(),
     };
     let mut pack_numbers: HashMap<PackId, u32> = HashMap::new();
     let mut first_link: HashMap<(u64, u64), usize> = HashMap::new();
@@ -139,29 +149,36 @@ pub(super) async fn walk(
             if !included(&path, includes) {
                 continue;
             }
-            let dest = plan.dir_paths[dir_number as usize].join(OsStr::from_bytes(&node.name));
+            let dest = |dirs: &TargetDirs| dirs.path_of(dir_number, &node.name);
             match &node.kind {
                 NodeKind::Dir { subtree } => {
-                    if let Err(e) = fs::create_dir_all(&dest) {
-                        outcome.errors.push((dest, e.to_string()));
-                        continue;
-                    }
-                    let n = number(plan.dir_paths.len(), "directories")?;
-                    plan.dir_paths.push(dest);
+                    number(plan.dirs_open.len(), "directories")?;
+                    let n = match plan.dirs_open.make_dir(dir_number, &node.name) {
+                        Ok(n) => n,
+                        Err(e) => {
+                            outcome.errors.push((dest(&plan.dirs_open), e.to_string()));
+                            continue;
+                        }
+                    };
                     plan.dirs.push((n, Meta::of(&node)));
                     stack.push((path, *subtree, n));
                 }
                 NodeKind::File { content } => {
                     let inode = (node.links > 1).then_some((node.device, node.inode));
                     if let Some(&first) = inode.and_then(|key| first_link.get(&key)) {
-                        plan.links.push((dest, first));
+                        plan.links
+                            .push((dir_number, node.name.clone().into(), first));
                         continue;
                     }
                     // A file is created when its first blob arrives, by the
                     // writer (in parallel); only files without content now.
                     if content.is_empty() {
-                        if let Err(e) = create_sized(&dest, node.size) {
-                            outcome.errors.push((dest, e.to_string()));
+                        let made = plan
+                            .dirs_open
+                            .dir(dir_number)
+                            .and_then(|dir| create_sized(&dir, &node.name, node.size));
+                        if let Err(e) = made {
+                            outcome.errors.push((dest(&plan.dirs_open), e.to_string()));
                             continue;
                         }
                     }
@@ -185,10 +202,18 @@ pub(super) async fn walk(
                     });
                     plan.names.extend_from_slice(&node.name);
                 }
-                _ => match create_special(&dest, &node) {
-                    Ok(true) => plan.specials.push((dest, Meta::of(&node))),
+                _ => match plan
+                    .dirs_open
+                    .dir(dir_number)
+                    .and_then(|dir| create_special(&dir, &node.name, &node))
+                {
+                    Ok(true) => {
+                        let meta = Meta::of(&node);
+                        plan.specials
+                            .push((dir_number, node.name.clone().into(), meta));
+                    }
                     Ok(false) => {}
-                    Err(e) => outcome.errors.push((dest, e.to_string())),
+                    Err(e) => outcome.errors.push((dest(&plan.dirs_open), e.to_string())),
                 },
             }
         }

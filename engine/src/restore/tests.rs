@@ -87,7 +87,8 @@ async fn verification_reads_each_file_against_its_own_pieces() {
     std::fs::write(dir.path().join("ab"), [a.clone(), b.clone()].concat()).expect("write");
     std::fs::write(dir.path().join("empty"), b"").expect("write");
     std::fs::write(dir.path().join("b"), &b).expect("write");
-    let files = Files::new(plans, vec![dir.path().to_path_buf()], names, &[2, 0, 1]);
+    let target = super::target::TargetDirs::open(dir.path()).expect("open the target");
+    let files = Arc::new(Files::new(plans, target, names, &[2, 0, 1]));
     assert!(files.path(1).ends_with("empty"));
     let mut pieces = vec![
         Piece {
@@ -105,19 +106,19 @@ async fn verification_reads_each_file_against_its_own_pieces() {
     ];
     pieces.sort_unstable_by_key(|p| (p.file, p.file_offset));
     let ok = Failures::new();
-    let (verified, errors) = verify::verify_files(keys.clone(), &files, &pieces, &ok).await;
+    let (verified, errors) = verify::verify_files(keys.clone(), files.clone(), &pieces, &ok).await;
     assert_eq!((verified, errors.len()), (3, 0), "{errors:?}");
 
     // A changed byte in the last file is found, and only there.
     std::fs::write(dir.path().join("b"), b"and a secone").expect("write");
-    let (verified, errors) = verify::verify_files(keys.clone(), &files, &pieces, &ok).await;
+    let (verified, errors) = verify::verify_files(keys.clone(), files.clone(), &pieces, &ok).await;
     assert_eq!(verified, 2);
     assert_eq!(errors.len(), 1);
     assert!(errors[0].0.ends_with("b"), "{errors:?}");
 
     // Failed files are not verified.
     let failed = Failures::from([(2, "lost".to_string())]);
-    let (verified, errors) = verify::verify_files(keys, &files, &pieces, &failed).await;
+    let (verified, errors) = verify::verify_files(keys, files.clone(), &pieces, &failed).await;
     assert_eq!((verified, errors.len()), (2, 0));
 }
 

@@ -2,7 +2,7 @@
 //! chunk, with the blob ids the snapshot lists.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::files::Files;
@@ -13,7 +13,7 @@ use crate::ids::BlobId;
 /// `pieces` are sorted by file and offset.
 pub(super) async fn verify_files(
     keys: Arc<crate::crypto::MasterKeys>,
-    files: &Files,
+    files: Arc<Files>,
     pieces: &[Piece],
     failures: &Failures,
 ) -> (u64, Vec<(PathBuf, String)>) {
@@ -25,17 +25,24 @@ pub(super) async fn verify_files(
             mine.extend(run.iter().map(|p| (p.id, p.raw_length)));
         }
         if !failures.contains_key(&n) {
-            jobs.push((files.path(n), plan.meta.size, mine));
+            jobs.push((n, plan.meta.size, mine));
         }
     }
     tokio::task::spawn_blocking(move || {
         let mut verified = 0;
         let mut errors = Vec::new();
         let mut buf = Vec::new();
-        for (path, size, pieces) in jobs {
-            match verify_one(&keys, &path, size, &pieces, &mut buf) {
+        for (n, size, pieces) in jobs {
+            // Read through the target's directory descriptors, like the writes.
+            let checked = files
+                .reopen(n, false)
+                .map_err(|e| e.to_string())
+                .and_then(|file| verify_one(&keys, file, size, &pieces, &mut buf));
+            match checked {
                 Ok(()) => verified += 1,
-                Err(reason) => errors.push((path, format!("verification failed: {reason}"))),
+                Err(reason) => {
+                    errors.push((files.path(n), format!("verification failed: {reason}")))
+                }
             }
         }
         (verified, errors)
@@ -51,13 +58,12 @@ pub(super) async fn verify_files(
 
 fn verify_one(
     keys: &crate::crypto::MasterKeys,
-    path: &Path,
+    mut file: fs::File,
     size: u64,
     pieces: &[(BlobId, u32)],
     buf: &mut Vec<u8>,
 ) -> std::result::Result<(), String> {
     use std::io::Read;
-    let mut file = fs::File::open(path).map_err(|e| e.to_string())?;
     let actual = file.metadata().map_err(|e| e.to_string())?.len();
     if actual != size {
         return Err(format!("size {actual}, expected {size}"));
