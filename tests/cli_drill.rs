@@ -77,6 +77,7 @@ impl Setup {
             .command()
             .password(PASSWORD)
             .env("LIFEBOAT_CACHE_DIR", self.sb.join("cache"))
+            .env("LIFEBOAT_STATE_DIR", self.sb.join("state"))
             .dest(&self.a())
             .dest(&self.b())
             .args(args)
@@ -162,8 +163,14 @@ fn every_destination_passes_and_status_shows_it() {
     assert!(text.contains("Last drill"), "{text}");
     assert_eq!(text.matches("passed just now").count(), 2, "{text}");
 
-    // The record lives under LIFEBOAT_CACHE_DIR, per repository id.
-    let records: Vec<PathBuf> = tree::regular_files(&setup.sb.join("cache"))
+    // The record is state, not cache: it lives under LIFEBOAT_STATE_DIR, per
+    // repository id, and nothing of it under the cache directory.
+    let cached: Vec<PathBuf> = tree::regular_files(&setup.sb.join("cache"))
+        .into_iter()
+        .filter(|p| p.ends_with("health.json"))
+        .collect();
+    assert!(cached.is_empty(), "{cached:?}");
+    let records: Vec<PathBuf> = tree::regular_files(&setup.sb.join("state"))
         .into_iter()
         .filter(|p| p.ends_with("health.json"))
         .collect();
@@ -268,7 +275,7 @@ fn a_sample_verifies_some_files_and_one_destination_can_be_chosen() {
     }
     setup
         .run(["drill", "--from", "nowhere"])
-        .assert_code(1)
+        .assert_code(2)
         .stderr_has("no such destination");
 }
 

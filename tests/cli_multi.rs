@@ -137,7 +137,9 @@ fn s3_killed_mid_backup_then_synced() {
         .unwrap_or_else(|| panic!("{s3_name} not in status: {list:?}"));
     assert_eq!(s3_status["has_repository"], false, "{s3_status}");
 
-    run(&sb, &all, ["sync"]).success();
+    // An empty destination is seeded only when named.
+    run(&sb, &all, ["sync"]).assert_code(3);
+    run(&sb, &all, ["sync", "--seed", s3_name.as_str()]).success();
     assert_status_complete(&sb, &all);
     let holders = snapshot_holders(&sb, &all);
     assert_eq!(
@@ -215,8 +217,8 @@ fn unreachable_destination_is_bounded_and_reported() {
     assert_restores(&sb, &[sftp.as_str()], &src);
 }
 
-/// A new empty destination added to the list is seeded completely by `sync`,
-/// then restores and checks alone.
+/// A new empty destination added to the list is seeded completely by
+/// `sync --seed`, then restores and checks alone.
 #[test]
 fn new_empty_destination_is_seeded_by_sync() {
     let sb = Sandbox::new();
@@ -236,7 +238,8 @@ fn new_empty_destination_is_seeded_by_sync() {
     out.assert_code(3);
     assert_eq!(list[0]["has_repository"], false, "{list:?}");
 
-    let synced = run(&sb, &all, ["--json", "sync"]);
+    let new_name = format!("s3-{}", var("LIFEBOAT_TEST_S3_BUCKET"));
+    let synced = run(&sb, &all, ["--json", "sync", "--seed", new_name.as_str()]);
     synced.success();
     let summary = synced.summary();
     assert!(summary["copied"].as_u64().unwrap_or(0) > 0, "{summary}");

@@ -62,6 +62,7 @@ impl LocalBackend {
         let path = self.path_of(key)?;
         let dir = path.parent().unwrap_or(&self.root).to_path_buf();
         if !dir.is_dir() {
+            self.create_root(key)?;
             fs::create_dir_all(&dir).map_err(|e| self.io_err(key, e))?;
             // Make the new directories durable up to the root (data/ and data/xx/).
             let mut up = dir.parent();
@@ -111,6 +112,36 @@ impl LocalBackend {
         };
         linked?;
         sync_dir(&dir).map_err(|e| self.io_err(key, e))
+    }
+
+    /// Creates the root directory when it is missing, but never its parent:
+    /// a missing parent is an unmounted disk or a mistyped path, and a
+    /// repository created there would hide on the wrong disk.
+    fn create_root(&self, key: &str) -> Result<()> {
+        if self.root.is_dir() {
+            return Ok(());
+        }
+        let parent = match self.root.parent() {
+            Some(p) if p.as_os_str().is_empty() => Path::new("."),
+            Some(p) => p,
+            None => Path::new("/"),
+        };
+        if !parent.is_dir() {
+            return Err(BackendError::new(
+                ErrorKind::Permanent,
+                &self.name,
+                key,
+                format!(
+                    "the parent directory {} does not exist (is the disk mounted? create it first)",
+                    parent.display()
+                ),
+            ));
+        }
+        match fs::create_dir(&self.root) {
+            Ok(()) => sync_dir(parent).map_err(|e| self.io_err(key, e)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(self.io_err(key, e)),
+        }
     }
 
     fn get_blocking(&self, key: &str, range: Option<Range<u64>>) -> Result<Bytes> {

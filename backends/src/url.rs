@@ -163,6 +163,97 @@ impl DestinationUrl {
         }
     }
 
+    /// The default name made more specific with `extra` more parts of the
+    /// location (parent directories, prefix or path components), so that two
+    /// destinations whose default names collide (`/mnt/usb/lb` and
+    /// `/mnt/nas/lb`, both `local-lb`) get distinct ones (`local-usb-lb`,
+    /// `local-nas-lb`). `None` when the location has no more parts.
+    pub fn name_with(&self, extra: usize) -> Option<String> {
+        if extra == 0 {
+            return Some(self.default_name());
+        }
+        // (prefix of the name, location parts, parts the default name shows)
+        let (base, parts, shown): (&str, Vec<String>, usize) = match self {
+            DestinationUrl::Local(path) => (
+                "local",
+                path.components()
+                    .filter_map(|c| match c {
+                        std::path::Component::Normal(p) => Some(p.to_string_lossy().into_owned()),
+                        _ => None,
+                    })
+                    .collect(),
+                1,
+            ),
+            DestinationUrl::S3 { bucket, prefix, .. } => (
+                bucket,
+                prefix
+                    .split('/')
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+                0,
+            ),
+            DestinationUrl::Sftp { host, path, .. } => (
+                host,
+                path.split('/')
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+                0,
+            ),
+        };
+        let used = shown + extra;
+        if used > parts.len() {
+            return None;
+        }
+        let tail = parts[parts.len() - used..].join("-");
+        Some(match self {
+            DestinationUrl::Local(_) => format!("local-{tail}"),
+            DestinationUrl::S3 { .. } => format!("s3-{base}-{tail}"),
+            DestinationUrl::Sftp { .. } => format!("sftp-{base}-{tail}"),
+        })
+    }
+
+    /// Where the destination is, in one canonical form that does not depend
+    /// on how it was written: a local directory's absolute path with its
+    /// parent resolved (symlinks, `..`), an S3 endpoint, bucket and prefix,
+    /// an SFTP user, host, port and path. Results kept about a destination
+    /// (checks, drills) are filed under this, not under its display name.
+    pub fn canonical_location(&self) -> String {
+        match self {
+            DestinationUrl::Local(path) => {
+                let resolved = match (path.parent(), path.file_name()) {
+                    (Some(parent), Some(name)) => std::fs::canonicalize(parent)
+                        .map(|p| p.join(name))
+                        .unwrap_or_else(|_| path.clone()),
+                    _ => path.clone(),
+                };
+                format!("file://{}", resolved.display())
+            }
+            DestinationUrl::S3 {
+                bucket,
+                prefix,
+                options,
+            } => {
+                let endpoint = options
+                    .iter()
+                    .find(|(k, _)| k == "endpoint")
+                    .map_or("aws", |(_, v)| v.trim_end_matches('/'));
+                format!("s3://{bucket}/{prefix} at {endpoint}")
+            }
+            DestinationUrl::Sftp {
+                user,
+                host,
+                port,
+                path,
+                ..
+            } => {
+                let user = user.as_deref().unwrap_or("");
+                format!("sftp://{user}@{host}:{port}{path}")
+            }
+        }
+    }
+
     /// Opens the destination as a backend called `name`.
     ///
     /// # Errors
@@ -191,6 +282,39 @@ pub fn redact(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn longer_names_take_more_of_the_location() {
+        let usb = DestinationUrl::parse("/mnt/usb/lb").unwrap();
+        let nas = DestinationUrl::parse("/mnt/nas/lb").unwrap();
+        assert_eq!(usb.name_with(0).unwrap(), nas.name_with(0).unwrap());
+        assert_eq!(usb.name_with(1).as_deref(), Some("local-usb-lb"));
+        assert_eq!(nas.name_with(1).as_deref(), Some("local-nas-lb"));
+        assert_eq!(usb.name_with(2).as_deref(), Some("local-mnt-usb-lb"));
+        assert_eq!(usb.name_with(3), None);
+        let s3 = DestinationUrl::parse("s3://bucket/one/lb?endpoint=http://x").unwrap();
+        assert_eq!(s3.name_with(0).as_deref(), Some("s3-bucket"));
+        assert_eq!(s3.name_with(1).as_deref(), Some("s3-bucket-lb"));
+        assert_eq!(s3.name_with(2).as_deref(), Some("s3-bucket-one-lb"));
+        let sftp = DestinationUrl::parse("sftp://u@nas:2222/srv/lb").unwrap();
+        assert_eq!(sftp.name_with(1).as_deref(), Some("sftp-nas-lb"));
+    }
+
+    #[test]
+    fn canonical_locations_ignore_how_a_path_was_written() {
+        let dir = std::env::temp_dir();
+        let plain = DestinationUrl::Local(dir.join("lb"));
+        let dotted = DestinationUrl::Local(dir.join("x/../lb"));
+        std::fs::create_dir_all(dir.join("x")).unwrap();
+        assert_eq!(plain.canonical_location(), dotted.canonical_location());
+        let a = DestinationUrl::parse("s3://b/p1?endpoint=http://h:9000/").unwrap();
+        let b = DestinationUrl::parse("s3://b/p2?endpoint=http://h:9000").unwrap();
+        let a2 = DestinationUrl::parse("s3://b/p1?endpoint=http://h:9000&region=x").unwrap();
+        assert_ne!(a.canonical_location(), b.canonical_location());
+        assert_eq!(a.canonical_location(), a2.canonical_location());
+        let sftp = DestinationUrl::parse("sftp://u@h/srv/lb").unwrap();
+        assert_eq!(sftp.canonical_location(), "sftp://u@h:22/srv/lb");
+    }
 
     #[test]
     fn parses_paths_and_file_urls() {

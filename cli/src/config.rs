@@ -115,9 +115,22 @@ pub struct Profile {
     /// Paths to back up when none are given (`~` expands to the home directory).
     #[serde(default)]
     pub paths: Vec<String>,
-    /// Exclude patterns added to any given on the command line.
+    /// Exclude patterns added to any given on the command line (`~` and
+    /// `$HOME` expand to the home directory).
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// Case-insensitive exclude patterns.
+    #[serde(default)]
+    pub iexclude: Vec<String>,
+    /// Leave out directories holding one of these files (`FILE[:HEADER]`).
+    #[serde(default)]
+    pub exclude_if_present: Vec<String>,
+    /// Leave out directories holding a valid CACHEDIR.TAG.
+    #[serde(default)]
+    pub exclude_caches: bool,
+    /// Stay on the file system of each backup path.
+    #[serde(default)]
+    pub one_file_system: bool,
     /// Tags added to every snapshot.
     #[serde(default)]
     pub tags: Vec<String>,
@@ -184,13 +197,15 @@ fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
     (line, before[line_start..].chars().count() + 1)
 }
 
-/// Expands a leading `~/` to the home directory.
-pub fn expand_home(path: &str) -> PathBuf {
-    match (path.strip_prefix("~/"), dirs::home_dir()) {
-        (Some(rest), Some(home)) => home.join(rest),
-        _ if path == "~" => dirs::home_dir().unwrap_or_else(|| PathBuf::from(path)),
-        _ => PathBuf::from(path),
-    }
+/// The name of the embedded default repository (`-d default` reaches it even
+/// when a config file names other destinations).
+pub const DEFAULT_NAME: &str = "default";
+
+/// True for a `-d` value that can only be a destination name: no `/` and no
+/// scheme. A directory in the current one is written `./name`, so a typo in a
+/// configured name never becomes a new directory.
+fn is_bare_name(value: &str) -> bool {
+    !value.contains('/') && !value.contains(':') && value != "." && value != ".."
 }
 
 /// The destinations a command works on.
@@ -199,6 +214,9 @@ pub struct Selection {
     pub backends: Vec<Arc<dyn Backend>>,
     /// Per backend: concurrent pack uploads, when the config file sets them.
     pub uploads: Vec<Option<usize>>,
+    /// Per backend: its canonical location (see
+    /// [`DestinationUrl::canonical_location`]).
+    pub keys: Vec<String>,
     /// True when this is the embedded default (created on first backup).
     pub embedded_default: bool,
 }
@@ -211,13 +229,14 @@ impl Selection {
     pub fn only(mut self, name: &str) -> Result<Self> {
         let Some(i) = self.backends.iter().position(|b| b.name() == name) else {
             let names: Vec<&str> = self.backends.iter().map(|b| b.name()).collect();
-            bail!(
+            return Err(crate::exit::usage(format!(
                 "--from {name}: no such destination; the destinations are: {}",
                 names.join(", ")
-            );
+            )));
         };
         self.backends = vec![self.backends.swap_remove(i)];
         self.uploads = vec![self.uploads.swap_remove(i)];
+        self.keys = vec![self.keys.swap_remove(i)];
         Ok(self)
     }
 
@@ -243,76 +262,45 @@ impl ConfigFile {
         match name {
             Some(n) => match self.profiles.get(n) {
                 Some(p) => Ok(Some(p)),
-                None => bail!("no profile {n:?} in the config file"),
+                None => {
+                    let names: Vec<&str> = self.profiles.keys().map(String::as_str).collect();
+                    Err(crate::exit::usage(format!(
+                        "--profile {n}: no such profile in the config file (profiles: {})",
+                        if names.is_empty() {
+                            "none".to_string()
+                        } else {
+                            names.join(", ")
+                        }
+                    )))
+                }
             },
             None => Ok(self.profiles.get("default")),
         }
     }
 
-    /// Resolves the destinations to use.
+    /// Resolves the destinations to use and opens them.
     pub fn select(&self, flags: &[String], profile: Option<&Profile>) -> Result<Selection> {
-        let mut chosen: Vec<(String, String)> = Vec::new();
-        if !flags.is_empty() {
-            for flag in flags {
-                match self.destinations.get(flag) {
-                    Some(d) => chosen.push((flag.clone(), d.url.clone())),
-                    None => {
-                        let url = DestinationUrl::parse(flag)?;
-                        chosen.push((url.default_name(), flag.clone()));
-                    }
-                }
-            }
-        } else if let Some(names) = profile.map(|p| &p.destinations).filter(|d| !d.is_empty()) {
-            for name in names {
-                let d = self.destinations.get(name).with_context(|| {
-                    format!(
-                        "profile names destination {name:?}, which the config file does not define"
-                    )
-                })?;
-                chosen.push((name.clone(), d.url.clone()));
-            }
-        } else {
-            chosen.extend(
-                self.destinations
-                    .iter()
-                    .map(|(n, d)| (n.clone(), d.url.clone())),
-            );
-        }
-        let embedded_default = chosen.is_empty();
-        if embedded_default {
-            chosen.push((
-                "default".into(),
-                default_repository_path()?.display().to_string(),
-            ));
-        }
+        let (chosen, embedded_default) = self.resolve(flags, profile)?;
         let mut backends = Vec::new();
         let mut uploads = Vec::new();
-        let mut used: Vec<String> = Vec::new();
-        for (mut name, url) in chosen {
-            // Two URLs can derive the same name (two disks both mounted at .../lb).
-            let base = name.clone();
-            let mut n = 2;
-            while used.contains(&name) {
-                name = format!("{base}-{n}");
-                n += 1;
-            }
-            used.push(name.clone());
-            let parsed = DestinationUrl::parse(&url)?;
-            let entry = self.destinations.get(&base);
+        let mut keys = Vec::new();
+        for c in chosen {
+            let entry = c.configured.as_ref().and_then(|n| self.destinations.get(n));
+            let base = c.configured.as_deref().unwrap_or(&c.name);
             let credentials = match entry {
-                Some(entry) => entry.s3_credentials(&base)?,
+                Some(entry) => entry.s3_credentials(base)?,
                 None => None,
             };
-            let limits = entry.map(|e| e.limits(&base)).transpose()?;
+            let limits = entry.map(|e| e.limits(base)).transpose()?;
             let (upload_limit, attempts) = limits.unwrap_or((None, None));
-            let backend = match (&parsed, credentials) {
+            let backend = match (&c.url, credentials) {
                 (DestinationUrl::S3 { .. }, Some(creds)) => {
-                    lifeboat_backends::s3::open_with_credentials(&name, &parsed, &creds)?
+                    lifeboat_backends::s3::open_with_credentials(&c.name, &c.url, &creds)?
                 }
                 (_, Some(_)) => bail!(
                     "destination {base:?}: aws_* credentials apply to s3:// destinations only"
                 ),
-                (_, None) => parsed.open(&name)?,
+                (_, None) => c.url.open(&c.name)?,
             };
             // Transient failures are retried with backoff before a destination
             // is given up on for the run.
@@ -323,12 +311,156 @@ impl ConfigFile {
             let retrying = RetryBackend::new(backend, policy);
             backends.push(Arc::new(retrying) as Arc<dyn Backend>);
             uploads.push(upload_limit);
+            keys.push(c.url.canonical_location());
         }
         Ok(Selection {
             backends,
             uploads,
+            keys,
             embedded_default,
         })
+    }
+
+    /// Each selected destination's name and canonical location (the key its
+    /// check and drill results are filed under), without opening any.
+    pub fn locations(
+        &self,
+        flags: &[String],
+        profile: Option<&Profile>,
+    ) -> Result<BTreeMap<String, String>> {
+        Ok(self
+            .resolve(flags, profile)?
+            .0
+            .into_iter()
+            .map(|c| (c.name, c.url.canonical_location()))
+            .collect())
+    }
+
+    /// Which destinations a command uses, with distinct names, and whether
+    /// this is the embedded default.
+    fn resolve(&self, flags: &[String], profile: Option<&Profile>) -> Result<(Vec<Chosen>, bool)> {
+        // (configured name if any, URL text)
+        let mut chosen: Vec<(Option<String>, String)> = Vec::new();
+        if !flags.is_empty() {
+            for flag in flags {
+                match self.destinations.get(flag) {
+                    Some(d) => chosen.push((Some(flag.clone()), d.url.clone())),
+                    None if flag == DEFAULT_NAME => chosen.push((
+                        Some(DEFAULT_NAME.into()),
+                        default_repository_path()?.display().to_string(),
+                    )),
+                    None if is_bare_name(flag) => {
+                        let mut names: Vec<&str> =
+                            self.destinations.keys().map(String::as_str).collect();
+                        names.push(DEFAULT_NAME);
+                        return Err(crate::exit::usage(format!(
+                            "-d {flag}: no destination is named {flag:?} (configured: {}); \
+                             write a directory in the current one as ./{flag}",
+                            names.join(", ")
+                        )));
+                    }
+                    None => chosen.push((None, flag.clone())),
+                }
+            }
+        } else if let Some(names) = profile.map(|p| &p.destinations).filter(|d| !d.is_empty()) {
+            for name in names {
+                let d = self.destinations.get(name).with_context(|| {
+                    format!(
+                        "profile names destination {name:?}, which the config file does not define"
+                    )
+                })?;
+                chosen.push((Some(name.clone()), d.url.clone()));
+            }
+        } else {
+            chosen.extend(
+                self.destinations
+                    .iter()
+                    .map(|(n, d)| (Some(n.clone()), d.url.clone())),
+            );
+        }
+        let embedded_default = chosen.is_empty()
+            || (flags.len() == 1
+                && flags[0] == DEFAULT_NAME
+                && !self.destinations.contains_key(DEFAULT_NAME));
+        if chosen.is_empty() {
+            chosen.push((
+                Some(DEFAULT_NAME.into()),
+                default_repository_path()?.display().to_string(),
+            ));
+        }
+        let mut out: Vec<Chosen> = Vec::new();
+        for (configured, text) in chosen {
+            let url = DestinationUrl::parse(&crate::selection::expand_user(&text))?;
+            let name = match &configured {
+                Some(n) => n.clone(),
+                None => url.default_name(),
+            };
+            if let Some(same) = out
+                .iter()
+                .find(|o| o.url.canonical_location() == url.canonical_location())
+            {
+                return Err(crate::exit::usage(format!(
+                    "destination {} is given twice (as {} and {name}); name each destination once",
+                    url.canonical_location(),
+                    same.name
+                )));
+            }
+            out.push(Chosen {
+                name,
+                configured,
+                url,
+            });
+        }
+        distinct_names(&mut out);
+        Ok((out, embedded_default))
+    }
+}
+
+/// One destination a command uses.
+struct Chosen {
+    /// Its name: the config file's, else derived from the URL.
+    name: String,
+    /// Its name in the config file, if it has one.
+    configured: Option<String>,
+    url: DestinationUrl,
+}
+
+/// Makes derived names distinct: destinations whose names collide take more
+/// of their location (`/mnt/usb/lb` and `/mnt/nas/lb` become `local-usb-lb`
+/// and `local-nas-lb`), so a result is never shown under another
+/// destination's name; numbering is the last resort.
+fn distinct_names(chosen: &mut [Chosen]) {
+    let colliding = |chosen: &[Chosen]| -> Vec<usize> {
+        (0..chosen.len())
+            .filter(|&i| {
+                chosen[i].configured.is_none()
+                    && chosen
+                        .iter()
+                        .enumerate()
+                        .any(|(j, o)| j != i && o.name == chosen[i].name)
+            })
+            .collect()
+    };
+    for extra in 1..=16 {
+        let clash = colliding(chosen);
+        if clash.is_empty() {
+            return;
+        }
+        for i in clash {
+            if let Some(name) = chosen[i].url.name_with(extra) {
+                chosen[i].name = name;
+            }
+        }
+    }
+    let mut used: Vec<String> = Vec::new();
+    for c in chosen.iter_mut() {
+        let base = c.name.clone();
+        let mut n = 2;
+        while used.contains(&c.name) {
+            c.name = format!("{base}-{n}");
+            n += 1;
+        }
+        used.push(c.name.clone());
     }
 }
 

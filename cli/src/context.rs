@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use anyhow::Result;
-use lifeboat_engine::Repository;
+use lifeboat_engine::{Admission, Repository};
 
 use crate::args::GlobalArgs;
 use crate::config::{ConfigFile, Profile, Selection};
@@ -43,6 +43,12 @@ impl Context {
         self.config.select(&self.global.dest, self.profile()?)
     }
 
+    /// Each selected destination's name and canonical location: the key its
+    /// check and drill results are kept under.
+    pub fn locations(&self) -> Result<std::collections::BTreeMap<String, String>> {
+        self.config.locations(&self.global.dest, self.profile()?)
+    }
+
     /// Opens the repository on the selected destinations.
     pub async fn open(&self) -> Result<Repository> {
         self.open_from(None).await
@@ -51,13 +57,39 @@ impl Context {
     /// Opens the repository on one named destination only (`--from`), or on
     /// all selected ones.
     pub async fn open_from(&self, from: Option<&str>) -> Result<Repository> {
+        self.open_admitting(from, &Admission::default()).await
+    }
+
+    /// Opens the repository on the selected destinations (or `--from` one),
+    /// admitting what `admission` allows beside the destinations that prove
+    /// to hold this repository. Each destination left out gets one warning
+    /// line on stderr.
+    pub async fn open_admitting(
+        &self,
+        from: Option<&str>,
+        admission: &Admission,
+    ) -> Result<Repository> {
         let mut selection = self.selection()?;
         if let Some(name) = from {
             selection = selection.only(name)?;
         }
+        for name in &admission.seed {
+            if !selection.backends.iter().any(|b| b.name() == name) {
+                let names: Vec<&str> = selection.backends.iter().map(|b| b.name()).collect();
+                return Err(crate::exit::usage(format!(
+                    "--seed {name}: not one of this run's destinations ({}); name it with -d too",
+                    names.join(", ")
+                )));
+            }
+        }
         let dests = selection.into_set()?;
         let password = password::existing(self.global.password_file.as_deref())?;
-        let repo = Repository::open(dests, &password).await?;
+        let repo = Repository::open_with(dests, &password, admission).await?;
+        if !self.global.quiet {
+            for left in repo.destinations().left_out() {
+                eprintln!("warning: {}", left.message());
+            }
+        }
         Ok(with_metadata_cache(repo))
     }
 

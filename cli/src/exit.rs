@@ -17,8 +17,31 @@ pub const WRONG_PASSWORD: i32 = 12;
 /// Interrupted by the user.
 pub const INTERRUPTED: i32 = 130;
 
+/// Exit code of a usage mistake (a bad flag value, an unknown name).
+pub const USAGE: i32 = 2;
+
+/// A usage mistake: the command line, not the repository, is at fault.
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// A usage mistake as an error for `?`.
+pub fn usage(message: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Usage(message.into()))
+}
+
 /// The exit code for an error that ended a command.
 pub fn code_for(err: &anyhow::Error) -> i32 {
+    if err.chain().any(|c| c.is::<Usage>()) {
+        return USAGE;
+    }
     match err.downcast_ref::<Error>() {
         Some(Error::NoRepository { .. }) => NO_REPOSITORY,
         Some(Error::Locked { .. }) => LOCKED,

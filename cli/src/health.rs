@@ -1,11 +1,16 @@
 //! The local health record: when each destination last passed (or failed) a
-//! restore drill and a check, kept per repository in the user's cache
+//! restore drill and a check, kept per repository in the user's state
 //! directory so that `status` can show it.
 //!
-//! `<cache>/lifeboat/<repository id>/health.json`, where `<cache>/lifeboat` is
-//! `$LIFEBOAT_CACHE_DIR` when set (tests isolate it so), else the user's cache
-//! directory (`~/.cache/lifeboat`). It holds destination names, times,
-//! results and short snapshot ids: no secrets. It is a convenience, never a
+//! `<state>/<repository id>/health.json`, where `<state>` is
+//! `$LIFEBOAT_STATE_DIR` when set (tests isolate it so), else
+//! `$XDG_STATE_HOME/lifeboat` (`~/.local/state/lifeboat`): history is state,
+//! not cache, and must survive clearing the cache. Results are filed under
+//! each destination's canonical location (absolute path, bucket and prefix,
+//! SFTP host and path), never under its display name, which two destinations
+//! can share. It holds locations, names, times, results and short snapshot
+//! ids: no secrets. Version 1 kept results by name in the cache directory;
+//! such a file is dropped once, with a notice. It is a convenience, never a
 //! reason for a command to fail: a missing or unreadable file reads as empty,
 //! and a failed write is a warning. Writes go to a temporary file renamed over
 //! the old one, under an advisory lock, so concurrent commands never leave a
@@ -19,16 +24,16 @@ use std::path::{Path, PathBuf};
 use lifeboat_engine::RepoId;
 use serde::{Deserialize, Serialize};
 
-/// The record's format version.
-const VERSION: u32 = 1;
+/// The record's format version (2: keyed by canonical location).
+const VERSION: u32 = 2;
 
 /// What is known about every destination of one repository.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Health {
-    /// Format version (1).
+    /// Format version (2).
     #[serde(default)]
     pub version: u32,
-    /// Per destination name.
+    /// Per destination, by canonical location.
     #[serde(default)]
     pub destinations: BTreeMap<String, DestinationHealth>,
 }
@@ -36,6 +41,10 @@ pub struct Health {
 /// The last drill and checks of one destination.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DestinationHealth {
+    /// The name the destination had when last recorded (for people reading
+    /// the file; results are found by location).
+    #[serde(default)]
+    pub name: String,
     /// The most recent drill, whatever its result.
     #[serde(default)]
     pub last_drill: Option<DrillRecord>,
@@ -70,17 +79,44 @@ pub struct CheckRecord {
 }
 
 /// `$LIFEBOAT_CACHE_DIR`, else `<user cache dir>/lifeboat`.
-fn base_dir() -> Option<PathBuf> {
+fn cache_dir() -> Option<PathBuf> {
     match std::env::var_os("LIFEBOAT_CACHE_DIR") {
         Some(dir) if !dir.is_empty() => Some(PathBuf::from(dir)),
         _ => dirs::cache_dir().map(|d| d.join("lifeboat")),
     }
 }
 
-/// This repository's directory in the cache: its health record and its
-/// metadata cache live there.
+/// `$LIFEBOAT_STATE_DIR`, else `<user state dir>/lifeboat`
+/// (`$XDG_STATE_HOME/lifeboat`, `~/.local/state/lifeboat`).
+fn base_dir() -> Option<PathBuf> {
+    match std::env::var_os("LIFEBOAT_STATE_DIR") {
+        Some(dir) if !dir.is_empty() => Some(PathBuf::from(dir)),
+        _ => dirs::state_dir()
+            .or_else(|| dirs::home_dir().map(|h| h.join(".local/state")))
+            .map(|d| d.join("lifeboat")),
+    }
+}
+
+/// This repository's directory in the cache, where its metadata cache lives.
 pub fn repo_dir(repo_id: RepoId) -> Option<PathBuf> {
-    base_dir().map(|base| base.join(repo_id.to_hex()))
+    cache_dir().map(|base| base.join(repo_id.to_hex()))
+}
+
+/// Drops a version 1 record (by destination name, in the cache directory)
+/// once, with a notice: its results may belong to another destination that
+/// had the same name.
+fn drop_old_record(repo_id: RepoId) {
+    let Some(old) = repo_dir(repo_id).map(|d| d.join("health.json")) else {
+        return;
+    };
+    if old.exists() && std::fs::remove_file(&old).is_ok() {
+        eprintln!(
+            "notice: dropped the old drill and check history in {}: it was kept by destination name, \
+             which two destinations can share; results are now kept per destination location in the \
+             state directory. Run `lifeboat check` and `lifeboat drill` to record them again.",
+            old.display()
+        );
+    }
 }
 
 fn now() -> i64 {
@@ -90,32 +126,38 @@ fn now() -> i64 {
 /// The health record of the repository `repo_id`; empty when there is none
 /// or it cannot be read (with a warning for an unreadable one).
 pub fn load(repo_id: RepoId) -> Health {
+    drop_old_record(repo_id);
     match base_dir() {
         Some(base) => load_in(&base, repo_id),
         None => Health::default(),
     }
 }
 
-/// Records a drill of `destination` that `passed` or not on `snapshot`
-/// (a short id). Failures to write are warnings only.
-pub fn record_drill(repo_id: RepoId, destination: &str, passed: bool, snapshot: &str) {
+/// Records a drill of the destination at `location` (its canonical
+/// location, see `ConfigFile::locations`), shown as `name`, that `passed` or not on `snapshot` (a
+/// short id). Failures to write are warnings only.
+pub fn record_drill(repo_id: RepoId, location: &str, name: &str, passed: bool, snapshot: &str) {
     let record = DrillRecord {
         time: now(),
         passed,
         snapshot: snapshot.to_string(),
     };
-    update(repo_id, destination, |d| d.last_drill = Some(record));
+    update(repo_id, location, |d| {
+        d.name = name.to_string();
+        d.last_drill = Some(record);
+    });
 }
 
 /// Records a check of `destination`: `clean` when it found nothing wrong,
 /// `read_data` when it read every byte. Failures to write are warnings only.
-pub fn record_check(repo_id: RepoId, destination: &str, clean: bool, read_data: bool) {
+pub fn record_check(repo_id: RepoId, location: &str, name: &str, clean: bool, read_data: bool) {
     let record = CheckRecord {
         time: now(),
         clean,
         read_data,
     };
-    update(repo_id, destination, |d| {
+    update(repo_id, location, |d| {
+        d.name = name.to_string();
         if clean {
             d.last_clean_check = Some(record.clone());
         }
@@ -124,8 +166,9 @@ pub fn record_check(repo_id: RepoId, destination: &str, clean: bool, read_data: 
 }
 
 fn update(repo_id: RepoId, destination: &str, change: impl FnOnce(&mut DestinationHealth)) {
+    drop_old_record(repo_id);
     let Some(base) = base_dir() else {
-        tracing::warn!("no cache directory (set HOME or XDG_CACHE_HOME): the drill and check history is not kept");
+        tracing::warn!("no state directory (set HOME or XDG_STATE_HOME): the drill and check history is not kept");
         return;
     };
     if let Err(e) = update_in(&base, repo_id, destination, change) {
@@ -151,6 +194,8 @@ fn load_in(base: &Path, repo_id: RepoId) -> Health {
         }
     };
     match serde_json::from_slice::<Health>(&text) {
+        // Older versions filed results by name: not to be trusted.
+        Ok(health) if health.version < VERSION => Health::default(),
         Ok(health) => health,
         Err(e) => {
             tracing::warn!("{} is damaged ({e}); treating it as empty", path.display());

@@ -8,6 +8,7 @@ mod exit;
 mod health;
 mod output;
 mod password;
+mod selection;
 
 use clap::Parser;
 

@@ -117,6 +117,15 @@ pub fn table_time(s: &Snapshot) -> String {
     s.datetime().format(&format).unwrap_or_default()
 }
 
+/// Seconds since the epoch as `2026-11-25 23:59:01 UTC`, for messages.
+pub fn utc_time(seconds: i64) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    time::OffsetDateTime::from_unix_timestamp(seconds)
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .map_or_else(|| seconds.to_string(), |t| format!("{t} UTC"))
+}
+
 /// Seconds since the epoch as RFC 3339 (UTC); empty when out of range.
 pub fn time(seconds: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(seconds)

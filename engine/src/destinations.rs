@@ -23,6 +23,65 @@ pub const DEFAULT_UPLOADS: usize = 2;
 /// The most concurrent pack uploads one destination may be given.
 pub const MAX_UPLOADS: usize = 32;
 
+/// Why a destination was left out of a run when the repository was opened,
+/// before anything was read from or written to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeftOutReason {
+    /// It holds no repository: an empty or missing directory or bucket (an
+    /// unmounted disk, a typo in a path).
+    NoRepository,
+    /// It holds a different repository.
+    OtherRepository,
+    /// Its `config` names this repository but does not open with its keys.
+    DamagedConfig,
+    /// It could not be reached to check what it holds.
+    Unreachable(String),
+}
+
+impl std::fmt::Display for LeftOutReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LeftOutReason::NoRepository => f.write_str(
+                "holds no lifeboat repository (is the disk mounted and the path right?)",
+            ),
+            LeftOutReason::OtherRepository => f.write_str("holds a different repository"),
+            LeftOutReason::DamagedConfig => f.write_str(
+                "its config names this repository but does not open with its keys (damaged; `lifeboat sync --repair` replaces it)",
+            ),
+            LeftOutReason::Unreachable(why) => write!(f, "cannot be reached: {why}"),
+        }
+    }
+}
+
+/// A destination that is not part of this run: not this repository, or not
+/// reachable to prove it is. Nothing is ever read from or written to it.
+#[derive(Debug, Clone)]
+pub struct LeftOut {
+    /// The destination.
+    pub backend: Arc<dyn Backend>,
+    /// Why it was left out.
+    pub reason: LeftOutReason,
+}
+
+impl LeftOut {
+    /// The one-line warning for this destination.
+    pub fn message(&self) -> String {
+        let remedy = match self.reason {
+            LeftOutReason::NoRepository => format!(
+                "; `lifeboat sync --seed {}` copies the repository there",
+                self.backend.name()
+            ),
+            _ => String::new(),
+        };
+        format!(
+            "destination {} ({}) {}{remedy}; it is left out of this run and nothing is written there",
+            self.backend.name(),
+            self.backend.location(),
+            self.reason
+        )
+    }
+}
+
 /// The destinations of one repository, in preference order.
 ///
 /// Clones share the record of which destinations were dropped.
@@ -33,6 +92,11 @@ pub struct DestinationSet {
     uploads: Vec<usize>,
     /// Per destination: why it was dropped during this run, if it was.
     dropped: Arc<Mutex<Vec<Option<String>>>>,
+    /// Destinations taken out of the set when the repository was opened.
+    left_out: Vec<LeftOut>,
+    /// Every destination's name in the order the set was made with, left
+    /// out ones included (reports list destinations in this order).
+    order: Vec<String>,
 }
 
 impl DestinationSet {
@@ -54,11 +118,79 @@ impl DestinationSet {
         }
         let dropped = Arc::new(Mutex::new(vec![None; backends.len()]));
         let uploads = vec![DEFAULT_UPLOADS; backends.len()];
+        let order = backends.iter().map(|b| b.name().to_string()).collect();
         Ok(DestinationSet {
             backends,
             uploads,
             dropped,
+            left_out: Vec::new(),
+            order,
         })
+    }
+
+    /// Takes destinations out of the set for good: they are no longer read,
+    /// written, listed or locked, and [`DestinationSet::missed`] names them.
+    /// Every destination may be left out; the caller decides whether the run
+    /// can go on.
+    pub fn leave_out(&mut self, names: &[(String, LeftOutReason)]) {
+        let mut dropped = self.dropped_state().clone();
+        let mut kept = Vec::new();
+        let mut uploads = Vec::new();
+        let mut kept_dropped = Vec::new();
+        for (i, b) in self.backends.iter().enumerate() {
+            match names.iter().find(|(n, _)| n == b.name()) {
+                Some((_, reason)) => self.left_out.push(LeftOut {
+                    backend: b.clone(),
+                    reason: reason.clone(),
+                }),
+                None => {
+                    kept.push(b.clone());
+                    uploads.push(self.uploads[i]);
+                    kept_dropped.push(dropped[i].take());
+                }
+            }
+        }
+        self.backends = kept;
+        self.uploads = uploads;
+        // A fresh record: clones made before this keep their own view.
+        self.dropped = Arc::new(Mutex::new(kept_dropped));
+    }
+
+    /// A set of the named destination alone, with its upload limit and a
+    /// fresh record of failures: reads never fail over to another.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when the set has no such destination (a
+    /// left-out one is named with its reason).
+    pub fn only(&self, name: &str) -> Result<DestinationSet> {
+        if let Some(left) = self.left_out.iter().find(|l| l.backend.name() == name) {
+            return Err(Error::InvalidInput(format!(
+                "destination {name} {}; it cannot be read from",
+                left.reason
+            )));
+        }
+        let Some(i) = self.backends.iter().position(|b| b.name() == name) else {
+            return Err(Error::InvalidInput(format!(
+                "no destination named {name:?}"
+            )));
+        };
+        let mut set = DestinationSet::new(vec![self.backends[i].clone()])?;
+        set.uploads = vec![self.uploads[i]];
+        Ok(set)
+    }
+
+    /// Where the named destination stood in the order the set was made
+    /// with (left-out ones included); unknown names sort last.
+    pub fn position(&self, name: &str) -> usize {
+        self.order
+            .iter()
+            .position(|n| n == name)
+            .unwrap_or(usize::MAX)
+    }
+
+    /// The destinations left out when the repository was opened.
+    pub fn left_out(&self) -> &[LeftOut] {
+        &self.left_out
     }
 
     /// Sets how many packs the named destination uploads at once (clamped to
@@ -85,14 +217,18 @@ impl DestinationSet {
             .map_or(DEFAULT_UPLOADS, |i| self.uploads[i])
     }
 
-    /// Every backend, in preference order (dropped ones included).
+    /// Every backend of the repository, in preference order (dropped ones
+    /// included, left-out ones not).
     pub fn backends(&self) -> &[Arc<dyn Backend>] {
         &self.backends
     }
 
-    /// The preferred destination.
+    /// The preferred destination (a left-out one when every one was).
     pub fn primary(&self) -> &Arc<dyn Backend> {
-        &self.backends[0]
+        match self.backends.first() {
+            Some(b) => b,
+            None => &self.left_out[0].backend,
+        }
     }
 
     fn dropped_state(&self) -> std::sync::MutexGuard<'_, Vec<Option<String>>> {
@@ -118,14 +254,20 @@ impl DestinationSet {
             .collect()
     }
 
-    /// The destinations dropped during this run, with the reason.
+    /// The destinations left out when the repository was opened and those
+    /// dropped during this run, with the reason.
     pub fn missed(&self) -> Vec<(String, String)> {
         let dropped = self.dropped_state();
-        self.backends
+        let left_out = self
+            .left_out
+            .iter()
+            .map(|l| (l.backend.name().to_string(), l.reason.to_string()));
+        let dropped = self
+            .backends
             .iter()
             .zip(dropped.iter())
-            .filter_map(|(b, d)| d.as_ref().map(|why| (b.name().to_string(), why.clone())))
-            .collect()
+            .filter_map(|(b, d)| d.as_ref().map(|why| (b.name().to_string(), why.clone())));
+        left_out.chain(dropped).collect()
     }
 
     /// True when the named destination was dropped during this run.

@@ -13,7 +13,7 @@ use lifeboat_backends::{BackendError, UrlError};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// No repository exists at a destination.
-    #[error("no lifeboat repository at {destination} ({location}); run `lifeboat init` first")]
+    #[error("no lifeboat repository at {destination} ({location}); `lifeboat init` creates one, `lifeboat sync --seed {destination}` copies an existing one there from another destination")]
     NoRepository {
         /// Destination name.
         destination: String,
@@ -27,6 +27,15 @@ pub enum Error {
         destination: String,
         /// Its path or URL.
         location: String,
+    },
+    /// `init` named new destinations beside ones that already hold a
+    /// repository: copying it there is `sync --seed`'s work.
+    #[error("{existing} already holds a repository, so nothing was created; to copy it to the new destination, run `lifeboat sync --seed {empty}` with the same -d options")]
+    SeedInstead {
+        /// A destination that holds a repository.
+        existing: String,
+        /// The empty destinations, joined with ` --seed `.
+        empty: String,
     },
     /// The password opens none of the key files.
     #[error("wrong password: it does not open any key of this repository")]

@@ -32,6 +32,14 @@ pub enum KeyError {
         /// What failed.
         reason: String,
     },
+    /// A destination is not this repository (or could not be proven to be).
+    #[error("destination {destination} {reason}; keys are changed on every destination at once, so nothing was changed (leave it out with -d)")]
+    LeftOut {
+        /// The destination.
+        destination: String,
+        /// Why it was left out.
+        reason: String,
+    },
     /// A write or delete failed part way; what was done has been undone.
     #[error("{action} failed on destination {destination} ({reason}); {outcome}")]
     Storage {
@@ -122,6 +130,12 @@ pub struct KeyListing {
 /// that is unreachable (or was dropped earlier in this run).
 async fn listings(repo: &Repository) -> KeyResult<Vec<(Arc<dyn Backend>, Vec<KeyId>)>> {
     let dests = repo.destinations();
+    if let Some(left) = dests.left_out().first() {
+        return Err(KeyError::LeftOut {
+            destination: left.backend.name().into(),
+            reason: left.reason.to_string(),
+        });
+    }
     let missed = dests.missed();
     let mut out = Vec::new();
     for backend in dests.backends() {

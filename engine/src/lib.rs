@@ -53,12 +53,14 @@ pub mod sync;
 pub mod tree;
 mod users;
 
-pub use destinations::{count, list_all, DestinationSet, DEFAULT_UPLOADS, MAX_UPLOADS};
+pub use destinations::{
+    count, list_all, DestinationSet, LeftOut, LeftOutReason, DEFAULT_UPLOADS, MAX_UPLOADS,
+};
 pub use error::{Error, Result};
 pub use ids::{BlobId, IndexId, ObjectKind, PackId, RepoId, SnapshotId};
 pub use keys::KdfParams;
 pub use lock::{acquire as acquire_lock, LockGuard};
-pub use repo::Repository;
+pub use repo::{Admission, Repository};
 pub use repo_config::RepoParams;
 pub use snapshot::{Snapshot, SnapshotSummary};
 pub use tree::{Node, NodeKind, Tree};

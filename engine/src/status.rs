@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use lifeboat_backends::Backend;
 
-use crate::destinations::{count, list_all};
+use crate::destinations::{count, list_all, LeftOutReason};
 use crate::error::Result;
 use crate::ids::{ObjectKind, SnapshotId, CONFIG_KEY};
 use crate::repo::Repository;
@@ -26,6 +26,9 @@ pub struct DestinationStatus {
     pub latency_ms: Option<f64>,
     /// Whether it holds the repository's `config`.
     pub has_config: bool,
+    /// Why it was left out of this run (not this repository, or not
+    /// reachable to prove it), when it was.
+    pub left_out: Option<crate::destinations::LeftOutReason>,
     /// Objects stored.
     pub objects: u64,
     /// Bytes stored.
@@ -111,5 +114,16 @@ pub async fn status(
         }
         out.push(st);
     }
+    for left in repo.destinations().left_out() {
+        out.push(DestinationStatus {
+            name: left.backend.name().to_string(),
+            location: left.backend.location(),
+            reachable: !matches!(left.reason, LeftOutReason::Unreachable(_)),
+            error: Some(left.reason.to_string()),
+            left_out: Some(left.reason.clone()),
+            ..Default::default()
+        });
+    }
+    out.sort_by_key(|s| repo.destinations().position(&s.name));
     out
 }

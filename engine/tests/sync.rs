@@ -1,5 +1,6 @@
 //! Sync: seeds an empty destination, heals missing objects, never spreads a
-//! corrupt copy, never mixes two repositories, and is idempotent.
+//! corrupt copy, never mixes two repositories, and is idempotent. An empty
+//! destination is seeded only when named (`Admission::seed`).
 
 use std::sync::Arc;
 
@@ -8,7 +9,7 @@ use futures::TryStreamExt;
 use lifeboat_backends::{Backend, MemoryBackend};
 use lifeboat_engine::check::{check, CheckOptions};
 use lifeboat_engine::sync::{apply, plan};
-use lifeboat_engine::{DestinationSet, Repository};
+use lifeboat_engine::{Admission, DestinationSet, LeftOutReason, Repository};
 
 mod common;
 use common::*;
@@ -36,11 +37,20 @@ async fn populated(first: &MemoryBackend) -> tempfile::TempDir {
 }
 
 async fn open(backends: &[&MemoryBackend]) -> Repository {
+    open_seeding(backends, &[]).await
+}
+
+/// Opens the repository admitting the named empty destinations as ones to seed.
+async fn open_seeding(backends: &[&MemoryBackend], seed: &[&str]) -> Repository {
     let list: Vec<Arc<dyn Backend>> = backends
         .iter()
         .map(|b| Arc::new((*b).clone()) as Arc<dyn Backend>)
         .collect();
-    Repository::open(DestinationSet::new(list).unwrap(), b"pw")
+    let admission = Admission {
+        seed: seed.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    };
+    Repository::open_with(DestinationSet::new(list).unwrap(), b"pw", &admission)
         .await
         .unwrap()
 }
@@ -50,7 +60,14 @@ async fn seeds_an_empty_destination_and_is_idempotent() {
     let first = MemoryBackend::new("first");
     let _src = populated(&first).await;
     let empty = MemoryBackend::new("new");
-    let repo = open(&[&first, &empty]).await;
+    // Not named to be seeded: left out, nothing planned for it.
+    let unnamed = open(&[&first, &empty]).await;
+    assert_eq!(
+        unnamed.destinations().left_out()[0].reason,
+        LeftOutReason::NoRepository
+    );
+    assert!(plan(&unnamed).await.unwrap().copies.is_empty());
+    let repo = open_seeding(&[&first, &empty], &["new"]).await;
     let plan1 = plan(&repo).await.unwrap();
     assert!(plan1.unreachable.is_empty());
     assert_eq!(
@@ -85,7 +102,7 @@ async fn heals_missing_objects_but_never_spreads_corruption() {
     let first = MemoryBackend::new("first");
     let _src = populated(&first).await;
     let second = MemoryBackend::new("second");
-    let repo = open(&[&first, &second]).await;
+    let repo = open_seeding(&[&first, &second], &["second"]).await;
     apply(&repo, &plan(&repo).await.unwrap(), Default::default())
         .await
         .unwrap();
@@ -132,8 +149,15 @@ async fn refuses_to_mix_two_repositories() {
     let other = MemoryBackend::new("other");
     let _b = populated(&other).await;
     let before = keys(&other).await;
-    let repo = open(&[&first, &other]).await;
-    let err = plan(&repo).await.unwrap_err();
-    assert!(err.to_string().contains("different repository"), "{err}");
+    // Same password, other repository: left out when opened, so sync (even
+    // asked to seed it) plans nothing there.
+    let repo = open_seeding(&[&first, &other], &["other"]).await;
+    let left = repo.destinations().left_out();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].backend.name(), "other");
+    assert_eq!(left[0].reason, LeftOutReason::OtherRepository);
+    let planned = plan(&repo).await.unwrap();
+    assert!(planned.copies.iter().all(|c| c.target != "other"));
+    apply(&repo, &planned, Default::default()).await.unwrap();
     assert_eq!(keys(&other).await, before);
 }

@@ -231,8 +231,14 @@ impl Fixture {
     }
 
     /// A fresh repository handle on every destination (a new run).
+    /// Opens on every destination as `check` and `sync --repair` do: a
+    /// destination whose config rotted is admitted, to be reported and healed.
     pub async fn open(&self) -> Result<Repository, String> {
-        Repository::open(self.set_all(), b"pw")
+        let admission = lifeboat_engine::Admission {
+            damaged_config: true,
+            ..Default::default()
+        };
+        Repository::open_with(self.set_all(), b"pw", &admission)
             .await
             .map_err(|e| format!("open: {e}"))
     }

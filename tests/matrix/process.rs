@@ -200,10 +200,18 @@ fn kill_backup(seed: u64) -> Result<Outcome, String> {
     let mut h = two_local();
     h.grow(seed, 0, 2);
     h.backup()?;
-    h.grow(seed, 1, 24);
     let mut killed = 0;
     for n in 0..10 {
-        let delay = Duration::from_millis(30 + (dice(seed, n) * 1500.0) as u64);
+        // New content every run: a backup that was not killed leaves the
+        // next one nothing to do (it would finish at once and never be killed).
+        tree::write_generated(
+            &h.src.join("gen-1.bin"),
+            24 << 20,
+            50_000 + seed * 100 + n,
+            false,
+        );
+        // Up to ~0.75 of the time a 24 MiB backup takes here (about 1.3 s).
+        let delay = Duration::from_millis(30 + (dice(seed, n) * 950.0) as u64);
         if kill_after(&h, &["backup".as_ref(), h.src.as_os_str()], delay) {
             killed += 1;
         }
@@ -422,13 +430,16 @@ fn s3_killed_in_sync(seed: u64) -> Result<Outcome, String> {
     // S3 comes back empty (moto keeps nothing) and is seeded by sync; the
     // server dies in the middle of that sync.
     restart(&mut moto, &bucket);
-    let sync = lb(&h.sb, &h.dest_refs()).args(["sync"]).spawn();
+    let seed_name = format!("s3-{bucket}");
+    let seed_args = ["sync", "--seed", seed_name.as_str()];
+    let sync = lb(&h.sb, &h.dest_refs()).args(seed_args).spawn();
     std::thread::sleep(Duration::from_millis(100 + (dice(seed, 0) * 400.0) as u64));
     moto.kill();
     // Whether it finished before the kill or not, the next sync completes.
     let _ = sync.wait();
     restart(&mut moto, &bucket);
-    let again = h.run(["sync"]);
+    // Empty again (or half seeded, with no config yet): named to be seeded.
+    let again = h.run(seed_args);
     if again.code != 0 {
         return Err(format!("sync after restart: {}", again.stderr));
     }
@@ -459,7 +470,8 @@ fn s3_killed_in_prune(seed: u64) -> Result<Outcome, String> {
         ));
     }
     restart(&mut moto, &bucket);
-    let synced = h.run(["sync"]);
+    let seed_name = format!("s3-{bucket}");
+    let synced = h.run(["sync", "--seed", seed_name.as_str()]);
     if synced.code != 0 {
         return Err(format!("sync: {}", synced.stderr));
     }

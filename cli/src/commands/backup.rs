@@ -3,14 +3,17 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::Result;
 use lifeboat_backends::ErrorKind;
-use lifeboat_engine::backup::{self, BackupOptions, BackupProgress, Excludes, ParentChoice};
+use lifeboat_engine::backup::{
+    self, BackupOptions, BackupProgress, EntryEvent, EntryObserver, ParentChoice,
+};
 use lifeboat_engine::Repository;
 use serde_json::json;
 
 use crate::context::Context;
 use crate::output::{self, Tick, Ticker};
+use crate::selection::SelectionArgs;
 
 /// Arguments of `backup`.
 #[derive(Debug, clap::Args)]
@@ -21,17 +24,14 @@ pub struct Args {
     /// Tag the snapshot (repeat, or separate with commas).
     #[arg(long = "tag", value_name = "TAG", value_delimiter = ',')]
     pub tags: Vec<String>,
-    /// Leave out entries matching GLOB: without `/` it matches names at any depth
-    /// (`*.tmp`), with `/` whole absolute paths (`/home/*/.cache`).
-    #[arg(long = "exclude", short = 'e', value_name = "GLOB")]
-    pub excludes: Vec<String>,
-    /// Read exclude patterns from a file (one per line, # comments).
-    #[arg(long = "exclude-file", value_name = "FILE")]
-    pub exclude_files: Vec<PathBuf>,
+    /// What to read and leave out.
+    #[command(flatten)]
+    pub selection: SelectionArgs,
     /// Host name to record (default: this machine's).
     #[arg(long, value_name = "NAME")]
     pub host: Option<String>,
-    /// Do everything except writing to the destinations.
+    /// Do everything except writing to the destinations; with -v, list every entry that would
+    /// be stored and every one left out with the rule that left it out.
     #[arg(short = 'n', long)]
     pub dry_run: bool,
     /// Compare with this snapshot to skip unchanged files (default: the latest of the same host and paths).
@@ -63,6 +63,7 @@ async fn open_or_create(ctx: &Context) -> Result<Repository> {
         let primary = selection.backends[0].clone();
         match primary.stat("config").await {
             Err(e) if e.kind == ErrorKind::NotFound => {
+                super::init::make_default_parent()?;
                 let dests = selection.into_set()?;
                 let init_args = super::init::Args {
                     compression: None,
@@ -86,30 +87,14 @@ async fn open_or_create(ctx: &Context) -> Result<Repository> {
 /// Runs `backup`.
 pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
     let profile = ctx.profile()?;
-    let mut paths = args.paths.clone();
+    let paths = args.selection.paths(&args.paths, profile)?;
     if paths.is_empty() {
-        paths = profile
-            .map(|p| {
-                p.paths
-                    .iter()
-                    .map(|s| crate::config::expand_home(s))
-                    .collect()
-            })
-            .unwrap_or_default();
+        return Err(crate::exit::usage(
+            "nothing to back up: name at least one path (lifeboat backup ~/Documents), \
+             list them with --files-from, or set paths in a profile",
+        ));
     }
-    if paths.is_empty() {
-        bail!("nothing to back up: name at least one path (lifeboat backup ~/Documents) or set paths in a profile");
-    }
-    let mut excludes = args.excludes.clone();
-    if let Some(p) = profile {
-        excludes.extend(p.exclude.iter().cloned());
-    }
-    for file in &args.exclude_files {
-        excludes.extend(
-            Excludes::read_file(file)
-                .with_context(|| format!("--exclude-file {}", file.display()))?,
-        );
-    }
+    let excludes = args.selection.exclude_options(profile)?;
     let mut tags: Vec<String> = args
         .tags
         .iter()
@@ -127,10 +112,14 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
         (Some(spec), _) => ParentChoice::Id(repo.find_snapshot(spec).await?.0),
         (None, _) => ParentChoice::Latest,
     };
+    // `--dry-run -v`: every decision, on stdout, as it is made.
+    let observer = (args.dry_run && ctx.global.verbose > 0 && !ctx.global.json)
+        .then(|| EntryObserver(Arc::new(print_entry)));
     let options = BackupOptions {
         paths,
         tags,
         excludes,
+        observer,
         host: args.host.clone(),
         dry_run: args.dry_run,
         parent,
@@ -238,7 +227,21 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
         if outcome.snapshot_id.is_some() {
             ctx.note(format!("stored on: {}", outcome.reached.join(", ")));
         }
+        let left_out = repo.destinations().left_out();
+        if !left_out.is_empty() {
+            ctx.note(format!(
+                "not stored on: {} (left out, see the warnings above)",
+                left_out
+                    .iter()
+                    .map(|l| l.backend.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
         for (name, error) in &outcome.missed {
+            if left_out.iter().any(|l| l.backend.name() == name) {
+                continue;
+            }
             eprintln!("warning: destination {name} was missed ({error}); it lags behind the others until it is synced");
         }
     }
@@ -254,6 +257,15 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
     } else {
         crate::exit::OK
     })
+}
+
+/// Prints one `--dry-run -v` line: `would store PATH` or
+/// `excluded PATH (RULE)`.
+fn print_entry(path: &std::path::Path, event: EntryEvent<'_>) {
+    match event {
+        EntryEvent::Included => println!("would store {}", path.display()),
+        EntryEvent::Excluded(rule) => println!("excluded    {} ({rule})", path.display()),
+    }
 }
 
 /// `YYYY-MM-DD HH:MM:SS` (UTC) or RFC 3339, as seconds since the epoch.

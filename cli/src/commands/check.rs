@@ -27,7 +27,13 @@ pub struct Args {
 
 /// Runs `check`: exit 1 when anything is wrong.
 pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
-    let repo = ctx.open().await?;
+    // A destination whose config names this repository but is damaged is
+    // checked (its config is reported corrupt, for `sync --repair`).
+    let admission = lifeboat_engine::Admission {
+        damaged_config: true,
+        ..Default::default()
+    };
+    let repo = ctx.open_admitting(None, &admission).await?;
     let progress = Arc::new(CheckProgress::default());
     let p = progress.clone();
     let ticker = Ticker::start(ctx, false, move || {
@@ -53,27 +59,45 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
     let report = result?;
     // Remembered per destination, so `status` can show the last clean check.
     let nothing_lost = report.lost().next().is_none();
+    let locations = ctx.locations()?;
     for row in &report.destinations {
+        // A destination that could not be reached was not checked: its last
+        // result stands (status shows it unreachable).
+        let (Some(location), true) = (locations.get(&row.name), row.reachable) else {
+            continue;
+        };
         crate::health::record_check(
             repo.id(),
+            location,
             &row.name,
             row.is_clean() && nothing_lost,
             options.reads_packs(),
         );
     }
     if ctx.global.json {
-        print_json(&report, &args);
+        print_json(&report, &args, repo.destinations().left_out());
     } else {
         print_human(ctx, &report, &args);
     }
-    Ok(if report.is_ok() {
+    let left_out = repo.destinations().left_out();
+    if !left_out.is_empty() && !ctx.global.json {
+        ctx.note(format!(
+            "not checked: {} (see the warnings above)",
+            left_out
+                .iter()
+                .map(|l| l.backend.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Ok(if report.is_ok() && left_out.is_empty() {
         crate::exit::OK
     } else {
         crate::exit::ERROR
     })
 }
 
-fn print_json(report: &CheckReport, args: &Args) {
+fn print_json(report: &CheckReport, args: &Args, left_out: &[lifeboat_engine::LeftOut]) {
     let problems: Vec<_> = report
         .problems
         .iter()
@@ -109,8 +133,9 @@ fn print_json(report: &CheckReport, args: &Args) {
         "{}",
         json!({
             "message_type": "summary",
-            "ok": report.is_ok(),
+            "ok": report.is_ok() && left_out.is_empty(),
             "destinations": destinations,
+            "left_out": left_out.iter().map(|l| json!({"name": l.backend.name(), "reason": l.reason.to_string()})).collect::<Vec<_>>(),
             "problems": problems,
             "damaged_snapshots": damaged,
             "notes": report.notes,

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use anyhow::{bail, Result};
 use lifeboat_backends::Backend;
 use lifeboat_engine::drill::{self, DrillOptions, DrillProgress, DrillReport};
-use lifeboat_engine::{DestinationSet, Error, RepoId, Repository, SnapshotId};
+use lifeboat_engine::{DestinationSet, Error, LeftOut, RepoId, Repository, SnapshotId};
 use serde_json::json;
 
 use crate::context::Context;
@@ -77,10 +77,10 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
         for name in &args.from {
             if !selection.backends.iter().any(|b| b.name() == name) {
                 let names: Vec<&str> = selection.backends.iter().map(|b| b.name()).collect();
-                bail!(
+                return Err(crate::exit::usage(format!(
                     "--from {name}: no such destination; the destinations are: {}",
                     names.join(", ")
-                );
+                )));
             }
         }
         selection
@@ -89,7 +89,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
     }
     let backends = selection.backends;
     let password = password::existing(ctx.global.password_file.as_deref())?;
-    let (repo_id, snapshot) = resolve(&backends, &password, &args.snapshot, ctx).await?;
+    let (repo_id, snapshot, left_out) = resolve(&backends, &password, &args.snapshot, ctx).await?;
     let spec = snapshot.map_or_else(|| args.snapshot.clone(), |id| id.to_hex());
     let options = DrillOptions {
         sample: args.sample,
@@ -98,11 +98,16 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
         concurrency: None,
     };
 
+    let locations = ctx.locations()?;
     let mut rows = Vec::new();
     for backend in &backends {
         let name = backend.name().to_string();
         ctx.note(format!("drilling {name}…"));
-        let outcome = drill_one(ctx, backend.clone(), &password, &spec, &options).await;
+        let outcome = match left_out.iter().find(|l| l.backend.name() == name) {
+            // Not this repository (or not provably): its own snapshots prove nothing.
+            Some(left) => Err(anyhow::anyhow!("{}", left.reason)),
+            None => drill_one(ctx, backend.clone(), &password, &spec, &options, repo_id).await,
+        };
         let row = match outcome {
             Ok(report) => Row {
                 name,
@@ -135,7 +140,9 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
                 .map(|r| r.snapshot.short())
                 .or_else(|| snapshot.map(|s| s.short()))
                 .unwrap_or_default();
-            health::record_drill(id, &row.name, row.passed(), &short);
+            if let Some(location) = locations.get(&row.name) {
+                health::record_drill(id, location, &row.name, row.passed(), &short);
+            }
         }
         rows.push(row);
     }
@@ -167,18 +174,19 @@ async fn resolve(
     password: &[u8],
     spec: &str,
     ctx: &Context,
-) -> Result<(Option<RepoId>, Option<SnapshotId>)> {
+) -> Result<(Option<RepoId>, Option<SnapshotId>, Vec<LeftOut>)> {
     let all = DestinationSet::new(backends.to_vec())?;
     let repo = match Repository::open(all, password).await {
         Ok(repo) => repo,
         Err(e @ Error::WrongPassword) => return Err(e.into()),
         Err(e) => {
             tracing::warn!("cannot open the repository on the destinations together: {e}");
-            return Ok((None, None));
+            return Ok((None, None, Vec::new()));
         }
     };
+    let left_out = repo.destinations().left_out().to_vec();
     match repo.find_snapshot(spec).await {
-        Ok((id, _)) => Ok((Some(repo.id()), Some(id))),
+        Ok((id, _)) => Ok((Some(repo.id()), Some(id), left_out)),
         Err(
             e @ (Error::SnapshotNotFound(_) | Error::AmbiguousSnapshot(_) | Error::InvalidInput(_)),
         ) => Err(e.into()),
@@ -186,7 +194,7 @@ async fn resolve(
             ctx.note(format!(
                 "warning: cannot resolve {spec:?} on all destinations together: {e}"
             ));
-            Ok((Some(repo.id()), None))
+            Ok((Some(repo.id()), None, left_out))
         }
     }
 }
@@ -198,6 +206,7 @@ async fn drill_one(
     password: &[u8],
     spec: &str,
     options: &DrillOptions,
+    expected: Option<RepoId>,
 ) -> Result<DrillReport> {
     let name = backend.name().to_string();
     let alone = DestinationSet::new(vec![backend])?;
@@ -205,6 +214,9 @@ async fn drill_one(
     // fail over to and no local metadata cache, so every byte the drill
     // trusts comes from this destination.
     let repo = Repository::open(alone, password).await?;
+    if expected.is_some_and(|id| id != repo.id()) {
+        bail!("holds a different repository");
+    }
     let progress = Arc::new(DrillProgress::default());
     // One JSON object on stdout: no periodic status lines with --json.
     let ticker = (!ctx.global.json).then(|| {

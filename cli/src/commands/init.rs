@@ -1,6 +1,6 @@
 //! `lifeboat init`: create a repository on every destination.
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use lifeboat_engine::{DestinationSet, KdfParams, RepoParams, Repository};
 use serde_json::json;
 
@@ -40,9 +40,25 @@ pub async fn create(ctx: &Context, args: &Args, dests: DestinationSet) -> Result
     Ok(Repository::init(dests, &password, params, kdf).await?)
 }
 
+/// Creates the directories above the embedded default repository: it lives
+/// in the user's own data directory, which may not exist yet. (Other local
+/// destinations must have their parent already: a missing one is an
+/// unmounted disk or a typo.)
+pub fn make_default_parent() -> Result<()> {
+    let path = crate::config::default_repository_path()?;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    Ok(())
+}
+
 /// Runs `init`.
 pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
     let selection = ctx.selection()?;
+    if selection.embedded_default {
+        make_default_parent()?;
+    }
     let dests = selection.into_set()?;
     let repo = create(ctx, &args, dests).await?;
     let locations: Vec<_> = repo

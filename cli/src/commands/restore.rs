@@ -34,8 +34,14 @@ pub struct Args {
 
 /// Runs `restore`.
 pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
-    let repo = ctx.open_from(args.from.as_deref()).await?;
+    // The snapshot is resolved on every destination together, so `latest`
+    // means the newest anywhere; `--from` then reads it from one alone.
+    let repo = ctx.open().await?;
     let (id, snapshot) = repo.find_snapshot(&args.snapshot).await?;
+    let repo = match &args.from {
+        Some(name) => from_one(&repo, name, &id, snapshot.time).await?,
+        None => repo,
+    };
     let options = RestoreOptions {
         target: args.target.clone(),
         includes: args.includes.clone(),
@@ -118,4 +124,60 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
     } else {
         crate::exit::ERROR
     })
+}
+
+/// The repository on destination `name` alone, which must hold snapshot `id`:
+/// a destination that lags fails with the newest snapshot it does hold,
+/// rather than restoring something older than asked for.
+async fn from_one(
+    repo: &lifeboat_engine::Repository,
+    name: &str,
+    id: &lifeboat_engine::SnapshotId,
+    time: i64,
+) -> Result<lifeboat_engine::Repository> {
+    if !repo
+        .destinations()
+        .backends()
+        .iter()
+        .any(|b| b.name() == name)
+        && !repo
+            .destinations()
+            .left_out()
+            .iter()
+            .any(|l| l.backend.name() == name)
+    {
+        let names: Vec<&str> = repo
+            .destinations()
+            .backends()
+            .iter()
+            .map(|b| b.name())
+            .collect();
+        return Err(crate::exit::usage(format!(
+            "--from {name}: no such destination; the destinations are: {}",
+            names.join(", ")
+        )));
+    }
+    let alone = repo.only(name)?;
+    let held = alone
+        .list_names(lifeboat_engine::ObjectKind::Snapshot)
+        .await?;
+    if held.iter().any(|n| *n == id.to_hex()) {
+        return Ok(alone);
+    }
+    let newest_there = match alone.list_snapshots().await {
+        Ok(list) => match list.last() {
+            Some((other, s)) => format!(
+                "the newest it holds is {} from {}: restore that by id, or",
+                other.short(),
+                output::utc_time(s.time)
+            ),
+            None => "it holds no snapshot;".to_string(),
+        },
+        Err(e) => format!("its snapshots cannot be listed ({e});"),
+    };
+    anyhow::bail!(
+        "--from {name}: this destination does not hold snapshot {} from {}; {newest_there} run `lifeboat sync` to copy it there",
+        id.short(),
+        output::utc_time(time)
+    )
 }

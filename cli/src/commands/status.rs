@@ -21,7 +21,16 @@ pub async fn run(ctx: &Context, _args: Args) -> Result<i32> {
             .and_then(|t| t.format(&format).ok())
     };
     let health = crate::health::load(repo.id());
-    let record = |name: &str| health.destinations.get(name).cloned().unwrap_or_default();
+    let locations = ctx.locations()?;
+    // Results are kept per location: a name another destination had once
+    // never shows that destination's results.
+    let record = |name: &str| {
+        locations
+            .get(name)
+            .and_then(|l| health.destinations.get(l))
+            .cloned()
+            .unwrap_or_default()
+    };
     let healthy = statuses
         .iter()
         .all(|s| s.reachable && s.has_config && s.snapshots_missing == 0);
@@ -85,8 +94,8 @@ pub async fn run(ctx: &Context, _args: Args) -> Result<i32> {
                 println!("{:<16} error: {e}", "");
             } else if !s.has_config {
                 println!(
-                    "{:<16} holds no repository yet: run `lifeboat sync` to seed it",
-                    ""
+                    "{:<16} holds no repository yet: `lifeboat sync --seed {}` copies it there",
+                    "", s.name
                 );
             }
         }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use lifeboat_engine::sync::{self, SyncProgress};
+use lifeboat_engine::Admission;
 use serde_json::json;
 
 use crate::context::Context;
@@ -20,12 +21,21 @@ pub struct Args {
     /// takes an exclusive lock.
     #[arg(long, conflicts_with = "dry_run")]
     pub repair: bool,
+    /// Copy the repository to this empty destination (one of the -d or configured ones; repeat
+    /// for several). Without it an empty destination is left out: it may be an unmounted disk or
+    /// a mistyped path.
+    #[arg(long, value_name = "NAME")]
+    pub seed: Vec<String>,
 }
 
 /// Runs `sync`: exit 0 when every destination is complete, 3 when some copy
 /// failed or some destination could not be reached.
 pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
-    let repo = ctx.open().await?;
+    let admission = Admission {
+        seed: args.seed.clone(),
+        damaged_config: args.repair,
+    };
+    let repo = ctx.open_admitting(None, &admission).await?;
     if args.repair {
         let lock = super::lock_wait::acquire(&repo, true).await?;
         let result = async {
@@ -70,7 +80,7 @@ async fn copy_missing(
             ));
         }
     }
-    let incomplete = !plan.unreachable.is_empty();
+    let incomplete = !plan.unreachable.is_empty() || !repo.destinations().left_out().is_empty();
     if args.dry_run || plan.copies.is_empty() {
         if ctx.global.json {
             let targets: Vec<_> = per_target

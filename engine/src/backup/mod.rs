@@ -20,7 +20,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-pub use excludes::Excludes;
+pub use excludes::{ExcludeOptions, ExcludeReason, Excludes};
 pub use stats::BackupProgress;
 pub use walker::SkippedEntry;
 
@@ -44,6 +44,29 @@ pub enum ParentChoice {
     Id(SnapshotId),
 }
 
+/// What the walker decided about one entry.
+#[derive(Debug, Clone, Copy)]
+pub enum EntryEvent<'a> {
+    /// It goes into the snapshot.
+    Included,
+    /// This rule left it (and everything below it) out.
+    Excluded(&'a ExcludeReason),
+}
+
+/// A callback told of every entry a backup visits, on the walker's thread;
+/// it must be quick (it delays the walk).
+#[derive(Clone)]
+pub struct EntryObserver(pub Arc<ObserveFn>);
+
+/// The function an [`EntryObserver`] calls.
+pub type ObserveFn = dyn Fn(&std::path::Path, EntryEvent<'_>) + Send + Sync;
+
+impl std::fmt::Debug for EntryObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EntryObserver")
+    }
+}
+
 /// What to back up and how.
 #[derive(Debug, Clone, Default)]
 pub struct BackupOptions {
@@ -51,8 +74,11 @@ pub struct BackupOptions {
     pub paths: Vec<PathBuf>,
     /// Tags for the snapshot.
     pub tags: Vec<String>,
-    /// Exclude patterns (see [`Excludes`]).
-    pub excludes: Vec<String>,
+    /// What to leave out (see [`Excludes`]).
+    pub excludes: ExcludeOptions,
+    /// Told of every entry stored or left out, from the walker's thread
+    /// (`backup --dry-run -v` lists them).
+    pub observer: Option<EntryObserver>,
     /// Host name to record (default: this machine's).
     pub host: Option<String>,
     /// Do everything but write to the destinations.
@@ -150,6 +176,7 @@ pub async fn backup(
             .collect()
     };
     let excludes = Excludes::new(&options.excludes)?;
+    let observer = options.observer.as_ref();
     let host = options.host.clone().unwrap_or_else(crate::hostname);
     let compression = match options.compression.unwrap_or(repo.params().compression) {
         0 => None,
@@ -207,6 +234,7 @@ pub async fn backup(
                         repo,
                         runtime,
                         excludes,
+                        observer,
                         files,
                         dirs,
                         skipped,

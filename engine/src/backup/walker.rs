@@ -9,11 +9,12 @@ use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use super::excludes::Excludes;
+use super::excludes::{ExcludeReason, Excludes};
 use super::meta::{node_from_metadata, special_kind, unchanged};
 use super::pipeline::{FileBatch, FileJob, FileReply, Shared, Stop, BATCH_BYTES, BATCH_FILES};
 use super::stats::add;
 use super::targets::TargetNode;
+use super::{EntryEvent, EntryObserver};
 use crate::error::Error;
 use crate::ids::BlobId;
 use crate::repo::Repository;
@@ -61,9 +62,19 @@ pub(crate) struct Walker<'a> {
     pub repo: &'a Repository,
     pub runtime: tokio::runtime::Handle,
     pub excludes: &'a Excludes,
+    /// Told of every entry stored or left out (`--dry-run -v`).
+    pub observer: Option<&'a EntryObserver>,
     pub files: Sender<FileBatch>,
     pub dirs: Sender<DirJob>,
     pub skipped: Arc<std::sync::Mutex<Vec<SkippedEntry>>>,
+}
+
+/// Where an entry stands: the targets below it, its node in the parent
+/// snapshot, and the file system of the backup path it is under.
+struct Place<'a> {
+    targets: Option<&'a TargetNode>,
+    parent: Option<&'a Node>,
+    device: Option<u64>,
 }
 
 enum WalkFail {
@@ -79,6 +90,35 @@ impl From<Stop> for WalkFail {
 }
 
 impl Walker<'_> {
+    fn observe(&self, path: &Path, event: EntryEvent<'_>) {
+        if let Some(observer) = self.observer {
+            (observer.0)(path, event);
+        }
+    }
+
+    /// The rule that leaves out `path`, found before (`meta` None: patterns
+    /// only) or after its metadata is read; `device` is the file system of
+    /// the backup path it is under.
+    fn excluded(
+        &self,
+        path: &Path,
+        meta: Option<&Metadata>,
+        device: Option<u64>,
+    ) -> Option<ExcludeReason> {
+        let Some(meta) = meta else {
+            return self.excludes.matching_pattern(path).cloned();
+        };
+        if self.excludes.one_file_system()
+            && device.is_some_and(|d| d != std::os::unix::fs::MetadataExt::dev(meta))
+        {
+            return Some(ExcludeReason::OtherFileSystem);
+        }
+        if meta.is_dir() && self.excludes.has_markers() {
+            return self.excludes.marked_directory(path).cloned();
+        }
+        None
+    }
+
     fn skip(&self, path: &Path, reason: String) {
         add(&self.shared.progress.errors, 1);
         tracing::warn!("skipping {}: {reason}", path.display());
@@ -129,7 +169,13 @@ impl Walker<'_> {
         parent_root: Option<BlobId>,
     ) -> Result<(), Stop> {
         let parent = self.load_parent_tree(parent_root);
-        match self.walk_dir(Path::new("/"), Some(targets), parent.as_ref(), parent_root) {
+        match self.walk_dir(
+            Path::new("/"),
+            Some(targets),
+            parent.as_ref(),
+            parent_root,
+            None,
+        ) {
             Ok(()) => Ok(()),
             Err(WalkFail::Stop(s)) => Err(s),
             Err(WalkFail::Skip(e)) => Err(Stop::Failed(Error::io("/", e))),
@@ -142,6 +188,7 @@ impl Walker<'_> {
         targets: Option<&TargetNode>,
         parent: Option<&Tree>,
         parent_id: Option<BlobId>,
+        device: Option<u64>,
     ) -> Result<(), WalkFail> {
         if self.shared.cancelled() {
             return Err(Stop::Failed(Error::Interrupted).into());
@@ -169,7 +216,11 @@ impl Walker<'_> {
         let mut files = DirFiles::default();
         for (name, entry) in entries {
             let path = dir.join(std::ffi::OsStr::from_bytes(&name));
-            if virtual_children.is_none() && self.excludes.is_excluded(&path, &name) {
+            // Entries the user named (and the directories above them) are
+            // never excluded; everything below them may be.
+            let ruled = virtual_children.is_none();
+            if let Some(rule) = self.excluded(&path, None, device).filter(|_| ruled) {
+                self.observe(&path, EntryEvent::Excluded(&rule));
                 continue;
             }
             let meta =
@@ -180,9 +231,27 @@ impl Walker<'_> {
                         continue;
                     }
                 };
+            if let Some(rule) = self.excluded(&path, Some(&meta), device).filter(|_| ruled) {
+                self.observe(&path, EntryEvent::Excluded(&rule));
+                continue;
+            }
             let child_targets = virtual_children.and_then(|t| t.children.get(&name));
+            // A named backup path sets the file system its subtree stays on.
+            let child_device = match child_targets {
+                Some(t) if t.target => Some(std::os::unix::fs::MetadataExt::dev(&meta)),
+                Some(_) => None,
+                None => device,
+            };
             let parent_node = parent.and_then(|t| t.find(&name));
-            let visited = self.visit(&path, name, &meta, child_targets, parent_node, &mut files)?;
+            if ruled || child_targets.is_some_and(|t| t.target) {
+                self.observe(&path, EntryEvent::Included);
+            }
+            let place = Place {
+                targets: child_targets,
+                parent: parent_node,
+                device: child_device,
+            };
+            let visited = self.visit(&path, name, &meta, place, &mut files)?;
             if let Some(pending) = visited {
                 nodes.push(pending);
             }
@@ -202,10 +271,14 @@ impl Walker<'_> {
         path: &Path,
         name: Vec<u8>,
         meta: &Metadata,
-        targets: Option<&TargetNode>,
-        parent_node: Option<&Node>,
+        place: Place<'_>,
         files: &mut DirFiles,
     ) -> Result<Option<Pending>, WalkFail> {
+        let Place {
+            targets,
+            parent: parent_node,
+            device,
+        } = place;
         let progress = &self.shared.progress;
         if meta.is_dir() {
             let parent_sub = match parent_node.map(|n| &n.kind) {
@@ -213,7 +286,7 @@ impl Walker<'_> {
                 _ => None,
             };
             let parent_tree = self.load_parent_tree(parent_sub);
-            return match self.walk_dir(path, targets, parent_tree.as_ref(), parent_sub) {
+            return match self.walk_dir(path, targets, parent_tree.as_ref(), parent_sub, device) {
                 Ok(()) => {
                     let node = node_from_metadata(
                         name,

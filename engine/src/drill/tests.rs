@@ -176,8 +176,17 @@ async fn restore_mode_passes_and_leaves_nothing_behind() {
 async fn a_drill_reads_one_destination_only() {
     let dest = MemoryBackend::new("a");
     let (_repo, _dir, _) = backed_up(&dest).await;
-    // Two destinations: refused outright.
+    // Two destinations of the repository: refused outright.
     let other = MemoryBackend::new("b");
+    let mut everything = dest.list("");
+    while let Some(meta) = everything.next().await {
+        let key = meta.unwrap().key;
+        other
+            .put(&key, dest.get(&key, None).await.unwrap())
+            .await
+            .unwrap();
+    }
+    drop(everything);
     let both = DestinationSet::new(vec![
         Arc::new(dest.clone()) as Arc<dyn Backend>,
         Arc::new(other.clone()) as Arc<dyn Backend>,

@@ -11,7 +11,7 @@ mod catalog;
 use crate::cache::MetadataCache;
 use crate::crypto::MasterKeys;
 use crate::deletions::Tombstones;
-use crate::destinations::DestinationSet;
+use crate::destinations::{DestinationSet, LeftOutReason};
 use crate::error::{Error, Result};
 use crate::ids::{storage_hash, BlobId, KeyId, ObjectKind, RepoId, CONFIG_KEY};
 use crate::index::MasterIndex;
@@ -20,6 +20,21 @@ use crate::pack::open_blob;
 use crate::pack::PackEntry;
 use crate::repo_config::{self, RepoParams};
 use crate::tree::Tree;
+
+/// Which destinations a command admits besides those that hold exactly this
+/// repository's config. By default none: a destination that is empty, holds
+/// another repository, has a damaged config or cannot be reached is left out
+/// of the run before anything touches it.
+#[derive(Debug, Clone, Default)]
+pub struct Admission {
+    /// Empty destinations the command will copy the repository to
+    /// (`sync --seed NAME`).
+    pub seed: Vec<String>,
+    /// Admit destinations whose config carries this repository's id but does
+    /// not open with its keys, so that `check` can report the damage and
+    /// `sync --repair` can replace it.
+    pub damaged_config: bool,
+}
 
 /// An open repository.
 #[derive(Debug, Clone)]
@@ -69,17 +84,25 @@ impl Repository {
         kdf: KdfParams,
     ) -> Result<Self> {
         params.validate()?;
+        let (mut holding, mut empty) = (Vec::new(), Vec::new());
         for b in dests.backends() {
             match b.stat(CONFIG_KEY).await {
-                Ok(_) => {
-                    return Err(Error::RepositoryExists {
-                        destination: b.name().into(),
-                        location: b.location(),
-                    })
-                }
-                Err(e) if e.kind == ErrorKind::NotFound => {}
+                Ok(_) => holding.push(b.clone()),
+                Err(e) if e.kind == ErrorKind::NotFound => empty.push(b.name().to_string()),
                 Err(e) => return Err(e.into()),
             }
+        }
+        if let Some(first) = holding.first() {
+            if !empty.is_empty() {
+                return Err(Error::SeedInstead {
+                    existing: first.name().into(),
+                    empty: empty.join(" --seed "),
+                });
+            }
+            return Err(Error::RepositoryExists {
+                destination: first.name().into(),
+                location: first.location(),
+            });
         }
         let keys = MasterKeys::generate();
         let mut id = [0u8; 32];
@@ -130,6 +153,102 @@ impl Repository {
     /// [`Error::NoRepository`] when the preferred destination has no `config`;
     /// [`Error::WrongPassword`] when no key file opens with the password.
     pub async fn open(dests: DestinationSet, password: &[u8]) -> Result<Self> {
+        Self::open_with(dests, password, &Admission::default()).await
+    }
+
+    /// Opens the repository with `password`, then proves that every other
+    /// destination holds this same repository: its `config` must be the same
+    /// bytes (or open with the same keys). The id alone is no proof: it sits
+    /// in the config's public header and can be copied. Destinations that
+    /// fail the proof, and those `admission` does not admit, are left out of
+    /// the set ([`DestinationSet::left_out`]) before anything is written.
+    ///
+    /// # Errors
+    /// As [`Repository::open`].
+    pub async fn open_with(
+        dests: DestinationSet,
+        password: &[u8],
+        admission: &Admission,
+    ) -> Result<Self> {
+        let (mut repo, opened_on, config) = Self::open_first(dests, password).await?;
+        let verdicts = repo.identify_others(&opened_on, &config, admission).await;
+        if !verdicts.is_empty() {
+            repo.dests.leave_out(&verdicts);
+        }
+        Ok(repo)
+    }
+
+    /// What each destination other than `opened_on` holds, for those that
+    /// are not admitted: their name and why.
+    async fn identify_others(
+        &self,
+        opened_on: &str,
+        config: &Bytes,
+        admission: &Admission,
+    ) -> Vec<(String, LeftOutReason)> {
+        let missed = &self.dests.missed();
+        let checks = self
+            .dests
+            .backends()
+            .iter()
+            .filter(|b| b.name() != opened_on)
+            .map(|b| async move {
+                if let Some((_, why)) = missed.iter().find(|(n, _)| n == b.name()) {
+                    return Some((
+                        b.name().to_string(),
+                        LeftOutReason::Unreachable(why.clone()),
+                    ));
+                }
+                let verdict = match b.get(CONFIG_KEY, None).await {
+                    Ok(theirs) if theirs == *config => None,
+                    Ok(theirs) => match repo_config::decode(&theirs, &self.keys) {
+                        // Sealed with this repository's keys: the same one.
+                        Ok((header, _)) if header.id == self.id => None,
+                        // Damaged, or another repository's. Ours when it
+                        // names our id or holds the very key file that
+                        // opened this repository (content-named, so a
+                        // verified copy is proof).
+                        _ => {
+                            let same_id =
+                                repo_config::read_header(&theirs).is_ok_and(|h| h.id == self.id);
+                            if !same_id && !self.holds_our_key(b.as_ref()).await {
+                                Some(LeftOutReason::OtherRepository)
+                            } else if admission.damaged_config {
+                                None
+                            } else {
+                                Some(LeftOutReason::DamagedConfig)
+                            }
+                        }
+                    },
+                    Err(e) if e.kind == ErrorKind::NotFound => {
+                        (!admission.seed.iter().any(|n| n == b.name()))
+                            .then_some(LeftOutReason::NoRepository)
+                    }
+                    Err(e) => Some(LeftOutReason::Unreachable(e.to_string())),
+                };
+                verdict.map(|v| (b.name().to_string(), v))
+            });
+        futures::future::join_all(checks)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// True when `backend` holds, intact, the key file this repository was
+    /// opened with.
+    async fn holds_our_key(&self, backend: &dyn lifeboat_backends::Backend) -> bool {
+        let key = ObjectKind::Key.key(&self.key_id.to_hex());
+        match backend.get(&key, None).await {
+            Ok(bytes) => storage_hash(&bytes) == self.key_id.0,
+            Err(_) => false,
+        }
+    }
+
+    /// Opens the repository on the first destination whose config and key
+    /// files open with `password`; returns it with that destination's name
+    /// and config bytes.
+    async fn open_first(dests: DestinationSet, password: &[u8]) -> Result<(Self, String, Bytes)> {
         // The first destination that holds the repository answers; one that
         // cannot be reached is dropped, one without a repository is skipped,
         // and one whose config or key files are damaged hands over to the next.
@@ -154,8 +273,8 @@ impl Repository {
                 continue;
             }
             tried_configs.push(config.clone());
-            match Self::open_on(&dests, &backend, config, password).await {
-                Ok(repo) => return Ok(repo),
+            match Self::open_on(&dests, &backend, config.clone(), password).await {
+                Ok(repo) => return Ok((repo, backend.name().to_string(), config)),
                 // The password is at fault, not the destination.
                 Err(e @ Error::KeyRemoved { .. }) => return Err(e),
                 Err(e) => {
@@ -260,6 +379,19 @@ impl Repository {
             (None, Some(e)) if !tried => e,
             _ => Error::WrongPassword,
         })
+    }
+
+    /// The same repository read from and written to the named destination
+    /// alone (`--from`): nothing fails over to another. The metadata cache
+    /// stays (every cached object is verified on use); a drill, which must
+    /// prove the destination alone, also calls [`Repository::without_cache`].
+    ///
+    /// # Errors
+    /// When the set has no such destination, or it was left out.
+    pub fn only(&self, name: &str) -> Result<Self> {
+        let mut alone = self.clone();
+        alone.dests = self.dests.only(name)?;
+        Ok(alone)
     }
 
     /// The destinations.
