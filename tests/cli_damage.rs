@@ -55,7 +55,7 @@ fn corrupted_pack_is_named_and_never_restored_as_wrong_bytes() {
         out.code == 0 || (out.code == 1 && out.stderr.contains(&pack_id)),
         "check without --read-data: {out:?}"
     );
-    out.stderr_has("checked");
+    out.stdout_has("checked");
 
     let target = sb.join("restored");
     let out = sb.restore_latest(&target);

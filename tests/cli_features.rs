@@ -354,7 +354,7 @@ fn embedded_default_repository() {
     small_tree(&src);
     let repo = sb.data_home().join("lifeboat/repository");
     let out = sb.lb(["backup".as_ref(), src.as_os_str()]);
-    out.success().stderr_has(&s(&repo));
+    out.success().stdout_has(&s(&repo));
     assert!(
         repo.join("config").is_file(),
         "no repository at {repo:?}: {out:?}"
@@ -363,7 +363,10 @@ fn embedded_default_repository() {
     assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
     assert_eq!(list[0]["paths"], serde_json::json!([s(&src)]));
     let again = sb.lb(["backup".as_ref(), src.as_os_str()]);
-    assert!(!again.success().stderr.contains("created"), "{again:?}");
+    assert!(
+        !again.success().stdout_text().contains("created"),
+        "{again:?}"
+    );
 }
 
 /// A config file names the destination and the profile's paths, excludes and

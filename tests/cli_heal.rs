@@ -132,11 +132,7 @@ fn a_corrupt_pack_on_sftp_is_found_restored_around_and_healed() {
 
     let repaired = run(&sb, &dests, ["sync", "--repair"]);
     repaired.success();
-    assert!(
-        repaired.stderr.contains(&pack_name),
-        "repair names the pack: {}",
-        repaired.stderr
-    );
+    repaired.stdout_has(&pack_name);
     assert!(
         sftp_dir.join("quarantine").exists(),
         "the bad copy is kept aside"

@@ -94,7 +94,7 @@ fn a_foreign_repository_is_left_out_and_untouched_by_every_writing_command() {
     assert!(error.contains("different repository"), "{summary}");
     let human = run(&sb, &both, ["backup".as_ref(), src.as_os_str()]);
     human.assert_code(3);
-    human.stderr_has("stored on: local-usb\n");
+    human.stdout_has("stored on: local-usb\n");
 
     run(&sb, &both, ["sync"]).assert_code(3);
     run(&sb, &both, ["sync", "--repair"]).assert_code(3);

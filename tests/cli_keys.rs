@@ -210,11 +210,12 @@ fn key_remove_keeps_the_last_key_and_the_key_in_use() {
     m.run(PASSWORD, ["key", "remove", &first[..6]])
         .assert_code(1)
         .stderr_has("--force");
+    // Naming no key of this repository is a usage mistake (exit 2).
     m.run(PASSWORD, ["key", "remove", "ffffffffffff"])
-        .assert_code(1)
+        .assert_code(2)
         .stderr_has("no key matches");
     m.run(PASSWORD, ["key", "remove", "not-hex"])
-        .assert_code(1)
+        .assert_code(2)
         .stderr_has("not a key id");
     assert_eq!(key_files(&m.a).len(), 2);
     assert_eq!(key_files(&m.b).len(), 2);

@@ -214,9 +214,9 @@ fn forget_shows_reasons_then_forget_prune_shrinks_both_destinations() {
     assert!(after.1 + (5 << 20) < before.1, "{before:?} -> {after:?}");
     setup.assert_kept_restore();
     setup.run(["check", "--read-data"]).success();
-    // No policy and no ids: a clear refusal.
+    // No policy and no ids: a clear refusal, as a usage mistake.
     let refused = setup.run(["forget"]);
-    assert_eq!(refused.code, 1);
+    assert_eq!(refused.code, 2);
     assert!(refused.stderr.contains("policy"), "{}", refused.stderr);
 }
 

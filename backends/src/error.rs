@@ -111,6 +111,27 @@ impl BackendError {
     pub fn is_transient(&self) -> bool {
         self.kind == ErrorKind::Transient
     }
+
+    /// True when the server refused the connection: nothing listens there.
+    /// Worth one retry (a server restarting), not a full backoff.
+    pub fn is_connection_refused(&self) -> bool {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = match &self.source {
+            Some(s) => Some(s.as_ref()),
+            None => None,
+        };
+        while let Some(e) = cause {
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                    return true;
+                }
+            }
+            if e.to_string().contains("Connection refused") {
+                return true;
+            }
+            cause = e.source();
+        }
+        self.detail.contains("Connection refused")
+    }
 }
 
 /// Result alias for backend calls.

@@ -2,7 +2,10 @@
 //!
 //! Only [`ErrorKind::Transient`] failures are retried; `NotFound`,
 //! `AlreadyExists` and `Permanent` return at once. Attempts are bounded, so a
-//! dead destination costs at most the retry budget before its error surfaces.
+//! dead destination costs at most the retry budget before its error surfaces,
+//! and a refused connection is tried only twice: nothing listens there, and
+//! every command should give such a destination up within seconds. This is
+//! the only retry layer: backends do not retry underneath it.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -70,9 +73,16 @@ impl RetryBackend {
         Fut: std::future::Future<Output = Result<T>>,
     {
         let mut retry = 0;
+        let mut refused = 0;
         loop {
             match call().await {
+                // Refused twice: nothing listens there; give up at once
+                // rather than wait out the whole backoff.
+                Err(e) if e.is_connection_refused() && refused >= 1 => return Err(e),
                 Err(e) if e.kind == ErrorKind::Transient && retry + 1 < self.policy.attempts => {
+                    if e.is_connection_refused() {
+                        refused += 1;
+                    }
                     let delay = self.policy.delay(retry);
                     tracing::debug!("{e}; retrying in {delay:?}");
                     tokio::time::sleep(delay).await;
@@ -115,16 +125,23 @@ impl Backend for RetryBackend {
         let start: State<'a> = Some((0, None, false));
         Box::pin(futures::stream::unfold(start, move |state| async move {
             let (mut retry, mut stream, yielded) = state?;
+            let mut refused = 0;
             loop {
                 let current = stream.get_or_insert_with(|| self.inner.list(prefix));
                 match current.next().await {
                     None => return None,
                     Some(Ok(meta)) => return Some((Ok(meta), Some((retry, stream, true)))),
+                    Some(Err(e)) if e.is_connection_refused() && refused >= 1 => {
+                        return Some((Err(e), None))
+                    }
                     Some(Err(e))
                         if !yielded
                             && e.kind == ErrorKind::Transient
                             && retry + 1 < self.policy.attempts =>
                     {
+                        if e.is_connection_refused() {
+                            refused += 1;
+                        }
                         let delay = self.policy.delay(retry);
                         tracing::debug!("{e}; listing again in {delay:?}");
                         tokio::time::sleep(delay).await;

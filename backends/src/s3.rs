@@ -16,20 +16,26 @@
 //!
 //! Credentials never come from the URL: they come from the usual AWS
 //! variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`,
-//! web identity, container or instance credentials), read by
-//! `AmazonS3Builder::from_env`.
+//! web identity or container credentials), read by
+//! `AmazonS3Builder::from_env`, or from the config file.
 //!
 //! Writes are create-only with a conditional PUT (`If-None-Match: *`, object_store's
 //! `PutMode::Create`). Stores that ignore the condition overwrite silently; that is
 //! harmless for content-named objects (see DESIGN.md, "Locks without conditional
 //! writes").
 //!
-//! Error policy: object_store already retries 5xx answers, dropped connections
-//! and timeouts with bounded exponential backoff ([`retry_config`]); what still
-//! fails is sorted into the four [`ErrorKind`]s: 404 → `NotFound`, 409/412 on a
-//! create-only put → `AlreadyExists`, connection failures, timeouts, 5xx, 429
-//! and throttling → `Transient`, everything else (403, 416, a missing bucket,
-//! bad input, configuration) → `Permanent`.
+//! Error policy: object_store does not retry ([`retry_config`]); the
+//! `RetryBackend` around every destination does. Failures are sorted into the
+//! four [`ErrorKind`]s: 404 → `NotFound`, 409/412 on a create-only put →
+//! `AlreadyExists`, connection failures, timeouts, 5xx, 429 and throttling →
+//! `Transient`, everything else (403, 416, TLS and certificate errors, a
+//! missing bucket, bad input, configuration) → `Permanent`.
+//!
+//! Credentials come from the environment or the config file only. Without
+//! any, a destination fails every call with one line naming the variables to
+//! set, instead of letting the client ask the cloud instance-metadata address
+//! (which on a laptop answers 403 or hangs); `credentials = "instance"` in the
+//! config file opts in to instance credentials.
 
 use std::net::IpAddr;
 use std::ops::Range;
@@ -82,13 +88,51 @@ pub struct S3Backend {
     /// The key prefix inside the bucket, without slashes at either end; may be empty.
     prefix: String,
     store: Arc<AmazonS3>,
+    /// Why every call fails at once without a request (no credentials).
+    unusable: Option<String>,
 }
 
-/// The retry policy handed to object_store: 5xx answers, connection errors and
-/// timeouts of idempotent requests are retried up to 4 times within 60 s, with
-/// exponential backoff and jitter from 100 ms up to 5 s. The engine retries
-/// whole operations on top of this; keeping this budget short means an
-/// unreachable destination is given up quickly and does not hold back the others.
+/// How an S3 destination authenticates, beyond the environment.
+#[derive(Debug, Clone, Default)]
+pub struct S3Options {
+    /// Credentials from the config file, over the environment's.
+    pub credentials: Option<S3Credentials>,
+    /// Let the client ask the cloud instance-metadata service for credentials
+    /// when none are given (`credentials = "instance"` in the config file).
+    pub instance_credentials: bool,
+}
+
+/// Opens an `s3://` destination with `options`.
+///
+/// # Errors
+/// As [`open`].
+pub fn open_with_options(
+    name: &str,
+    url: &DestinationUrl,
+    options: &S3Options,
+) -> Result<Arc<dyn Backend>, UrlError> {
+    let mut builder = AmazonS3Builder::from_env();
+    if let Some(credentials) = &options.credentials {
+        builder = credentials.apply(builder);
+    }
+    let mut backend = S3Backend::open_with(name, url, builder)?;
+    if options.instance_credentials {
+        backend.unusable = None;
+    }
+    Ok(Arc::new(backend))
+}
+
+/// The variables that name a credential source without keys in the environment.
+const PROVIDER_VARIABLES: &[&str] = &[
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+];
+
+/// The retry policy handed to object_store: none. Lifeboat's
+/// [`crate::RetryBackend`] is the one retry layer (retries stacked on retries
+/// made an unreachable server cost ~40 s per command), and it gives up on a
+/// refused connection after two tries.
 pub fn retry_config() -> RetryConfig {
     RetryConfig {
         backoff: BackoffConfig {
@@ -96,7 +140,7 @@ pub fn retry_config() -> RetryConfig {
             max_backoff: Duration::from_secs(5),
             base: 2.0,
         },
-        max_retries: 4,
+        max_retries: 0,
         retry_timeout: Duration::from_secs(60),
     }
 }
@@ -154,11 +198,14 @@ pub fn open_with_credentials(
     url: &DestinationUrl,
     credentials: &S3Credentials,
 ) -> Result<Arc<dyn Backend>, UrlError> {
-    Ok(Arc::new(S3Backend::open_with(
+    open_with_options(
         name,
         url,
-        credentials.apply(AmazonS3Builder::from_env()),
-    )?))
+        &S3Options {
+            credentials: Some(credentials.clone()),
+            instance_credentials: false,
+        },
+    )
 }
 
 impl S3Backend {
@@ -198,6 +245,22 @@ impl S3Backend {
             url: shown.clone(),
             reason,
         };
+        // No keys and no provider in the environment: the client would fall
+        // back to the instance-metadata address. Fail every call instead,
+        // saying what to set (a call, not `open`, so the other destinations
+        // of a run go on).
+        let has_keys = builder
+            .get_config_value(&AmazonS3ConfigKey::AccessKeyId)
+            .is_some();
+        let provider = PROVIDER_VARIABLES
+            .iter()
+            .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()));
+        let unusable = (!has_keys && !provider).then(|| {
+            "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or \
+             aws_access_key_id and aws_secret_access_key for this destination in the config \
+             file (credentials = \"instance\" there uses the cloud instance's role)"
+                .to_string()
+        });
 
         let mut endpoint = None;
         let mut region = None;
@@ -312,6 +375,7 @@ impl S3Backend {
             location,
             prefix: prefix.trim_matches('/').to_string(),
             store: Arc::new(store),
+            unusable,
         })
     }
 
@@ -351,6 +415,20 @@ impl S3Backend {
     fn err(&self, key: &str, what: &str, err: object_store::Error) -> BackendError {
         classify(&self.name, key, what, err)
     }
+
+    /// Fails at once, before any request, when the destination cannot be
+    /// used (no credentials).
+    fn usable(&self, key: &str) -> Result<()> {
+        match &self.unusable {
+            Some(why) => Err(BackendError::new(
+                ErrorKind::Permanent,
+                &self.name,
+                key,
+                why.clone(),
+            )),
+            None => Ok(()),
+        }
+    }
 }
 
 #[async_trait]
@@ -364,6 +442,7 @@ impl Backend for S3Backend {
     }
 
     async fn put(&self, key: &str, data: Bytes) -> Result<()> {
+        self.usable(key)?;
         let path = self.path_of(key)?;
         let opts = PutOptions {
             mode: PutMode::Create,
@@ -388,6 +467,7 @@ impl Backend for S3Backend {
     }
 
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Bytes> {
+        self.usable(key)?;
         let path = self.path_of(key)?;
         let Some(range) = range else {
             let result = self
@@ -482,6 +562,7 @@ impl Backend for S3Backend {
     }
 
     async fn stat(&self, key: &str) -> Result<ObjectMeta> {
+        self.usable(key)?;
         let path = self.path_of(key)?;
         let meta = self
             .store
@@ -495,6 +576,9 @@ impl Backend for S3Backend {
     }
 
     fn list<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, Result<ObjectMeta>> {
+        if let Err(e) = self.usable(prefix) {
+            return Box::pin(futures::stream::once(async move { Err(e) }));
+        }
         // object_store lists whole path segments: list the directory the prefix
         // names (everything before its last '/') and filter by the rest.
         let dir = match prefix.rfind('/') {
@@ -546,6 +630,7 @@ impl Backend for S3Backend {
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
+        self.usable(key)?;
         let path = self.path_of(key)?;
         // S3 deletes of a missing key succeed; the contract wants NotFound, so
         // look first. (A concurrent delete between the two calls is not detected,

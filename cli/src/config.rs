@@ -54,6 +54,10 @@ pub struct DestinationConfig {
     pub aws_secret_access_key: Option<String>,
     /// S3 session token for temporary credentials.
     pub aws_session_token: Option<String>,
+    /// `"instance"`: with no keys given, let the S3 client ask the cloud
+    /// instance-metadata service for the machine's role credentials (off by
+    /// default: elsewhere that address answers 403 or hangs).
+    pub credentials: Option<String>,
     /// Packs uploaded to this destination at once during a backup (default 2):
     /// raise it for a far provider whose round trips dominate.
     pub uploads: Option<usize>,
@@ -293,12 +297,27 @@ impl ConfigFile {
             };
             let limits = entry.map(|e| e.limits(base)).transpose()?;
             let (upload_limit, attempts) = limits.unwrap_or((None, None));
+            let instance = match entry.and_then(|e| e.credentials.as_deref()) {
+                None => false,
+                Some("instance") => true,
+                Some(other) => bail!(
+                    "destination {base:?} in the config file: credentials = {other:?} is not known; \
+                     the one value is \"instance\" (the cloud instance's role)"
+                ),
+            };
             let backend = match (&c.url, credentials) {
-                (DestinationUrl::S3 { .. }, Some(creds)) => {
-                    lifeboat_backends::s3::open_with_credentials(&c.name, &c.url, &creds)?
+                (DestinationUrl::S3 { .. }, credentials) => {
+                    let options = lifeboat_backends::s3::S3Options {
+                        credentials,
+                        instance_credentials: instance,
+                    };
+                    lifeboat_backends::s3::open_with_options(&c.name, &c.url, &options)?
                 }
                 (_, Some(_)) => bail!(
                     "destination {base:?}: aws_* credentials apply to s3:// destinations only"
+                ),
+                (_, None) if instance => bail!(
+                    "destination {base:?}: credentials = \"instance\" applies to s3:// destinations only"
                 ),
                 (_, None) => c.url.open(&c.name)?,
             };

@@ -106,7 +106,16 @@ impl Context {
             && !std::io::stderr().is_terminal()
     }
 
-    /// Prints a human message on stderr unless quiet or JSON.
+    /// Prints a human result (a summary, a table) on stdout unless quiet or
+    /// JSON: `lifeboat backup > log` keeps it.
+    pub fn say(&self, message: impl std::fmt::Display) {
+        if !self.global.quiet && !self.global.json {
+            println!("{message}");
+        }
+    }
+
+    /// Prints a human note about the run (progress, advice) on stderr
+    /// unless quiet or JSON.
     pub fn note(&self, message: impl std::fmt::Display) {
         if !self.global.quiet && !self.global.json {
             eprintln!("{message}");

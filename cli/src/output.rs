@@ -169,3 +169,37 @@ pub fn snapshot_json(id: &SnapshotId, s: &Snapshot) -> Value {
         },
     })
 }
+
+/// Reports the destinations a writing run missed: those left out when the
+/// repository was opened (already warned about, named once more here) and
+/// those dropped during the run, each with its reason and `consequence`.
+pub fn report_missed(
+    ctx: &crate::context::Context,
+    dests: &lifeboat_engine::DestinationSet,
+    missed: &[(String, String)],
+    consequence: &str,
+) {
+    let left_out: Vec<&str> = dests.left_out().iter().map(|l| l.backend.name()).collect();
+    if !left_out.is_empty() {
+        ctx.say(format!(
+            "left out: {} (see the warnings above)",
+            left_out.join(", ")
+        ));
+    }
+    for (name, error) in missed {
+        if !left_out.contains(&name.as_str()) {
+            eprintln!("warning: destination {name} was missed ({error}); {consequence}");
+        }
+    }
+}
+
+/// `1 snapshot`, `2 snapshots`, `2 entries`: a count with its noun in the
+/// right number.
+pub fn count(n: impl Into<u64>, noun: &str) -> String {
+    let n = n.into();
+    match (n, noun.strip_suffix('y')) {
+        (1, _) => format!("1 {noun}"),
+        (_, Some(stem)) => format!("{n} {stem}ies"),
+        (_, None) => format!("{n} {noun}s"),
+    }
+}

@@ -290,7 +290,9 @@ impl DestinationSet {
         let mut dropped = self.dropped_state();
         if let Some(i) = self.backends.iter().position(|b| b.name() == name) {
             if dropped[i].is_none() {
-                tracing::warn!(
+                // Shown with -v: every command reports its missed destinations
+                // once, in its summary or in the warning for a left-out one.
+                tracing::info!(
                     "destination {name} failed and is left out for the rest of this run: {why}"
                 );
                 dropped[i] = Some(why.to_string());

@@ -447,9 +447,9 @@ async fn restore_drill(
     let scratch = Scratch::create(parent)?;
     let restore_options = RestoreOptions {
         target: scratch.path.clone(),
-        includes: Vec::new(),
         verify: true,
         concurrency: options.concurrency,
+        ..RestoreOptions::default()
     };
     let restore_progress = Arc::new(RestoreProgress::default());
     let run = restore::restore(

@@ -55,6 +55,13 @@ pub enum Error {
         /// The lock object's name.
         lock: String,
     },
+    /// The run's lock was removed or went stale while it ran: what it was
+    /// about to commit is no longer protected from a concurrent prune.
+    #[error("lock lost: {reason}; nothing was committed, run the command again")]
+    LockLost {
+        /// Why.
+        reason: String,
+    },
     /// A storage call failed.
     #[error(transparent)]
     Backend(#[from] BackendError),

@@ -59,7 +59,7 @@ pub use destinations::{
 pub use error::{Error, Result};
 pub use ids::{BlobId, IndexId, ObjectKind, PackId, RepoId, SnapshotId};
 pub use keys::KdfParams;
-pub use lock::{acquire as acquire_lock, LockGuard};
+pub use lock::{acquire as acquire_lock, LockGuard, LockWatch};
 pub use repo::{Admission, Repository};
 pub use repo_config::RepoParams;
 pub use snapshot::{Snapshot, SnapshotSummary};

@@ -140,9 +140,105 @@ pub struct LockGuard {
     current: Arc<Mutex<String>>,
     dests: DestinationSet,
     refresher: Option<tokio::task::JoinHandle<()>>,
+    state: Arc<LockState>,
+}
+
+/// What the refresher learned about a held lock.
+#[derive(Debug, Default)]
+struct LockState {
+    /// Why the lock no longer protects the run, once it does not.
+    lost: Mutex<Option<String>>,
+    /// When the lock object was last written, seconds since the epoch.
+    written: std::sync::atomic::AtomicI64,
+}
+
+impl LockState {
+    fn lose(&self, why: String) {
+        let mut lost = self.lost.lock().unwrap_or_else(|p| p.into_inner());
+        if lost.is_none() {
+            tracing::warn!("the repository lock was lost: {why}");
+            *lost = Some(why);
+        }
+    }
+
+    fn lost(&self) -> Option<String> {
+        self.lost.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// A handle on a held lock that a long run checks before it commits
+/// anything others rely on (a backup, before its snapshot): a lock another
+/// process removed (`unlock --force`) or that could not be refreshed for
+/// [`STALE_AFTER_SECS`] no longer keeps a prune from deleting what the run
+/// uses.
+#[derive(Debug, Clone)]
+pub struct LockWatch {
+    current: Arc<Mutex<String>>,
+    dests: DestinationSet,
+    state: Arc<LockState>,
+}
+
+impl LockWatch {
+    /// Checks that the lock still stands on every destination the run
+    /// writes to, and has been refreshed in time.
+    ///
+    /// # Errors
+    /// [`Error::LockLost`] saying why.
+    pub async fn verify(&self) -> Result<()> {
+        if let Some(why) = self.state.lost() {
+            return Err(Error::LockLost { reason: why });
+        }
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let age = now.saturating_sub(
+            self.state
+                .written
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
+        if age > STALE_AFTER_SECS {
+            self.state.lose(format!(
+                "it could not be refreshed for {} minutes, so other processes may take it for stale",
+                age / 60
+            ));
+        } else if let Some(why) = still_there(&self.dests, &self.current).await {
+            self.state.lose(why);
+        }
+        match self.state.lost() {
+            Some(why) => Err(Error::LockLost { reason: why }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `None` when the current lock object is on every healthy destination;
+/// else why not.
+async fn still_there(dests: &DestinationSet, current: &Mutex<String>) -> Option<String> {
+    let key = current.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    for backend in dests.healthy() {
+        match backend.stat(&key).await {
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => {
+                return Some(format!(
+                    "it was removed from {} by another process (`unlock --force`?)",
+                    backend.name()
+                ))
+            }
+            // Unreachable now: the run's writes there fail on their own.
+            Err(_) => {}
+        }
+    }
+    None
 }
 
 impl LockGuard {
+    /// A handle to check, before committing, that the lock still holds.
+    pub fn watch(&self) -> LockWatch {
+        LockWatch {
+            current: self.current.clone(),
+            dests: self.dests.clone(),
+            state: self.state.clone(),
+        }
+    }
+
     /// Stops refreshing and removes the lock from every destination.
     ///
     /// # Errors
@@ -197,13 +293,26 @@ pub async fn acquire(
 ) -> Result<LockGuard> {
     let (key, me) = write_lock(dests, keys, exclusive).await?;
     let current = Arc::new(Mutex::new(key.clone()));
+    let state = Arc::new(LockState::default());
+    state
+        .written
+        .store(me.time, std::sync::atomic::Ordering::Relaxed);
     let refresher = {
-        let (dests, keys, current) = (dests.clone(), keys.clone(), current.clone());
+        let (dests, keys, current, state) =
+            (dests.clone(), keys.clone(), current.clone(), state.clone());
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(std::time::Duration::from_secs(REFRESH_EVERY_SECS)).await;
+                // Removed meanwhile: writing a fresh one would hide that.
+                if let Some(why) = still_there(&dests, &current).await {
+                    state.lose(why);
+                    return;
+                }
                 match write_lock(&dests, &keys, exclusive).await {
-                    Ok((fresh, _)) => {
+                    Ok((fresh, lock)) => {
+                        state
+                            .written
+                            .store(lock.time, std::sync::atomic::Ordering::Relaxed);
                         let old = std::mem::replace(
                             &mut *current.lock().unwrap_or_else(|p| p.into_inner()),
                             fresh,
@@ -221,6 +330,7 @@ pub async fn acquire(
         current,
         dests: dests.clone(),
         refresher: Some(refresher),
+        state,
     };
     let now = me.time;
     for backend in dests.healthy() {

@@ -427,6 +427,17 @@ impl Output {
         self
     }
 
+    /// Asserts that standard output contains `needle`.
+    #[track_caller]
+    pub fn stdout_has(&self, needle: &str) -> &Self {
+        assert!(
+            self.stdout_text().contains(needle),
+            "expected {needle:?} on stdout: {}",
+            self.describe()
+        );
+        self
+    }
+
     /// Standard output parsed as one JSON value.
     #[track_caller]
     pub fn json(&self) -> Value {

@@ -186,7 +186,7 @@ pub fn snapshot_holders(sb: &Sandbox, dests: &[&str]) -> Vec<(String, Vec<String
 
 /// `status --json` → (exit code, the `destinations` array).
 pub fn status(sb: &Sandbox, dests: &[&str]) -> (Output, Vec<Value>) {
-    let out = run(sb, dests, ["--json", "status"]);
+    let out = run(sb, dests, ["--json", "status", "--fail-on-lag"]);
     let v = out.json();
     let list = v["destinations"]
         .as_array()

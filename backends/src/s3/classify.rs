@@ -34,7 +34,11 @@ pub(super) fn classify(
         | E::UnknownConfigurationKey { .. } => ErrorKind::Permanent,
         _ => transient_or_permanent(&err),
     };
+    let refused = chain_text(&err).contains("Connection refused");
     let detail = match &err {
+        _ if refused => {
+            format!("{what}: connection refused (is the server running, and the endpoint right?)")
+        }
         E::PermissionDenied { .. } => format!("{what}: access denied (check the credentials)"),
         E::Unauthenticated { .. } => {
             format!("{what}: not authenticated (check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)")
@@ -54,7 +58,25 @@ pub(super) fn classify(
 fn transient_or_permanent(err: &(dyn std::error::Error + 'static)) -> ErrorKind {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cause {
+        // TLS and certificate failures (a plain-HTTP server spoken to over
+        // https, an untrusted or expired certificate) cannot heal by retrying.
+        let text = e.to_string();
+        if [
+            "certificate",
+            "InvalidCertificate",
+            "tls handshake",
+            "TLS",
+            "received corrupt message",
+        ]
+        .iter()
+        .any(|needle| text.contains(needle))
+        {
+            return ErrorKind::Permanent;
+        }
         if let Some(http) = e.downcast_ref::<HttpError>() {
+            if has_tls_cause(http) {
+                return ErrorKind::Permanent;
+            }
             return match http.kind() {
                 HttpErrorKind::Connect
                 | HttpErrorKind::Request
@@ -77,7 +99,6 @@ fn transient_or_permanent(err: &(dyn std::error::Error + 'static)) -> ErrorKind 
                 _ => ErrorKind::Permanent,
             };
         }
-        let text = e.to_string();
         if let Some(status) = status_in(&text) {
             return if status >= 500 || status == 429 {
                 ErrorKind::Transient
@@ -91,6 +112,33 @@ fn transient_or_permanent(err: &(dyn std::error::Error + 'static)) -> ErrorKind 
         cause = e.source();
     }
     ErrorKind::Permanent
+}
+
+/// The error and its causes as one line of text.
+fn chain_text(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = Vec::new();
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cause {
+        parts.push(e.to_string());
+        cause = e.source();
+    }
+    parts.join(": ")
+}
+
+/// True when a TLS failure lies below an HTTP error.
+fn has_tls_cause(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = err.source();
+    while let Some(e) = cause {
+        if e.downcast_ref::<rustls::Error>().is_some() {
+            return true;
+        }
+        let text = e.to_string();
+        if text.contains("certificate") || text.contains("received corrupt message") {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// True when the error or one of its causes says `needle` (an S3 error code).

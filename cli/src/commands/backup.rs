@@ -71,7 +71,7 @@ async fn open_or_create(ctx: &Context) -> Result<Repository> {
                     kdf_iterations: None,
                 };
                 let repo = super::init::create(ctx, &init_args, dests).await?;
-                ctx.note(format!(
+                ctx.say(format!(
                     "created a new lifeboat repository at {}\nKeep your password safe: without it nobody, including you, can restore this data.",
                     primary.location()
                 ));
@@ -120,6 +120,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
         tags,
         excludes,
         observer,
+        lock: None,
         host: args.host.clone(),
         dry_run: args.dry_run,
         parent,
@@ -147,12 +148,13 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
             json: json!({"message_type": "status", "files_done": files, "bytes_done": bytes, "bytes_uploaded": up, "errors": errors}),
         }
     });
-    let run = backup::backup(&repo, &options, progress.clone(), ctx.cancel.clone());
     // A dry run writes nothing, not even a lock, so it works on a read-only destination.
     let result = if args.dry_run {
-        run.await.map_err(anyhow::Error::from)
+        backup::backup(&repo, &options, progress.clone(), ctx.cancel.clone())
+            .await
+            .map_err(anyhow::Error::from)
     } else {
-        super::with_lock(&repo, async { Ok(run.await?) }).await
+        locked_backup(ctx, &repo, options, progress.clone()).await
     };
     ticker.finish().await;
     let outcome = result?;
@@ -197,7 +199,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
                 skipped.reason
             );
         }
-        ctx.note(format!(
+        ctx.say(format!(
             "Files: {:>8} new, {:>8} changed, {:>8} unmodified\nDirs:  {:>8} new, {:>8} changed, {:>8} unmodified\nAdded: {} ({} stored)",
             s.files_new,
             s.files_changed,
@@ -212,7 +214,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
             Some(id) => format!("snapshot {} saved", &id[..8]),
             None => "dry run: nothing was written".to_string(),
         };
-        ctx.note(format!(
+        ctx.say(format!(
             "processed {} files, {} in {:.1}s; {saved}",
             s.total_files,
             output::bytes(s.total_bytes),
@@ -225,25 +227,14 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
             ));
         }
         if outcome.snapshot_id.is_some() {
-            ctx.note(format!("stored on: {}", outcome.reached.join(", ")));
+            ctx.say(format!("stored on: {}", outcome.reached.join(", ")));
         }
-        let left_out = repo.destinations().left_out();
-        if !left_out.is_empty() {
-            ctx.note(format!(
-                "not stored on: {} (left out, see the warnings above)",
-                left_out
-                    .iter()
-                    .map(|l| l.backend.name())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-        }
-        for (name, error) in &outcome.missed {
-            if left_out.iter().any(|l| l.backend.name() == name) {
-                continue;
-            }
-            eprintln!("warning: destination {name} was missed ({error}); it lags behind the others until it is synced");
-        }
+        output::report_missed(
+            ctx,
+            repo.destinations(),
+            &outcome.missed,
+            "it lags behind the others until `lifeboat sync`",
+        );
     }
     if !args.dry_run && outcome.reached.len() < args.min_destinations {
         anyhow::bail!(
@@ -257,6 +248,24 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
     } else {
         crate::exit::OK
     })
+}
+
+/// Runs the backup under a shared lock that it checks before committing the
+/// snapshot: a lock removed meanwhile (`unlock --force`) or not refreshed in
+/// time ends the run with "lock lost" and no snapshot.
+async fn locked_backup(
+    ctx: &Context,
+    repo: &Repository,
+    mut options: BackupOptions,
+    progress: Arc<BackupProgress>,
+) -> Result<backup::BackupOutcome> {
+    let lock = super::lock_wait::acquire(repo, false).await?;
+    options.lock = Some(lock.watch());
+    let result = backup::backup(repo, &options, progress, ctx.cancel.clone()).await;
+    if let Err(e) = lock.release().await {
+        tracing::warn!("could not remove the lock (it will go stale): {e}");
+    }
+    Ok(result?)
 }
 
 /// Prints one `--dry-run -v` line: `would store PATH` or

@@ -169,7 +169,7 @@ fn print_human(ctx: &Context, report: &CheckReport, args: &Args) {
         );
     }
     for note in &report.notes {
-        ctx.note(format!("note: {note}"));
+        ctx.say(format!("note: {note}"));
     }
     if !ctx.global.quiet {
         println!(
@@ -200,13 +200,13 @@ fn print_human(ctx: &Context, report: &CheckReport, args: &Args) {
         ),
         _ => String::new(),
     };
-    ctx.note(format!(
+    ctx.say(format!(
         "checked {} snapshots, {} trees, {} objects, {} blobs{scope}",
         report.snapshots, report.trees, report.packs, report.blobs
     ));
     let lost = report.lost().count();
     if report.is_ok() {
-        ctx.note("no errors were found");
+        ctx.say("no errors were found");
     } else if lost == 0 && !report.problems.is_empty() {
         eprintln!(
             "{} problems found, all healable: run `lifeboat sync --repair`",

@@ -1,6 +1,6 @@
 //! `lifeboat forget`: remove snapshots by a retention policy or by id.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use lifeboat_engine::forget::{self, Decision, GroupBy, GroupKey, KeepPolicy, Within};
 use lifeboat_engine::{Repository, SnapshotId};
 use serde_json::json;
@@ -89,10 +89,14 @@ impl Args {
 pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
     let policy = args.policy();
     if args.ids.is_empty() && policy.is_empty() {
-        bail!("forget needs a policy (--keep-last, --keep-daily, … --keep-within, --keep-tag) or snapshot ids");
+        return Err(crate::exit::usage(
+            "forget needs a policy (--keep-last, --keep-daily, … --keep-within, --keep-tag) or snapshot ids",
+        ));
     }
     if !args.ids.is_empty() && !policy.is_empty() {
-        bail!("give either snapshot ids or a --keep-* policy, not both");
+        return Err(crate::exit::usage(
+            "give either snapshot ids or a --keep-* policy, not both",
+        ));
     }
     let prune_args = if args.prune {
         use clap::Parser;
@@ -120,8 +124,17 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
     let lock = super::lock_wait::acquire(&repo, true).await?;
     let result = async {
         let code = forget_planned(ctx, &repo, &args, &policy).await?;
+        // A destination missed by forget is missed by prune too: the others
+        // are pruned, and prune names the ones it skipped.
         match prune_args {
-            Some(p) if code == crate::exit::OK => super::prune::run_locked(ctx, &repo, &p).await,
+            Some(p) if code == crate::exit::OK || code == crate::exit::INCOMPLETE => {
+                let pruned = super::prune::run_locked(ctx, &repo, &p).await?;
+                Ok(if code == crate::exit::INCOMPLETE {
+                    code
+                } else {
+                    pruned
+                })
+            }
             _ => Ok(code),
         }
     }
@@ -177,8 +190,9 @@ async fn forget_planned(
         .count();
     print(ctx, &groups);
     if args.dry_run {
-        ctx.note(format!(
-            "would keep {kept} snapshots and remove {} (dry run: nothing removed)",
+        ctx.say(format!(
+            "would keep {} and remove {} (dry run: nothing removed)",
+            crate::output::count(kept as u64, "snapshot"),
             remove.len()
         ));
         return Ok(crate::exit::OK);
@@ -192,13 +206,17 @@ async fn forget_planned(
                    "destinations_missed": outcome.missed.iter().map(|(n, e)| json!({"name": n, "error": e})).collect::<Vec<_>>()})
         );
     } else {
-        ctx.note(format!(
-            "kept {kept} snapshots, removed {}",
+        ctx.say(format!(
+            "kept {}, removed {}",
+            crate::output::count(kept as u64, "snapshot"),
             outcome.removed
         ));
-        for (name, error) in &outcome.missed {
-            eprintln!("warning: destination {name} was missed: {error}; it drops these snapshots at the next sync or prune");
-        }
+        crate::output::report_missed(
+            ctx,
+            repo.destinations(),
+            &outcome.missed,
+            "it drops these snapshots at the next sync or prune",
+        );
     }
     Ok(if outcome.missed.is_empty() {
         crate::exit::OK

@@ -74,14 +74,14 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
         );
     } else {
         for b in repo.destinations().backends() {
-            ctx.note(format!(
+            ctx.say(format!(
                 "created lifeboat repository {} at {} ({})",
                 repo.id().short(),
                 b.name(),
                 b.location()
             ));
         }
-        ctx.note(
+        ctx.say(
             "Keep your password safe: without it nobody, including you, can restore this data.",
         );
     }

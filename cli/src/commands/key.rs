@@ -64,6 +64,10 @@ pub struct RemoveArgs {
 fn key_error(e: KeyError) -> anyhow::Error {
     match e {
         KeyError::Engine(inner) => inner.into(),
+        // The command line named no key of this repository: a usage mistake.
+        e @ (KeyError::BadId(_) | KeyError::NoSuchKey(_) | KeyError::Ambiguous(_)) => {
+            crate::exit::usage(e.to_string())
+        }
         other => other.into(),
     }
 }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use lifeboat_engine::prune::{self, PruneOptions, PruneProgress, PruneReport};
 use lifeboat_engine::Repository;
 use serde_json::json;
@@ -71,7 +71,9 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
 /// Prunes under a lock the caller holds (`forget --prune` holds one already).
 pub async fn run_locked(ctx: &Context, repo: &Repository, args: &Args) -> Result<i32> {
     if !(0.0..=1.0).contains(&args.max_unused) {
-        bail!("--max-unused must be between 0% and 100%");
+        return Err(crate::exit::usage(
+            "--max-unused must be between 0% and 100%",
+        ));
     }
     let options = PruneOptions {
         max_unused: args.max_unused,
@@ -93,7 +95,7 @@ pub async fn run_locked(ctx: &Context, repo: &Repository, args: &Args) -> Result
     let result = prune::prune(repo, &options, progress).await;
     ticker.finish().await;
     let report = result?;
-    print(ctx, &report, args);
+    print(ctx, &report, args, repo.destinations());
     Ok(if report.missed.is_empty() {
         crate::exit::OK
     } else {
@@ -101,7 +103,7 @@ pub async fn run_locked(ctx: &Context, repo: &Repository, args: &Args) -> Result
     })
 }
 
-fn print(ctx: &Context, r: &PruneReport, args: &Args) {
+fn print(ctx: &Context, r: &PruneReport, args: &Args, dests: &lifeboat_engine::DestinationSet) {
     if ctx.global.json {
         let per: Vec<_> = r
             .sweep
@@ -133,7 +135,7 @@ fn print(ctx: &Context, r: &PruneReport, args: &Args) {
             part as f64 * 100.0 / r.bytes as f64
         }
     };
-    ctx.note(format!(
+    ctx.say(format!(
         "{} snapshots use {} of {} blobs; {} of {} unused ({:.1}%)",
         r.snapshots,
         r.used_blobs,
@@ -143,7 +145,7 @@ fn print(ctx: &Context, r: &PruneReport, args: &Args) {
         share(r.unused_bytes)
     ));
     let verb = if args.dry_run { "would " } else { "" };
-    ctx.note(format!(
+    ctx.say(format!(
         "{verb}drop {} unused packs, repack {} packs ({} copied){}, leaving {} unused",
         r.packs_dropped,
         r.packs_repacked,
@@ -156,7 +158,7 @@ fn print(ctx: &Context, r: &PruneReport, args: &Args) {
         output::bytes(r.unused_bytes_after)
     ));
     if r.blobs_rescued > 0 {
-        ctx.note(format!(
+        ctx.say(format!(
             "indexed {} blobs again that a snapshot written after an earlier prune uses",
             r.blobs_rescued
         ));
@@ -165,22 +167,23 @@ fn print(ctx: &Context, r: &PruneReport, args: &Args) {
         return;
     }
     for (name, objects, bytes) in &r.sweep.per_destination {
-        ctx.note(format!(
+        ctx.say(format!(
             "{name}: deleted {objects} objects, {}",
             output::bytes(*bytes)
         ));
     }
     if r.sweep.waiting > 0 {
-        ctx.note(format!(
+        ctx.say(format!(
             "{} marked packs wait for the grace period ({}s); the next prune after it deletes them",
             r.sweep.waiting, args.grace
         ));
     }
-    for (name, error) in &r.missed {
-        eprintln!(
-            "warning: destination {name} was missed: {error}; the next prune or sync catches it up"
-        );
-    }
+    crate::output::report_missed(
+        ctx,
+        dests,
+        &r.missed,
+        "the next prune or sync catches it up",
+    );
 }
 
 #[cfg(test)]

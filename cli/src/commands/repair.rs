@@ -65,13 +65,13 @@ pub async fn run(ctx: &Context, repo: &Repository) -> Result<i32> {
     } else {
         for a in &actions {
             match (&a.error, &a.quarantined_as) {
-                (None, Some(q)) => ctx.note(format!(
+                (None, Some(q)) => ctx.say(format!(
                     "repaired {}: {} from {} (bad copy kept as {q})",
                     a.destination,
                     a.key,
                     a.source.as_deref().unwrap_or("-")
                 )),
-                (None, None) => ctx.note(format!(
+                (None, None) => ctx.say(format!(
                     "repaired {}: {} from {}",
                     a.destination,
                     a.key,
@@ -97,7 +97,7 @@ pub async fn run(ctx: &Context, repo: &Repository) -> Result<i32> {
             );
         }
         if actions.is_empty() && lost.is_empty() {
-            ctx.note("no corrupt copies found");
+            ctx.say("no corrupt copies found");
         }
     }
     Ok(if failed > 0 || !lost.is_empty() {

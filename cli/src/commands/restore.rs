@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Result;
-use lifeboat_engine::restore::{self, RestoreOptions, RestoreProgress};
+use lifeboat_engine::restore::{self, Overwrite, PreviewAction, RestoreOptions, RestoreProgress};
 use serde_json::json;
 
 use crate::context::Context;
@@ -13,16 +13,31 @@ use crate::output::{self, Tick, Ticker};
 /// Arguments of `restore`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Snapshot: `latest`, an id, or a unique prefix of one (4+ hex digits).
-    #[arg(value_name = "SNAPSHOT")]
+    /// Snapshot: `latest`, an id, or a unique prefix of one (4+ hex digits); `SNAPSHOT:/dir`
+    /// restores that directory of it at the target's root.
+    #[arg(value_name = "SNAPSHOT[:PATH]")]
     pub snapshot: String,
     /// Directory to restore into; each backed-up path is recreated at its absolute
-    /// location below it.
+    /// location below it (with `SNAPSHOT:/dir`, that directory's contents at its root).
     #[arg(long, short = 't', value_name = "DIR")]
     pub target: PathBuf,
-    /// Restore only this path of the snapshot (repeat for several).
-    #[arg(long = "include", short = 'i', value_name = "PATH")]
-    pub includes: Vec<PathBuf>,
+    /// Restore only what matches PATTERN and everything below it (repeat for several; the
+    /// backup's pattern rules: `/home/*/docs`, `*.txt`, `Documents/taxes`).
+    #[arg(long = "include", short = 'i', value_name = "PATTERN")]
+    pub includes: Vec<String>,
+    /// Leave out what matches PATTERN and everything below it.
+    #[arg(long = "exclude", short = 'e', value_name = "PATTERN")]
+    pub excludes: Vec<String>,
+    /// What to do with files already in the target: always (replace), if-changed (unless
+    /// size and modification time match), if-newer (only when the snapshot's is newer), never.
+    #[arg(long, value_name = "WHEN", default_value = "always")]
+    pub overwrite: Overwrite,
+    /// Delete what the restored directories hold that the snapshot does not.
+    #[arg(long)]
+    pub delete: bool,
+    /// List what would be restored, replaced, kept and deleted; change nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
     /// Re-read every restored file and compare it with the snapshot.
     #[arg(long)]
     pub verify: bool,
@@ -36,18 +51,34 @@ pub struct Args {
 pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
     // The snapshot is resolved on every destination together, so `latest`
     // means the newest anywhere; `--from` then reads it from one alone.
+    let (spec, subtree) = match args.snapshot.split_once(':') {
+        Some((spec, path)) => (spec, Some(PathBuf::from(path))),
+        None => (args.snapshot.as_str(), None),
+    };
     let repo = ctx.open().await?;
-    let (id, snapshot) = repo.find_snapshot(&args.snapshot).await?;
+    let (id, snapshot) = repo.find_snapshot(spec).await?;
     let repo = match &args.from {
         Some(name) => from_one(&repo, name, &id, snapshot.time).await?,
         None => repo,
     };
+    let expand = |list: &[String]| -> Vec<String> {
+        list.iter()
+            .map(|p| crate::selection::expand_user(p))
+            .collect()
+    };
     let options = RestoreOptions {
         target: args.target.clone(),
-        includes: args.includes.clone(),
+        include: expand(&args.includes),
+        exclude: expand(&args.excludes),
+        subtree,
+        overwrite: args.overwrite,
+        delete: args.delete,
         verify: args.verify,
         concurrency: None,
     };
+    if args.dry_run {
+        return dry_run(ctx, &repo, &snapshot, &options).await;
+    }
     let progress = Arc::new(RestoreProgress::default());
     let p = progress.clone();
     let ticker = Ticker::start(ctx, true, move || {
@@ -93,6 +124,8 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
                 "hardlinks_restored": outcome.hardlinks,
                 "bytes_restored": outcome.bytes,
                 "files_verified": outcome.verified,
+                "files_kept": outcome.kept,
+                "deleted": outcome.deleted,
                 "errors": errors,
                 "total_duration": seconds,
             })
@@ -106,7 +139,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
         } else {
             String::new()
         };
-        ctx.note(format!(
+        ctx.say(format!(
             "restored snapshot {} to {}: {} files, {} dirs, {} links{verified}, {} in {seconds:.1}s",
             id.short(),
             args.target.display(),
@@ -115,6 +148,19 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
             outcome.specials + outcome.hardlinks,
             output::bytes(outcome.bytes)
         ));
+        if outcome.kept > 0 {
+            ctx.say(format!(
+                "kept {} existing (--overwrite {})",
+                output::count(outcome.kept, "entry"),
+                args_overwrite_word(args.overwrite)
+            ));
+        }
+        if outcome.deleted > 0 {
+            ctx.say(format!(
+                "deleted {} not in the snapshot (--delete)",
+                output::count(outcome.deleted, "entry")
+            ));
+        }
         if !outcome.errors.is_empty() {
             eprintln!("{} entries could not be restored", outcome.errors.len());
         }
@@ -180,4 +226,50 @@ async fn from_one(
         id.short(),
         output::utc_time(time)
     )
+}
+
+/// `restore --dry-run`: one line per action on stdout (a JSON object each
+/// with `--json`), then a summary.
+async fn dry_run(
+    ctx: &Context,
+    repo: &lifeboat_engine::Repository,
+    snapshot: &lifeboat_engine::Snapshot,
+    options: &RestoreOptions,
+) -> Result<i32> {
+    let json = ctx.global.json;
+    let quiet = ctx.global.quiet;
+    let mut report = |path: &std::path::Path, action: PreviewAction| {
+        if json {
+            println!(
+                "{}",
+                json!({"message_type": "verbose_status", "action": action.as_str(), "item": path.to_string_lossy()})
+            );
+        } else if !quiet {
+            println!("would {:<7} {}", action.as_str(), path.display());
+        }
+    };
+    let summary = restore::preview(repo, snapshot, options, &mut report).await?;
+    if json {
+        println!(
+            "{}",
+            json!({"message_type": "summary", "dry_run": true, "restore": summary.create,
+                   "replace": summary.replace, "keep": summary.keep, "delete": summary.delete})
+        );
+    } else {
+        ctx.say(format!(
+            "dry run: would restore {}, replace {}, keep {}, delete {}; nothing was changed",
+            summary.create, summary.replace, summary.keep, summary.delete
+        ));
+    }
+    Ok(crate::exit::OK)
+}
+
+/// The `--overwrite` word for messages.
+fn args_overwrite_word(policy: Overwrite) -> &'static str {
+    match policy {
+        Overwrite::Always => "always",
+        Overwrite::IfChanged => "if-changed",
+        Overwrite::IfNewer => "if-newer",
+        Overwrite::Never => "never",
+    }
 }

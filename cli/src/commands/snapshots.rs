@@ -72,6 +72,6 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
         );
     }
     println!("{}", "-".repeat(90));
-    println!("{} snapshots", chosen.len());
+    println!("{}", crate::output::count(chosen.len() as u64, "snapshot"));
     Ok(crate::exit::OK)
 }

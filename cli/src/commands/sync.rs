@@ -71,10 +71,10 @@ async fn copy_missing(
             eprintln!("warning: destination {name} could not be reached: {error}");
         }
         if plan.copies.is_empty() {
-            ctx.note("every reachable destination is up to date");
+            ctx.say("every reachable destination is up to date");
         }
         for (target, (objects, bytes)) in &per_target {
-            ctx.note(format!(
+            ctx.say(format!(
                 "{target}: {objects} objects, {} to copy",
                 output::bytes(*bytes)
             ));
@@ -135,7 +135,7 @@ async fn copy_missing(
         for (key, target, error) in &outcome.failed {
             eprintln!("error: copying {key} to {target}: {error}");
         }
-        ctx.note(format!(
+        ctx.say(format!(
             "copied {} objects, {}",
             outcome.copied,
             output::bytes(outcome.bytes)

@@ -79,6 +79,9 @@ pub struct BackupOptions {
     /// Told of every entry stored or left out, from the walker's thread
     /// (`backup --dry-run -v` lists them).
     pub observer: Option<EntryObserver>,
+    /// The lock the run holds: checked before the snapshot is written, so a
+    /// run whose lock was removed or went stale commits nothing.
+    pub lock: Option<crate::lock::LockWatch>,
     /// Host name to record (default: this machine's).
     pub host: Option<String>,
     /// Do everything but write to the destinations.
@@ -332,6 +335,9 @@ pub async fn backup(
     let snapshot_id = if options.dry_run {
         None
     } else {
+        if let Some(lock) = &options.lock {
+            lock.verify().await?;
+        }
         Some(repo.save_snapshot(&snapshot).await?)
     };
     let skipped = std::mem::take(&mut *skipped.lock().unwrap_or_else(|p| p.into_inner()));

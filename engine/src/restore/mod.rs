@@ -6,7 +6,7 @@
 //! (directories deepest first, so writing into them does not disturb their
 //! times). All-zero chunks are left as holes, so sparse files stay sparse.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -17,14 +17,22 @@ use crate::ids::{ObjectKind, PackId};
 use crate::pack::{open_blob, PackEntry};
 use crate::repo::Repository;
 use crate::snapshot::Snapshot;
+use crate::tree::{Node, NodeKind};
 
+mod delete;
 mod files;
 mod plan;
+mod preview;
+mod select;
 mod target;
 mod verify;
 
+pub use preview::{PreviewAction, PreviewSummary};
+pub use select::Overwrite;
+
 use files::{prepare_target, Files};
-use plan::{Failures, Piece, Plan};
+use plan::{Failures, Piece, Plan, WalkRules};
+use select::Selection;
 use target::TargetDirs;
 
 /// What to restore and where.
@@ -32,8 +40,18 @@ use target::TargetDirs;
 pub struct RestoreOptions {
     /// The directory under which the snapshot's absolute paths are recreated.
     pub target: PathBuf,
-    /// Only these snapshot paths (and everything below them); empty = all.
-    pub includes: Vec<PathBuf>,
+    /// Only what these patterns match (and everything below it); empty =
+    /// all. An absolute path without wildcards must exist in the snapshot.
+    pub include: Vec<String>,
+    /// Leave out what these patterns match (and everything below it).
+    pub exclude: Vec<String>,
+    /// Restore this directory of the snapshot (`SNAPSHOT:/path`) at the
+    /// target's root instead of the whole snapshot at absolute paths.
+    pub subtree: Option<PathBuf>,
+    /// What to do with entries the target already holds.
+    pub overwrite: Overwrite,
+    /// Delete what restored directories hold that the snapshot does not.
+    pub delete: bool,
     /// Re-read every restored file and compare it with the snapshot.
     pub verify: bool,
     /// Packs read at once (default: 4).
@@ -66,6 +84,10 @@ pub struct RestoreOutcome {
     pub bytes: u64,
     /// Files re-read and found identical (with `verify`).
     pub verified: u64,
+    /// Existing entries left as they were (`--overwrite`).
+    pub kept: u64,
+    /// Entries deleted from the target (`--delete`).
+    pub deleted: u64,
     /// Entries that could not be restored, with the reason.
     pub errors: Vec<(PathBuf, String)>,
 }
@@ -94,14 +116,13 @@ pub async fn restore(
 ) -> Result<RestoreOutcome> {
     let started = std::time::Instant::now();
     let index = Arc::new(repo.load_index().await?);
-    let includes: Vec<PathBuf> = options
-        .includes
-        .iter()
-        .map(|p| PathBuf::from("/").join(p))
-        .collect();
-    for inc in &includes {
-        crate::ls::find_node(repo, &index, snapshot.tree, inc).await?;
-    }
+    let root = resolve_root(repo, &index, snapshot, options).await?;
+    let selection = Selection::new(&options.include, &options.exclude)?;
+    let rules = WalkRules {
+        selection: &selection,
+        overwrite: options.overwrite,
+        delete: options.delete,
+    };
     prepare_target(&options.target)?;
     let target = TargetDirs::open(&options.target).map_err(|e| {
         Error::InvalidInput(format!(
@@ -116,9 +137,9 @@ pub async fn restore(
     let mut plan = plan::walk(
         repo,
         &index,
-        snapshot.tree,
+        root,
         target,
-        &includes,
+        &rules,
         &progress,
         &cancel,
         &mut outcome,
@@ -145,6 +166,7 @@ pub async fn restore(
         placements,
         failed,
         packs,
+        snapshot_names,
     } = plan;
     let files = Arc::new(Files::new(files, dirs_open, names, &placements));
     drop(placements);
@@ -202,6 +224,8 @@ pub async fn restore(
                 .push((files.dirs.path_of(dir, &name), format!("hard link: {e}"))),
         }
     }
+    // Before directory times are set: deleting changes them.
+    delete::delete_extras(&files.dirs, &snapshot_names, &mut outcome);
     for (dir, name, meta) in &specials {
         outcome.specials += 1;
         let applied = files
@@ -234,6 +258,61 @@ pub async fn restore(
         outcome.errors.extend(errors);
     }
     Ok(outcome)
+}
+
+/// The tree a restore starts from (the snapshot's root, or the directory
+/// `options.subtree` names), after checking that each plain absolute
+/// `--include` path exists in it.
+async fn resolve_root(
+    repo: &Repository,
+    index: &crate::index::MasterIndex,
+    snapshot: &Snapshot,
+    options: &RestoreOptions,
+) -> Result<crate::ids::BlobId> {
+    let root = match &options.subtree {
+        None => snapshot.tree,
+        Some(sub) => {
+            let path = PathBuf::from("/").join(sub);
+            match crate::ls::find_node(repo, index, snapshot.tree, &path).await? {
+                Some(Node {
+                    kind: NodeKind::Dir { subtree },
+                    ..
+                }) => subtree,
+                Some(_) => {
+                    return Err(Error::InvalidInput(format!(
+                        "{}: not a directory; restore its directory with --include {}",
+                        path.display(),
+                        path.display()
+                    )))
+                }
+                None => snapshot.tree,
+            }
+        }
+    };
+    // A plain absolute path must exist: a typo would restore nothing.
+    for inc in &options.include {
+        if inc.starts_with('/') && !inc.contains(['*', '?', '[', '{', '\\']) {
+            crate::ls::find_node(repo, index, root, Path::new(inc)).await?;
+        }
+    }
+    Ok(root)
+}
+
+/// What [`restore`] would do to the target, told entry by entry to
+/// `report`, without reading packs or writing anything.
+///
+/// # Errors
+/// As [`restore`]'s setup.
+pub async fn preview(
+    repo: &Repository,
+    snapshot: &Snapshot,
+    options: &RestoreOptions,
+    report: &mut dyn FnMut(&Path, PreviewAction),
+) -> Result<PreviewSummary> {
+    let index = repo.load_index().await?;
+    let root = resolve_root(repo, &index, snapshot, options).await?;
+    let selection = Selection::new(&options.include, &options.exclude)?;
+    preview::preview(repo, &index, root, options, &selection, report).await
 }
 
 /// The ranged reads a restore makes, in pack order, built lazily so that

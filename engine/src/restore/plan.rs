@@ -12,14 +12,15 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::files::{create_sized, create_special, FilePlan, Meta};
-use super::target::TargetDirs;
+use super::select::{Overwrite, Selection};
+use super::target::{Existing, TargetDirs};
 use super::{RestoreOutcome, RestoreProgress};
 use crate::error::{Error, Result};
 use crate::ids::{BlobId, PackId};
 use crate::index::MasterIndex;
 use crate::pack::{BlobType, PackEntry};
 use crate::repo::Repository;
-use crate::tree::NodeKind;
+use crate::tree::{Node, NodeKind};
 
 /// One blob placed at one offset of one file.
 #[derive(Debug, Clone, Copy)]
@@ -78,6 +79,9 @@ pub(super) struct Plan {
     pub failed: Failures,
     /// Pack ids by number.
     pub packs: Vec<PackId>,
+    /// With `--delete`: the snapshot's names in each directory restored
+    /// whole, by directory number (anything else there is deleted).
+    pub snapshot_names: HashMap<u32, Vec<Box<[u8]>>>,
 }
 
 /// Why files failed, by file number; only failed files have an entry.
@@ -92,18 +96,43 @@ impl Plan {
     }
 }
 
-/// True when `path` is selected: inside an included path, or an ancestor of
-/// one (ancestors are recreated with their metadata, as restic does).
-fn included(path: &Path, includes: &[PathBuf]) -> bool {
-    includes.is_empty()
-        || includes
-            .iter()
-            .any(|inc| path.starts_with(inc) || inc.starts_with(path))
-}
-
 fn number(n: usize, what: &str) -> Result<u32> {
     u32::try_from(n)
         .map_err(|_| Error::InvalidInput(format!("too many {what} to restore in one run")))
+}
+
+/// What a walk restores, and how it treats what the target already holds.
+pub(super) struct WalkRules<'a> {
+    pub selection: &'a Selection,
+    pub overwrite: Overwrite,
+    /// Keep each restored directory's snapshot names, for `--delete`.
+    pub delete: bool,
+}
+
+/// A directory of the snapshot seen by the walk but not created yet (with
+/// `--include`, a directory is created only once something below it is
+/// taken): its parent's snapshot path, its name and metadata.
+type PendingDir = (PathBuf, Box<[u8]>, Meta);
+
+/// True when an existing entry stays as it is under `policy` instead of
+/// being replaced by the snapshot's `node`.
+pub(super) fn keeps(policy: Overwrite, existing: &Existing, node: &Node) -> bool {
+    let file = existing.kind == rustix::fs::FileType::RegularFile;
+    let snapshot_file = matches!(node.kind, NodeKind::File { .. });
+    match policy {
+        Overwrite::Always => false,
+        Overwrite::Never => true,
+        Overwrite::IfChanged => {
+            file && snapshot_file
+                && existing.size == node.size
+                && existing.mtime == node.mtime
+                && existing.mtime_nsec == node.mtime_nsec
+        }
+        Overwrite::IfNewer => {
+            file && snapshot_file
+                && (existing.mtime, existing.mtime_nsec) >= (node.mtime, node.mtime_nsec)
+        }
+    }
 }
 
 /// Walks the snapshot tree `root`: creates directories, specials and empty
@@ -118,7 +147,7 @@ pub(super) async fn walk(
     index: &MasterIndex,
     root: BlobId,
     target: TargetDirs,
-    includes: &[PathBuf],
+    rules: &WalkRules<'_>,
     progress: &RestoreProgress,
     cancel: &AtomicBool,
     outcome: &mut RestoreOutcome,
@@ -134,26 +163,89 @@ pub(super) async fn walk(
         placements: Vec::new(),
         failed: Failures::default(),
         packs: Vec::new(),
+        snapshot_names: HashMap::new(),
     };
+    let keep_others = rules.overwrite == Overwrite::Never;
     let mut pack_numbers: HashMap<PackId, u32> = HashMap::new();
     let mut first_link: HashMap<(u64, u64), usize> = HashMap::new();
-    // (snapshot path, tree, directory number)
-    let mut stack: Vec<(PathBuf, BlobId, u32)> = vec![(PathBuf::from("/"), root, 0)];
-    while let Some((dir, tree_id, dir_number)) = stack.pop() {
+    // Directories walked but not created yet, and those created from that
+    // state, by snapshot path (only with --include).
+    let mut pending: HashMap<PathBuf, PendingDir> = HashMap::new();
+    let mut made: HashMap<PathBuf, u32> = HashMap::new();
+    // (snapshot path, tree, directory number once created, everything below taken)
+    let mut stack: Vec<(PathBuf, BlobId, Option<u32>, bool)> = vec![(
+        PathBuf::from("/"),
+        root,
+        Some(0),
+        !rules.selection.filters(),
+    )];
+    while let Some((dir, tree_id, dir_number, whole)) = stack.pop() {
         if cancel.load(Ordering::Relaxed) {
             return Err(Error::Interrupted);
         }
         let tree = repo.load_tree(index, &tree_id).await?;
+        if rules.delete && whole {
+            if let Some(n) = dir_number {
+                let names = tree.nodes.iter().map(|n| n.name.clone().into()).collect();
+                plan.snapshot_names.insert(n, names);
+            }
+        }
         for node in tree.nodes {
             let path = dir.join(OsStr::from_bytes(&node.name));
-            if !included(&path, includes) {
+            if rules.selection.excluded(&path) {
                 continue;
             }
-            let dest = |dirs: &TargetDirs| dirs.path_of(dir_number, &node.name);
+            let taken = whole || rules.selection.included(&path);
+            let is_dir = matches!(node.kind, NodeKind::Dir { .. });
+            if !taken {
+                // Not taken itself: walk a directory that may hold what is.
+                if let (NodeKind::Dir { subtree }, true) =
+                    (&node.kind, rules.selection.may_contain(&path))
+                {
+                    let meta = Meta::of(&node);
+                    pending.insert(path.clone(), (dir.clone(), node.name.clone().into(), meta));
+                    stack.push((path, *subtree, None, false));
+                }
+                continue;
+            }
+            // Taken: the directories above it are created first.
+            let parent = match dir_number {
+                Some(n) => Ok(n),
+                None => make_pending(&mut plan, &mut pending, &mut made, &dir, keep_others),
+            };
+            let parent = match parent {
+                Ok(n) => n,
+                Err(e) => {
+                    let shown = plan
+                        .dirs_open
+                        .path(0)
+                        .join(dir.strip_prefix("/").unwrap_or(&dir));
+                    outcome.errors.push((shown, e.to_string()));
+                    continue;
+                }
+            };
+            let dest = |dirs: &TargetDirs| dirs.path_of(parent, &node.name);
+            if !is_dir && rules.overwrite != Overwrite::Always {
+                let there = plan
+                    .dirs_open
+                    .dir(parent)
+                    .and_then(|fd| super::target::existing(&fd, &node.name));
+                match there {
+                    Ok(Some(existing)) if keeps(rules.overwrite, &existing, &node) => {
+                        outcome.kept += 1;
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        outcome.errors.push((dest(&plan.dirs_open), e.to_string()));
+                        continue;
+                    }
+                }
+            }
             match &node.kind {
                 NodeKind::Dir { subtree } => {
                     number(plan.dirs_open.len(), "directories")?;
-                    let n = match plan.dirs_open.make_dir(dir_number, &node.name) {
+                    let n = match plan.dirs_open.make_dir(parent, &node.name, keep_others) {
                         Ok(n) => n,
                         Err(e) => {
                             outcome.errors.push((dest(&plan.dirs_open), e.to_string()));
@@ -161,13 +253,12 @@ pub(super) async fn walk(
                         }
                     };
                     plan.dirs.push((n, Meta::of(&node)));
-                    stack.push((path, *subtree, n));
+                    stack.push((path, *subtree, Some(n), true));
                 }
                 NodeKind::File { content } => {
                     let inode = (node.links > 1).then_some((node.device, node.inode));
                     if let Some(&first) = inode.and_then(|key| first_link.get(&key)) {
-                        plan.links
-                            .push((dir_number, node.name.clone().into(), first));
+                        plan.links.push((parent, node.name.clone().into(), first));
                         continue;
                     }
                     // A file is created when its first blob arrives, by the
@@ -175,7 +266,7 @@ pub(super) async fn walk(
                     if content.is_empty() {
                         let made = plan
                             .dirs_open
-                            .dir(dir_number)
+                            .dir(parent)
                             .and_then(|dir| create_sized(&dir, &node.name, node.size));
                         if let Err(e) = made {
                             outcome.errors.push((dest(&plan.dirs_open), e.to_string()));
@@ -195,7 +286,7 @@ pub(super) async fn walk(
                         first_link.insert(key, plan.files.len());
                     }
                     plan.files.push(FilePlan {
-                        dir: dir_number,
+                        dir: parent,
                         name_len: node.name.len() as u32,
                         name_start: plan.names.len() as u64,
                         meta: Meta::of(&node),
@@ -204,13 +295,12 @@ pub(super) async fn walk(
                 }
                 _ => match plan
                     .dirs_open
-                    .dir(dir_number)
+                    .dir(parent)
                     .and_then(|dir| create_special(&dir, &node.name, &node))
                 {
                     Ok(true) => {
                         let meta = Meta::of(&node);
-                        plan.specials
-                            .push((dir_number, node.name.clone().into(), meta));
+                        plan.specials.push((parent, node.name.clone().into(), meta));
                     }
                     Ok(false) => {}
                     Err(e) => outcome.errors.push((dest(&plan.dirs_open), e.to_string())),
@@ -219,6 +309,44 @@ pub(super) async fn walk(
         }
     }
     Ok(plan)
+}
+
+/// Creates the pending directory at snapshot path `dir`, and those above it
+/// not created yet, each with its metadata planned; returns its number.
+fn make_pending(
+    plan: &mut Plan,
+    pending: &mut HashMap<PathBuf, PendingDir>,
+    made: &mut HashMap<PathBuf, u32>,
+    dir: &Path,
+    keep_others: bool,
+) -> std::io::Result<u32> {
+    // The chain from the nearest created ancestor down to `dir`.
+    let mut chain = Vec::new();
+    let mut at = dir.to_path_buf();
+    let mut above = loop {
+        if let Some(&n) = made.get(&at) {
+            break n;
+        }
+        if at == Path::new("/") {
+            break 0;
+        }
+        let Some((parent, _, _)) = pending.get(&at) else {
+            break 0;
+        };
+        let parent = parent.clone();
+        chain.push(at);
+        at = parent;
+    };
+    for path in chain.into_iter().rev() {
+        let Some((_, name, meta)) = pending.remove(&path) else {
+            continue;
+        };
+        let n = plan.dirs_open.make_dir(above, &name, keep_others)?;
+        plan.dirs.push((n, meta));
+        made.insert(path, n);
+        above = n;
+    }
+    Ok(above)
 }
 
 /// Adds the pieces of file `file`; returns how many were placed (saturated

@@ -72,8 +72,9 @@ impl TargetDirs {
 
     /// Makes `name` in directory `parent` a directory, creating it (0700) or
     /// reusing a directory already there; whatever else stands there (a
-    /// symlink, a file) is removed first, never followed. Returns its number.
-    pub fn make_dir(&mut self, parent: u32, name: &[u8]) -> io::Result<u32> {
+    /// symlink, a file) is removed first, never followed, unless
+    /// `keep_others` (then it is an error). Returns its number.
+    pub fn make_dir(&mut self, parent: u32, name: &[u8], keep_others: bool) -> io::Result<u32> {
         let dir = self.dir(parent)?;
         let created = match rustix::fs::mkdirat(&*dir, name, Mode::from_raw_mode(0o700)) {
             Ok(()) => true,
@@ -81,6 +82,11 @@ impl TargetDirs {
                 let st = rustix::fs::statat(&*dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
                 if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
                     false
+                } else if keep_others {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        "something else stands where the snapshot has a directory; left as it is (--overwrite never)",
+                    ));
                 } else {
                     rustix::fs::unlinkat(&*dir, name, AtFlags::empty())?;
                     rustix::fs::mkdirat(&*dir, name, Mode::from_raw_mode(0o700))?;
@@ -194,6 +200,30 @@ pub(super) fn reopen_file(dir: &OwnedFd, name: &[u8], write: bool) -> io::Result
         return Err(io::Error::other("no longer a regular file"));
     }
     Ok(File::from(fd))
+}
+
+/// What stands at `name` in `dir`, without following a link: its type,
+/// size and modification time; `None` when nothing does.
+pub(super) fn existing(dir: &OwnedFd, name: &[u8]) -> io::Result<Option<Existing>> {
+    match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(Some(Existing {
+            kind: FileType::from_raw_mode(st.st_mode),
+            size: st.st_size as u64,
+            mtime: st.st_mtime,
+            mtime_nsec: st.st_mtime_nsec as u32,
+        })),
+        Err(rustix::io::Errno::NOENT) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// An entry found in the target where the snapshot has one.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Existing {
+    pub kind: FileType,
+    pub size: u64,
+    pub mtime: i64,
+    pub mtime_nsec: u32,
 }
 
 /// Removes the file `name` from `dir` (a failed file is never left behind).
