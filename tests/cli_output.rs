@@ -125,3 +125,59 @@ fn a_backup_whose_lock_was_removed_writes_no_snapshot() {
     sb.repo_cmd(["backup".as_ref(), src.as_os_str()]).success();
     assert_eq!(sb.snapshots().len(), before + 1);
 }
+
+/// Item 11: messages that read right: plurals, an empty password refused,
+/// `sync` (not `--repair`) for missing copies, `ls -l` showing the sticky bit.
+#[test]
+fn messages_read_right() {
+    use std::os::unix::fs::PermissionsExt;
+    let sb = Sandbox::new();
+    let (a, b) = (sb.join("a"), sb.join("b"));
+    let both = || sb.command().password(PASSWORD).dest(&a).dest(&b);
+    both()
+        .args(["init", "--kdf-memory", "64", "--kdf-iterations", "1"])
+        .run()
+        .success();
+    let src = sb.join("src");
+    tree::write(&src.join("shared/file"), b"in a sticky directory");
+    std::fs::set_permissions(src.join("shared"), std::fs::Permissions::from_mode(0o1777))
+        .expect("chmod");
+    both().arg("backup").arg(&src).run().success();
+
+    let list = both().arg("snapshots").run();
+    list.success();
+    assert!(
+        list.stdout_text().lines().any(|l| l == "1 snapshot"),
+        "{}",
+        list.stdout_text()
+    );
+    let long = both().args(["ls", "-l", "latest"]).run();
+    long.success();
+    assert!(
+        long.stdout_text()
+            .lines()
+            .any(|l| l.starts_with("drwxrwxrwt") && l.ends_with("/shared")),
+        "{}",
+        long.stdout_text()
+    );
+    sb.command()
+        .password("")
+        .dest(&a)
+        .arg("snapshots")
+        .run()
+        .assert_code(1)
+        .stderr_has("LIFEBOAT_PASSWORD is set but empty");
+
+    // One pack missing on b: healable by a plain sync.
+    let pack = tree::regular_files(&b.join("data"))
+        .into_iter()
+        .next()
+        .expect("a pack on b");
+    std::fs::remove_file(&pack).expect("remove");
+    let check = both().arg("check").run();
+    check.assert_code(1);
+    check.stderr_has("1 problem found, all healable: run `lifeboat sync`");
+    assert!(!check.stderr.contains("--repair"), "{}", check.stderr);
+    both().arg("sync").run().success();
+    both().arg("check").run().success();
+}

@@ -54,6 +54,10 @@ pub struct DestinationHealth {
     /// The most recent check that found nothing wrong.
     #[serde(default)]
     pub last_clean_check: Option<CheckRecord>,
+    /// When `sync` last completed for it with nothing failed (seconds since
+    /// the epoch): a damaged check before that may be healed now.
+    #[serde(default)]
+    pub last_sync: Option<i64>,
 }
 
 /// One drill.
@@ -162,6 +166,15 @@ pub fn record_check(repo_id: RepoId, location: &str, name: &str, clean: bool, re
             d.last_clean_check = Some(record.clone());
         }
         d.last_check = Some(record);
+    });
+}
+
+/// Records that `sync` brought the destination at `location` up to date
+/// (nothing failed there). Failures to write are warnings only.
+pub fn record_sync(repo_id: RepoId, location: &str, name: &str) {
+    update(repo_id, location, |d| {
+        d.name = name.to_string();
+        d.last_sync = Some(now());
     });
 }
 
@@ -280,10 +293,15 @@ pub fn describe_drill(record: Option<&DrillRecord>) -> String {
     }
 }
 
-/// `clean 3 days ago`, `DAMAGED 2 h ago` or `never`.
-pub fn describe_check(record: Option<&CheckRecord>) -> String {
-    match record {
+/// `clean 3 days ago`, `DAMAGED 2 h ago`, `damaged, synced since` or
+/// `never`: a damaged result that a later sync may have healed says so
+/// rather than alarm forever.
+pub fn describe_check(health: &DestinationHealth) -> String {
+    match &health.last_check {
         None => "never".into(),
+        Some(r) if !r.clean && health.last_sync.is_some_and(|s| s >= r.time) => {
+            "damaged, synced since".into()
+        }
         Some(r) => {
             let result = if r.clean { "clean" } else { "DAMAGED" };
             format!("{result} {}", ago(r.time, now()))

@@ -38,6 +38,9 @@ pub fn existing(password_file: Option<&Path>) -> Result<Secret> {
         return from_file(path);
     }
     if let Some(p) = from_env() {
+        if p.is_empty() {
+            bail!("LIFEBOAT_PASSWORD is set but empty; set it to the repository's password, or unset it to be asked");
+        }
         return Ok(p);
     }
     if !std::io::stdin().is_terminal() {
@@ -45,6 +48,9 @@ pub fn existing(password_file: Option<&Path>) -> Result<Secret> {
     }
     let p =
         rpassword::prompt_password("Repository password: ").context("cannot read the password")?;
+    if p.is_empty() {
+        bail!("no password entered");
+    }
     Ok(Zeroizing::new(p.into_bytes()))
 }
 

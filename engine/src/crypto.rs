@@ -74,7 +74,7 @@ pub enum OpenError {
     #[error("sealed object too short")]
     TooShort,
     /// Tag mismatch: tampered bytes, a swapped object or the wrong key.
-    #[error("authentication failed (tampered data or wrong key)")]
+    #[error("does not open with this repository's keys (damaged, tampered with, or another repository's)")]
     Authentication,
     /// The payload's encoding byte or compressed stream is invalid.
     #[error("bad payload encoding")]

@@ -82,9 +82,12 @@ impl LockFile {
 
     /// `user@host pid N since <time>`: who holds it.
     pub fn describe(&self) -> String {
+        let format =
+            time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
         let when = time::OffsetDateTime::from_unix_timestamp(self.time)
-            .map(|t| t.to_string())
-            .unwrap_or_default();
+            .ok()
+            .and_then(|t| t.format(&format).ok())
+            .unwrap_or_else(|| self.time.to_string());
         format!(
             "{}@{} pid {} since {when}",
             self.username, self.hostname, self.pid

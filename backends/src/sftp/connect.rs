@@ -172,6 +172,18 @@ fn verify_host_key(opts: &SftpOptions, key: &PublicKey) -> Result<(), String> {
                 ))
             }
         }
+        HostKeyPolicy::KnownHosts(file) if !file.exists() => Err(format!(
+            "host key verification failed: the known_hosts file {} does not exist; add the \
+             server's key to it (ssh-keyscan{port} {h} >> {f}) or pin it with ?fingerprint={fingerprint}",
+            file.display(),
+            port = if opts.port == 22 {
+                String::new()
+            } else {
+                format!(" -p {}", opts.port)
+            },
+            h = opts.host,
+            f = file.display(),
+        )),
         HostKeyPolicy::KnownHosts(file) => {
             match russh::keys::check_known_hosts_path(&opts.host, opts.port, key, file) {
                 Ok(true) => Ok(()),

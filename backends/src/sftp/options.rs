@@ -78,7 +78,9 @@ impl SftpOptions {
                     let value = &value.replace(' ', "+");
                     let fp = value.strip_prefix("SHA256:").unwrap_or(value);
                     let fp = fp.trim_end_matches('=');
-                    if fp.is_empty() || value.starts_with("MD5:") {
+                    // 32 bytes of SHA-256 are 43 base64 characters unpadded.
+                    let base64 = |c: char| c.is_ascii_alphanumeric() || c == '+' || c == '/';
+                    if fp.len() != 43 || !fp.chars().all(base64) || value.starts_with("MD5:") {
                         return Err(invalid(format!(
                             "fingerprint {value:?} is not a SHA256 fingerprint \
                              (as `ssh-keygen -lf KEY` prints it: SHA256:…)"
@@ -250,13 +252,18 @@ mod tests {
         assert_eq!(o.identities, vec![PathBuf::from("/id")]);
         assert_eq!(o.channels, 2);
         assert_eq!(o.location(), "sftp://me@h:2222/srv/lb");
-        let o = parse("sftp://me@h/~/lb?fingerprint=SHA256:a+b/cd%3D").unwrap();
-        assert_eq!(o.host_key, HostKeyPolicy::Fingerprint("a+b/cd".into()));
+        let fp = "a+b/cdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNO";
+        let o = parse(&format!("sftp://me@h/~/lb?fingerprint=SHA256:{fp}%3D")).unwrap();
+        assert_eq!(o.host_key, HostKeyPolicy::Fingerprint(fp.into()));
         assert_eq!(o.root, "lb");
         assert_eq!(o.host_label(), "h");
         assert!(parse("sftp://me@h/x?nope=1").is_err());
         assert!(parse("sftp://me@h/x?channels=0").is_err());
         assert!(parse("sftp://me@h/x?fingerprint=MD5:aa").is_err());
+        // Too short, or not base64: a typo, not a key.
+        assert!(parse("sftp://me@h/x?fingerprint=SHA256:abc").is_err());
+        let bad = format!("sftp://me@h/x?fingerprint=SHA256:{}", "!".repeat(43));
+        assert!(parse(&bad).is_err());
         assert!(parse("sftp://me@h/x?fingerprint=SHA256:a&known_hosts=/k").is_err());
     }
 }

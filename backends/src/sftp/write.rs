@@ -23,11 +23,28 @@ impl SftpBackend {
         }
         // Walk up until a mkdir succeeds or finds the directory, then come back down.
         let mut missing = Vec::new();
+        let mut found = false;
         for path in chain {
             match self.mkdir(conn, sftp, key, &path).await? {
-                true => break,
+                true => {
+                    found = true;
+                    break;
+                }
                 false => missing.push(path),
             }
+        }
+        if !found && !matches!(self.opts.root.as_str(), "" | "/") {
+            // Not even the root could be made: what is above it is missing.
+            return Err(BackendError::new(
+                ErrorKind::Permanent,
+                &self.name,
+                key,
+                format!(
+                    "the directory above {} does not exist on the server; create it first \
+                     (a repository is only created in an existing directory)",
+                    self.opts.root
+                ),
+            ));
         }
         while let Some(path) = missing.pop() {
             if !self.mkdir(conn, sftp, key, &path).await? {

@@ -201,22 +201,36 @@ fn print_human(ctx: &Context, report: &CheckReport, args: &Args) {
         _ => String::new(),
     };
     ctx.say(format!(
-        "checked {} snapshots, {} trees, {} objects, {} blobs{scope}",
-        report.snapshots, report.trees, report.packs, report.blobs
+        "checked {}, {}, {}, {}{scope}",
+        output::count(report.snapshots, "snapshot"),
+        output::count(report.trees, "tree"),
+        output::count(report.packs, "object"),
+        output::count(report.blobs, "blob"),
     ));
+    if report.destinations.iter().any(|d| d.extra > 0) {
+        ctx.say(
+            "extra: packs no index lists: left by an interrupted backup, or marked by prune \
+             and waiting out its grace period; harmless, the next prune removes them",
+        );
+    }
     let lost = report.lost().count();
+    let problems = output::count(report.problems.len() as u64, "problem");
+    // Missing copies are sync's ordinary work; corrupt ones need --repair.
+    let corrupt = report
+        .problems
+        .iter()
+        .any(|p| p.kind != lifeboat_engine::check::ProblemKind::Missing);
+    let remedy = if corrupt {
+        "lifeboat sync --repair"
+    } else {
+        "lifeboat sync"
+    };
     if report.is_ok() {
         ctx.say("no errors were found");
     } else if lost == 0 && !report.problems.is_empty() {
-        eprintln!(
-            "{} problems found, all healable: run `lifeboat sync --repair`",
-            report.problems.len()
-        );
+        eprintln!("{problems} found, all healable: run `{remedy}`");
     } else if !report.problems.is_empty() {
-        eprintln!(
-            "{} problems found, {lost} with no good copy anywhere: the repository is damaged",
-            report.problems.len()
-        );
+        eprintln!("{problems} found, {lost} with no good copy anywhere: the repository is damaged");
     } else {
         eprintln!("some destinations could not be checked");
     }

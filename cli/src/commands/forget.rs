@@ -206,11 +206,19 @@ async fn forget_planned(
                    "destinations_missed": outcome.missed.iter().map(|(n, e)| json!({"name": n, "error": e})).collect::<Vec<_>>()})
         );
     } else {
-        ctx.say(format!(
-            "kept {}, removed {}",
-            crate::output::count(kept as u64, "snapshot"),
-            outcome.removed
-        ));
+        // By id, nothing was weighed for keeping: say only what went.
+        if args.ids.is_empty() {
+            ctx.say(format!(
+                "kept {}, removed {}",
+                crate::output::count(kept as u64, "snapshot"),
+                outcome.removed
+            ));
+        } else {
+            ctx.say(format!(
+                "removed {}",
+                crate::output::count(outcome.removed as u64, "snapshot")
+            ));
+        }
         crate::output::report_missed(
             ctx,
             repo.destinations(),

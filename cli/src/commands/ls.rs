@@ -22,14 +22,26 @@ pub struct Args {
     pub long: bool,
 }
 
+/// The mode as `ls -l` shows it, setuid, setgid and sticky bits included
+/// (`s`/`S` in the owner and group execute places, `t`/`T` in the other's).
 fn mode_string(node: &Node) -> String {
+    mode_text(node.type_char(), node.mode)
+}
+
+fn mode_text(kind: char, mode: u32) -> String {
     let mut s = String::with_capacity(10);
-    s.push(node.type_char());
-    for shift in [6, 3, 0] {
-        let bits = (node.mode >> shift) & 7;
+    s.push(kind);
+    // (shift, special bit, its letter)
+    for (shift, special, letter) in [(6, 0o4000, 's'), (3, 0o2000, 's'), (0, 0o1000, 't')] {
+        let bits = (mode >> shift) & 7;
         s.push(if bits & 4 != 0 { 'r' } else { '-' });
         s.push(if bits & 2 != 0 { 'w' } else { '-' });
-        s.push(if bits & 1 != 0 { 'x' } else { '-' });
+        s.push(match (bits & 1 != 0, mode & special != 0) {
+            (true, true) => letter,
+            (false, true) => letter.to_ascii_uppercase(),
+            (true, false) => 'x',
+            (false, false) => '-',
+        });
     }
     s
 }
@@ -82,4 +94,18 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
     })
     .await?;
     Ok(crate::exit::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mode_text;
+
+    #[test]
+    fn modes_read_as_ls_shows_them() {
+        assert_eq!(mode_text('d', 0o1777), "drwxrwxrwt");
+        assert_eq!(mode_text('-', 0o4755), "-rwsr-xr-x");
+        assert_eq!(mode_text('-', 0o2644), "-rw-r-Sr--");
+        assert_eq!(mode_text('d', 0o1700), "drwx-----T");
+        assert_eq!(mode_text('-', 0o644), "-rw-r--r--");
+    }
 }

@@ -136,22 +136,25 @@ fn print(ctx: &Context, r: &PruneReport, args: &Args, dests: &lifeboat_engine::D
         }
     };
     ctx.say(format!(
-        "{} snapshots use {} of {} blobs; {} of {} unused ({:.1}%)",
-        r.snapshots,
+        "{} use {} of {}; {} of {} unused ({:.1}%)",
+        output::count(r.snapshots, "snapshot"),
         r.used_blobs,
-        r.blobs,
+        output::count(r.blobs, "blob"),
         output::bytes(r.unused_bytes),
         output::bytes(r.bytes),
         share(r.unused_bytes)
     ));
     let verb = if args.dry_run { "would " } else { "" };
     ctx.say(format!(
-        "{verb}drop {} unused packs, repack {} packs ({} copied){}, leaving {} unused",
-        r.packs_dropped,
-        r.packs_repacked,
+        "{verb}mark {} for deletion, repack {} ({} copied){}, leaving {} unused",
+        output::count(r.packs_dropped, "unused pack"),
+        output::count(r.packs_repacked, "pack"),
         output::bytes(r.bytes_repacked),
         if r.packs_unindexed > 0 {
-            format!(", mark {} packs no index lists", r.packs_unindexed)
+            format!(
+                ", mark {} no index lists",
+                output::count(r.packs_unindexed, "pack")
+            )
         } else {
             String::new()
         },
@@ -168,14 +171,16 @@ fn print(ctx: &Context, r: &PruneReport, args: &Args, dests: &lifeboat_engine::D
     }
     for (name, objects, bytes) in &r.sweep.per_destination {
         ctx.say(format!(
-            "{name}: deleted {objects} objects, {}",
+            "{name}: deleted {} past their grace period (packs, index files, snapshots), {}",
+            output::count(*objects, "marked object"),
             output::bytes(*bytes)
         ));
     }
     if r.sweep.waiting > 0 {
         ctx.say(format!(
-            "{} marked packs wait for the grace period ({}s); the next prune after it deletes them",
-            r.sweep.waiting, args.grace
+            "{} wait out the grace period ({}s); a prune after it deletes them",
+            output::count(r.sweep.waiting, "marked object"),
+            args.grace
         ));
     }
     crate::output::report_missed(

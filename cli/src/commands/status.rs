@@ -54,6 +54,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
                         .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
                     "last_check": h.last_check.as_ref().map(check_json),
                     "last_clean_check": h.last_clean_check.as_ref().map(check_json),
+                    "last_sync": h.last_sync.and_then(crate::health::rfc3339),
                     "last_drill": h.last_drill.as_ref().map(|d| json!({
                         "time": crate::health::rfc3339(d.time), "passed": d.passed, "snapshot": d.snapshot,
                     })),
@@ -94,7 +95,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
                 s.snapshots,
                 s.snapshots_missing,
                 when(s.newest_snapshot).unwrap_or_else(|| "-".into()),
-                crate::health::describe_check(h.last_check.as_ref()),
+                crate::health::describe_check(&h),
                 crate::health::describe_drill(h.last_drill.as_ref()),
             );
             if let Some(e) = &s.error {

@@ -81,6 +81,9 @@ async fn copy_missing(
         }
     }
     let incomplete = !plan.unreachable.is_empty() || !repo.destinations().left_out().is_empty();
+    if !args.dry_run && plan.copies.is_empty() {
+        record_synced(ctx, &repo, &[])?;
+    }
     if args.dry_run || plan.copies.is_empty() {
         if ctx.global.json {
             let targets: Vec<_> = per_target
@@ -120,6 +123,7 @@ async fn copy_missing(
     };
     ticker.finish().await;
     let outcome = result?;
+    record_synced(ctx, &repo, &outcome.failed)?;
     if ctx.global.json {
         let failed: Vec<_> = outcome
             .failed
@@ -146,4 +150,21 @@ async fn copy_missing(
     } else {
         crate::exit::OK
     })
+}
+
+/// Records each reachable destination that no copy failed on as synced: a
+/// damaged check before this is shown as possibly healed, not as current.
+fn record_synced(
+    ctx: &Context,
+    repo: &lifeboat_engine::Repository,
+    failed: &[(String, String, String)],
+) -> Result<()> {
+    let locations = ctx.locations()?;
+    for b in repo.destinations().healthy() {
+        let failed_here = failed.iter().any(|(_, target, _)| target == b.name());
+        if let (false, Some(location)) = (failed_here, locations.get(b.name())) {
+            crate::health::record_sync(repo.id(), location, b.name());
+        }
+    }
+    Ok(())
 }

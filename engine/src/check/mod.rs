@@ -179,7 +179,8 @@ pub struct CheckReport {
     pub problems: Vec<Problem>,
     /// Snapshots and files that lost objects damage.
     pub damaged: Vec<DamagedSnapshot>,
-    /// Harmless findings (for example packs no index lists, left by an interrupted backup).
+    /// Harmless findings (for example packs no index lists, left by an
+    /// interrupted backup or waiting out prune's grace period).
     pub notes: Vec<String>,
     /// Snapshots checked.
     pub snapshots: u64,
@@ -275,8 +276,12 @@ pub async fn check(
         for key in &result.extra {
             let why = if tombstones.contains(key) {
                 "removed by forget or prune; deleted here by the next prune"
+            } else if ObjectKind::Pack.name_of(key).is_some() {
+                "not in any index: left by an interrupted backup, or marked by prune and \
+                 waiting out its grace period; harmless, the next prune removes it"
             } else {
-                "not in any index (left by an interrupted backup; harmless)"
+                "not part of this repository as read from its destinations (another \
+                 repository's, or written after this check started); left alone"
             };
             report.notes.push(format!(
                 "{}: {} is {why}",
