@@ -52,7 +52,7 @@ fn a_refusing_destination_is_given_up_within_5_seconds_by_every_command() {
     }
     // forget --prune pruned the reachable destination and said so.
     let out = run(&sb, &both, ["forget", "--keep-last", "1", "--prune"]);
-    out.assert_code(3).stdout_has("snapshots use");
+    out.assert_code(3).stdout_has("for deletion");
 
     // status: the dead one is unreachable, not damaged, and never "checked".
     let (_, list) = status(&sb, &both);

@@ -136,8 +136,9 @@ fn print(ctx: &Context, r: &PruneReport, args: &Args, dests: &lifeboat_engine::D
         }
     };
     ctx.say(format!(
-        "{} use {} of {}; {} of {} unused ({:.1}%)",
+        "{} {} {} of {}; {} of {} unused ({:.1}%)",
         output::count(r.snapshots, "snapshot"),
+        if r.snapshots == 1 { "uses" } else { "use" },
         r.used_blobs,
         output::count(r.blobs, "blob"),
         output::bytes(r.unused_bytes),

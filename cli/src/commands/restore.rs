@@ -125,6 +125,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
                 "bytes_restored": outcome.bytes,
                 "files_verified": outcome.verified,
                 "files_kept": outcome.kept,
+                "bytes_in_place": outcome.bytes_in_place,
                 "deleted": outcome.deleted,
                 "errors": errors,
                 "total_duration": seconds,
@@ -148,6 +149,12 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
             outcome.specials + outcome.hardlinks,
             output::bytes(outcome.bytes)
         ));
+        if outcome.bytes_in_place > 0 {
+            ctx.say(format!(
+                "{} of existing files were already right and left in place",
+                output::bytes(outcome.bytes_in_place)
+            ));
+        }
         if outcome.kept > 0 {
             ctx.say(format!(
                 "kept {} existing (--overwrite {})",

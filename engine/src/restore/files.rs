@@ -37,6 +37,10 @@ impl FilePlan {
 /// Set in [`Meta::mode`] for a symlink, which keeps its own mode.
 const SYMLINK: u32 = 1 << 31;
 
+/// Set in [`Meta::mode`] for a file whose copy already in the target is
+/// rewritten in place: only its pieces that differ are written.
+pub(super) const IN_PLACE: u32 = 1 << 30;
+
 /// What an entry's metadata is set from: owners by number, mode, mtime.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Meta {
@@ -147,10 +151,15 @@ impl Files {
         let mut failed: Option<std::io::Error> = None;
         let created = *state.created.get_or_init(|| {
             let plan = &self.plans[n];
-            let made = self
-                .dirs
-                .dir(plan.dir)
-                .and_then(|dir| create_sized(&dir, self.name(n), plan.meta.size));
+            let made = if plan.meta.mode & IN_PLACE != 0 {
+                // Same size, some pieces already right: open it, never
+                // through a link (the walk checked it is a plain file).
+                self.reopen(n, true)
+            } else {
+                self.dirs
+                    .dir(plan.dir)
+                    .and_then(|dir| create_sized(&dir, self.name(n), plan.meta.size))
+            };
             match made {
                 Ok(file) => {
                     fresh = Some(file);
@@ -313,7 +322,7 @@ fn apply_file_metadata(file: &File, meta: &Meta, is_root: bool) -> std::io::Resu
     if is_root {
         std::os::unix::fs::fchown(file, Some(meta.uid), Some(meta.gid))?;
     }
-    file.set_permissions(fs::Permissions::from_mode(meta.mode))?;
+    file.set_permissions(fs::Permissions::from_mode(meta.mode & 0o7777))?;
     let mtime = filetime::FileTime::from_unix_time(meta.mtime, meta.mtime_nsec);
     filetime::set_file_handle_times(file, Some(mtime), Some(mtime))
 }

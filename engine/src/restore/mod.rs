@@ -86,6 +86,9 @@ pub struct RestoreOutcome {
     pub verified: u64,
     /// Existing entries left as they were (`--overwrite`).
     pub kept: u64,
+    /// Bytes of files already in the target that were right and left in
+    /// place (only the differing pieces were read and written).
+    pub bytes_in_place: u64,
     /// Entries deleted from the target (`--delete`).
     pub deleted: u64,
     /// Entries that could not be restored, with the reason.

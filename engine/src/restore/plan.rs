@@ -11,7 +11,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::files::{create_sized, create_special, FilePlan, Meta};
+use super::files::{create_sized, create_special, FilePlan, Meta, IN_PLACE};
 use super::select::{Overwrite, Selection};
 use super::target::{Existing, TargetDirs};
 use super::{RestoreOutcome, RestoreProgress};
@@ -225,17 +225,20 @@ pub(super) async fn walk(
                 }
             };
             let dest = |dirs: &TargetDirs| dirs.path_of(parent, &node.name);
-            if !is_dir && rules.overwrite != Overwrite::Always {
-                let there = plan
+            let mut there = None;
+            let has_content =
+                matches!(&node.kind, NodeKind::File { content } if !content.is_empty());
+            if !is_dir && (rules.overwrite != Overwrite::Always || has_content) {
+                let found = plan
                     .dirs_open
                     .dir(parent)
                     .and_then(|fd| super::target::existing(&fd, &node.name));
-                match there {
+                match found {
                     Ok(Some(existing)) if keeps(rules.overwrite, &existing, &node) => {
                         outcome.kept += 1;
                         continue;
                     }
-                    Ok(_) => {}
+                    Ok(found) => there = found,
                     Err(e) => {
                         outcome.errors.push((dest(&plan.dirs_open), e.to_string()));
                         continue;
@@ -276,8 +279,55 @@ pub(super) async fn walk(
                     progress.bytes_total.fetch_add(node.size, Ordering::Relaxed);
                     progress.files_total.fetch_add(1, Ordering::Relaxed);
                     let file = number(plan.files.len(), "files")?;
-                    let (placed, failed) =
-                        place(index, &mut plan, &mut pack_numbers, file, content);
+                    // A plain file of the same size already there: keep the
+                    // pieces it has right, write only the others.
+                    let same_size = there.as_ref().is_some_and(|e| {
+                        e.kind == rustix::fs::FileType::RegularFile
+                            && e.size == node.size
+                            && e.links == 1
+                    });
+                    let in_place = if same_size {
+                        match plan
+                            .dirs_open
+                            .dir(parent)
+                            .and_then(|fd| super::target::reopen_file(&fd, &node.name, false))
+                        {
+                            Ok(existing) => {
+                                // Reading and hashing is blocking work.
+                                let layout: Option<Vec<(BlobId, u32)>> = content
+                                    .iter()
+                                    .map(|id| index.lookup(id).map(|l| (*id, l.raw_length)))
+                                    .collect();
+                                let keys = repo.keys().clone();
+                                match layout {
+                                    Some(layout) => tokio::task::spawn_blocking(move || {
+                                        pieces_in_place(&keys, &existing, &layout)
+                                    })
+                                    .await
+                                    .unwrap_or_default(),
+                                    None => Vec::new(),
+                                }
+                            }
+                            Err(_) => Vec::new(),
+                        }
+                    } else {
+                        Vec::new()
+                    };
+                    let (placed, failed) = place(
+                        index,
+                        &mut plan,
+                        &mut pack_numbers,
+                        file,
+                        content,
+                        &in_place,
+                    );
+                    let mut meta = Meta::of(&node);
+                    if !in_place.is_empty() {
+                        meta.mode |= IN_PLACE;
+                        let kept_bytes = node.size - placed_bytes(&plan, file);
+                        outcome.bytes_in_place += kept_bytes;
+                        progress.bytes_done.fetch_add(kept_bytes, Ordering::Relaxed);
+                    }
                     plan.placements.push(placed);
                     if let Some(reason) = failed {
                         plan.failed.insert(plan.files.len(), reason);
@@ -289,7 +339,7 @@ pub(super) async fn walk(
                         dir: parent,
                         name_len: node.name.len() as u32,
                         name_start: plan.names.len() as u64,
-                        meta: Meta::of(&node),
+                        meta,
                     });
                     plan.names.extend_from_slice(&node.name);
                 }
@@ -358,16 +408,24 @@ fn place(
     pack_numbers: &mut HashMap<PackId, u32>,
     file: u32,
     content: &[BlobId],
+    in_place: &[bool],
 ) -> (u32, Option<String>) {
     let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
     let mut file_offset = 0u64;
-    for (placed, id) in content.iter().enumerate() {
+    let mut placed = 0;
+    for (i, id) in content.iter().enumerate() {
         let Some(loc) = index.lookup(id) else {
             return (
                 count(placed),
                 Some(format!("blob {id} is not in any index")),
             );
         };
+        // Already right in the target's copy: nothing to read or write.
+        if in_place.get(i).copied().unwrap_or(false) {
+            file_offset += u64::from(loc.raw_length);
+            continue;
+        }
+        placed += 1;
         let next = plan.packs.len() as u32;
         let pack = *pack_numbers.entry(loc.pack).or_insert_with(|| {
             plan.packs.push(loc.pack);
@@ -384,5 +442,41 @@ fn place(
         });
         file_offset += u64::from(loc.raw_length);
     }
-    (count(content.len()), None)
+    (count(placed), None)
+}
+
+/// Which of `content`'s pieces the file already in the target holds, read
+/// through `file` and compared by blob id; empty when none does (or the
+/// layout cannot be known). A restore over an earlier one then reads and
+/// writes only what changed.
+fn pieces_in_place(
+    keys: &crate::crypto::MasterKeys,
+    file: &std::fs::File,
+    layout: &[(BlobId, u32)],
+) -> Vec<bool> {
+    use std::os::unix::fs::FileExt;
+    let mut out = Vec::with_capacity(layout.len());
+    let mut offset = 0u64;
+    let mut buf = Vec::new();
+    for (id, raw_length) in layout {
+        buf.resize(*raw_length as usize, 0);
+        let same = file.read_exact_at(&mut buf, offset).is_ok() && keys.blob_id(&buf) == *id;
+        out.push(same);
+        offset += u64::from(*raw_length);
+    }
+    if out.iter().any(|&same| same) {
+        out
+    } else {
+        Vec::new()
+    }
+}
+
+/// Bytes of file `file` that its planned pieces (the last ones pushed) write.
+fn placed_bytes(plan: &Plan, file: u32) -> u64 {
+    plan.pieces
+        .iter()
+        .rev()
+        .take_while(|p| p.file == file)
+        .map(|p| u64::from(p.raw_length))
+        .sum()
 }

@@ -63,6 +63,7 @@ fn existing(path: &Path) -> Option<Existing> {
         size: meta.len(),
         mtime: meta.mtime(),
         mtime_nsec: meta.mtime_nsec() as u32,
+        links: meta.nlink(),
     })
 }
 

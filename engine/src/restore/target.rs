@@ -206,11 +206,14 @@ pub(super) fn reopen_file(dir: &OwnedFd, name: &[u8], write: bool) -> io::Result
 /// size and modification time; `None` when nothing does.
 pub(super) fn existing(dir: &OwnedFd, name: &[u8]) -> io::Result<Option<Existing>> {
     match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        // st_nlink is u64 here, u32 on some other targets.
+        #[allow(clippy::unnecessary_cast)]
         Ok(st) => Ok(Some(Existing {
             kind: FileType::from_raw_mode(st.st_mode),
             size: st.st_size as u64,
             mtime: st.st_mtime,
             mtime_nsec: st.st_mtime_nsec as u32,
+            links: st.st_nlink as u64,
         })),
         Err(rustix::io::Errno::NOENT) => Ok(None),
         Err(e) => Err(e.into()),
@@ -224,6 +227,8 @@ pub(super) struct Existing {
     pub size: u64,
     pub mtime: i64,
     pub mtime_nsec: u32,
+    /// Hard links to it: one written in place must have no other name.
+    pub links: u64,
 }
 
 /// Removes the file `name` from `dir` (a failed file is never left behind).

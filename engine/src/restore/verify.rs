@@ -20,9 +20,10 @@ pub(super) async fn verify_files(
     let mut jobs = Vec::new();
     let mut of_file = pieces.chunk_by(|a, b| a.file == b.file).peekable();
     for (n, plan) in files.plans.iter().enumerate() {
-        let mut mine: Vec<(BlobId, u32)> = Vec::new();
+        // Pieces left in place were compared when the walk found them.
+        let mut mine: Vec<(BlobId, u32, u64)> = Vec::new();
         if let Some(run) = of_file.next_if(|run| run[0].file as usize == n) {
-            mine.extend(run.iter().map(|p| (p.id, p.raw_length)));
+            mine.extend(run.iter().map(|p| (p.id, p.raw_length, p.file_offset)));
         }
         if !failures.contains_key(&n) {
             jobs.push((n, plan.meta.size, mine));
@@ -58,19 +59,20 @@ pub(super) async fn verify_files(
 
 fn verify_one(
     keys: &crate::crypto::MasterKeys,
-    mut file: fs::File,
+    file: fs::File,
     size: u64,
-    pieces: &[(BlobId, u32)],
+    pieces: &[(BlobId, u32, u64)],
     buf: &mut Vec<u8>,
 ) -> std::result::Result<(), String> {
-    use std::io::Read;
+    use std::os::unix::fs::FileExt;
     let actual = file.metadata().map_err(|e| e.to_string())?.len();
     if actual != size {
         return Err(format!("size {actual}, expected {size}"));
     }
-    for (i, (id, len)) in pieces.iter().enumerate() {
+    for (i, (id, len, offset)) in pieces.iter().enumerate() {
         buf.resize(*len as usize, 0);
-        file.read_exact(buf).map_err(|e| e.to_string())?;
+        file.read_exact_at(buf, *offset)
+            .map_err(|e| e.to_string())?;
         if keys.blob_id(buf) != *id {
             return Err(format!("content differs in chunk {i}"));
         }
