@@ -181,3 +181,33 @@ fn messages_read_right() {
     both().arg("sync").run().success();
     both().arg("check").run().success();
 }
+
+/// Backup and restore count the same directories (the snapshot's root is
+/// not one of the user's).
+#[test]
+fn backup_and_restore_count_the_same_directories() {
+    let sb = Sandbox::new();
+    sb.init_repo();
+    let src = sb.join("src");
+    tree::write(&src.join("a/b/c.txt"), b"deep");
+    tree::write(&src.join("d/e.txt"), b"shallow");
+    let summary = sb.backup(&[&src]);
+    let dirs = ["dirs_new", "dirs_changed", "dirs_unmodified"]
+        .iter()
+        .map(|k| summary[k].as_u64().expect("count"))
+        .sum::<u64>();
+    let target = sb.join("restored");
+    let restored = sb.repo_cmd([
+        "--json".as_ref(),
+        "restore".as_ref(),
+        "latest".as_ref(),
+        "--target".as_ref(),
+        target.as_os_str(),
+    ]);
+    let restored = restored.success().summary();
+    assert_eq!(
+        Some(dirs),
+        restored["dirs_restored"].as_u64(),
+        "backup {summary} / restore {restored}"
+    );
+}

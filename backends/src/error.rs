@@ -34,7 +34,7 @@ impl fmt::Display for ErrorKind {
 
 /// An error from a storage destination, naming the destination and the key.
 #[derive(Debug, thiserror::Error)]
-#[error("destination {destination}: {key}: {kind}{}", detail_suffix(.detail))]
+#[error("destination {destination}: {}{kind}{}", key_label(.key), detail_suffix(.detail))]
 pub struct BackendError {
     /// What class of failure this is.
     pub kind: ErrorKind,
@@ -47,6 +47,16 @@ pub struct BackendError {
     /// The underlying cause.
     #[source]
     pub source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+/// The object as messages name it: `config` alone would read like the
+/// user's config file, so it is "the repository's config object".
+fn key_label(key: &str) -> String {
+    match key {
+        "" => String::new(),
+        "config" => "the repository's config object: ".to_string(),
+        key => format!("{key}: "),
+    }
 }
 
 fn detail_suffix(detail: &str) -> String {

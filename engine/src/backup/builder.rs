@@ -21,6 +21,7 @@ pub(crate) fn build_trees(
 ) -> Result<BlobId, Stop> {
     let progress = &shared.progress;
     let mut finished: Vec<BlobId> = Vec::new();
+    let mut last_counted: Option<&std::sync::atomic::AtomicU64> = None;
     for job in dirs {
         let subdirs = job
             .nodes
@@ -77,11 +78,13 @@ pub(crate) fn build_trees(
         let tree = Tree::new(nodes);
         let bytes = tree.encode();
         let id = shared.keys.blob_id(&bytes);
-        match job.parent_subtree {
-            None => add(&progress.dirs_new, 1),
-            Some(old) if old == id => add(&progress.dirs_unmodified, 1),
-            Some(_) => add(&progress.dirs_changed, 1),
-        }
+        let class = match job.parent_subtree {
+            None => &progress.dirs_new,
+            Some(old) if old == id => &progress.dirs_unmodified,
+            Some(_) => &progress.dirs_changed,
+        };
+        add(class, 1);
+        last_counted = Some(class);
         if shared.claim(&id) {
             seal.send(vec![SealJob {
                 blob_type: BlobType::Tree,
@@ -91,6 +94,11 @@ pub(crate) fn build_trees(
             .map_err(|_| Stop::Closed)?;
         }
         finished.push(id);
+    }
+    // The last directory is the snapshot's root ("/"), which is not one of
+    // the user's directories and which restore does not create: not counted.
+    if let Some(class) = last_counted {
+        class.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
     match finished.as_slice() {
         [root] => Ok(*root),

@@ -101,6 +101,13 @@ fn number(n: usize, what: &str) -> Result<u32> {
         .map_err(|_| Error::InvalidInput(format!("too many {what} to restore in one run")))
 }
 
+/// Files at least this big that are already in the target are compared
+/// piece by piece and rewritten in place. Smaller ones are simply replaced:
+/// reading and hashing them one by one in the walk costs more than writing
+/// them again (a restore of /usr/share over itself took 1.7 s comparing
+/// every file, against 0.75 s rewriting them).
+const IN_PLACE_MIN_SIZE: u64 = 1 << 20;
+
 /// What a walk restores, and how it treats what the target already holds.
 pub(super) struct WalkRules<'a> {
     pub selection: &'a Selection,
@@ -226,9 +233,9 @@ pub(super) async fn walk(
             };
             let dest = |dirs: &TargetDirs| dirs.path_of(parent, &node.name);
             let mut there = None;
-            let has_content =
-                matches!(&node.kind, NodeKind::File { content } if !content.is_empty());
-            if !is_dir && (rules.overwrite != Overwrite::Always || has_content) {
+            let worth_comparing = matches!(&node.kind, NodeKind::File { content } if !content.is_empty())
+                && node.size >= IN_PLACE_MIN_SIZE;
+            if !is_dir && (rules.overwrite != Overwrite::Always || worth_comparing) {
                 let found = plan
                     .dirs_open
                     .dir(parent)
@@ -281,11 +288,12 @@ pub(super) async fn walk(
                     let file = number(plan.files.len(), "files")?;
                     // A plain file of the same size already there: keep the
                     // pieces it has right, write only the others.
-                    let same_size = there.as_ref().is_some_and(|e| {
-                        e.kind == rustix::fs::FileType::RegularFile
-                            && e.size == node.size
-                            && e.links == 1
-                    });
+                    let same_size = node.size >= IN_PLACE_MIN_SIZE
+                        && there.as_ref().is_some_and(|e| {
+                            e.kind == rustix::fs::FileType::RegularFile
+                                && e.size == node.size
+                                && e.links == 1
+                        });
                     let in_place = if same_size {
                         match plan
                             .dirs_open
