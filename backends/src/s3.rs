@@ -57,8 +57,11 @@ use crate::error::{BackendError, ErrorKind, Result};
 use crate::url::{DestinationUrl, UrlError};
 
 mod classify;
+mod credentials;
 #[cfg(test)]
 mod tests;
+
+pub use credentials::{S3Credentials, S3Options};
 
 use classify::classify;
 
@@ -92,16 +95,6 @@ pub struct S3Backend {
     unusable: Option<String>,
 }
 
-/// How an S3 destination authenticates, beyond the environment.
-#[derive(Debug, Clone, Default)]
-pub struct S3Options {
-    /// Credentials from the config file, over the environment's.
-    pub credentials: Option<S3Credentials>,
-    /// Let the client ask the cloud instance-metadata service for credentials
-    /// when none are given (`credentials = "instance"` in the config file).
-    pub instance_credentials: bool,
-}
-
 /// Opens an `s3://` destination with `options`.
 ///
 /// # Errors
@@ -121,13 +114,6 @@ pub fn open_with_options(
     }
     Ok(Arc::new(backend))
 }
-
-/// The variables that name a credential source without keys in the environment.
-const PROVIDER_VARIABLES: &[&str] = &[
-    "AWS_WEB_IDENTITY_TOKEN_FILE",
-    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-];
 
 /// The retry policy handed to object_store: none. Lifeboat's
 /// [`crate::RetryBackend`] is the one retry layer (retries stacked on retries
@@ -155,38 +141,6 @@ pub fn retry_config() -> RetryConfig {
 /// `allow_http=true`) or a configuration object_store refuses.
 pub fn open(name: &str, url: &DestinationUrl) -> Result<Arc<dyn Backend>, UrlError> {
     Ok(Arc::new(S3Backend::open(name, url)?))
-}
-
-/// S3 credentials given in the config file instead of the AWS variables.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct S3Credentials {
-    /// The access key id.
-    pub access_key_id: String,
-    /// The secret access key (never printed).
-    pub secret_access_key: String,
-    /// A session token, for temporary credentials.
-    pub session_token: Option<String>,
-}
-
-impl std::fmt::Debug for S3Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("S3Credentials")
-            .field("access_key_id", &self.access_key_id)
-            .finish_non_exhaustive()
-    }
-}
-
-impl S3Credentials {
-    /// Puts the credentials on `builder`, over whatever it took from the environment.
-    pub fn apply(&self, builder: AmazonS3Builder) -> AmazonS3Builder {
-        let builder = builder
-            .with_access_key_id(&self.access_key_id)
-            .with_secret_access_key(&self.secret_access_key);
-        match &self.session_token {
-            Some(token) => builder.with_token(token),
-            None => builder,
-        }
-    }
 }
 
 /// Opens an `s3://` destination with credentials from the config file.
@@ -249,18 +203,7 @@ impl S3Backend {
         // back to the instance-metadata address. Fail every call instead,
         // saying what to set (a call, not `open`, so the other destinations
         // of a run go on).
-        let has_keys = builder
-            .get_config_value(&AmazonS3ConfigKey::AccessKeyId)
-            .is_some();
-        let provider = PROVIDER_VARIABLES
-            .iter()
-            .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()));
-        let unusable = (!has_keys && !provider).then(|| {
-            "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or \
-             aws_access_key_id and aws_secret_access_key for this destination in the config \
-             file (credentials = \"instance\" there uses the cloud instance's role)"
-                .to_string()
-        });
+        let unusable = credentials::missing(&builder);
 
         let mut endpoint = None;
         let mut region = None;
