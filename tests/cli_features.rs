@@ -481,11 +481,8 @@ fn password_file_sources() {
 fn mirrored_destinations_fail_over() {
     let sb = Sandbox::new();
     let (a, b) = (sb.join("a"), sb.join("b"));
-    let both = || sb.command().password(PASSWORD).dest(&a).dest(&b);
-    both()
-        .args(["init", "--kdf-memory", "64", "--kdf-iterations", "1"])
-        .run()
-        .success();
+    let both = || sb.on(&[&a, &b]);
+    sb.init_on(&[&a, &b]);
     let src = sb.join("src");
     small_tree(&src);
     tree::write_generated(&src.join("big.bin"), 6 << 20, 3, true);
@@ -527,11 +524,8 @@ fn mirrored_destinations_fail_over() {
 fn restore_from_one_named_destination() {
     let sb = Sandbox::new();
     let (a, b) = (sb.join("a"), sb.join("b"));
-    let both = || sb.command().password(PASSWORD).dest(&a).dest(&b);
-    both()
-        .args(["init", "--kdf-memory", "64", "--kdf-iterations", "1"])
-        .run()
-        .success();
+    let both = || sb.on(&[&a, &b]);
+    sb.init_on(&[&a, &b]);
     let src = sb.join("src");
     small_tree(&src);
     both().arg("backup").arg(&src).run().success();
@@ -562,66 +556,4 @@ fn restore_from_one_named_destination() {
     restore_from("nosuch", &sb.join("x"))
         .assert_code(2)
         .stderr_has("local-a, local-b");
-}
-
-/// Issue 12, item 4: `latest` is the newest snapshot on any destination. A
-/// `--from` destination that lacks it fails, naming the newest it does hold,
-/// instead of silently restoring an older snapshot.
-#[test]
-fn restore_latest_from_a_lagging_destination_names_what_it_holds() {
-    let sb = Sandbox::new();
-    let (a, b) = (sb.join("a"), sb.join("b"));
-    let both = || sb.command().password(PASSWORD).dest(&a).dest(&b);
-    both()
-        .args(["init", "--kdf-memory", "64", "--kdf-iterations", "1"])
-        .run()
-        .success();
-    let src = sb.join("src");
-    small_tree(&src);
-    let id_of = |out: &lifeboat_tests::Output| {
-        out.summary()["snapshot_id"]
-            .as_str()
-            .expect("snapshot id")
-            .to_string()
-    };
-    let first = id_of(both().arg("--json").arg("backup").arg(&src).run().success());
-    tree::write(&src.join("newer.txt"), b"only in the second snapshot");
-    // The second snapshot reaches `a` only: `b` lags.
-    let second = id_of(
-        sb.command()
-            .password(PASSWORD)
-            .dest(&a)
-            .arg("--json")
-            .arg("backup")
-            .arg(&src)
-            .run()
-            .success(),
-    );
-    let restore = |spec: &str, from: &str, target: &Path| {
-        both()
-            .args([
-                "restore".as_ref(),
-                OsStr::new(spec),
-                "--from".as_ref(),
-                OsStr::new(from),
-                "--target".as_ref(),
-                target.as_os_str(),
-            ])
-            .run()
-    };
-    let lagging = sb.join("from-b");
-    let out = restore("latest", "local-b", &lagging);
-    out.assert_code(1);
-    out.stderr_has(&second[..8])
-        .stderr_has(&first[..8])
-        .stderr_has("lifeboat sync");
-    assert!(
-        !lagging.exists(),
-        "something was restored from the lagging destination"
-    );
-    restore(&first[..8], "local-b", &lagging).success();
-    assert!(!tree::restored(&lagging, &src).join("newer.txt").exists());
-    let newest = sb.join("from-a");
-    restore("latest", "local-a", &newest).success();
-    assert!(tree::compare_trees(&src, &tree::restored(&newest, &src)).is_empty());
 }

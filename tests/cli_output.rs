@@ -133,11 +133,8 @@ fn messages_read_right() {
     use std::os::unix::fs::PermissionsExt;
     let sb = Sandbox::new();
     let (a, b) = (sb.join("a"), sb.join("b"));
-    let both = || sb.command().password(PASSWORD).dest(&a).dest(&b);
-    both()
-        .args(["init", "--kdf-memory", "64", "--kdf-iterations", "1"])
-        .run()
-        .success();
+    let both = || sb.on(&[&a, &b]);
+    sb.init_on(&[&a, &b]);
     let src = sb.join("src");
     tree::write(&src.join("shared/file"), b"in a sticky directory");
     std::fs::set_permissions(src.join("shared"), std::fs::Permissions::from_mode(0o1777))

@@ -3,10 +3,13 @@
 //! restored at the target's root, `--overwrite always|if-changed|if-newer|
 //! never`, `--delete` inside the restored tree only, `--dry-run` listing what
 //! would change, and a clear message for a file where a directory belongs.
+//! Also item 4: `restore latest --from` a lagging destination.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
+
+use std::ffi::OsStr;
 
 use lifeboat_tests::{tree, Output, Sandbox};
 
@@ -253,4 +256,62 @@ fn restoring_over_an_earlier_restore_rewrites_only_what_differs() {
         std::fs::read(&big).expect("read"),
         std::fs::read(src.join("big.bin")).expect("read")
     );
+}
+
+/// Issue 12, item 4: `latest` is the newest snapshot on any destination. A
+/// `--from` destination that lacks it fails, naming the newest it does hold,
+/// instead of silently restoring an older snapshot.
+#[test]
+fn restore_latest_from_a_lagging_destination_names_what_it_holds() {
+    let sb = Sandbox::new();
+    let (a, b) = (sb.join("a"), sb.join("b"));
+    let both = || sb.on(&[&a, &b]);
+    sb.init_on(&[&a, &b]);
+    let src = sb.join("src");
+    tree::write(&src.join("a.txt"), b"alpha");
+    tree::write(&src.join("sub/b.txt"), b"beta");
+    let id_of = |out: &Output| {
+        out.summary()["snapshot_id"]
+            .as_str()
+            .expect("snapshot id")
+            .to_string()
+    };
+    let first = id_of(both().arg("--json").arg("backup").arg(&src).run().success());
+    tree::write(&src.join("newer.txt"), b"only in the second snapshot");
+    // The second snapshot reaches `a` only: `b` lags.
+    let second = id_of(
+        sb.on(&[&a])
+            .arg("--json")
+            .arg("backup")
+            .arg(&src)
+            .run()
+            .success(),
+    );
+    let restore = |spec: &str, from: &str, target: &Path| {
+        both()
+            .args([
+                "restore".as_ref(),
+                OsStr::new(spec),
+                "--from".as_ref(),
+                OsStr::new(from),
+                "--target".as_ref(),
+                target.as_os_str(),
+            ])
+            .run()
+    };
+    let lagging = sb.join("from-b");
+    let out = restore("latest", "local-b", &lagging);
+    out.assert_code(1);
+    out.stderr_has(&second[..8])
+        .stderr_has(&first[..8])
+        .stderr_has("lifeboat sync");
+    assert!(
+        !lagging.exists(),
+        "something was restored from the lagging destination"
+    );
+    restore(&first[..8], "local-b", &lagging).success();
+    assert!(!tree::restored(&lagging, &src).join("newer.txt").exists());
+    let newest = sb.join("from-a");
+    restore("latest", "local-a", &newest).success();
+    assert!(tree::compare_trees(&src, &tree::restored(&newest, &src)).is_empty());
 }

@@ -37,7 +37,6 @@
 //! (which on a laptop answers 403 or hangs); `credentials = "instance"` in the
 //! config file opts in to instance credentials.
 
-use std::net::IpAddr;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,12 +57,14 @@ use crate::url::{DestinationUrl, UrlError};
 
 mod classify;
 mod credentials;
+mod endpoint;
 #[cfg(test)]
 mod tests;
 
 pub use credentials::{S3Credentials, S3Options};
 
 use classify::classify;
+use endpoint::{is_loopback, parse_bool, virtual_hosted_endpoint};
 
 /// Query options an `s3://` URL may carry; anything else is refused (typos would
 /// otherwise be ignored silently).
@@ -587,42 +588,4 @@ impl Backend for S3Backend {
             .await
             .map_err(|e| self.err(key, "delete failed", e))
     }
-}
-
-/// Parses a boolean query option.
-fn parse_bool(key: &str, value: &str) -> std::result::Result<bool, String> {
-    match value.to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Ok(true),
-        "false" | "0" | "no" | "off" => Ok(false),
-        _ => Err(format!(
-            "option {key:?} must be true or false, not {value:?}"
-        )),
-    }
-}
-
-/// True when the URL's host is `localhost` or a loopback IP address.
-fn is_loopback(url: &url::Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-        None => false,
-    }
-}
-
-/// `https://host:port` → `https://bucket.host:port`, the endpoint object_store
-/// expects for virtual-hosted requests.
-fn virtual_hosted_endpoint(endpoint: &str, bucket: &str) -> std::result::Result<String, String> {
-    let mut url =
-        url::Url::parse(endpoint).map_err(|e| format!("invalid endpoint {endpoint:?}: {e}"))?;
-    let host = url
-        .host_str()
-        .ok_or_else(|| format!("endpoint {endpoint:?} names no host"))?
-        .to_string();
-    if host.starts_with(&format!("{bucket}.")) {
-        return Ok(endpoint.to_string());
-    }
-    url.set_host(Some(&format!("{bucket}.{host}")))
-        .map_err(|e| format!("cannot use virtual-hosted requests on {endpoint:?}: {e}"))?;
-    Ok(url.as_str().trim_end_matches('/').to_string())
 }

@@ -172,6 +172,21 @@ impl Sandbox {
         ])
     }
 
+    /// A command with the password and `-d` for each of `dests`.
+    pub fn on(&self, dests: &[&Path]) -> Lb {
+        dests
+            .iter()
+            .fold(self.command().password(PASSWORD), |cmd, d| cmd.dest(d))
+    }
+
+    /// Creates one repository on all of `dests` with a cheap KDF.
+    pub fn init_on(&self, dests: &[&Path]) {
+        self.on(dests)
+            .args(["init", "--kdf-memory", "64", "--kdf-iterations", "1"])
+            .run()
+            .success();
+    }
+
     /// Creates the repository at [`Sandbox::repo`] with a cheap KDF.
     pub fn init_repo(&self) {
         self.repo_cmd(["init", "--kdf-memory", "64", "--kdf-iterations", "1"])
