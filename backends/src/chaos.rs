@@ -69,6 +69,45 @@ pub struct ChaosCounts {
     pub phantoms: u64,
 }
 
+/// The reads a [`ChaosBackend`] saw, for tests of how a walk reads.
+#[derive(Debug, Clone, Default)]
+pub struct Traffic {
+    /// Gets per key.
+    pub gets: HashMap<String, u64>,
+    /// The most gets that were in progress at once.
+    pub peak_gets: u64,
+}
+
+impl Traffic {
+    /// Gets of keys that `wanted` accepts.
+    pub fn gets_where(&self, wanted: impl Fn(&str) -> bool) -> u64 {
+        self.gets
+            .iter()
+            .filter(|(k, _)| wanted(k))
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+/// Counts a get in progress until dropped.
+struct InFlight<'a>(&'a Mutex<(u64, Traffic)>);
+
+impl<'a> InFlight<'a> {
+    fn enter(state: &'a Mutex<(u64, Traffic)>, key: &str) -> Self {
+        let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+        s.0 += 1;
+        s.1.peak_gets = s.1.peak_gets.max(s.0);
+        *s.1.gets.entry(key.to_string()).or_insert(0) += 1;
+        InFlight(state)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).0 -= 1;
+    }
+}
+
 /// A backend that follows a [`Chaos`] schedule.
 #[derive(Debug, Clone)]
 pub struct ChaosBackend {
@@ -78,6 +117,8 @@ pub struct ChaosBackend {
     seen: Arc<Mutex<HashMap<(u8, String), u64>>>,
     calls: Arc<AtomicU64>,
     counts: Arc<Mutex<ChaosCounts>>,
+    /// Gets in progress now, and the traffic since the last reset.
+    traffic: Arc<Mutex<(u64, Traffic)>>,
 }
 
 /// Operations, as they enter the decision hash.
@@ -96,7 +137,22 @@ impl ChaosBackend {
             seen: Arc::default(),
             calls: Arc::default(),
             counts: Arc::default(),
+            traffic: Arc::default(),
         }
+    }
+
+    /// The gets seen since the last [`ChaosBackend::reset_traffic`].
+    pub fn traffic(&self) -> Traffic {
+        self.traffic
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .1
+            .clone()
+    }
+
+    /// Starts counting gets afresh.
+    pub fn reset_traffic(&self) {
+        self.traffic.lock().unwrap_or_else(|p| p.into_inner()).1 = Traffic::default();
     }
 
     /// Replaces the schedule (for example to let the provider recover).
@@ -198,6 +254,7 @@ impl Backend for ChaosBackend {
     }
 
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Bytes> {
+        let _in_flight = InFlight::enter(&self.traffic, key);
         let Some((chaos, roll)) = self.before(GET, key).await? else {
             return self.inner.get(key, range).await;
         };

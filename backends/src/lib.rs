@@ -40,7 +40,7 @@ mod url;
 
 pub use backend::{validate_key, Backend, ObjectMeta};
 pub use bytes::Bytes;
-pub use chaos::{Chaos, ChaosBackend, ChaosCounts};
+pub use chaos::{Chaos, ChaosBackend, ChaosCounts, Traffic};
 pub use error::{BackendError, ErrorKind, Result};
 pub use fault::{FaultPlan, FaultyBackend};
 pub use local::LocalBackend;

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use lifeboat_backends::s3::S3Credentials;
 use lifeboat_backends::{Backend, DestinationUrl, RetryBackend, RetryPolicy};
-use lifeboat_engine::{DestinationSet, MAX_UPLOADS};
+use lifeboat_engine::{DestinationSet, MAX_READS, MAX_UPLOADS};
 use serde::Deserialize;
 
 /// The parsed config file.
@@ -61,6 +61,10 @@ pub struct DestinationConfig {
     /// Packs uploaded to this destination at once during a backup (default 2):
     /// raise it for a far provider whose round trips dominate.
     pub uploads: Option<usize>,
+    /// Reads kept in flight to this destination by restores, checks, drills
+    /// and every walk of a snapshot (default 32): the farther the provider,
+    /// the more it takes to fill the link.
+    pub reads: Option<usize>,
     /// Attempts per request before a transient failure counts (default 7,
     /// with exponential backoff and jitter between them).
     pub attempts: Option<u32>,
@@ -87,14 +91,19 @@ impl DestinationConfig {
 }
 
 impl DestinationConfig {
-    /// The upload concurrency and retry attempts this entry sets.
+    /// The upload and read concurrency and retry attempts this entry sets.
     ///
     /// # Errors
     /// A value outside its range.
-    fn limits(&self, name: &str) -> Result<(Option<usize>, Option<u32>)> {
+    fn limits(&self, name: &str) -> Result<Limits> {
         if let Some(n) = self.uploads {
             if !(1..=MAX_UPLOADS).contains(&n) {
                 bail!("destination {name:?} in the config file: uploads must be from 1 to {MAX_UPLOADS}, not {n}");
+            }
+        }
+        if let Some(n) = self.reads {
+            if !(1..=MAX_READS).contains(&n) {
+                bail!("destination {name:?} in the config file: reads must be from 1 to {MAX_READS}, not {n}");
             }
         }
         if let Some(n) = self.attempts {
@@ -102,8 +111,23 @@ impl DestinationConfig {
                 bail!("destination {name:?} in the config file: attempts must be from 1 to {MAX_ATTEMPTS}, not {n}");
             }
         }
-        Ok((self.uploads, self.attempts))
+        Ok(Limits {
+            uploads: self.uploads,
+            reads: self.reads,
+            attempts: self.attempts,
+        })
     }
+}
+
+/// What one config entry sets of a destination's limits.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Limits {
+    /// Packs uploaded at once.
+    pub uploads: Option<usize>,
+    /// Reads kept in flight.
+    pub reads: Option<usize>,
+    /// Attempts per request.
+    pub attempts: Option<u32>,
 }
 
 /// The most attempts per request a destination may be given.
@@ -216,8 +240,8 @@ fn is_bare_name(value: &str) -> bool {
 pub struct Selection {
     /// Opened backends, in preference order.
     pub backends: Vec<Arc<dyn Backend>>,
-    /// Per backend: concurrent pack uploads, when the config file sets them.
-    pub uploads: Vec<Option<usize>>,
+    /// Per backend: the limits the config file sets.
+    pub limits: Vec<Limits>,
     /// Per backend: its canonical location (see
     /// [`DestinationUrl::canonical_location`]).
     pub keys: Vec<String>,
@@ -239,7 +263,7 @@ impl Selection {
             )));
         };
         self.backends = vec![self.backends.swap_remove(i)];
-        self.uploads = vec![self.uploads.swap_remove(i)];
+        self.limits = vec![self.limits.swap_remove(i)];
         self.keys = vec![self.keys.swap_remove(i)];
         Ok(self)
     }
@@ -251,9 +275,12 @@ impl Selection {
     pub fn into_set(self) -> Result<DestinationSet> {
         let names: Vec<String> = self.backends.iter().map(|b| b.name().to_string()).collect();
         let mut set = DestinationSet::new(self.backends)?;
-        for (name, uploads) in names.iter().zip(self.uploads) {
-            if let Some(n) = uploads {
+        for (name, limits) in names.iter().zip(self.limits) {
+            if let Some(n) = limits.uploads {
                 set.set_upload_limit(name, n)?;
+            }
+            if let Some(n) = limits.reads {
+                set.set_read_limit(name, n)?;
             }
         }
         Ok(set)
@@ -286,7 +313,7 @@ impl ConfigFile {
     pub fn select(&self, flags: &[String], profile: Option<&Profile>) -> Result<Selection> {
         let (chosen, embedded_default) = self.resolve(flags, profile)?;
         let mut backends = Vec::new();
-        let mut uploads = Vec::new();
+        let mut all_limits = Vec::new();
         let mut keys = Vec::new();
         for c in chosen {
             let entry = c.configured.as_ref().and_then(|n| self.destinations.get(n));
@@ -295,8 +322,10 @@ impl ConfigFile {
                 Some(entry) => entry.s3_credentials(base)?,
                 None => None,
             };
-            let limits = entry.map(|e| e.limits(base)).transpose()?;
-            let (upload_limit, attempts) = limits.unwrap_or((None, None));
+            let limits = entry
+                .map(|e| e.limits(base))
+                .transpose()?
+                .unwrap_or_default();
             let instance = match entry.and_then(|e| e.credentials.as_deref()) {
                 None => false,
                 Some("instance") => true,
@@ -324,17 +353,17 @@ impl ConfigFile {
             // Transient failures are retried with backoff before a destination
             // is given up on for the run.
             let mut policy = RetryPolicy::default();
-            if let Some(n) = attempts {
+            if let Some(n) = limits.attempts {
                 policy.attempts = n;
             }
             let retrying = RetryBackend::new(backend, policy);
             backends.push(Arc::new(retrying) as Arc<dyn Backend>);
-            uploads.push(upload_limit);
+            all_limits.push(limits);
             keys.push(c.url.canonical_location());
         }
         Ok(Selection {
             backends,
-            uploads,
+            limits: all_limits,
             keys,
             embedded_default,
         })
@@ -544,6 +573,7 @@ mod tests {
             [destinations.far]
             url = "/tmp/lb-far"
             uploads = 8
+            reads = 96
             attempts = 3
 
             [destinations.near]
@@ -562,11 +592,23 @@ mod tests {
             .expect("a set");
         assert_eq!(set.upload_limit("far"), 8);
         assert_eq!(set.upload_limit("near"), lifeboat_engine::DEFAULT_UPLOADS);
+        assert_eq!(set.read_limit("far"), 96);
+        assert_eq!(set.read_limit("near"), lifeboat_engine::DEFAULT_READS);
         let err = config
             .select(&["greedy".into()], None)
             .err()
             .expect("out of range");
         assert!(err.to_string().contains("uploads must be from 1"), "{err}");
+        let config: ConfigFile = toml::from_str(
+            r#"
+            [destinations.far]
+            url = "/tmp/lb-far"
+            reads = 0
+            "#,
+        )
+        .expect("parses");
+        let err = config.select(&["far".into()], None).err().expect("zero");
+        assert!(err.to_string().contains("reads must be from 1"), "{err}");
     }
 
     #[test]

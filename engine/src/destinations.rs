@@ -22,6 +22,11 @@ use crate::error::{Error, Result};
 pub const DEFAULT_UPLOADS: usize = 2;
 /// The most concurrent pack uploads one destination may be given.
 pub const MAX_UPLOADS: usize = 32;
+/// Reads kept in flight to one destination by a walk or a restore unless
+/// configured otherwise: enough to fill a link 20-100 ms away.
+pub const DEFAULT_READS: usize = 32;
+/// The most concurrent reads one destination may be given.
+pub const MAX_READS: usize = 256;
 
 /// Why a destination was left out of a run when the repository was opened,
 /// before anything was read from or written to it.
@@ -90,6 +95,8 @@ pub struct DestinationSet {
     backends: Vec<Arc<dyn Backend>>,
     /// Per destination: packs uploaded at once during a backup.
     uploads: Vec<usize>,
+    /// Per destination: reads kept in flight by walks and restores.
+    reads: Vec<usize>,
     /// Per destination: why it was dropped during this run, if it was.
     dropped: Arc<Mutex<Vec<Option<String>>>>,
     /// Destinations taken out of the set when the repository was opened.
@@ -118,10 +125,12 @@ impl DestinationSet {
         }
         let dropped = Arc::new(Mutex::new(vec![None; backends.len()]));
         let uploads = vec![DEFAULT_UPLOADS; backends.len()];
+        let reads = vec![DEFAULT_READS; backends.len()];
         let order = backends.iter().map(|b| b.name().to_string()).collect();
         Ok(DestinationSet {
             backends,
             uploads,
+            reads,
             dropped,
             left_out: Vec::new(),
             order,
@@ -136,6 +145,7 @@ impl DestinationSet {
         let mut dropped = self.dropped_state().clone();
         let mut kept = Vec::new();
         let mut uploads = Vec::new();
+        let mut reads = Vec::new();
         let mut kept_dropped = Vec::new();
         for (i, b) in self.backends.iter().enumerate() {
             match names.iter().find(|(n, _)| n == b.name()) {
@@ -146,12 +156,14 @@ impl DestinationSet {
                 None => {
                     kept.push(b.clone());
                     uploads.push(self.uploads[i]);
+                    reads.push(self.reads[i]);
                     kept_dropped.push(dropped[i].take());
                 }
             }
         }
         self.backends = kept;
         self.uploads = uploads;
+        self.reads = reads;
         // A fresh record: clones made before this keep their own view.
         self.dropped = Arc::new(Mutex::new(kept_dropped));
     }
@@ -176,6 +188,7 @@ impl DestinationSet {
         };
         let mut set = DestinationSet::new(vec![self.backends[i].clone()])?;
         set.uploads = vec![self.uploads[i]];
+        set.reads = vec![self.reads[i]];
         Ok(set)
     }
 
@@ -215,6 +228,39 @@ impl DestinationSet {
             .iter()
             .position(|b| b.name() == name)
             .map_or(DEFAULT_UPLOADS, |i| self.uploads[i])
+    }
+
+    /// Sets how many reads walks and restores keep in flight to the named
+    /// destination (clamped to 1..=[`MAX_READS`]): the longer its round
+    /// trip, the more it takes to fill the link.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when no destination has that name.
+    pub fn set_read_limit(&mut self, name: &str, reads: usize) -> Result<()> {
+        let Some(i) = self.backends.iter().position(|b| b.name() == name) else {
+            return Err(Error::InvalidInput(format!(
+                "no destination named {name:?}"
+            )));
+        };
+        self.reads[i] = reads.clamp(1, MAX_READS);
+        Ok(())
+    }
+
+    /// How many reads walks and restores keep in flight to the named
+    /// destination.
+    pub fn read_limit(&self, name: &str) -> usize {
+        self.backends
+            .iter()
+            .position(|b| b.name() == name)
+            .map_or(DEFAULT_READS, |i| self.reads[i])
+    }
+
+    /// Reads to keep in flight for a walk that reads from the first
+    /// destination of [`DestinationSet::read_order`].
+    pub fn walk_reads(&self) -> usize {
+        self.read_order()
+            .first()
+            .map_or(DEFAULT_READS, |b| self.read_limit(b.name()))
     }
 
     /// Every backend of the repository, in preference order (dropped ones

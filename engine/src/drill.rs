@@ -35,9 +35,7 @@ use crate::repo::Repository;
 use crate::restore::{self, RestoreOptions, RestoreProgress};
 use crate::snapshot::Snapshot;
 use crate::tree::NodeKind;
-
-/// Trees loaded at once while walking a snapshot.
-const TREE_READS: usize = 8;
+use crate::tree_stream::{Order, TreeStream};
 
 /// How to drill.
 #[derive(Debug, Clone, Default)]
@@ -305,8 +303,9 @@ async fn verify_drill(
     Ok(())
 }
 
-/// Every regular file below `root`, breadth first in name order, and the
-/// directories whose listing could not be read (`path: reason`).
+/// Every regular file below `root`, depth first in name order (the same
+/// list every run), and the directories whose listing could not be read
+/// (`path: reason`).
 async fn walk_files(
     repo: &Repository,
     index: &MasterIndex,
@@ -315,44 +314,34 @@ async fn walk_files(
 ) -> Result<(Vec<FileEntry>, Vec<String>)> {
     let mut files = Vec::new();
     let mut failures = Vec::new();
-    let mut level = vec![(PathBuf::from("/"), root)];
-    while !level.is_empty() {
+    let mut trees = TreeStream::new(repo, index, Order::DepthFirst);
+    trees.want(root, PathBuf::from("/"));
+    while let Some((dir, tree)) = trees.next().await {
         if cancel.load(Ordering::Relaxed) {
             return Err(Error::Interrupted);
         }
-        let loaded: Vec<_> = futures::stream::iter(level.into_iter().map(|(dir, id)| async move {
-            let tree = repo.load_tree(index, &id).await;
-            (dir, tree)
-        }))
-        .buffered(TREE_READS)
-        .collect()
-        .await;
-        let mut next = Vec::new();
-        for (dir, tree) in loaded {
-            let tree = match tree {
-                Ok(tree) => tree,
-                Err(e) => {
-                    failures.push(format!(
-                        "{}: directory listing unreadable: {e}",
-                        dir.display()
-                    ));
-                    continue;
-                }
-            };
-            for node in tree.nodes {
-                let path = dir.join(std::ffi::OsStr::from_bytes(&node.name));
-                match node.kind {
-                    NodeKind::Dir { subtree } => next.push((path, subtree)),
-                    NodeKind::File { content } => files.push(FileEntry {
-                        path,
-                        size: node.size,
-                        content,
-                    }),
-                    _ => {}
-                }
+        let tree = match tree {
+            Ok(tree) => tree,
+            Err(e) => {
+                failures.push(format!(
+                    "{}: directory listing unreadable: {e}",
+                    dir.display()
+                ));
+                continue;
+            }
+        };
+        for node in tree.nodes {
+            let path = dir.join(std::ffi::OsStr::from_bytes(&node.name));
+            match node.kind {
+                NodeKind::Dir { subtree } => trees.want(subtree, path),
+                NodeKind::File { content } => files.push(FileEntry {
+                    path,
+                    size: node.size,
+                    content,
+                }),
+                _ => {}
             }
         }
-        level = next;
     }
     Ok((files, failures))
 }

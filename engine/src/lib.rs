@@ -51,10 +51,12 @@ pub mod snapshot;
 pub mod status;
 pub mod sync;
 pub mod tree;
+pub mod tree_stream;
 mod users;
 
 pub use destinations::{
-    count, list_all, DestinationSet, LeftOut, LeftOutReason, DEFAULT_UPLOADS, MAX_UPLOADS,
+    count, list_all, DestinationSet, LeftOut, LeftOutReason, DEFAULT_READS, DEFAULT_UPLOADS,
+    MAX_READS, MAX_UPLOADS,
 };
 pub use error::{Error, Result};
 pub use ids::{BlobId, IndexId, ObjectKind, PackId, RepoId, SnapshotId};

@@ -8,6 +8,7 @@ use crate::ids::BlobId;
 use crate::index::MasterIndex;
 use crate::repo::Repository;
 use crate::tree::{Node, NodeKind};
+use crate::tree_stream::{Order, TreeStream};
 
 /// Splits an absolute or relative path into its name components.
 pub fn components(path: &Path) -> Vec<Vec<u8>> {
@@ -62,7 +63,9 @@ pub async fn walk(
 ) -> Result<()> {
     let start_abs = PathBuf::from("/").join(start);
     // Pre-order, like `find`: each directory's entries follow it directly.
-    let mut stack: Vec<(PathBuf, std::vec::IntoIter<Node>)> = Vec::new();
+    // Every subdirectory is wanted as soon as its parent arrives, and the
+    // stream hands them back depth first, in the order the walk needs.
+    let mut trees = TreeStream::new(repo, index, Order::DepthFirst);
     let first = match find_node(repo, index, root, &start_abs).await? {
         None => Some(root),
         Some(node) => {
@@ -73,12 +76,11 @@ pub async fn walk(
             }
         }
     };
-    if let Some(id) = first {
-        stack.push((
-            start_abs.clone(),
-            repo.load_tree(index, &id).await?.nodes.into_iter(),
-        ));
-    }
+    let Some(id) = first else {
+        return Ok(());
+    };
+    trees.want(id, start_abs);
+    let mut stack: Vec<(PathBuf, std::vec::IntoIter<Node>)> = vec![take(&mut trees).await?];
     while let Some((dir, nodes)) = stack.last_mut() {
         let Some(node) = nodes.next() else {
             stack.pop();
@@ -86,10 +88,26 @@ pub async fn walk(
         };
         let path = dir.join(std::ffi::OsStr::from_bytes(&node.name));
         visit(&path, &node);
-        if let NodeKind::Dir { subtree } = node.kind {
-            let tree = repo.load_tree(index, &subtree).await?;
-            stack.push((path, tree.nodes.into_iter()));
+        if let NodeKind::Dir { .. } = node.kind {
+            let (dir, nodes) = take(&mut trees).await?;
+            debug_assert_eq!(dir, path);
+            stack.push((dir, nodes));
         }
     }
     Ok(())
+}
+
+/// The next directory of a depth-first walk, its subdirectories wanted.
+async fn take(trees: &mut TreeStream<'_, PathBuf>) -> Result<(PathBuf, std::vec::IntoIter<Node>)> {
+    let (dir, tree) = trees
+        .next()
+        .await
+        .ok_or_else(|| Error::InvalidInput("tree walk ended early".into()))?;
+    let tree = tree?;
+    for node in &tree.nodes {
+        if let NodeKind::Dir { subtree } = node.kind {
+            trees.want(subtree, dir.join(std::ffi::OsStr::from_bytes(&node.name)));
+        }
+    }
+    Ok((dir, tree.nodes.into_iter()))
 }

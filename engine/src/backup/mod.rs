@@ -8,6 +8,7 @@
 mod builder;
 mod excludes;
 mod meta;
+mod parent;
 mod pipeline;
 mod stats;
 mod targets;
@@ -232,6 +233,9 @@ pub async fn backup(
                 let (repo, excludes, runtime, target_tree) =
                     (repo, &excludes, runtime.clone(), &target_tree);
                 handles.push(scope.spawn(move || {
+                    let parent_trees = parent_root.map(|root| {
+                        parent::ParentTrees::start(repo, shared.index.clone(), root, &runtime)
+                    });
                     let mut walker = walker::Walker {
                         shared,
                         repo,
@@ -241,6 +245,7 @@ pub async fn backup(
                         files,
                         dirs,
                         skipped,
+                        parent_trees,
                     };
                     walker.walk_root(target_tree, parent_root).map(|()| None)
                 }));

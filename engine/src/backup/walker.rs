@@ -67,6 +67,8 @@ pub(crate) struct Walker<'a> {
     pub files: Sender<FileBatch>,
     pub dirs: Sender<DirJob>,
     pub skipped: Arc<std::sync::Mutex<Vec<SkippedEntry>>>,
+    /// The parent snapshot's trees, streamed ahead of the walk.
+    pub parent_trees: Option<super::parent::ParentTrees>,
 }
 
 /// Where an entry stands: the targets below it, its node in the parent
@@ -148,12 +150,18 @@ impl Walker<'_> {
         Ok(())
     }
 
-    fn load_parent_tree(&self, id: Option<BlobId>) -> Option<Tree> {
+    fn load_parent_tree(&mut self, id: Option<BlobId>) -> Option<Tree> {
         let id = id?;
-        match self
-            .runtime
-            .block_on(self.repo.load_tree(&self.shared.index, &id))
-        {
+        // Streamed ahead when the walk follows the parent's order; read
+        // directly when it does not.
+        let streamed = self.parent_trees.as_mut().and_then(|p| p.take(&id));
+        let read = match streamed {
+            Some(tree) => tree,
+            None => self
+                .runtime
+                .block_on(self.repo.load_tree(&self.shared.index, &id)),
+        };
+        match read {
             Ok(tree) => Some(tree),
             Err(e) => {
                 tracing::warn!("parent tree {id} unreadable, reading everything below it: {e}");

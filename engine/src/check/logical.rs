@@ -18,6 +18,7 @@ use crate::pack::PackEntry;
 use crate::repo::Repository;
 use crate::snapshot::Snapshot;
 use crate::tree::NodeKind;
+use crate::tree_stream::{Order, TreeStream};
 
 /// Most file paths named per damaged snapshot; the rest are counted.
 const PATHS_PER_SNAPSHOT: usize = 50;
@@ -158,40 +159,43 @@ pub(super) async fn load(repo: &Repository, report: &mut CheckReport) -> Result<
 /// and every blob a tree references indexed.
 pub(super) async fn check_trees(repo: &Repository, shape: &Shape, report: &mut CheckReport) {
     let mut seen: HashSet<BlobId> = HashSet::new();
+    // Every snapshot at once; a tree shared by several is read once, and
+    // named by the first snapshot that reached it.
+    let mut trees = TreeStream::new(repo, &shape.master, Order::AsFetched);
     for (id, snapshot) in &shape.snapshots {
-        let mut stack = vec![(snapshot.tree, String::from("/"))];
-        while let Some((tree_id, path)) = stack.pop() {
-            if !seen.insert(tree_id) {
+        if seen.insert(snapshot.tree) {
+            trees.want(snapshot.tree, (*id, String::from("/"), snapshot.tree));
+        }
+    }
+    while let Some(((id, path, tree_id), tree)) = trees.next().await {
+        report.trees += 1;
+        let tree = match tree {
+            Ok(t) => t,
+            Err(e) => {
+                report.problems.push(Problem::lost(
+                    format!("tree {tree_id}"),
+                    format!("{e} (directory {path} in snapshot {})", id.short()),
+                ));
                 continue;
             }
-            report.trees += 1;
-            let tree = match repo.load_tree(&shape.master, &tree_id).await {
-                Ok(t) => t,
-                Err(e) => {
-                    report.problems.push(Problem::lost(
-                        format!("tree {tree_id}"),
-                        format!("{e} (directory {path} in snapshot {})", id.short()),
-                    ));
-                    continue;
-                }
-            };
-            for node in &tree.nodes {
-                let child = join(&path, &node.name);
-                match &node.kind {
-                    NodeKind::Dir { subtree } => stack.push((*subtree, child)),
-                    NodeKind::File { content } => {
-                        for blob in content.iter().filter(|b| !shape.master.contains(b)) {
-                            report.problems.push(Problem::lost(
-                                format!("blob {blob}"),
-                                format!(
-                                    "part of {child} in snapshot {} but in no index",
-                                    id.short()
-                                ),
-                            ));
-                        }
+        };
+        for node in &tree.nodes {
+            let child = join(&path, &node.name);
+            match &node.kind {
+                NodeKind::Dir { subtree } => {
+                    if seen.insert(*subtree) {
+                        trees.want(*subtree, (id, child, *subtree));
                     }
-                    _ => {}
                 }
+                NodeKind::File { content } => {
+                    for blob in content.iter().filter(|b| !shape.master.contains(b)) {
+                        report.problems.push(Problem::lost(
+                            format!("blob {blob}"),
+                            format!("part of {child} in snapshot {} but in no index", id.short()),
+                        ));
+                    }
+                }
+                _ => {}
             }
         }
     }
@@ -204,45 +208,58 @@ pub(super) async fn damage_of(
     lost_blobs: &HashSet<BlobId>,
 ) -> Vec<DamagedSnapshot> {
     let in_lost = |blob: &BlobId| lost_blobs.contains(blob);
-    let mut damaged = Vec::new();
-    for (id, snapshot) in &shape.snapshots {
-        let mut hit = DamagedSnapshot {
+    let mut hits: Vec<DamagedSnapshot> = shape
+        .snapshots
+        .iter()
+        .map(|(id, snapshot)| DamagedSnapshot {
             snapshot: *id,
             time: snapshot.time,
             paths: Vec::new(),
             more_paths: 0,
-        };
-        let mut note = |path: String| {
-            if hit.paths.len() < PATHS_PER_SNAPSHOT {
-                hit.paths.push(path);
-            } else {
-                hit.more_paths += 1;
-            }
-        };
-        let mut stack = vec![(snapshot.tree, String::from("/"))];
-        while let Some((tree_id, path)) = stack.pop() {
-            if in_lost(&tree_id) {
-                note(format!("{path} (whole directory)"));
-                continue;
-            }
-            let Ok(tree) = repo.load_tree(&shape.master, &tree_id).await else {
-                continue; // reported by the tree walk
-            };
-            for node in &tree.nodes {
-                let child = join(&path, &node.name);
-                match &node.kind {
-                    NodeKind::Dir { subtree } => stack.push((*subtree, child)),
-                    NodeKind::File { content } if content.iter().any(in_lost) => note(child),
-                    _ => {}
-                }
-            }
+        })
+        .collect();
+    let note = |hit: &mut DamagedSnapshot, path: String| {
+        if hit.paths.len() < PATHS_PER_SNAPSHOT {
+            hit.paths.push(path);
+        } else {
+            hit.more_paths += 1;
         }
-        if !hit.paths.is_empty() {
-            hit.paths.sort();
-            damaged.push(hit);
+    };
+    // Depth first, so that the paths kept past the limit are the same
+    // every run.
+    let mut trees = TreeStream::new(repo, &shape.master, Order::DepthFirst);
+    for (n, (_, snapshot)) in shape.snapshots.iter().enumerate() {
+        if in_lost(&snapshot.tree) {
+            note(&mut hits[n], "/ (whole directory)".to_string());
+        } else {
+            trees.want(snapshot.tree, (n, String::from("/")));
         }
     }
-    damaged
+    while let Some(((n, path), tree)) = trees.next().await {
+        let Ok(tree) = tree else {
+            continue; // reported by the tree walk
+        };
+        for node in &tree.nodes {
+            let child = join(&path, &node.name);
+            match &node.kind {
+                NodeKind::Dir { subtree } if in_lost(subtree) => {
+                    note(&mut hits[n], format!("{child} (whole directory)"));
+                }
+                NodeKind::Dir { subtree } => trees.want(*subtree, (n, child)),
+                NodeKind::File { content } if content.iter().any(in_lost) => {
+                    note(&mut hits[n], child);
+                }
+                _ => {}
+            }
+        }
+    }
+    hits.into_iter()
+        .filter(|hit| !hit.paths.is_empty())
+        .map(|mut hit| {
+            hit.paths.sort();
+            hit
+        })
+        .collect()
 }
 
 /// `parent/name`, for display.

@@ -278,6 +278,29 @@ impl MasterIndex {
         &self.packs
     }
 
+    /// Where each tree pack's blobs end: the packs whose runs start with a
+    /// tree blob, with the end of the last blob any of their runs lists.
+    /// A tree walk reads such a pack whole when it wants much of it; one
+    /// step per run, not per blob.
+    pub fn tree_pack_extents(&self) -> HashMap<PackId, u64> {
+        let mut extents: HashMap<PackId, u64> = HashMap::new();
+        for (r, run) in self.runs.iter().enumerate() {
+            let end_slot = self
+                .runs
+                .get(r + 1)
+                .map_or(self.slots.len(), |next| next.start as usize);
+            // A run is its blobs and a closing sentinel holding their end.
+            if end_slot < run.start as usize + 2 || self.slot_value(run.start) >> TREE_BIT & 1 == 0
+            {
+                continue;
+            }
+            let (end, _) = self.slot_values(run.base, end_slot as u32 - 1);
+            let extent = extents.entry(self.packs[run.pack as usize]).or_insert(0);
+            *extent = (*extent).max(end);
+        }
+        extents
+    }
+
     /// Every finished record in position order: (id, key).
     fn records(&self) -> impl Iterator<Item = (BlobId, u32)> + '_ {
         let shards = if self.bucket_starts.is_empty() {

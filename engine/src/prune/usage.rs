@@ -10,6 +10,7 @@ use crate::index::MasterIndex;
 use crate::repo::Repository;
 use crate::snapshot::Snapshot;
 use crate::tree::NodeKind;
+use crate::tree_stream::{Order, TreeStream};
 
 /// One bit per index position.
 pub(super) struct Bitset(Vec<u64>);
@@ -32,6 +33,9 @@ impl Bitset {
     }
 }
 
+/// Blobs reached: indexed ones as bits, the others by id.
+type Seen = (Bitset, HashSet<BlobId>);
+
 /// The blobs reachable from `snapshots`: bits for indexed ones, and the ids
 /// of referenced blobs no index lists (a tree among them is not walked).
 pub(super) async fn live_blobs(
@@ -39,40 +43,48 @@ pub(super) async fn live_blobs(
     index: &MasterIndex,
     snapshots: &[Snapshot],
 ) -> Result<(Bitset, HashSet<BlobId>)> {
-    let mut live = Bitset::new(index.len());
-    let mut missing = HashSet::new();
-    for snapshot in snapshots {
-        let mut stack = vec![snapshot.tree];
-        while let Some(tree_id) = stack.pop() {
-            let Some(pos) = index.position_of(&tree_id) else {
-                missing.insert(tree_id);
-                continue;
-            };
-            if live.set(pos) {
-                continue; // this tree and everything below it is already counted
+    let live = Bitset::new(index.len());
+    let missing = HashSet::new();
+    // Every snapshot walked at once; a tree is wanted only the first time it
+    // is seen (everything below it is counted then).
+    let mut trees = TreeStream::new(repo, index, Order::AsFetched);
+    let reach = |id: BlobId, trees: &mut TreeStream<'_, ()>, seen: &mut Seen| match index
+        .position_of(&id)
+    {
+        None => {
+            seen.1.insert(id);
+        }
+        Some(pos) => {
+            if !seen.0.set(pos) {
+                trees.want(id, ());
             }
-            let tree = repo.load_tree(index, &tree_id).await?;
-            for node in tree.nodes {
-                match node.kind {
-                    NodeKind::Dir { subtree } => stack.push(subtree),
-                    NodeKind::File { content } => {
-                        for blob in content {
-                            match index.position_of(&blob) {
-                                Some(p) => {
-                                    live.set(p);
-                                }
-                                None => {
-                                    missing.insert(blob);
-                                }
+        }
+    };
+    let mut seen: Seen = (live, missing);
+    for snapshot in snapshots {
+        reach(snapshot.tree, &mut trees, &mut seen);
+    }
+    while let Some(((), tree)) = trees.next().await {
+        for node in tree?.nodes {
+            match node.kind {
+                NodeKind::Dir { subtree } => reach(subtree, &mut trees, &mut seen),
+                NodeKind::File { content } => {
+                    for blob in content {
+                        match index.position_of(&blob) {
+                            Some(p) => {
+                                seen.0.set(p);
+                            }
+                            None => {
+                                seen.1.insert(blob);
                             }
                         }
                     }
-                    _ => {}
                 }
+                _ => {}
             }
         }
     }
-    Ok((live, missing))
+    Ok(seen)
 }
 
 /// Used and unused bytes of one pack.

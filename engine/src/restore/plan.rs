@@ -21,6 +21,7 @@ use crate::index::MasterIndex;
 use crate::pack::{BlobType, PackEntry};
 use crate::repo::Repository;
 use crate::tree::{Node, NodeKind};
+use crate::tree_stream::{Order, TreeStream};
 
 /// One blob placed at one offset of one file.
 #[derive(Debug, Clone, Copy)]
@@ -179,18 +180,18 @@ pub(super) async fn walk(
     // state, by snapshot path (only with --include).
     let mut pending: HashMap<PathBuf, PendingDir> = HashMap::new();
     let mut made: HashMap<PathBuf, u32> = HashMap::new();
-    // (snapshot path, tree, directory number once created, everything below taken)
-    let mut stack: Vec<(PathBuf, BlobId, Option<u32>, bool)> = vec![(
-        PathBuf::from("/"),
+    // Trees stream in as they arrive (parents always before children), with
+    // (snapshot path, directory number once created, everything below taken).
+    let mut trees = TreeStream::new(repo, index, Order::AsFetched);
+    trees.want(
         root,
-        Some(0),
-        !rules.selection.filters(),
-    )];
-    while let Some((dir, tree_id, dir_number, whole)) = stack.pop() {
+        (PathBuf::from("/"), Some(0), !rules.selection.filters()),
+    );
+    while let Some(((dir, dir_number, whole), tree)) = trees.next().await {
         if cancel.load(Ordering::Relaxed) {
             return Err(Error::Interrupted);
         }
-        let tree = repo.load_tree(index, &tree_id).await?;
+        let tree = tree?;
         if rules.delete && whole {
             if let Some(n) = dir_number {
                 let names = tree.nodes.iter().map(|n| n.name.clone().into()).collect();
@@ -211,7 +212,7 @@ pub(super) async fn walk(
                 {
                     let meta = Meta::of(&node);
                     pending.insert(path.clone(), (dir.clone(), node.name.clone().into(), meta));
-                    stack.push((path, *subtree, None, false));
+                    trees.want(*subtree, (path, None, false));
                 }
                 continue;
             }
@@ -263,7 +264,7 @@ pub(super) async fn walk(
                         }
                     };
                     plan.dirs.push((n, Meta::of(&node)));
-                    stack.push((path, *subtree, Some(n), true));
+                    trees.want(*subtree, (path, Some(n), true));
                 }
                 NodeKind::File { content } => {
                     let inode = (node.links > 1).then_some((node.device, node.inode));

@@ -17,6 +17,7 @@ use crate::ids::BlobId;
 use crate::index::MasterIndex;
 use crate::repo::Repository;
 use crate::tree::NodeKind;
+use crate::tree_stream::{Order, TreeStream};
 
 /// What a restore would do with one entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,14 +92,18 @@ pub(super) async fn preview(
         report(path, action);
     };
     // (snapshot path, tree, target path, everything below taken)
-    let mut stack: Vec<(PathBuf, BlobId, PathBuf, bool)> = vec![(
-        PathBuf::from("/"),
+    // Depth first, so that the report reads like a listing.
+    let mut trees = TreeStream::new(repo, index, Order::DepthFirst);
+    trees.want(
         root,
-        options.target.clone(),
-        !selection.filters(),
-    )];
-    while let Some((dir, tree_id, target_dir, whole)) = stack.pop() {
-        let tree = repo.load_tree(index, &tree_id).await?;
+        (
+            PathBuf::from("/"),
+            options.target.clone(),
+            !selection.filters(),
+        ),
+    );
+    while let Some(((dir, target_dir, whole), tree)) = trees.next().await {
+        let tree = tree?;
         if options.delete && whole {
             let names: HashSet<&[u8]> = tree.nodes.iter().map(|n| &n.name[..]).collect();
             if let Ok(entries) = std::fs::read_dir(&target_dir) {
@@ -113,7 +118,7 @@ pub(super) async fn preview(
                 }
             }
         }
-        for node in tree.nodes.iter().rev() {
+        for node in &tree.nodes {
             let name = OsStr::from_bytes(&node.name);
             let path = dir.join(name);
             if selection.excluded(&path) {
@@ -125,7 +130,7 @@ pub(super) async fn preview(
                 if let (NodeKind::Dir { subtree }, true) =
                     (&node.kind, selection.may_contain(&path))
                 {
-                    stack.push((path, *subtree, dest, false));
+                    trees.want(*subtree, (path, dest, false));
                 }
                 continue;
             }
@@ -135,7 +140,7 @@ pub(super) async fn preview(
                 (Some(e), NodeKind::Dir { .. }) if e.kind == rustix::fs::FileType::Directory => {
                     // An existing directory is reused, not replaced.
                     if let NodeKind::Dir { subtree } = &node.kind {
-                        stack.push((path, *subtree, dest, true));
+                        trees.want(*subtree, (path, dest, true));
                     }
                     continue;
                 }
@@ -145,7 +150,7 @@ pub(super) async fn preview(
             tell(&dest, action, &mut summary);
             if let (NodeKind::Dir { subtree }, false) = (&node.kind, action == PreviewAction::Keep)
             {
-                stack.push((path, *subtree, dest, true));
+                trees.want(*subtree, (path, dest, true));
             }
         }
     }
