@@ -131,7 +131,7 @@ pub async fn load(repo: &Repository) -> Result<Tombstones> {
         };
         (name, record)
     }))
-    .buffer_unordered(8);
+    .buffer_unordered(repo.destinations().walk_reads());
     while let Some((name, record)) = reads.next().await {
         match record {
             Ok(record) => tombstones.add(&record),

@@ -46,7 +46,7 @@ pub struct DrillOptions {
     /// Restore mode: restore the whole snapshot, with verification, into a
     /// new temporary directory below this one, then remove it.
     pub restore_in: Option<PathBuf>,
-    /// Pack runs read at once (default 4).
+    /// Pack runs read at once (default: [`restore::default_data_reads`]).
     pub concurrency: Option<usize>,
 }
 
@@ -264,7 +264,10 @@ async fn verify_drill(
             .into_iter()
             .map(move |run| (pack, run))
     });
-    let concurrency = options.concurrency.unwrap_or(4).max(1);
+    let concurrency = options
+        .concurrency
+        .unwrap_or_else(|| restore::default_data_reads(repo))
+        .max(1);
     let mut reads = futures::stream::iter(runs)
         .map(|(pack, run)| {
             let cancel = cancel.clone();

@@ -245,6 +245,9 @@ pub async fn apply(
         by_stage.entry(stage).or_default().push(c);
     }
     let failed_targets: std::sync::Mutex<BTreeSet<String>> = Default::default();
+    // Each copy holds one object (a pack: up to 16 MiB) in memory: the
+    // destinations' `reads`, up to 8 at once.
+    let copies_at_once = repo.destinations().walk_reads().clamp(1, 8);
     for (_, copies) in by_stage {
         // A target that failed a copy of an earlier kind gets none of the later
         // ones: an index or snapshot must not arrive where its data is missing.
@@ -278,7 +281,7 @@ pub async fn apply(
                 (c, result)
             }
         }))
-        .buffer_unordered(4)
+        .buffer_unordered(copies_at_once)
         .collect::<Vec<_>>()
         .await;
         for (c, result) in results {

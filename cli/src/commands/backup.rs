@@ -138,14 +138,25 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
             p.bytes_uploaded.load(Relaxed),
             p.errors.load(Relaxed),
         );
+        // The scan beside the backup gives the total; until it is done the
+        // total grows, and the bar shows the share of what was found so far.
+        let (total_files, total_bytes, scanned) = (
+            p.scan_files.load(Relaxed),
+            p.scan_bytes.load(Relaxed),
+            p.scan_done.load(Relaxed),
+        );
+        let counting = if scanned { "" } else { " (still counting)" };
         Tick {
             pos: bytes,
-            len: None,
+            len: Some(total_bytes.max(bytes)),
             message: format!(
-                "{files} files, {} stored, {errors} errors",
+                "{files}/{total_files} files{counting}, {} stored, {errors} errors",
                 output::bytes(up)
             ),
-            json: json!({"message_type": "status", "files_done": files, "bytes_done": bytes, "bytes_uploaded": up, "errors": errors}),
+            json: json!({"message_type": "status", "files_done": files, "bytes_done": bytes,
+                "total_files": total_files, "total_bytes": total_bytes, "scan_finished": scanned,
+                "percent_done": if total_bytes > 0 { bytes as f64 / total_bytes as f64 } else { 0.0 },
+                "bytes_uploaded": up, "errors": errors}),
         }
     });
     // A dry run writes nothing, not even a lock, so it works on a read-only destination.

@@ -10,6 +10,7 @@ mod excludes;
 mod meta;
 mod parent;
 mod pipeline;
+mod scan;
 mod stats;
 mod targets;
 mod uploader;
@@ -224,6 +225,7 @@ pub async fn backup(
 
     // block_in_place lets this runtime thread block on the stage threads and
     // drive the uploader with `block_on` (needs the multi-threaded runtime).
+    let scan_stop = &std::sync::atomic::AtomicBool::new(false);
     let (stage_results, upload_result) = tokio::task::block_in_place(|| {
         std::thread::scope(|scope| {
             let shared = &shared;
@@ -247,8 +249,16 @@ pub async fn backup(
                         skipped,
                         parent_trees,
                     };
-                    walker.walk_root(target_tree, parent_root).map(|()| None)
+                    let walked = walker.walk_root(target_tree, parent_root).map(|()| None);
+                    scan_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                    walked
                 }));
+            }
+            // The progress total, counted beside the walk (nothing to count
+            // for a dry run's sake alone: it shows progress too).
+            {
+                let (paths, excludes, stop) = (&abs_paths, &excludes, scan_stop);
+                scope.spawn(move || scan::scan(paths, excludes, &shared.progress, stop));
             }
             for _ in 0..threads {
                 let (jobs, seal) = (file_rx.clone(), seal_tx.clone());

@@ -13,6 +13,13 @@ pub struct BackupProgress {
     pub bytes_uploaded: AtomicU64,
     /// Entries that could not be read.
     pub errors: AtomicU64,
+    /// Regular files counted so far by the scan that runs beside the
+    /// backup (the progress total).
+    pub scan_files: AtomicU64,
+    /// Their bytes.
+    pub scan_bytes: AtomicU64,
+    /// Set once the scan has counted everything.
+    pub scan_done: std::sync::atomic::AtomicBool,
     pub(crate) files_new: AtomicU64,
     pub(crate) files_changed: AtomicU64,
     pub(crate) files_unmodified: AtomicU64,

@@ -21,8 +21,6 @@ const TAIL_READ: u64 = 64 * 1024;
 
 /// Whole packs read at once per destination (each is up to a pack in memory).
 const FULL_READS: usize = 2;
-/// Header checks at once per destination.
-const HEADER_READS: usize = 8;
 
 /// A missing or damaged object on one destination.
 pub(super) struct Bad {
@@ -135,10 +133,13 @@ pub(super) async fn check_destination(
     progress
         .packs_total
         .fetch_add(packs as u64, Ordering::Relaxed);
+    // Header checks are small reads: as many at once as the destination's
+    // `reads` allows, so a far destination is not checked one round trip
+    // after another.
     let concurrency = if options.reads_packs() {
         FULL_READS
     } else {
-        HEADER_READS
+        repo.destinations().read_limit(backend.name())
     };
     let backend = &backend;
     let mut checks =

@@ -79,7 +79,7 @@ pub(super) async fn load(repo: &Repository, report: &mut CheckReport) -> Result<
         };
         (name, file)
     }))
-    .buffer_unordered(8);
+    .buffer_unordered(repo.destinations().walk_reads());
     while let Some((name, file)) = reads.next().await {
         let key = ObjectKind::Index.key(&name);
         match file {
@@ -127,7 +127,7 @@ pub(super) async fn load(repo: &Repository, report: &mut CheckReport) -> Result<
         .await;
         (name, loaded)
     }))
-    .buffer_unordered(8);
+    .buffer_unordered(repo.destinations().walk_reads());
     while let Some((name, loaded)) = reads.next().await {
         match loaded {
             Ok((id, snapshot, size)) => {
@@ -182,10 +182,8 @@ pub(super) async fn check_trees(repo: &Repository, shape: &Shape, report: &mut C
         for node in &tree.nodes {
             let child = join(&path, &node.name);
             match &node.kind {
-                NodeKind::Dir { subtree } => {
-                    if seen.insert(*subtree) {
-                        trees.want(*subtree, (id, child, *subtree));
-                    }
+                NodeKind::Dir { subtree } if seen.insert(*subtree) => {
+                    trees.want(*subtree, (id, child, *subtree));
                 }
                 NodeKind::File { content } => {
                     for blob in content.iter().filter(|b| !shape.master.contains(b)) {

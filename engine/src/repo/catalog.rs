@@ -141,14 +141,27 @@ impl Repository {
         }
         let mut master = MasterIndex::new();
         let files = names.len();
+        // Many index files in flight at once, each decrypted and decoded
+        // off the async workers.
+        let reads_at_once = self.dests.walk_reads();
         let mut reads = futures::stream::iter(names.into_iter().map(|name| async move {
             let file = match self.read_object(ObjectKind::Index, &name).await {
-                Ok(bytes) => IndexFile::open(&self.keys, &name, &bytes),
+                Ok(bytes) => {
+                    let (keys, named) = (self.keys.clone(), name.clone());
+                    tokio::task::spawn_blocking(move || IndexFile::open(&keys, &named, &bytes))
+                        .await
+                        .unwrap_or_else(|e| {
+                            Err(Error::format(
+                                format!("index {name}"),
+                                format!("decoding thread failed: {e}"),
+                            ))
+                        })
+                }
                 Err(e) => Err(e),
             };
             (name, file)
         }))
-        .buffer_unordered(4);
+        .buffer_unordered(reads_at_once);
         let mut first = true;
         while let Some((name, file)) = reads.next().await {
             let file = match file {
@@ -250,7 +263,7 @@ impl Repository {
             .await;
             (name, loaded)
         }))
-        .buffer_unordered(8);
+        .buffer_unordered(self.dests.walk_reads());
         while let Some((name, item)) = reads.next().await {
             match item {
                 Ok(found) => out.push(found),

@@ -259,7 +259,12 @@ impl Repository {
         // derivation per key file, not one per destination.
         let mut tried_configs: Vec<Bytes> = Vec::new();
         for backend in dests.read_order() {
-            let config = match backend.get(CONFIG_KEY, None).await {
+            // The config and the key listing in one round trip.
+            let (config, key_objects) = tokio::join!(
+                backend.get(CONFIG_KEY, None),
+                crate::destinations::list_all(backend.as_ref(), ObjectKind::Key.prefix())
+            );
+            let config = match config {
                 Ok(bytes) => bytes,
                 Err(e) if e.kind == ErrorKind::NotFound => continue,
                 Err(e) => {
@@ -273,7 +278,14 @@ impl Repository {
                 continue;
             }
             tried_configs.push(config.clone());
-            match Self::open_on(&dests, &backend, config.clone(), password).await {
+            let key_objects = match key_objects {
+                Ok(listed) => listed,
+                Err(e) => {
+                    last_error = Some(e);
+                    continue;
+                }
+            };
+            match Self::open_on(&dests, &backend, config.clone(), key_objects, password).await {
                 Ok(repo) => return Ok((repo, backend.name().to_string(), config)),
                 // The password is at fault, not the destination.
                 Err(e @ Error::KeyRemoved { .. }) => return Err(e),
@@ -300,11 +312,14 @@ impl Repository {
         dests: &DestinationSet,
         primary: &Arc<dyn lifeboat_backends::Backend>,
         config: Bytes,
+        key_objects: Vec<lifeboat_backends::ObjectMeta>,
         password: &[u8],
     ) -> Result<Self> {
         let header = repo_config::read_header(&config)?;
-        let key_objects =
-            crate::destinations::list_all(primary.as_ref(), ObjectKind::Key.prefix()).await?;
+        // Every key file requested at once: one round trip, not one each.
+        let fetched =
+            futures::future::join_all(key_objects.iter().map(|meta| primary.get(&meta.key, None)))
+                .await;
         if key_objects.is_empty() {
             return Err(Error::format(
                 format!("{}: keys/", primary.name()),
@@ -316,8 +331,8 @@ impl Repository {
         let mut unreadable = None;
         let mut removed_key = None;
         let mut tried = false;
-        for meta in key_objects {
-            let bytes = match primary.get(&meta.key, None).await {
+        for (meta, fetched) in key_objects.into_iter().zip(fetched) {
+            let bytes = match fetched {
                 Ok(bytes) => bytes,
                 // Removed since the listing (`key remove` elsewhere).
                 Err(e) if e.kind == ErrorKind::NotFound => continue,

@@ -1,0 +1,363 @@
+//! Lifeboat against restic over an imitated internet link (`../wan.sh`).
+//!
+//! Starts a latency/bandwidth proxy (`lifeboat_benches::wan`) in front of
+//! the S3 server (moto) and the SSH server the test scripts start, then runs
+//! both tools through it on each data set, one after the other, with no
+//! local metadata cache (Lifeboat `LIFEBOAT_NO_CACHE=1`, restic
+//! `--no-cache`): the disaster case of a new machine. Rows: first backup,
+//! no-change backup, full restore, check, ls. Wall time and peak RSS of each
+//! command; one markdown table per protocol on stdout, progress on stderr.
+//!
+//! Environment (from `scripts/servers/*.sh`): `LIFEBOAT_TEST_S3_ENDPOINT`,
+//! `LIFEBOAT_TEST_S3_BUCKET`, `AWS_*`; `LIFEBOAT_TEST_SFTP_{HOST,PORT,USER,
+//! IDENTITY,KNOWN_HOSTS,ROOT}`.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use lifeboat_benches::process::{lifeboat_program, measure, tree_size, warm, Sample};
+use lifeboat_benches::random_bytes;
+use lifeboat_benches::wan::{self, Link};
+
+const USAGE: &str = "usage: wan [--rtt-ms N] [--mbit N] [--sets doc,dirs,big] [--protocols s3,sftp] [--tools lifeboat,restic]";
+const ROWS: [&str; 5] = [
+    "first backup",
+    "no-change backup",
+    "full restore",
+    "check",
+    "ls",
+];
+const PASSWORD: &str = "wan-benchmark";
+
+struct Args {
+    link: Link,
+    sets: Vec<String>,
+    protocols: Vec<String>,
+    tools: Vec<String>,
+}
+
+fn main() {
+    if let Err(e) = real_main() {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn list(value: Option<String>) -> Result<Vec<String>, String> {
+    let v = value.ok_or(USAGE)?;
+    Ok(v.split(',').map(str::to_string).collect())
+}
+
+fn parse() -> Result<Args, String> {
+    let mut args = Args {
+        link: Link {
+            rtt: Duration::from_millis(40),
+            bits_per_second: 100_000_000,
+        },
+        sets: list(Some("doc,dirs,big".into()))?,
+        protocols: list(Some("s3,sftp".into()))?,
+        tools: list(Some("lifeboat,restic".into()))?,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let number = |v: Option<String>| -> Result<u64, String> {
+            v.and_then(|v| v.parse().ok())
+                .ok_or_else(|| USAGE.to_string())
+        };
+        match arg.as_str() {
+            "--rtt-ms" => args.link.rtt = Duration::from_millis(number(it.next())?),
+            "--mbit" => args.link.bits_per_second = number(it.next())? * 1_000_000,
+            "--sets" => args.sets = list(it.next())?,
+            "--protocols" => args.protocols = list(it.next())?,
+            "--tools" => args.tools = list(it.next())?,
+            _ => return Err(USAGE.into()),
+        }
+    }
+    Ok(args)
+}
+
+fn env(name: &str) -> Result<String, String> {
+    std::env::var(name).map_err(|_| format!("{name} is not set: run this through benches/wan.sh"))
+}
+
+fn address(host: &str, port: &str) -> Result<SocketAddr, String> {
+    format!("{host}:{port}")
+        .to_socket_addrs()
+        .map_err(|e| e.to_string())?
+        .next()
+        .ok_or_else(|| format!("{host}:{port} does not resolve"))
+}
+
+/// One data set: its name and directory.
+fn data_set(name: &str, base: &Path) -> Result<PathBuf, String> {
+    let dir = base.join(name);
+    match name {
+        "doc" => return Ok(PathBuf::from("/usr/share/doc")),
+        "dirs" if !dir.exists() => {
+            // Latency-bound: 20,000 directories of three small files.
+            let tmp = base.join("dirs.tmp");
+            let _ = std::fs::remove_dir_all(&tmp);
+            for d in 0..20_000u32 {
+                let sub = tmp.join(format!("d{:03}/e{:03}", d / 100, d % 100));
+                std::fs::create_dir_all(&sub).map_err(|e| e.to_string())?;
+                for f in 0..3 {
+                    std::fs::write(
+                        sub.join(format!("f{f}")),
+                        format!("file {d} {f}\n").repeat(4),
+                    )
+                    .map_err(|e| e.to_string())?;
+                }
+            }
+            std::fs::rename(&tmp, &dir).map_err(|e| e.to_string())?;
+        }
+        "big" if !dir.exists() => {
+            // Bandwidth-bound: 400 MB of incompressible files.
+            let tmp = base.join("big.tmp");
+            let _ = std::fs::remove_dir_all(&tmp);
+            std::fs::create_dir_all(&tmp).map_err(|e| e.to_string())?;
+            for f in 0..50u64 {
+                std::fs::write(tmp.join(format!("r{f:02}")), random_bytes(8 << 20, f))
+                    .map_err(|e| e.to_string())?;
+            }
+            std::fs::rename(&tmp, &dir).map_err(|e| e.to_string())?;
+        }
+        "dirs" | "big" => {}
+        other => return Err(format!("unknown data set {other:?} (doc, dirs, big)")),
+    }
+    Ok(dir)
+}
+
+/// How to reach one protocol's server through the proxy.
+struct Remote {
+    protocol: String,
+    proxy: SocketAddr,
+    /// SFTP: known_hosts naming the proxy's port.
+    known_hosts: Option<PathBuf>,
+}
+
+impl Remote {
+    fn lifeboat_url(&self, repo: &str) -> Result<String, String> {
+        Ok(match self.protocol.as_str() {
+            "s3" => format!(
+                "s3://{}/{repo}?endpoint=http://{}&region=us-east-1",
+                env("LIFEBOAT_TEST_S3_BUCKET")?,
+                self.proxy
+            ),
+            _ => format!(
+                "sftp://{}@127.0.0.1:{}{}/{repo}?known_hosts={}&identity={}",
+                env("LIFEBOAT_TEST_SFTP_USER")?,
+                self.proxy.port(),
+                env("LIFEBOAT_TEST_SFTP_ROOT")?,
+                self.known_hosts
+                    .as_deref()
+                    .unwrap_or(Path::new(""))
+                    .display(),
+                env("LIFEBOAT_TEST_SFTP_IDENTITY")?,
+            ),
+        })
+    }
+
+    /// restic's repository and extra options.
+    fn restic_repo(&self, repo: &str) -> Result<(String, Vec<String>), String> {
+        Ok(match self.protocol.as_str() {
+            "s3" => (
+                format!(
+                    "s3:http://{}/{}/{repo}",
+                    self.proxy,
+                    env("LIFEBOAT_TEST_S3_BUCKET")?
+                ),
+                Vec::new(),
+            ),
+            _ => {
+                let user = env("LIFEBOAT_TEST_SFTP_USER")?;
+                let command = format!(
+                    "ssh -p {} -i {} -o UserKnownHostsFile={} -o StrictHostKeyChecking=yes -o BatchMode=yes {user}@127.0.0.1 -s sftp",
+                    self.proxy.port(),
+                    env("LIFEBOAT_TEST_SFTP_IDENTITY")?,
+                    self.known_hosts.as_deref().unwrap_or(Path::new("")).display(),
+                );
+                (
+                    format!(
+                        "sftp:{user}@127.0.0.1:{}/{repo}",
+                        env("LIFEBOAT_TEST_SFTP_ROOT")?
+                    ),
+                    vec!["-o".into(), format!("sftp.command={command}")],
+                )
+            }
+        })
+    }
+}
+
+/// The five rows for one tool: (seconds, peak RSS) each.
+fn run_tool(
+    tool: &str,
+    remote: &Remote,
+    set: &str,
+    source: &Path,
+    work: &Path,
+) -> Result<Vec<Sample>, String> {
+    let repo = format!("wan-{tool}-{set}-{}", std::process::id());
+    let restore_to = work.join(format!("restore-{tool}"));
+    let _ = std::fs::remove_dir_all(&restore_to);
+    let mut samples = Vec::new();
+    match tool {
+        "lifeboat" => {
+            let program = lifeboat_program()?;
+            let url = remote.lifeboat_url(&repo)?;
+            let lb = |args: &[&str]| {
+                let mut c = Command::new(&program);
+                c.env("LIFEBOAT_PASSWORD", PASSWORD)
+                    .env("LIFEBOAT_NO_CACHE", "1")
+                    .env("LIFEBOAT_STATE_DIR", work.join("state"))
+                    .args(["-d", &url])
+                    .args(args);
+                c
+            };
+            measure(&mut lb(&["init"]))?;
+            let src = source.to_str().ok_or("source path is not UTF-8")?;
+            let target = restore_to.to_str().ok_or("work path is not UTF-8")?;
+            samples.push(measure(&mut lb(&["backup", src]))?);
+            samples.push(measure(&mut lb(&["backup", src]))?);
+            samples.push(measure(&mut lb(&[
+                "restore", "latest", "--target", target,
+            ]))?);
+            samples.push(measure(&mut lb(&["check"]))?);
+            samples.push(measure(&mut lb(&["ls", "latest"]))?);
+        }
+        "restic" => {
+            let (repo, options) = remote.restic_repo(&repo)?;
+            let restic = |args: &[&str]| {
+                let mut c = Command::new("restic");
+                c.env("RESTIC_PASSWORD", PASSWORD)
+                    .args(["-r", &repo, "--no-cache"])
+                    .args(&options)
+                    .args(args);
+                c
+            };
+            measure(&mut restic(&["init"]))?;
+            let src = source.to_str().ok_or("source path is not UTF-8")?;
+            let target = restore_to.to_str().ok_or("work path is not UTF-8")?;
+            samples.push(measure(&mut restic(&["backup", src]))?);
+            samples.push(measure(&mut restic(&["backup", src]))?);
+            samples.push(measure(&mut restic(&[
+                "restore", "latest", "--target", target,
+            ]))?);
+            samples.push(measure(&mut restic(&["check"]))?);
+            samples.push(measure(&mut restic(&["ls", "latest"]))?);
+        }
+        other => return Err(format!("unknown tool {other:?} (lifeboat, restic)")),
+    }
+    let _ = std::fs::remove_dir_all(&restore_to);
+    Ok(samples)
+}
+
+fn real_main() -> Result<(), String> {
+    let args = parse()?;
+    let base = std::env::var_os("TMPDIR").map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
+    let work = base.join("lifeboat-wan");
+    std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let link = args.link;
+    println!(
+        "WAN benchmark: {} ms round trip, {} Mbit/s each way, no local cache; seconds (peak RSS MB)\n",
+        link.rtt.as_millis(),
+        link.bits_per_second / 1_000_000
+    );
+    for protocol in &args.protocols {
+        let (upstream, known_hosts) = match protocol.as_str() {
+            "s3" => {
+                let endpoint = env("LIFEBOAT_TEST_S3_ENDPOINT")?;
+                let hostport = endpoint.trim_start_matches("http://").trim_end_matches('/');
+                let (host, port) = hostport.rsplit_once(':').ok_or("bad S3 endpoint")?;
+                (address(host, port)?, None)
+            }
+            "sftp" => (
+                address(
+                    &env("LIFEBOAT_TEST_SFTP_HOST")?,
+                    &env("LIFEBOAT_TEST_SFTP_PORT")?,
+                )?,
+                Some(()),
+            ),
+            other => return Err(format!("unknown protocol {other:?} (s3, sftp)")),
+        };
+        let proxy = runtime
+            .block_on(wan::start(upstream, link))
+            .map_err(|e| format!("proxy: {e}"))?;
+        let known_hosts = match known_hosts {
+            None => None,
+            Some(()) => {
+                // The server's key, under the proxy's port.
+                let original = std::fs::read_to_string(env("LIFEBOAT_TEST_SFTP_KNOWN_HOSTS")?)
+                    .map_err(|e| e.to_string())?;
+                let key = original
+                    .lines()
+                    .next()
+                    .and_then(|l| l.split_once(' '))
+                    .map(|(_, key)| key.to_string())
+                    .ok_or("empty known_hosts")?;
+                let path = work.join(format!("known_hosts-{}", proxy.port()));
+                std::fs::write(&path, format!("[127.0.0.1]:{} {key}\n", proxy.port()))
+                    .map_err(|e| e.to_string())?;
+                Some(path)
+            }
+        };
+        let remote = Remote {
+            protocol: protocol.clone(),
+            proxy,
+            known_hosts,
+        };
+        println!("### {protocol}\n");
+        print!("| set | row |");
+        for tool in &args.tools {
+            print!(" {tool} |");
+        }
+        if args.tools.len() == 2 {
+            print!(" ratio |");
+        }
+        println!();
+        println!(
+            "|---|---|{}",
+            "---:|".repeat(args.tools.len() + usize::from(args.tools.len() == 2))
+        );
+        for set in &args.sets {
+            let source = data_set(set, &work)?;
+            let (bytes, files) = tree_size(&source);
+            warm(&source);
+            eprintln!(
+                "{protocol} / {set}: {files} files, {:.0} MB",
+                bytes as f64 / 1e6
+            );
+            let mut columns = Vec::new();
+            for tool in &args.tools {
+                eprintln!("  {tool}...");
+                columns.push(run_tool(tool, &remote, set, &source, &work)?);
+            }
+            for (r, row) in ROWS.iter().enumerate() {
+                print!("| {set} | {row} |");
+                for column in &columns {
+                    let s = column[r];
+                    print!(" {:.1} ({:.0}) |", s.seconds, s.peak_rss as f64 / 1e6);
+                }
+                if let [ours, theirs] = &columns[..] {
+                    print!(" {:.2} |", ours[r].seconds / theirs[r].seconds);
+                }
+                println!();
+            }
+            if set == "big" {
+                for (tool, column) in args.tools.iter().zip(&columns) {
+                    let share =
+                        |s: Sample| bytes as f64 * 8.0 / s.seconds / link.bits_per_second as f64;
+                    println!(
+                        "| big | {tool}: link used by backup / restore | {:.0} % / {:.0} % |",
+                        100.0 * share(column[0]),
+                        100.0 * share(column[2])
+                    );
+                }
+            }
+        }
+        println!();
+    }
+    Ok(())
+}
