@@ -74,6 +74,9 @@ pub async fn start(upstream: SocketAddr, link: Link) -> io::Result<SocketAddr> {
         while let Ok((client, _)) = listener.accept().await {
             let (up, down) = (up.clone(), down.clone());
             tokio::spawn(async move {
+                // A new connection costs a round trip (the handshake) before
+                // its first bytes can go out.
+                tokio::time::sleep(link.rtt).await;
                 let Ok(server) = TcpStream::connect(upstream).await else {
                     return;
                 };

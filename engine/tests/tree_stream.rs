@@ -5,6 +5,7 @@
 //! No wall-clock assertions: the wrapper counts reads and their overlap.
 
 use std::collections::HashSet;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -184,4 +185,43 @@ async fn walks_keep_many_reads_in_flight_and_read_trees_by_pack() {
         "nothing changed"
     );
     assert_streamed("backup's parent walk", &f.slow.traffic(), &f.tree_packs, 2);
+}
+
+/// Every path below `tree`, depth first in name order, read one tree at a
+/// time: the order `ls` promises.
+async fn reference_walk(
+    repo: &Repository,
+    index: &lifeboat_engine::index::MasterIndex,
+    tree: lifeboat_engine::BlobId,
+    dir: &Path,
+    out: &mut Vec<std::path::PathBuf>,
+) {
+    let tree = repo.load_tree(index, &tree).await.unwrap();
+    for node in tree.nodes {
+        let path = dir.join(std::ffi::OsStr::from_bytes(&node.name));
+        out.push(path.clone());
+        if let lifeboat_engine::NodeKind::Dir { subtree } = node.kind {
+            Box::pin(reference_walk(repo, index, subtree, &path, out)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_listing_keeps_depth_first_name_order() {
+    let f = fixture().await;
+    let index = f.repo.load_index().await.unwrap();
+    let (_, latest) = f.repo.find_snapshot("latest").await.unwrap();
+    let mut expected = Vec::new();
+    reference_walk(&f.repo, &index, latest.tree, Path::new("/"), &mut expected).await;
+    let mut listed = Vec::new();
+    lifeboat_engine::ls::walk(&f.repo, &index, latest.tree, Path::new("/"), |path, _| {
+        listed.push(path.to_path_buf());
+    })
+    .await
+    .unwrap();
+    assert_eq!(listed.len(), expected.len());
+    assert!(
+        listed == expected,
+        "ls order differs from a depth-first walk in name order"
+    );
 }

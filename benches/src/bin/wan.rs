@@ -21,7 +21,7 @@ use lifeboat_benches::process::{lifeboat_program, measure, tree_size, warm, Samp
 use lifeboat_benches::random_bytes;
 use lifeboat_benches::wan::{self, Link};
 
-const USAGE: &str = "usage: wan [--rtt-ms N] [--mbit N] [--sets doc,dirs,big] [--protocols s3,sftp] [--tools lifeboat,restic]";
+const USAGE: &str = "usage: wan [--rtt-ms N] [--mbit N] [--cap SECONDS] [--sets doc,dirs,big] [--protocols s3,sftp] [--tools lifeboat,restic] [--serve]";
 const ROWS: [&str; 5] = [
     "first backup",
     "no-change backup",
@@ -36,6 +36,11 @@ struct Args {
     sets: Vec<String>,
     protocols: Vec<String>,
     tools: Vec<String>,
+    /// A command still running after this long is stopped and shown as
+    /// "> cap" (a lower bound: restic reads one tree per round trip).
+    cap: u64,
+    /// Only start the proxies, print their addresses and run until killed.
+    serve: bool,
 }
 
 fn main() {
@@ -59,6 +64,8 @@ fn parse() -> Result<Args, String> {
         sets: list(Some("doc,dirs,big".into()))?,
         protocols: list(Some("s3,sftp".into()))?,
         tools: list(Some("lifeboat,restic".into()))?,
+        serve: false,
+        cap: 600,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -72,6 +79,8 @@ fn parse() -> Result<Args, String> {
             "--sets" => args.sets = list(it.next())?,
             "--protocols" => args.protocols = list(it.next())?,
             "--tools" => args.tools = list(it.next())?,
+            "--serve" => args.serve = true,
+            "--cap" => args.cap = number(it.next())?,
             _ => return Err(USAGE.into()),
         }
     }
@@ -190,14 +199,40 @@ impl Remote {
     }
 }
 
-/// The five rows for one tool: (seconds, peak RSS) each.
+/// Runs `cmd` under `timeout`: `None` when it ran past `cap` seconds (then
+/// `unlock` removes the lock the stopped command left).
+fn capped(cmd: Command, cap: u64, unlock: impl Fn() -> Command) -> Result<Option<Sample>, String> {
+    let mut wrapped = Command::new("timeout");
+    wrapped
+        .arg(cap.to_string())
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => wrapped.env(k, v),
+            None => wrapped.env_remove(k),
+        };
+    }
+    match measure(&mut wrapped) {
+        Ok(sample) => Ok(Some(sample)),
+        // timeout(1) exits 124 when it stopped the command.
+        Err(e) if e.contains("(0x7c00)") => {
+            measure(&mut unlock())?;
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The five rows for one tool: (seconds, peak RSS) each, `None` past the cap.
 fn run_tool(
     tool: &str,
     remote: &Remote,
     set: &str,
     source: &Path,
     work: &Path,
-) -> Result<Vec<Sample>, String> {
+    cap: u64,
+) -> Result<Vec<Option<Sample>>, String> {
     let repo = format!("wan-{tool}-{set}-{}", std::process::id());
     let restore_to = work.join(format!("restore-{tool}"));
     let _ = std::fs::remove_dir_all(&restore_to);
@@ -218,13 +253,15 @@ fn run_tool(
             measure(&mut lb(&["init"]))?;
             let src = source.to_str().ok_or("source path is not UTF-8")?;
             let target = restore_to.to_str().ok_or("work path is not UTF-8")?;
-            samples.push(measure(&mut lb(&["backup", src]))?);
-            samples.push(measure(&mut lb(&["backup", src]))?);
-            samples.push(measure(&mut lb(&[
-                "restore", "latest", "--target", target,
-            ]))?);
-            samples.push(measure(&mut lb(&["check"]))?);
-            samples.push(measure(&mut lb(&["ls", "latest"]))?);
+            samples.push(capped(lb(&["backup", src]), cap, || lb(&["unlock"]))?);
+            samples.push(capped(lb(&["backup", src]), cap, || lb(&["unlock"]))?);
+            samples.push(capped(
+                lb(&["restore", "latest", "--target", target]),
+                cap,
+                || lb(&["unlock"]),
+            )?);
+            samples.push(capped(lb(&["check"]), cap, || lb(&["unlock"]))?);
+            samples.push(capped(lb(&["ls", "latest"]), cap, || lb(&["unlock"]))?);
         }
         "restic" => {
             let (repo, options) = remote.restic_repo(&repo)?;
@@ -239,13 +276,21 @@ fn run_tool(
             measure(&mut restic(&["init"]))?;
             let src = source.to_str().ok_or("source path is not UTF-8")?;
             let target = restore_to.to_str().ok_or("work path is not UTF-8")?;
-            samples.push(measure(&mut restic(&["backup", src]))?);
-            samples.push(measure(&mut restic(&["backup", src]))?);
-            samples.push(measure(&mut restic(&[
-                "restore", "latest", "--target", target,
-            ]))?);
-            samples.push(measure(&mut restic(&["check"]))?);
-            samples.push(measure(&mut restic(&["ls", "latest"]))?);
+            samples.push(capped(restic(&["backup", src]), cap, || {
+                restic(&["unlock"])
+            })?);
+            samples.push(capped(restic(&["backup", src]), cap, || {
+                restic(&["unlock"])
+            })?);
+            samples.push(capped(
+                restic(&["restore", "latest", "--target", target]),
+                cap,
+                || restic(&["unlock"]),
+            )?);
+            samples.push(capped(restic(&["check"]), cap, || restic(&["unlock"]))?);
+            samples.push(capped(restic(&["ls", "latest"]), cap, || {
+                restic(&["unlock"])
+            })?);
         }
         other => return Err(format!("unknown tool {other:?} (lifeboat, restic)")),
     }
@@ -303,6 +348,17 @@ fn real_main() -> Result<(), String> {
                 Some(path)
             }
         };
+        if args.serve {
+            println!(
+                "{protocol}: 127.0.0.1:{} -> {upstream}{}",
+                proxy.port(),
+                known_hosts
+                    .as_ref()
+                    .map(|k| format!(" (known_hosts {})", k.display()))
+                    .unwrap_or_default()
+            );
+            continue;
+        }
         let remote = Remote {
             protocol: protocol.clone(),
             proxy,
@@ -332,32 +388,44 @@ fn real_main() -> Result<(), String> {
             let mut columns = Vec::new();
             for tool in &args.tools {
                 eprintln!("  {tool}...");
-                columns.push(run_tool(tool, &remote, set, &source, &work)?);
+                columns.push(run_tool(tool, &remote, set, &source, &work, args.cap)?);
             }
             for (r, row) in ROWS.iter().enumerate() {
                 print!("| {set} | {row} |");
                 for column in &columns {
-                    let s = column[r];
-                    print!(" {:.1} ({:.0}) |", s.seconds, s.peak_rss as f64 / 1e6);
+                    match column[r] {
+                        Some(s) => print!(" {:.1} ({:.0}) |", s.seconds, s.peak_rss as f64 / 1e6),
+                        None => print!(" > {} |", args.cap),
+                    }
                 }
                 if let [ours, theirs] = &columns[..] {
-                    print!(" {:.2} |", ours[r].seconds / theirs[r].seconds);
+                    match (ours[r], theirs[r]) {
+                        (Some(a), Some(b)) => print!(" {:.2} |", a.seconds / b.seconds),
+                        (Some(a), None) => print!(" < {:.3} |", a.seconds / args.cap as f64),
+                        _ => print!(" – |"),
+                    }
                 }
                 println!();
             }
             if set == "big" {
                 for (tool, column) in args.tools.iter().zip(&columns) {
-                    let share =
-                        |s: Sample| bytes as f64 * 8.0 / s.seconds / link.bits_per_second as f64;
+                    // Past the cap: at most the share the cap allows.
+                    let share = |s: Option<Sample>| {
+                        let seconds = s.map_or(args.cap as f64, |s| s.seconds);
+                        100.0 * bytes as f64 * 8.0 / seconds / link.bits_per_second as f64
+                    };
                     println!(
                         "| big | {tool}: link used by backup / restore | {:.0} % / {:.0} % |",
-                        100.0 * share(column[0]),
-                        100.0 * share(column[2])
+                        share(column[0]),
+                        share(column[2])
                     );
                 }
             }
         }
         println!();
+    }
+    if args.serve {
+        runtime.block_on(std::future::pending::<()>());
     }
     Ok(())
 }

@@ -388,3 +388,37 @@ fn a_pack_listed_in_two_files_keeps_both_copies() {
     assert_eq!(master.packs().len(), 3);
     assert_matches(&master, &files, &[[0; 32]]);
 }
+
+#[test]
+fn tree_pack_extents_name_tree_packs_and_their_ends() {
+    let data = |id: [u8; 32], offset, length| IndexBlob {
+        blob_type: BlobType::Data,
+        ..blob(id, offset, length, 1)
+    };
+    let files = vec![
+        IndexFile {
+            version: 1,
+            packs: vec![
+                IndexPack {
+                    id: PackId([1; 32]),
+                    blobs: vec![blob([1; 32], 0, 100, 50), blob([2; 32], 150, 20, 10)],
+                },
+                IndexPack {
+                    id: PackId([2; 32]),
+                    blobs: vec![data([3; 32], 0, 5000)],
+                },
+            ],
+        },
+        // The same tree pack listed again with a blob further on.
+        IndexFile {
+            version: 1,
+            packs: vec![IndexPack {
+                id: PackId([1; 32]),
+                blobs: vec![blob([4; 32], 400, 30, 10)],
+            }],
+        },
+    ];
+    let extents = load(&files).tree_pack_extents();
+    assert_eq!(extents.len(), 1, "{extents:?}");
+    assert_eq!(extents.get(&PackId([1; 32])), Some(&430));
+}
