@@ -45,9 +45,9 @@ impl Ticker {
             let pb = bar.then(|| {
                 let pb = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
                 let template = if bytes {
-                    "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}"
+                    "{spinner} [{elapsed_precise}] {bar:25} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {wide_msg}"
                 } else {
-                    "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} ETA {eta} {msg}"
+                    "{spinner} [{elapsed_precise}] {bar:25} {pos}/{len} ETA {eta} {wide_msg}"
                 };
                 if let Ok(style) = ProgressStyle::with_template(template) {
                     pb.set_style(style);

@@ -145,12 +145,16 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
             p.scan_bytes.load(Relaxed),
             p.scan_done.load(Relaxed),
         );
-        let counting = if scanned { "" } else { " (still counting)" };
+        let counting = if scanned { "" } else { "+" };
+        let errs = match errors {
+            0 => String::new(),
+            n => format!(", {}", output::count(n, "error")),
+        };
         Tick {
             pos: bytes,
             len: Some(total_bytes.max(bytes)),
             message: format!(
-                "{files}/{total_files} files{counting}, {} stored, {errors} errors",
+                "{files}/{total_files}{counting} files, {} stored{errs}",
                 output::bytes(up)
             ),
             json: json!({"message_type": "status", "files_done": files, "bytes_done": bytes,

@@ -221,7 +221,6 @@ pub async fn check(
     let mut report = CheckReport::default();
     let tombstones = repo.tombstones().await?;
     let shape = logical::load(repo, &mut report).await?;
-    logical::check_trees(repo, &shape, &mut report).await;
 
     let backends = repo.destinations().backends().to_vec();
     if let Some(only) = &options.only {
@@ -236,7 +235,12 @@ pub async fn check(
         .iter()
         .filter(|b| checked(b.name()))
         .map(|b| destination::check_destination(repo, b.clone(), &shape, options, &progress));
-    let results: Vec<DestinationResult> = futures::future::join_all(runs).await;
+    // The tree walk and every destination's object checks run together.
+    let (results, ()) = tokio::join!(
+        futures::future::join_all(runs),
+        logical::check_trees(repo, &shape, &mut report)
+    );
+    let results: Vec<DestinationResult> = results;
     // Destinations not checked are still asked what they hold, so a problem
     // on the checked one can be called healable or lost.
     let mut others = Vec::new();
