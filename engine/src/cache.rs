@@ -107,6 +107,11 @@ impl MetadataCache {
         Some(buf)
     }
 
+    /// True when the whole tree pack is cached.
+    pub fn has_tree_pack(&self, pack: &PackId) -> bool {
+        self.tree_pack_path(pack).is_file()
+    }
+
     /// Drops a cached tree pack that held a damaged blob.
     pub fn forget_tree_pack(&self, pack: &PackId) {
         tracing::warn!("cache: tree pack {pack} is damaged; fetching its trees again");

@@ -149,16 +149,22 @@ async fn from_cache(
     let backup = entries.clone();
     let found = tokio::task::spawn_blocking(move || {
         let (mut hits, mut misses) = (Vec::new(), Vec::new());
+        // One look for the pack, not a failed open per tree.
+        let mut whole_pack = cache.has_tree_pack(&pack);
         for (key, entry) in entries {
-            let from_pack = cache
-                .tree_from_pack(&pack, entry.offset, entry.length)
+            let from_pack = whole_pack
+                .then(|| cache.tree_from_pack(&pack, entry.offset, entry.length))
+                .flatten()
                 .map(|sealed| open_tree(&keys, &pack, &entry, &sealed));
             match from_pack {
                 Some(Ok(tree)) => {
                     hits.push((key, Ok(tree)));
                     continue;
                 }
-                Some(Err(_)) => cache.forget_tree_pack(&pack),
+                Some(Err(_)) => {
+                    cache.forget_tree_pack(&pack);
+                    whole_pack = false;
+                }
                 None => {}
             }
             match cache

@@ -13,8 +13,8 @@
 //!   coalesced ranges, or as the whole pack when the batch covers much of
 //!   it (or the pack is small); a pack read whole is kept in memory, within
 //!   [`HELD_BYTES`], so later trees from it cost no request.
-//! - **Bounded memory**: at most [`WINDOW`] trees are read ahead of the
-//!   walk; the rest wait as ids.
+//! - **Bounded memory**: at most [`WINDOW`] trees, and [`AHEAD_BYTES`] of
+//!   their plaintext, are read ahead of the walk; the rest wait as ids.
 //! - **Order**: [`Order::DepthFirst`] hands trees over in the depth-first
 //!   order of the wants (what `ls` prints); [`Order::AsFetched`] as they
 //!   arrive (what a check or a restore plan needs: parents before
@@ -41,6 +41,10 @@ use crate::tree::Tree;
 
 /// Trees read ahead of the walk at most (decoded, or in flight).
 pub const WINDOW: usize = 1024;
+/// Plaintext bytes of the trees read ahead of the walk at most (a decoded
+/// tree takes a few times its plaintext: a directory of 1,000 files is
+/// about 100 KB of plaintext).
+pub const AHEAD_BYTES: u64 = 8 << 20;
 /// Bytes of whole tree packs kept in memory for the trees still to come.
 pub const HELD_BYTES: usize = 32 << 20;
 /// A tree pack this small is always read whole (about two round trips of
@@ -84,6 +88,10 @@ pub struct TreeStream<'a, C> {
     parked_keys: BTreeMap<Key, ()>,
     /// Requested: their contexts until the tree arrives.
     outstanding: BTreeMap<Key, C>,
+    /// Plaintext bytes of the trees requested and not handed over yet.
+    ahead_bytes: u64,
+    /// Each such tree's plaintext length.
+    sizes: HashMap<Key, u32>,
     ready: BTreeMap<Key, (C, Result<Tree>)>,
     in_flight: FuturesUnordered<BoxFuture<'static, Fetched>>,
     /// The requests' tasks, aborted when the walk stops early.
@@ -113,6 +121,8 @@ impl<'a, C> TreeStream<'a, C> {
             parked: HashMap::new(),
             parked_keys: BTreeMap::new(),
             outstanding: BTreeMap::new(),
+            ahead_bytes: 0,
+            sizes: HashMap::new(),
             ready: BTreeMap::new(),
             in_flight: FuturesUnordered::new(),
             tasks: Vec::new(),
@@ -217,6 +227,9 @@ impl<'a, C> TreeStream<'a, C> {
             }
         };
         let (context, tree) = self.ready.remove(&key)?;
+        if let Some(size) = self.sizes.remove(&key) {
+            self.ahead_bytes -= u64::from(size);
+        }
         if self.order == Order::DepthFirst {
             self.current = key;
             self.children = 0;
@@ -236,7 +249,11 @@ impl<'a, C> TreeStream<'a, C> {
             let Some(key) = candidate.cloned() else {
                 return;
             };
-            let room = WINDOW.saturating_sub(self.outstanding.len() + self.ready.len());
+            let room = if self.ahead_bytes >= AHEAD_BYTES {
+                0
+            } else {
+                WINDOW.saturating_sub(self.outstanding.len() + self.ready.len())
+            };
             let is_head = self.order == Order::DepthFirst && self.head() == Some(&key);
             if room == 0 && !is_head {
                 return;
@@ -270,14 +287,20 @@ impl<'a, C> TreeStream<'a, C> {
         if self.order == Order::AsFetched {
             keys.reverse();
         }
-        let rest = keys.split_off(limit.min(keys.len()));
-        if !rest.is_empty() {
-            self.by_pack.insert(pack, rest);
-        }
-        let mut entries = Vec::with_capacity(keys.len());
+        let mut entries = Vec::new();
+        let mut rest = Vec::new();
         for key in keys {
+            // Within the count and the bytes read ahead (one tree at least).
+            let full =
+                entries.len() >= limit || (!entries.is_empty() && self.ahead_bytes >= AHEAD_BYTES);
+            if full {
+                rest.push(key);
+                continue;
+            }
             if let Some(Wanted { id, loc, context }) = self.pending.remove(&key) {
                 self.outstanding.insert(key.clone(), context);
+                self.ahead_bytes += u64::from(loc.raw_length);
+                self.sizes.insert(key.clone(), loc.raw_length);
                 let entry = PackEntry {
                     blob_type: loc.blob_type,
                     id,
@@ -287,6 +310,9 @@ impl<'a, C> TreeStream<'a, C> {
                 };
                 entries.push((key, entry));
             }
+        }
+        if !rest.is_empty() {
+            self.by_pack.insert(pack, rest);
         }
         let held = self.held.get(&pack);
         let whole = held.is_none() && self.read_whole(pack, &entries);
