@@ -254,6 +254,10 @@ fn run_tool(
             let src = source.to_str().ok_or("source path is not UTF-8")?;
             let target = restore_to.to_str().ok_or("work path is not UTF-8")?;
             samples.push(capped(lb(&["backup", src]), cap, || lb(&["unlock"]))?);
+            if samples[0].is_none() {
+                // No snapshot: nothing to compare the other rows on.
+                return Ok(vec![None; ROWS.len()]);
+            }
             samples.push(capped(lb(&["backup", src]), cap, || lb(&["unlock"]))?);
             samples.push(capped(
                 lb(&["restore", "latest", "--target", target]),
@@ -279,6 +283,9 @@ fn run_tool(
             samples.push(capped(restic(&["backup", src]), cap, || {
                 restic(&["unlock"])
             })?);
+            if samples[0].is_none() {
+                return Ok(vec![None; ROWS.len()]);
+            }
             samples.push(capped(restic(&["backup", src]), cap, || {
                 restic(&["unlock"])
             })?);
@@ -393,6 +400,10 @@ fn real_main() -> Result<(), String> {
             for (r, row) in ROWS.iter().enumerate() {
                 print!("| {set} | {row} |");
                 for column in &columns {
+                    if r > 0 && column[0].is_none() {
+                        print!(" – (no snapshot) |");
+                        continue;
+                    }
                     match column[r] {
                         Some(s) => print!(" {:.1} ({:.0}) |", s.seconds, s.peak_rss as f64 / 1e6),
                         None => print!(" > {} |", args.cap),
