@@ -25,8 +25,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-
 use crate::error::{Error, Result};
 use crate::ids::{BlobId, ObjectKind, PackId, SnapshotId};
 use crate::index::MasterIndex;
@@ -268,8 +266,21 @@ async fn verify_drill(
         .concurrency
         .unwrap_or_else(|| restore::default_data_reads(repo))
         .max(1);
-    let mut reads = futures::stream::iter(runs)
-        .map(|(pack, run)| {
+    // Many small runs in flight on a far link, their bytes bounded as a
+    // restore's are.
+    crate::inflight::for_each_bounded(
+        runs,
+        concurrency,
+        restore::DATA_BYTES_IN_FLIGHT,
+        |(_, run)| match (run.first(), run.last()) {
+            (Some(first), Some(last)) => {
+                u64::from(last.entry.offset) + u64::from(last.entry.length)
+                    - u64::from(first.entry.offset)
+                    + 128 * run.len() as u64
+            }
+            _ => 0,
+        },
+        |(pack, run)| {
             let cancel = cancel.clone();
             async move {
                 if cancel.load(Ordering::Relaxed) {
@@ -277,14 +288,15 @@ async fn verify_drill(
                 }
                 Ok(verify_run(repo, pack, run, progress).await)
             }
-        })
-        .buffer_unordered(concurrency);
-    while let Some(done) = reads.next().await {
-        for (n, reason) in done? {
-            failed[n].get_or_insert(reason);
-        }
-    }
-    drop(reads);
+        },
+        |done| {
+            for (n, reason) in done? {
+                failed[n].get_or_insert(reason);
+            }
+            Ok(())
+        },
+    )
+    .await?;
 
     // Tally, in walk order.
     report.failures = tree_failures.len() as u64;

@@ -37,6 +37,7 @@ mod error;
 pub mod forget;
 pub mod ids;
 pub mod index;
+mod inflight;
 pub mod key_admin;
 pub mod keys;
 pub mod lock;

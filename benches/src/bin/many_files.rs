@@ -98,6 +98,8 @@ fn real_main() -> Result<(), String> {
             cmd
         };
         let measured = (|| {
+            // init creates the repository directory, never its parent.
+            fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
             measure(lb().arg("init"))?;
             let first = measure(lb().arg("backup").arg(&tree))?;
             let again = measure(lb().arg("backup").arg(&tree))?;

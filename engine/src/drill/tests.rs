@@ -7,6 +7,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use lifeboat_backends::{Backend, MemoryBackend};
 
+use futures::StreamExt;
+
 use super::*;
 use crate::backup::{backup, BackupOptions};
 use crate::{DestinationSet, KdfParams, RepoParams};

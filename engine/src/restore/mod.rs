@@ -10,8 +10,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use futures::StreamExt;
-
 use crate::error::{Error, Result};
 use crate::ids::{ObjectKind, PackId};
 use crate::pack::{open_blob, PackEntry};
@@ -59,11 +57,29 @@ pub struct RestoreOptions {
 }
 
 /// Data reads a restore (or a drill) keeps in flight unless told otherwise:
-/// the `reads` setting of the destination read first, up to 8. Each read is
-/// a run of up to 4 MiB, so this also bounds the memory they hold (32 MiB);
-/// 8 runs in flight fill a 100 Mbit/s link 100 ms away several times over.
+/// the `reads` setting of the destination read first. Their bytes are
+/// bounded apart ([`DATA_BYTES_IN_FLIGHT`]), so many small runs can be in
+/// flight on a far link while large ones stay within the memory of four.
 pub fn default_data_reads(repo: &Repository) -> usize {
-    repo.destinations().walk_reads().min(8)
+    repo.destinations().walk_reads()
+}
+
+/// Bytes of pack runs (and their descriptions) a restore or a drill holds
+/// in flight, at most: four of the largest runs; a 100 Mbit/s link 100 ms
+/// away holds 1.25 MB.
+pub const DATA_BYTES_IN_FLIGHT: u64 = 4 * crate::pack::MAX_READ_RUN;
+
+/// What a run of placements holds while it is read: its bytes, and its
+/// description (about 128 bytes a blob: thousands for a run of small files).
+fn run_cost(run: &[Placement]) -> u64 {
+    let bytes = match (run.first(), run.last()) {
+        (Some(first), Some(last)) => {
+            u64::from(last.entry.offset) + u64::from(last.entry.length)
+                - u64::from(first.entry.offset)
+        }
+        _ => 0,
+    };
+    bytes + 128 * run.len() as u64
 }
 
 /// Live counters for progress displays.
@@ -186,8 +202,12 @@ pub async fn restore(
         .concurrency
         .unwrap_or_else(|| default_data_reads(repo))
         .max(1);
-    let mut runs = futures::stream::iter(read_runs(&pieces, &packs))
-        .map(|(pack, run)| {
+    crate::inflight::for_each_bounded(
+        read_runs(&pieces, &packs),
+        concurrency,
+        DATA_BYTES_IN_FLIGHT,
+        |(_, run)| run_cost(run),
+        |(pack, run)| {
             let (files, failures, progress, cancel) = (
                 files.clone(),
                 failures.clone(),
@@ -201,12 +221,10 @@ pub async fn restore(
                 restore_run(repo, pack, run, files, failures, progress).await;
                 Ok(())
             }
-        })
-        .buffer_unordered(concurrency);
-    while let Some(done) = runs.next().await {
-        done?;
-    }
-    drop(runs);
+        },
+        |done| done,
+    )
+    .await?;
 
     tracing::debug!("restore: content written in {:?}", started.elapsed());
     // 3. Hard links, then metadata (files, specials, then directories deepest first).

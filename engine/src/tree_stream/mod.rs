@@ -43,8 +43,9 @@ use crate::tree::Tree;
 pub const WINDOW: usize = 1024;
 /// Plaintext bytes of the trees read ahead of the walk at most (a decoded
 /// tree takes a few times its plaintext: a directory of 1,000 files is
-/// about 100 KB of plaintext).
-pub const AHEAD_BYTES: u64 = 8 << 20;
+/// about 100 KB of plaintext). Whole tree packs held in memory do the bulk
+/// reading; this only bounds what waits, decoded, for the walk.
+pub const AHEAD_BYTES: u64 = 2 << 20;
 /// Bytes of whole tree packs kept in memory for the trees still to come.
 pub const HELD_BYTES: usize = 32 << 20;
 /// A tree pack this small is always read whole (about two round trips of
