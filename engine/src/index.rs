@@ -142,6 +142,19 @@ pub struct BlobLocation {
     pub raw_length: u32,
 }
 
+impl BlobLocation {
+    /// The pack entry of blob `id` stored here.
+    pub fn entry(&self, id: BlobId) -> PackEntry {
+        PackEntry {
+            blob_type: self.blob_type,
+            id,
+            offset: self.offset,
+            length: self.length,
+            raw_length: self.raw_length,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

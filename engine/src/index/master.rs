@@ -329,13 +329,7 @@ impl MasterIndex {
         let mut by_pack: HashMap<PackId, Vec<PackEntry>> = HashMap::new();
         for (id, key) in self.records() {
             let (loc, _) = self.location(key);
-            by_pack.entry(loc.pack).or_default().push(PackEntry {
-                blob_type: loc.blob_type,
-                id,
-                offset: loc.offset,
-                length: loc.length,
-                raw_length: loc.raw_length,
-            });
+            by_pack.entry(loc.pack).or_default().push(loc.entry(id));
         }
         for list in by_pack.values_mut() {
             list.sort_by_key(|e| e.offset);

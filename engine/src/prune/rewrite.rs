@@ -191,13 +191,7 @@ pub(super) async fn rewrite(
             let entries: Vec<PackEntry> = run
                 .iter()
                 .filter_map(|p| index.entry_at(*p as usize))
-                .map(|(id, loc, _)| PackEntry {
-                    blob_type: loc.blob_type,
-                    id,
-                    offset: loc.offset,
-                    length: loc.length,
-                    raw_length: loc.raw_length,
-                })
+                .map(|(id, loc, _)| loc.entry(id))
                 .collect();
             writer.list(first.pack, &entries).await?;
             continue;
@@ -209,13 +203,7 @@ pub(super) async fn rewrite(
             let Some((id, loc, _)) = index.entry_at(*p as usize) else {
                 continue;
             };
-            let entry = PackEntry {
-                blob_type: loc.blob_type,
-                id,
-                offset: loc.offset,
-                length: loc.length,
-                raw_length: loc.raw_length,
-            };
+            let entry = loc.entry(id);
             let start = loc.offset as usize;
             let sealed = bytes
                 .get(start..start + loc.length as usize)

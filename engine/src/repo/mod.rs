@@ -17,7 +17,6 @@ use crate::ids::{storage_hash, BlobId, KeyId, ObjectKind, RepoId, CONFIG_KEY};
 use crate::index::MasterIndex;
 use crate::keys::{KdfParams, KeyFile};
 use crate::pack::open_blob;
-use crate::pack::PackEntry;
 use crate::repo_config::{self, RepoParams};
 use crate::tree::Tree;
 
@@ -476,13 +475,7 @@ impl Repository {
         let loc = index
             .lookup(id)
             .ok_or_else(|| Error::MissingBlob { blob: id.to_hex() })?;
-        let entry = PackEntry {
-            blob_type: loc.blob_type,
-            id: *id,
-            offset: loc.offset,
-            length: loc.length,
-            raw_length: loc.raw_length,
-        };
+        let entry = loc.entry(*id);
         let tree_cache = self
             .cache()
             .filter(|_| loc.blob_type == crate::pack::BlobType::Tree);

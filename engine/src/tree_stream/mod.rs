@@ -302,13 +302,7 @@ impl<'a, C> TreeStream<'a, C> {
                 self.outstanding.insert(key.clone(), context);
                 self.ahead_bytes += u64::from(loc.raw_length);
                 self.sizes.insert(key.clone(), loc.raw_length);
-                let entry = PackEntry {
-                    blob_type: loc.blob_type,
-                    id,
-                    offset: loc.offset,
-                    length: loc.length,
-                    raw_length: loc.raw_length,
-                };
+                let entry = loc.entry(id);
                 entries.push((key, entry));
             }
         }
