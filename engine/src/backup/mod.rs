@@ -193,8 +193,13 @@ pub async fn backup(
         }
     };
 
-    let index = Arc::new(repo.load_index().await?);
-    let parent = find_parent(repo, &host, &path_bytes, &options.parent).await?;
+    // The index and the parent snapshot load together: on a far destination
+    // their listings and reads overlap instead of queueing.
+    let (index, parent) = tokio::join!(
+        repo.load_index(),
+        find_parent(repo, &host, &path_bytes, &options.parent)
+    );
+    let (index, parent) = (Arc::new(index?), parent?);
     let threads = options
         .threads
         .unwrap_or_else(|| {
