@@ -424,14 +424,7 @@ impl Backend for SftpBackend {
             .await
             .map_err(|e| self.error(&conn, Ctx { key, what: "stat" }, e))?
             .attrs;
-        if attrs.file_type() != FileType::File {
-            return Err(BackendError::new(
-                ErrorKind::NotFound,
-                &self.name,
-                key,
-                "not a file",
-            ));
-        }
+        self.require_file(key, &attrs)?;
         Ok(ObjectMeta {
             key: key.to_string(),
             size: attrs.len(),

@@ -272,14 +272,7 @@ async fn verify_drill(
         runs,
         concurrency,
         restore::DATA_BYTES_IN_FLIGHT,
-        |(_, run)| match (run.first(), run.last()) {
-            (Some(first), Some(last)) => {
-                u64::from(last.entry.offset) + u64::from(last.entry.length)
-                    - u64::from(first.entry.offset)
-                    + 128 * run.len() as u64
-            }
-            _ => 0,
-        },
+        |(_, run)| crate::pack::run_cost(run, |w| &w.entry),
         |(pack, run)| {
             let cancel = cancel.clone();
             async move {

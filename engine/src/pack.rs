@@ -182,6 +182,19 @@ pub fn coalesce<T>(blobs: Vec<T>, entry: impl Fn(&T) -> &PackEntry) -> Vec<Vec<T
     runs
 }
 
+/// What reading a run (from [`coalesce`]) holds in memory: the bytes it
+/// spans, and about 128 bytes a blob for its description (thousands of
+/// them in a run of small files). Restore and drill bound their reads in
+/// flight by it.
+pub fn run_cost<T>(run: &[T], entry: impl Fn(&T) -> &PackEntry) -> u64 {
+    let bytes = match (run.first().map(&entry), run.last().map(&entry)) {
+        (Some(first), Some(last)) => (u64::from(last.offset) + u64::from(last.length))
+            .saturating_sub(u64::from(first.offset)),
+        _ => 0,
+    };
+    bytes + 128 * run.len() as u64
+}
+
 /// Reads the header length from a pack's last four bytes.
 pub fn header_length(trailer: &[u8]) -> Option<u32> {
     let t: [u8; 4] = trailer

@@ -93,6 +93,19 @@ impl SftpBackend {
         self.read_span(conn, sftp, key, handle, range).await
     }
 
+    /// An object is a regular file; anything else there counts as missing.
+    pub(super) fn require_file(&self, key: &str, attrs: &FileAttributes) -> Result<()> {
+        if attrs.file_type() == FileType::File {
+            return Ok(());
+        }
+        Err(BackendError::new(
+            ErrorKind::NotFound,
+            &self.name,
+            key,
+            "not a file",
+        ))
+    }
+
     /// The object's attributes must show a regular file holding `range`.
     fn check_file(
         &self,
@@ -100,14 +113,7 @@ impl SftpBackend {
         attrs: &FileAttributes,
         range: Option<Range<u64>>,
     ) -> Result<()> {
-        if attrs.file_type() != FileType::File {
-            return Err(BackendError::new(
-                ErrorKind::NotFound,
-                &self.name,
-                key,
-                "not a file",
-            ));
-        }
+        self.require_file(key, attrs)?;
         let size = attrs.size.ok_or_else(|| {
             BackendError::new(
                 ErrorKind::Permanent,

@@ -69,19 +69,6 @@ pub fn default_data_reads(repo: &Repository) -> usize {
 /// away holds 1.25 MB.
 pub const DATA_BYTES_IN_FLIGHT: u64 = 4 * crate::pack::MAX_READ_RUN;
 
-/// What a run of placements holds while it is read: its bytes, and its
-/// description (about 128 bytes a blob: thousands for a run of small files).
-fn run_cost(run: &[Placement]) -> u64 {
-    let bytes = match (run.first(), run.last()) {
-        (Some(first), Some(last)) => {
-            u64::from(last.entry.offset) + u64::from(last.entry.length)
-                - u64::from(first.entry.offset)
-        }
-        _ => 0,
-    };
-    bytes + 128 * run.len() as u64
-}
-
 /// Live counters for progress displays.
 #[derive(Debug, Default)]
 pub struct RestoreProgress {
@@ -206,7 +193,7 @@ pub async fn restore(
         read_runs(&pieces, &packs),
         concurrency,
         DATA_BYTES_IN_FLIGHT,
-        |(_, run)| run_cost(run),
+        |(_, run)| crate::pack::run_cost(run, |p| &p.entry),
         |(pack, run)| {
             let (files, failures, progress, cancel) = (
                 files.clone(),
