@@ -146,3 +146,42 @@ impl BackendError {
 
 /// Result alias for backend calls.
 pub type Result<T, E = BackendError> = std::result::Result<T, E>;
+
+/// Why a destination URL could not be used.
+///
+/// It lives here rather than in the URL parser so that backends can report
+/// bad options without depending on the parser (which depends on them).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum UrlError {
+    /// The text is not a destination URL this version understands.
+    #[error("invalid destination {url:?}: {reason}")]
+    Invalid {
+        /// The text as given (credentials removed).
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The destination kind is recognised but not implemented in this version.
+    #[error("destination {url:?}: {scheme} destinations are not yet supported by this version of lifeboat; use a local path for now")]
+    Unsupported {
+        /// The text as given (credentials removed).
+        url: String,
+        /// The URL scheme.
+        scheme: String,
+    },
+}
+
+impl UrlError {
+    /// An [`UrlError::Invalid`] about `url`, shown without its password or
+    /// query string (either may hold a secret).
+    pub(crate) fn invalid(url: &url::Url, reason: impl Into<String>) -> Self {
+        let mut shown = url.clone();
+        shown.set_query(None);
+        // Fails only for URLs that cannot have a password, which have none to hide.
+        let _ = shown.set_password(None);
+        UrlError::Invalid {
+            url: shown.to_string(),
+            reason: reason.into(),
+        }
+    }
+}

@@ -8,7 +8,10 @@
 //! - [`MemoryBackend`]: an in-memory map, for tests.
 //! - [`RetryBackend`]: retries transient failures with backoff and jitter.
 //! - [`FaultyBackend`]: wraps a real backend and injects failures, for tests.
-//! - [`DestinationUrl`]: parses `/path`, `file:///path`, `s3://…`, `sftp://…`.
+//! - [`s3::S3Backend`], [`sftp::SftpBackend`]: S3-compatible buckets and SFTP servers.
+//! - [`DestinationUrl`]: parses `/path`, `file:///path`, `s3://…`, `sftp://…`
+//!   into each backend's typed description ([`s3::S3Target`],
+//!   [`sftp::SftpTarget`]); [`DestinationUrl::open`] builds the backend.
 //! - [`conformance`]: the checks every backend must pass.
 //!
 //! ```
@@ -33,17 +36,18 @@ mod error;
 mod fault;
 mod local;
 mod memory;
+mod open;
 mod retry;
 pub mod s3;
-mod sftp;
+pub mod sftp;
 mod url;
 
 pub use backend::{validate_key, Backend, ObjectMeta};
 pub use bytes::Bytes;
 pub use chaos::{Chaos, ChaosBackend, ChaosCounts, Traffic};
-pub use error::{BackendError, ErrorKind, Result};
+pub use error::{BackendError, ErrorKind, Result, UrlError};
 pub use fault::{FaultPlan, FaultyBackend};
 pub use local::LocalBackend;
 pub use memory::MemoryBackend;
 pub use retry::{RetryBackend, RetryPolicy};
-pub use url::{redact, DestinationUrl, UrlError};
+pub use url::{redact, DestinationUrl};

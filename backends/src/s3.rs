@@ -14,6 +14,10 @@
 //!   address or this is `true`, so that no secret or object crosses a network
 //!   in clear by accident.
 //!
+//! The URL's options are checked when it is parsed, into an [`S3Target`];
+//! [`S3Backend::new`] adds what only the environment knows (credentials, an
+//! endpoint or region from `AWS_*` variables) and builds the client.
+//!
 //! Credentials never come from the URL: they come from the usual AWS
 //! variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`,
 //! web identity or container credentials), read by
@@ -52,36 +56,20 @@ use object_store::{
 };
 
 use crate::backend::{validate_key, Backend, ObjectMeta};
-use crate::error::{BackendError, ErrorKind, Result};
-use crate::url::{DestinationUrl, UrlError};
+use crate::error::{BackendError, ErrorKind, Result, UrlError};
 
 mod classify;
 mod credentials;
 mod endpoint;
+mod target;
 #[cfg(test)]
 mod tests;
 
 pub use credentials::{S3Credentials, S3Options};
+pub use target::S3Target;
 
 use classify::classify;
-use endpoint::{is_loopback, parse_bool, virtual_hosted_endpoint};
-
-/// Query options an `s3://` URL may carry; anything else is refused (typos would
-/// otherwise be ignored silently).
-const KNOWN_OPTIONS: &[&str] = &["endpoint", "region", "path_style", "allow_http"];
-
-/// Query options that would put a secret in a URL, which ends up in shell
-/// history, config files and process listings.
-const SECRET_OPTIONS: &[&str] = &[
-    "access_key_id",
-    "aws_access_key_id",
-    "secret_access_key",
-    "aws_secret_access_key",
-    "session_token",
-    "aws_session_token",
-    "token",
-    "password",
-];
+use endpoint::Endpoint;
 
 /// A repository stored in an S3 bucket, under a key prefix.
 #[derive(Debug)]
@@ -94,26 +82,6 @@ pub struct S3Backend {
     store: Arc<AmazonS3>,
     /// Why every call fails at once without a request (no credentials).
     unusable: Option<String>,
-}
-
-/// Opens an `s3://` destination with `options`.
-///
-/// # Errors
-/// As [`open`].
-pub fn open_with_options(
-    name: &str,
-    url: &DestinationUrl,
-    options: &S3Options,
-) -> Result<Arc<dyn Backend>, UrlError> {
-    let mut builder = AmazonS3Builder::from_env();
-    if let Some(credentials) = &options.credentials {
-        builder = credentials.apply(builder);
-    }
-    let mut backend = S3Backend::open_with(name, url, builder)?;
-    if options.instance_credentials {
-        backend.unusable = None;
-    }
-    Ok(Arc::new(backend))
 }
 
 /// The retry policy handed to object_store: none. Lifeboat's
@@ -132,192 +100,40 @@ pub fn retry_config() -> RetryConfig {
     }
 }
 
-/// Opens an `s3://` destination.
-///
-/// Nothing is sent to the server until the first call.
-///
-/// # Errors
-/// [`UrlError::Invalid`] for an unknown or malformed option, a secret in the
-/// URL, a plain-HTTP endpoint that is not a loopback address (without
-/// `allow_http=true`) or a configuration object_store refuses.
-pub fn open(name: &str, url: &DestinationUrl) -> Result<Arc<dyn Backend>, UrlError> {
-    Ok(Arc::new(S3Backend::open(name, url)?))
-}
-
-/// Opens an `s3://` destination with credentials from the config file.
-///
-/// # Errors
-/// As [`open`].
-pub fn open_with_credentials(
-    name: &str,
-    url: &DestinationUrl,
-    credentials: &S3Credentials,
-) -> Result<Arc<dyn Backend>, UrlError> {
-    open_with_options(
-        name,
-        url,
-        &S3Options {
-            credentials: Some(credentials.clone()),
-            instance_credentials: false,
-        },
-    )
-}
-
 impl S3Backend {
-    /// Builds the backend for an [`DestinationUrl::S3`] address; see the module
-    /// documentation for the options and where credentials come from.
+    /// The backend for `target`, with credentials from the environment or
+    /// `auth`; see the module documentation. Nothing is sent to the server
+    /// until the first call.
     ///
     /// # Errors
-    /// As [`open`].
-    pub fn open(name: &str, url: &DestinationUrl) -> Result<Self, UrlError> {
-        Self::open_with(name, url, AmazonS3Builder::from_env())
+    /// [`UrlError::Invalid`] for a plain-HTTP endpoint that is not a loopback
+    /// address (without `allow_http=true`), a malformed endpoint, or a
+    /// configuration object_store refuses.
+    pub fn new(name: &str, target: &S3Target, auth: &S3Options) -> Result<Self, UrlError> {
+        let mut builder = AmazonS3Builder::from_env();
+        if let Some(credentials) = &auth.credentials {
+            builder = credentials.apply(builder);
+        }
+        Self::open_with(name, target, builder, auth.instance_credentials)
     }
 
-    /// [`S3Backend::open`] on a builder that already holds the credentials
+    /// [`S3Backend::new`] on a builder that already holds the credentials
     /// (tests use static ones instead of the environment).
     fn open_with(
         name: &str,
-        url: &DestinationUrl,
-        mut builder: AmazonS3Builder,
+        target: &S3Target,
+        builder: AmazonS3Builder,
+        instance_credentials: bool,
     ) -> Result<Self, UrlError> {
-        let DestinationUrl::S3 {
-            bucket,
-            prefix,
-            options,
-        } = url
-        else {
-            return Err(UrlError::Invalid {
-                url: format!("{url:?}"),
-                reason: "not an s3 URL".into(),
-            });
-        };
-        let shown = if prefix.is_empty() {
-            format!("s3://{bucket}")
-        } else {
-            format!("s3://{bucket}/{prefix}")
-        };
-        let invalid = |reason: String| UrlError::Invalid {
-            url: shown.clone(),
-            reason,
-        };
-        // No keys and no provider in the environment: the client would fall
-        // back to the instance-metadata address. Fail every call instead,
-        // saying what to set (a call, not `open`, so the other destinations
-        // of a run go on).
-        let unusable = credentials::missing(&builder);
-
-        let mut endpoint = None;
-        let mut region = None;
-        let mut path_style = None;
-        let mut allow_http = false;
-        for (key, value) in options {
-            let key_lc = key.to_ascii_lowercase();
-            if SECRET_OPTIONS.contains(&key_lc.as_str()) {
-                return Err(invalid(format!(
-                    "credentials are not accepted in URLs (option {key:?}); set \
-                     AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN) instead"
-                )));
-            }
-            match key_lc.as_str() {
-                "endpoint" => endpoint = Some(value.trim_end_matches('/').to_string()),
-                "region" => region = Some(value.clone()),
-                "path_style" => path_style = Some(parse_bool(key, value).map_err(&invalid)?),
-                "allow_http" => allow_http = parse_bool(key, value).map_err(&invalid)?,
-                _ => {
-                    return Err(invalid(format!(
-                        "unknown option {key:?}; known options: {}",
-                        KNOWN_OPTIONS.join(", ")
-                    )))
-                }
-            }
-        }
-
-        // An endpoint from the environment (AWS_ENDPOINT, AWS_ENDPOINT_URL_S3)
-        // counts as well: the same HTTP rule applies to it.
-        let endpoint = endpoint
-            .or_else(|| builder.get_config_value(&AmazonS3ConfigKey::S3Endpoint))
-            .or_else(|| builder.get_config_value(&AmazonS3ConfigKey::Endpoint))
-            .map(|e| e.trim_end_matches('/').to_string());
-        let mut http_ok = false;
-        if let Some(endpoint) = &endpoint {
-            let parsed = url::Url::parse(endpoint)
-                .map_err(|e| invalid(format!("invalid endpoint {endpoint:?}: {e}")))?;
-            match parsed.scheme() {
-                "https" => {}
-                "http" if allow_http || is_loopback(&parsed) => http_ok = true,
-                "http" => {
-                    return Err(invalid(format!(
-                        "endpoint {endpoint:?} uses plain HTTP to a host that is not a loopback \
-                         address; use https, or add allow_http=true if the network is trusted"
-                    )))
-                }
-                other => {
-                    return Err(invalid(format!(
-                        "endpoint {endpoint:?}: scheme {other:?} is not http or https"
-                    )))
-                }
-            }
-            if parsed.host_str().is_none() {
-                return Err(invalid(format!("endpoint {endpoint:?} names no host")));
-            }
-        }
-        // Path style by default with an explicit endpoint (S3-compatible servers),
-        // virtual-hosted style on AWS itself.
-        let path_style = path_style.unwrap_or(endpoint.is_some());
-        if let Some(endpoint) = &endpoint {
-            let endpoint = if path_style {
-                endpoint.clone()
-            } else {
-                virtual_hosted_endpoint(endpoint, bucket).map_err(&invalid)?
-            };
-            // Both keys: object_store prefers the S3-specific one, which
-            // AWS_ENDPOINT_URL_S3 may have set, over the generic endpoint.
-            builder = builder
-                .with_config(AmazonS3ConfigKey::S3Endpoint, endpoint.clone())
-                .with_endpoint(endpoint);
-        }
-        if let Some(region) = region {
-            builder = builder.with_region(region);
-        } else if builder
-            .get_config_value(&AmazonS3ConfigKey::Region)
-            .is_none()
-        {
-            // from_env knows AWS_DEFAULT_REGION; AWS_REGION is the newer spelling.
-            if let Ok(region) = std::env::var("AWS_REGION") {
-                builder = builder.with_region(region);
-            }
-        }
-
-        // reqwest is built with rustls and no bundled crypto provider, so that
-        // nothing compiles aws-lc from C: make ring the process default. An error
-        // only means some provider is installed already, which serves as well.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-
-        let client = ClientOptions::new()
-            .with_allow_http(http_ok)
-            .with_connect_timeout(Duration::from_secs(10))
-            // A whole request, including the upload of a pack on a slow uplink.
-            .with_timeout(Duration::from_secs(300));
-        // Over TLS the transport already protects the body, so hashing every
-        // pack for the signature is wasted work; over plain HTTP (loopback or
-        // an explicit opt-in) the signed hash is what stops a tampered upload.
-        let store = builder
-            .with_unsigned_payload(!http_ok)
-            .with_bucket_name(bucket)
-            .with_virtual_hosted_style_request(!path_style)
-            .with_client_options(client)
-            .with_retry(retry_config())
-            .build()
-            .map_err(|e| invalid(format!("cannot configure the S3 client: {e}")))?;
-
-        let location = match &endpoint {
-            Some(endpoint) => format!("{shown} at {endpoint}"),
-            None => shown.clone(),
-        };
+        let invalid = |reason: String| target.invalid(reason);
+        let unusable = unusable_without_credentials(&builder, instance_credentials);
+        let endpoint = Endpoint::resolve(target, &builder).map_err(invalid)?;
+        let builder = address(builder, target, endpoint.as_ref()).map_err(invalid)?;
+        let store = build_store(builder, endpoint.as_ref()).map_err(invalid)?;
         Ok(S3Backend {
             name: name.to_string(),
-            location,
-            prefix: prefix.trim_matches('/').to_string(),
+            location: location(target, endpoint.as_ref()),
+            prefix: target.prefix.clone(),
             store: Arc::new(store),
             unusable,
         })
@@ -372,6 +188,96 @@ impl S3Backend {
             )),
             None => Ok(()),
         }
+    }
+}
+
+/// Why every call must fail at once, when `builder` holds no credentials
+/// and instance credentials were not asked for: the client would otherwise
+/// ask the instance-metadata address. A failing call, not a failing open, so
+/// the other destinations of a run go on.
+fn unusable_without_credentials(builder: &AmazonS3Builder, instance: bool) -> Option<String> {
+    if instance {
+        None
+    } else {
+        credentials::missing(builder)
+    }
+}
+
+/// Points `builder` at the bucket: the endpoint, the request style and the
+/// signing region.
+fn address(
+    mut builder: AmazonS3Builder,
+    target: &S3Target,
+    endpoint: Option<&Endpoint>,
+) -> std::result::Result<AmazonS3Builder, String> {
+    // Path style by default with an explicit endpoint (S3-compatible servers),
+    // virtual-hosted style on AWS itself.
+    let path_style = target.path_style.unwrap_or(endpoint.is_some());
+    if let Some(endpoint) = endpoint {
+        let base = if path_style {
+            endpoint.url.clone()
+        } else {
+            endpoint.virtual_hosted(&target.bucket)?
+        };
+        // Both keys: object_store prefers the S3-specific one, which
+        // AWS_ENDPOINT_URL_S3 may have set, over the generic endpoint.
+        builder = builder
+            .with_config(AmazonS3ConfigKey::S3Endpoint, base.clone())
+            .with_endpoint(base);
+    }
+    if let Some(region) = &target.region {
+        builder = builder.with_region(region);
+    } else if builder
+        .get_config_value(&AmazonS3ConfigKey::Region)
+        .is_none()
+    {
+        // from_env knows AWS_DEFAULT_REGION; AWS_REGION is the newer spelling.
+        if let Ok(region) = std::env::var("AWS_REGION") {
+            builder = builder.with_region(region);
+        }
+    }
+    Ok(builder
+        .with_bucket_name(&target.bucket)
+        .with_virtual_hosted_style_request(!path_style))
+}
+
+/// The HTTP client settings: plain HTTP only where [`Endpoint::resolve`]
+/// allowed it, and timeouts that fail a dead link instead of hanging.
+fn client_options(allow_http: bool) -> ClientOptions {
+    ClientOptions::new()
+        .with_allow_http(allow_http)
+        .with_connect_timeout(Duration::from_secs(10))
+        // A whole request, including the upload of a pack on a slow uplink.
+        .with_timeout(Duration::from_secs(300))
+}
+
+/// Builds the object_store client.
+fn build_store(
+    builder: AmazonS3Builder,
+    endpoint: Option<&Endpoint>,
+) -> std::result::Result<AmazonS3, String> {
+    // reqwest is built with rustls and no bundled crypto provider, so that
+    // nothing compiles aws-lc from C: make ring the process default. An error
+    // only means some provider is installed already, which serves as well.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let plain_http = endpoint.is_some_and(|e| e.plain_http);
+    // Over TLS the transport already protects the body, so hashing every
+    // pack for the signature is wasted work; over plain HTTP (loopback or
+    // an explicit opt-in) the signed hash is what stops a tampered upload.
+    builder
+        .with_unsigned_payload(!plain_http)
+        .with_client_options(client_options(plain_http))
+        .with_retry(retry_config())
+        .build()
+        .map_err(|e| format!("cannot configure the S3 client: {e}"))
+}
+
+/// `s3://bucket/prefix`, and the endpoint when it is not AWS: how messages
+/// name the destination.
+fn location(target: &S3Target, endpoint: Option<&Endpoint>) -> String {
+    match endpoint {
+        Some(endpoint) => format!("{} at {}", target.shown(), endpoint.url),
+        None => target.shown(),
     }
 }
 

@@ -13,8 +13,8 @@
 //! - `channels=N` (1–32, default 4): SFTP channels per connection.
 //!
 //! Why it looks the way it does:
-//! - **Lazy connection, shared by all calls.** [`open`] only parses the URL; the
-//!   first call connects. One SSH connection carries a few SFTP channels (each a
+//! - **Lazy connection, shared by all calls.** [`SftpBackend::new`] only
+//!   settles the options; the first call connects. One SSH connection carries a few SFTP channels (each a
 //!   separate worker on the server) and every channel pipelines requests, so
 //!   concurrent calls never wait on each other's round trips: a lock is held
 //!   only while (re)connecting, never around an operation.
@@ -50,9 +50,9 @@ use russh_sftp::protocol::{FileAttributes, FileType, OpenFlags, StatusCode};
 
 use self::connect::Connection;
 use self::options::SftpOptions;
+pub use self::options::{HostKeyPolicy, SftpTarget};
 use crate::backend::{validate_key, Backend, ObjectMeta};
-use crate::error::{BackendError, ErrorKind, Result};
-use crate::url::{DestinationUrl, UrlError};
+use crate::error::{BackendError, ErrorKind, Result, UrlError};
 
 /// Prefix of temporary files; listings skip them.
 const TEMP_PREFIX: &str = ".tmp-";
@@ -65,16 +65,6 @@ const EARLY_READ_MAX: u64 = 64 << 20;
 
 /// Directories read at once by a listing.
 const LIST_PARALLELISM: usize = 8;
-
-/// Opens an `sftp://` destination as a backend called `name`.
-///
-/// Nothing is contacted until the first call.
-///
-/// # Errors
-/// [`UrlError::Invalid`] when the URL is not `sftp://` or has bad options.
-pub fn open(name: &str, url: &DestinationUrl) -> Result<Arc<dyn Backend>, UrlError> {
-    Ok(Arc::new(SftpBackend::new(name, url)?))
-}
 
 /// A repository in a directory on an SFTP server.
 pub struct SftpBackend {
@@ -109,14 +99,16 @@ struct Ctx<'a> {
 }
 
 impl SftpBackend {
-    /// A backend for the `sftp://` destination `url`. Nothing is contacted yet.
+    /// A backend for `target`. Nothing is contacted yet.
     ///
     /// # Errors
-    /// [`UrlError::Invalid`] when the URL is not `sftp://` or has bad options.
-    pub fn new(name: impl Into<String>, url: &DestinationUrl) -> Result<Self, UrlError> {
+    /// [`UrlError::Invalid`] when the URL names no user and `$USER` is not
+    /// set, or it names no host key check and there is no home directory to
+    /// find `~/.ssh/known_hosts` in.
+    pub fn new(name: impl Into<String>, target: &SftpTarget) -> Result<Self, UrlError> {
         Ok(SftpBackend {
             name: name.into(),
-            opts: Arc::new(SftpOptions::from_url(url)?),
+            opts: Arc::new(SftpOptions::resolve(target)?),
             current: Mutex::new(None),
             connecting: tokio::sync::Mutex::new(()),
             attempts: AtomicU64::new(0),
@@ -471,7 +463,8 @@ mod tests {
     use super::*;
 
     fn backend(url: &str) -> SftpBackend {
-        SftpBackend::new("s", &DestinationUrl::parse(url).unwrap()).unwrap()
+        let url = url::Url::parse(url).expect("url");
+        SftpBackend::new("s", &SftpTarget::from_url(&url).expect("target")).expect("backend")
     }
 
     #[test]

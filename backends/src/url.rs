@@ -1,11 +1,15 @@
 //! Destination URLs: a path, `file:///path`, `s3://bucket/prefix?…` or
 //! `sftp://user@host:port/path`.
+//!
+//! Parsing ends in each backend's own typed description ([`S3Target`],
+//! [`SftpTarget`]), whose query options the backend's module checks; the
+//! backends know nothing of this module. Opening is in `open.rs`.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use crate::backend::Backend;
-use crate::local::LocalBackend;
+use crate::error::UrlError;
+use crate::s3::S3Target;
+use crate::sftp::SftpTarget;
 
 /// A parsed destination address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,48 +17,9 @@ pub enum DestinationUrl {
     /// A directory on a local or mounted filesystem.
     Local(PathBuf),
     /// An S3-compatible bucket, with an optional key prefix and query options.
-    S3 {
-        /// Bucket name.
-        bucket: String,
-        /// Key prefix inside the bucket (no leading or trailing `/`).
-        prefix: String,
-        /// Options from the query string (`endpoint`, `region`, …).
-        options: Vec<(String, String)>,
-    },
+    S3(S3Target),
     /// A directory on an SFTP server.
-    Sftp {
-        /// Login name, if given.
-        user: Option<String>,
-        /// Host name or address.
-        host: String,
-        /// TCP port (22 when not given).
-        port: u16,
-        /// Remote directory.
-        path: String,
-        /// Options from the query string (`known_hosts`, `identity`, `fingerprint`, …).
-        options: Vec<(String, String)>,
-    },
-}
-
-/// Why a destination URL could not be used.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum UrlError {
-    /// The text is not a destination URL this version understands.
-    #[error("invalid destination {url:?}: {reason}")]
-    Invalid {
-        /// The text as given (credentials removed).
-        url: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// The destination kind is recognised but not implemented in this version.
-    #[error("destination {url:?}: {scheme} destinations are not yet supported by this version of lifeboat; use a local path for now")]
-    Unsupported {
-        /// The text as given (credentials removed).
-        url: String,
-        /// The URL scheme.
-        scheme: String,
-    },
+    Sftp(SftpTarget),
 }
 
 impl DestinationUrl {
@@ -97,47 +62,8 @@ impl DestinationUrl {
                     .map_err(|_| invalid("not a local path"))?;
                 Ok(DestinationUrl::Local(path))
             }
-            "s3" => {
-                let bucket = url
-                    .host_str()
-                    .filter(|h| !h.is_empty())
-                    .ok_or_else(|| invalid("missing bucket name"))?;
-                let prefix = url.path().trim_matches('/').to_string();
-                let options = url
-                    .query_pairs()
-                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                    .collect();
-                Ok(DestinationUrl::S3 {
-                    bucket: bucket.to_string(),
-                    prefix,
-                    options,
-                })
-            }
-            "sftp" => {
-                let host = url
-                    .host_str()
-                    .filter(|h| !h.is_empty())
-                    .ok_or_else(|| invalid("missing host"))?;
-                let user = Some(url.username())
-                    .filter(|u| !u.is_empty())
-                    .map(str::to_string);
-                if url.password().is_some() {
-                    return Err(invalid(
-                        "passwords in sftp URLs are not accepted; use an SSH key or ssh-agent",
-                    ));
-                }
-                let options = url
-                    .query_pairs()
-                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                    .collect();
-                Ok(DestinationUrl::Sftp {
-                    user,
-                    host: host.to_string(),
-                    port: url.port().unwrap_or(22),
-                    path: url.path().to_string(),
-                    options,
-                })
-            }
+            "s3" => Ok(DestinationUrl::S3(S3Target::from_url(&url)?)),
+            "sftp" => Ok(DestinationUrl::Sftp(SftpTarget::from_url(&url)?)),
             other => Err(invalid(&format!(
                 "unknown scheme {other:?}; use a path, file://, s3:// or sftp://"
             ))),
@@ -158,8 +84,8 @@ impl DestinationUrl {
                     format!("local-{last}")
                 }
             }
-            DestinationUrl::S3 { bucket, .. } => format!("s3-{bucket}"),
-            DestinationUrl::Sftp { host, .. } => format!("sftp-{host}"),
+            DestinationUrl::S3(s3) => format!("s3-{}", s3.bucket),
+            DestinationUrl::Sftp(sftp) => format!("sftp-{}", sftp.host),
         }
     }
 
@@ -184,7 +110,7 @@ impl DestinationUrl {
                     .collect(),
                 1,
             ),
-            DestinationUrl::S3 { bucket, prefix, .. } => (
+            DestinationUrl::S3(S3Target { bucket, prefix, .. }) => (
                 bucket,
                 prefix
                     .split('/')
@@ -193,7 +119,7 @@ impl DestinationUrl {
                     .collect(),
                 0,
             ),
-            DestinationUrl::Sftp { host, path, .. } => (
+            DestinationUrl::Sftp(SftpTarget { host, path, .. }) => (
                 host,
                 path.split('/')
                     .filter(|p| !p.is_empty())
@@ -209,8 +135,8 @@ impl DestinationUrl {
         let tail = parts[parts.len() - used..].join("-");
         Some(match self {
             DestinationUrl::Local(_) => format!("local-{tail}"),
-            DestinationUrl::S3 { .. } => format!("s3-{base}-{tail}"),
-            DestinationUrl::Sftp { .. } => format!("sftp-{base}-{tail}"),
+            DestinationUrl::S3(_) => format!("s3-{base}-{tail}"),
+            DestinationUrl::Sftp(_) => format!("sftp-{base}-{tail}"),
         })
     }
 
@@ -230,40 +156,25 @@ impl DestinationUrl {
                 };
                 format!("file://{}", resolved.display())
             }
-            DestinationUrl::S3 {
+            DestinationUrl::S3(S3Target {
                 bucket,
                 prefix,
-                options,
-            } => {
-                let endpoint = options
-                    .iter()
-                    .find(|(k, _)| k == "endpoint")
-                    .map_or("aws", |(_, v)| v.trim_end_matches('/'));
+                endpoint,
+                ..
+            }) => {
+                let endpoint = endpoint.as_deref().unwrap_or("aws");
                 format!("s3://{bucket}/{prefix} at {endpoint}")
             }
-            DestinationUrl::Sftp {
+            DestinationUrl::Sftp(SftpTarget {
                 user,
                 host,
                 port,
                 path,
                 ..
-            } => {
+            }) => {
                 let user = user.as_deref().unwrap_or("");
                 format!("sftp://{user}@{host}:{port}{path}")
             }
-        }
-    }
-
-    /// Opens the destination as a backend called `name`.
-    ///
-    /// # Errors
-    /// [`UrlError::Invalid`] for options the destination does not understand;
-    /// [`UrlError::Unsupported`] for kinds this version cannot open.
-    pub fn open(&self, name: &str) -> Result<Arc<dyn Backend>, UrlError> {
-        match self {
-            DestinationUrl::Local(path) => Ok(Arc::new(LocalBackend::new(name, path.clone()))),
-            DestinationUrl::S3 { .. } => crate::s3::open(name, self),
-            DestinationUrl::Sftp { .. } => crate::sftp::open(name, self),
         }
     }
 }
@@ -282,6 +193,7 @@ pub fn redact(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sftp::HostKeyPolicy;
 
     #[test]
     fn longer_names_take_more_of_the_location() {
@@ -340,47 +252,58 @@ mod tests {
         .unwrap();
         assert_eq!(
             s3,
-            DestinationUrl::S3 {
+            DestinationUrl::S3(S3Target {
                 bucket: "bucket".into(),
                 prefix: "lb/x".into(),
-                options: vec![
-                    ("endpoint".into(), "http://127.0.0.1:9000".into()),
-                    ("region".into(), "us-east-1".into())
-                ],
-            }
+                endpoint: Some("http://127.0.0.1:9000".into()),
+                region: Some("us-east-1".into()),
+                path_style: None,
+                allow_http: false,
+            })
         );
         assert_eq!(s3.default_name(), "s3-bucket");
         let sftp = DestinationUrl::parse("sftp://backup@nas.local:2222/srv/lb").unwrap();
         assert_eq!(
             sftp,
-            DestinationUrl::Sftp {
+            DestinationUrl::Sftp(SftpTarget {
                 user: Some("backup".into()),
                 host: "nas.local".into(),
                 port: 2222,
                 path: "/srv/lb".into(),
-                options: vec![],
-            }
+                host_key: None,
+                identities: vec![],
+                channels: 4,
+            })
         );
-        // Opening is lazy: no connection is made until the first call.
-        assert!(sftp.open("x").is_ok());
-        let pinned = DestinationUrl::parse(
-            "sftp://nas.local/srv/lb?known_hosts=/etc/kh&fingerprint=SHA256:abc",
-        )
-        .unwrap();
+        let fp = "a+b/cdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNO";
+        let pinned =
+            DestinationUrl::parse(&format!("sftp://nas.local/srv/lb?fingerprint=SHA256:{fp}"))
+                .unwrap();
         assert!(matches!(
             pinned,
-            DestinationUrl::Sftp { ref options, port: 22, .. }
-                if options == &[
-                    ("known_hosts".to_string(), "/etc/kh".to_string()),
-                    ("fingerprint".to_string(), "SHA256:abc".to_string()),
-                ]
+            DestinationUrl::Sftp(SftpTarget {
+                host_key: Some(HostKeyPolicy::Fingerprint(ref f)),
+                port: 22,
+                ..
+            }) if f == fp
         ));
-        assert!(matches!(
-            DestinationUrl::parse("sftp://nas.local/srv/lb?bogus=1")
-                .unwrap()
-                .open("x"),
-            Err(UrlError::Invalid { .. })
-        ));
+    }
+
+    #[test]
+    fn options_are_checked_when_parsing() {
+        for bad in [
+            "sftp://nas.local/srv/lb?bogus=1",
+            "sftp://nas.local/srv/lb?known_hosts=/etc/kh&fingerprint=SHA256:abc",
+            "s3://bucket/lb?bogus=1",
+            "s3://bucket/lb?path_style=maybe",
+        ] {
+            assert!(
+                matches!(DestinationUrl::parse(bad), Err(UrlError::Invalid { .. })),
+                "{bad}"
+            );
+        }
+        let err = DestinationUrl::parse("s3://b/p?secret_access_key=hunter2").unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
     }
 
     #[test]

@@ -335,12 +335,12 @@ impl ConfigFile {
                 ),
             };
             let backend = match (&c.url, credentials) {
-                (DestinationUrl::S3 { .. }, credentials) => {
+                (DestinationUrl::S3(_), credentials) => {
                     let options = lifeboat_backends::s3::S3Options {
                         credentials,
                         instance_credentials: instance,
                     };
-                    lifeboat_backends::s3::open_with_options(&c.name, &c.url, &options)?
+                    c.url.open_with(&c.name, &options)?
                 }
                 (_, Some(_)) => bail!(
                     "destination {base:?}: aws_* credentials apply to s3:// destinations only"

@@ -1,17 +1,15 @@
 //! Unit tests of the S3 destination: options, the HTTP rule, keys, error classes.
 use super::classify::status_in;
+use super::endpoint::virtual_hosted_endpoint;
 use super::*;
 
 /// Opens with static dummy credentials, whatever the environment holds.
 fn open_url(text: &str) -> Result<S3Backend, UrlError> {
+    let target = S3Target::from_url(&url::Url::parse(text).expect("url"))?;
     let builder = AmazonS3Builder::new()
         .with_access_key_id("test")
         .with_secret_access_key("test");
-    S3Backend::open_with(
-        "s3-test",
-        &DestinationUrl::parse(text).expect("parse"),
-        builder,
-    )
+    S3Backend::open_with("s3-test", &target, builder, false)
 }
 
 #[test]
@@ -167,4 +165,20 @@ fn config_file_credentials_override_the_environment() {
         !format!("{creds:?}").contains("config-secret"),
         "the secret is never printed"
     );
+}
+
+#[tokio::test]
+async fn without_credentials_calls_fail_at_once_unless_instance_credentials() {
+    let url = url::Url::parse("s3://b/p?endpoint=http://127.0.0.1:1").expect("url");
+    let target = S3Target::from_url(&url).expect("target");
+    let bare = S3Backend::open_with("s3-test", &target, AmazonS3Builder::new(), false)
+        .expect("opening makes no request");
+    if bare.unusable.is_some() {
+        let err = bare.stat("config").await.expect_err("no credentials");
+        assert_eq!(err.kind, ErrorKind::Permanent, "{err}");
+        assert!(err.detail.contains("no S3 credentials"), "{err}");
+    }
+    let instance = S3Backend::open_with("s3-test", &target, AmazonS3Builder::new(), true)
+        .expect("opening makes no request");
+    assert!(instance.unusable.is_none());
 }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::url::{DestinationUrl, UrlError};
+use crate::error::UrlError;
 
 /// Query options an `sftp://` URL may carry.
 const KNOWN_OPTIONS: &[&str] = &["known_hosts", "identity", "fingerprint", "channels"];
@@ -12,19 +12,144 @@ const MAX_CHANNELS: usize = 32;
 
 /// How the server's host key is checked. Never "accept anything".
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum HostKeyPolicy {
+pub enum HostKeyPolicy {
     /// The key must be listed for the host in this OpenSSH `known_hosts` file.
     KnownHosts(PathBuf),
     /// The key's SHA256 fingerprint must be this one (base64, no `SHA256:`, no padding).
     Fingerprint(String),
 }
 
-/// The parsed, validated settings of one SFTP destination.
+/// An SFTP destination as its `sftp://USER@HOST[:PORT]/PATH?…` URL describes
+/// it, checked once when the URL is parsed. What depends on the environment
+/// (the login name when the URL has none, `~/.ssh/known_hosts`) is settled
+/// when the backend is built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SftpTarget {
+    /// Login name as written in the URL (still percent-encoded), if any.
+    pub user: Option<String>,
+    /// Host name or address, as the URL writes it (`[::1]` for IPv6).
+    pub host: String,
+    /// TCP port (22 when not given).
+    pub port: u16,
+    /// Remote directory as written in the URL (still percent-encoded); `/~/…`
+    /// is relative to the login directory.
+    pub path: String,
+    /// `known_hosts=` or `fingerprint=`; `None` for `~/.ssh/known_hosts`.
+    pub host_key: Option<HostKeyPolicy>,
+    /// `identity=` (repeatable): private keys to log in with; when empty, the
+    /// usual `~/.ssh/id_*` files.
+    pub identities: Vec<PathBuf>,
+    /// `channels=`: SFTP channels (each one an independent server-side worker)
+    /// per connection.
+    pub channels: usize,
+}
+
+impl SftpTarget {
+    /// Reads an `sftp://` URL.
+    ///
+    /// # Errors
+    /// [`UrlError::Invalid`] for a missing host, a password in the URL, an
+    /// unknown query option or a malformed value.
+    pub fn from_url(url: &url::Url) -> Result<Self, UrlError> {
+        let host = url
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| UrlError::invalid(url, "missing host"))?;
+        if url.password().is_some() {
+            return Err(UrlError::invalid(
+                url,
+                "passwords in sftp URLs are not accepted; use an SSH key or ssh-agent",
+            ));
+        }
+        let mut target = SftpTarget {
+            user: Some(url.username())
+                .filter(|u| !u.is_empty())
+                .map(str::to_string),
+            host: host.to_string(),
+            port: url.port().unwrap_or(22),
+            path: url.path().to_string(),
+            host_key: None,
+            identities: Vec::new(),
+            channels: 4,
+        };
+        let mut known_hosts = None;
+        let mut fingerprint = None;
+        for (key, value) in url.query_pairs() {
+            let invalid = |reason: String| target.invalid(reason);
+            match key.as_ref() {
+                "known_hosts" => known_hosts = Some(expand_home(&value)),
+                "identity" => target.identities.push(expand_home(&value)),
+                "fingerprint" => fingerprint = Some(parse_fingerprint(&value).map_err(invalid)?),
+                "channels" => target.channels = parse_channels(&value).map_err(invalid)?,
+                other => {
+                    return Err(invalid(format!(
+                        "unknown sftp option {other:?}; known: {}",
+                        KNOWN_OPTIONS.join(", ")
+                    )))
+                }
+            }
+        }
+        target.host_key = match (fingerprint, known_hosts) {
+            (Some(_), Some(_)) => {
+                return Err(
+                    target.invalid("give either fingerprint= or known_hosts=, not both".into())
+                )
+            }
+            (Some(fp), None) => Some(HostKeyPolicy::Fingerprint(fp)),
+            (None, Some(file)) => Some(HostKeyPolicy::KnownHosts(file)),
+            (None, None) => None,
+        };
+        Ok(target)
+    }
+
+    /// `sftp://host:port/path`: how messages name the destination (the user
+    /// and the query string are not needed to recognise it).
+    pub fn shown(&self) -> String {
+        format!("sftp://{}:{}{}", self.host, self.port, self.path)
+    }
+
+    fn invalid(&self, reason: String) -> UrlError {
+        UrlError::Invalid {
+            url: self.shown(),
+            reason,
+        }
+    }
+}
+
+/// The SHA256 fingerprint of a `fingerprint=` option, as [`HostKeyPolicy`]
+/// keeps it.
+fn parse_fingerprint(value: &str) -> Result<String, String> {
+    // Base64 has no spaces: a space is a `+` that the query decoding turned
+    // into one (an unescaped `+` in the URL).
+    let value = &value.replace(' ', "+");
+    let fp = value.strip_prefix("SHA256:").unwrap_or(value);
+    let fp = fp.trim_end_matches('=');
+    // 32 bytes of SHA-256 are 43 base64 characters unpadded.
+    let base64 = |c: char| c.is_ascii_alphanumeric() || c == '+' || c == '/';
+    if fp.len() != 43 || !fp.chars().all(base64) || value.starts_with("MD5:") {
+        return Err(format!(
+            "fingerprint {value:?} is not a SHA256 fingerprint \
+             (as `ssh-keygen -lf KEY` prints it: SHA256:…)"
+        ));
+    }
+    Ok(fp.to_string())
+}
+
+fn parse_channels(value: &str) -> Result<usize, String> {
+    value
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=MAX_CHANNELS).contains(n))
+        .ok_or_else(|| format!("channels must be a number from 1 to {MAX_CHANNELS}"))
+}
+
+/// The settings of one SFTP destination once the environment is consulted:
+/// what the connection and the paths use.
 #[derive(Debug, Clone)]
 pub(crate) struct SftpOptions {
     /// Login name.
     pub user: String,
-    /// Host name or address.
+    /// Host name or address (no brackets).
     pub host: String,
     /// TCP port.
     pub port: u16,
@@ -35,90 +160,24 @@ pub(crate) struct SftpOptions {
     pub host_key: HostKeyPolicy,
     /// Private keys named in the URL; when empty, the usual `~/.ssh/id_*` files.
     pub identities: Vec<PathBuf>,
-    /// SFTP channels (each one an independent server-side worker) per connection.
+    /// SFTP channels per connection.
     pub channels: usize,
 }
 
 impl SftpOptions {
-    /// Reads the options of an `sftp://` destination.
+    /// Settles what `target` leaves to the environment: the login name
+    /// (`$USER`, `$LOGNAME`) and the known_hosts file (`~/.ssh/known_hosts`).
     ///
     /// # Errors
-    /// [`UrlError::Invalid`] for an unknown query option, a malformed value, or
-    /// no user name in the URL nor in `$USER`/`$LOGNAME`.
-    pub fn from_url(url: &DestinationUrl) -> Result<Self, UrlError> {
-        let DestinationUrl::Sftp {
-            user,
-            host,
-            port,
-            path,
-            options,
-        } = url
-        else {
-            return Err(UrlError::Invalid {
-                url: format!("{url:?}"),
-                reason: "not an sftp URL".into(),
-            });
-        };
-        let shown = format!("sftp://{host}:{port}{path}");
-        let invalid = |reason: String| UrlError::Invalid {
-            url: shown.clone(),
-            reason,
-        };
-        let mut known_hosts = None;
-        let mut fingerprint = None;
-        let mut identities = Vec::new();
-        let mut channels = 4;
-        for (key, value) in options {
-            match key.as_str() {
-                "known_hosts" => known_hosts = Some(expand_home(value)),
-                "identity" => identities.push(expand_home(value)),
-                "fingerprint" => {
-                    // Base64 has no spaces: a space is a `+` that the query
-                    // decoding turned into one (an unescaped `+` in the URL).
-                    let value = &value.replace(' ', "+");
-                    let fp = value.strip_prefix("SHA256:").unwrap_or(value);
-                    let fp = fp.trim_end_matches('=');
-                    // 32 bytes of SHA-256 are 43 base64 characters unpadded.
-                    let base64 = |c: char| c.is_ascii_alphanumeric() || c == '+' || c == '/';
-                    if fp.len() != 43 || !fp.chars().all(base64) || value.starts_with("MD5:") {
-                        return Err(invalid(format!(
-                            "fingerprint {value:?} is not a SHA256 fingerprint \
-                             (as `ssh-keygen -lf KEY` prints it: SHA256:…)"
-                        )));
-                    }
-                    fingerprint = Some(fp.to_string());
-                }
-                "channels" => {
-                    channels = value
-                        .parse::<usize>()
-                        .ok()
-                        .filter(|n| (1..=MAX_CHANNELS).contains(n))
-                        .ok_or_else(|| {
-                            invalid(format!(
-                                "channels must be a number from 1 to {MAX_CHANNELS}"
-                            ))
-                        })?;
-                }
-                other => {
-                    return Err(invalid(format!(
-                        "unknown sftp option {other:?}; known: {}",
-                        KNOWN_OPTIONS.join(", ")
-                    )))
-                }
-            }
-        }
-        let host_key = match (fingerprint, known_hosts) {
-            (Some(_), Some(_)) => {
-                return Err(invalid(
-                    "give either fingerprint= or known_hosts=, not both".into(),
-                ))
-            }
-            (Some(fp), None) => HostKeyPolicy::Fingerprint(fp),
-            (None, Some(file)) => HostKeyPolicy::KnownHosts(file),
-            (None, None) => HostKeyPolicy::KnownHosts(
+    /// [`UrlError::Invalid`] when there is no user name, or no home
+    /// directory to find known_hosts in.
+    pub fn resolve(target: &SftpTarget) -> Result<Self, UrlError> {
+        let host_key = match &target.host_key {
+            Some(policy) => policy.clone(),
+            None => HostKeyPolicy::KnownHosts(
                 home_dir()
                     .ok_or_else(|| {
-                        invalid(
+                        target.invalid(
                             "HOME is not set, so ~/.ssh/known_hosts cannot be found; \
                              give known_hosts=FILE or fingerprint=SHA256:…"
                                 .into(),
@@ -127,25 +186,28 @@ impl SftpOptions {
                     .join(".ssh/known_hosts"),
             ),
         };
-        let user = match user {
-            Some(user) => user.clone(),
+        let user = match &target.user {
+            Some(user) => percent_decode(user),
             None => std::env::var("USER")
                 .or_else(|_| std::env::var("LOGNAME"))
                 .ok()
                 .filter(|u| !u.is_empty())
-                .ok_or_else(|| invalid("no user name: write sftp://USER@host/path".into()))?,
+                .ok_or_else(|| {
+                    target.invalid("no user name: write sftp://USER@host/path".into())
+                })?,
         };
         Ok(SftpOptions {
-            user: percent_decode(&user),
-            host: host
+            user,
+            host: target
+                .host
                 .trim_start_matches('[')
                 .trim_end_matches(']')
                 .to_string(),
-            port: *port,
-            root: remote_root(&percent_decode(path)),
+            port: target.port,
+            root: remote_root(&percent_decode(&target.path)),
             host_key,
-            identities,
-            channels,
+            identities: target.identities.clone(),
+            channels: target.channels,
         })
     }
 
@@ -230,7 +292,8 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<SftpOptions, UrlError> {
-        SftpOptions::from_url(&DestinationUrl::parse(text).unwrap())
+        let url = url::Url::parse(text).expect("url");
+        SftpOptions::resolve(&SftpTarget::from_url(&url)?)
     }
 
     #[test]
