@@ -21,6 +21,12 @@ pub struct FaultPlan {
     pub put_after: usize,
     /// The class of the injected put failure.
     pub put_error: Option<ErrorKind>,
+    /// How many matching puts fail (after `put_after`); `None` for every one
+    /// (a provider that hiccups, against one that is down).
+    pub put_failures: Option<usize>,
+    /// The injected put failure comes after the object was stored: the
+    /// provider wrote it but its answer was lost on the way back.
+    pub put_lands: bool,
     /// Gets of keys starting with this prefix return bytes with one bit flipped.
     pub corrupt_get_prefix: Option<String>,
     /// Every call fails as if the destination were unreachable.
@@ -83,6 +89,27 @@ impl FaultyBackend {
         self.plan.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Whether this put of `key` is one the plan fails (counting it).
+    fn put_fails(&self, plan: &FaultPlan, key: &str) -> bool {
+        if !plan
+            .fail_put_prefix
+            .as_ref()
+            .is_some_and(|p| key.starts_with(p.as_str()))
+        {
+            return false;
+        }
+        let n = self.matching_puts.fetch_add(1, Ordering::SeqCst);
+        n >= plan.put_after
+            && plan
+                .put_failures
+                .is_none_or(|failures| n < plan.put_after + failures)
+    }
+
+    fn injected_put_failure(&self, plan: &FaultPlan, key: &str) -> BackendError {
+        let kind = plan.put_error.unwrap_or(ErrorKind::Permanent);
+        BackendError::new(kind, self.inner.name(), key, "injected put failure")
+    }
+
     fn unreachable(&self, key: &str) -> BackendError {
         BackendError::new(
             ErrorKind::Transient,
@@ -125,25 +152,19 @@ impl Backend for FaultyBackend {
         if plan.unreachable {
             return Err(self.unreachable(key));
         }
-        if plan
-            .fail_put_prefix
-            .as_ref()
-            .is_some_and(|p| key.starts_with(p.as_str()))
-            && self.matching_puts.fetch_add(1, Ordering::SeqCst) >= plan.put_after
-        {
-            let kind = plan.put_error.unwrap_or(ErrorKind::Permanent);
-            return Err(BackendError::new(
-                kind,
-                self.inner.name(),
-                key,
-                "injected put failure",
-            ));
+        let fails = self.put_fails(&plan, key);
+        if fails && !plan.put_lands {
+            return Err(self.injected_put_failure(&plan, key));
         }
         let _running = InFlightPut::enter(&self.puts_in_flight);
         if let Some(delay) = plan.put_delay {
             tokio::time::sleep(delay).await;
         }
-        self.inner.put(key, data).await
+        self.inner.put(key, data).await?;
+        if fails {
+            return Err(self.injected_put_failure(&plan, key));
+        }
+        Ok(())
     }
 
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Bytes> {

@@ -6,6 +6,11 @@
 //! and a refused connection is tried only twice: nothing listens there, and
 //! every command should give such a destination up within seconds. This is
 //! the only retry layer: backends do not retry underneath it.
+//!
+//! Puts are create-only, so a put whose first attempt stored the object but
+//! lost the answer would come back from its retry as `AlreadyExists`: a
+//! retried put that meets `AlreadyExists` reads the object back, and it is a
+//! success when the bytes are the caller's.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -105,9 +110,26 @@ impl Backend for RetryBackend {
     }
 
     async fn put(&self, key: &str, data: Bytes) -> Result<()> {
-        // A retried put whose first attempt did land reports AlreadyExists; for
-        // content-named objects the caller treats that as done.
-        self.retry(|| self.inner.put(key, data.clone())).await
+        let mut attempts = 0;
+        let result = self
+            .retry(|| {
+                attempts += 1;
+                self.inner.put(key, data.clone())
+            })
+            .await;
+        match result {
+            // A failed attempt may have landed before its answer was lost:
+            // then the retry finds the caller's own object, and the put did
+            // succeed. Anything else there (or an object that cannot be read
+            // back) is a real conflict.
+            Err(e) if e.kind == ErrorKind::AlreadyExists && attempts > 1 => {
+                match self.retry(|| self.inner.get(key, None)).await {
+                    Ok(stored) if stored == data => Ok(()),
+                    _ => Err(e),
+                }
+            }
+            other => other,
+        }
     }
 
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Bytes> {
@@ -207,6 +229,85 @@ mod tests {
         faulty.set_plan(FaultPlan::default());
         retrying.put("k", Bytes::from_static(b"x")).await.unwrap();
         assert_eq!(&memory.get("k", None).await.unwrap()[..], b"x");
+    }
+
+    fn fast() -> RetryPolicy {
+        RetryPolicy {
+            attempts: 3,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(2),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_put_that_landed_before_its_answer_was_lost_succeeds() {
+        let memory = Arc::new(MemoryBackend::new("m"));
+        let faulty = FaultyBackend::new(
+            memory.clone(),
+            FaultPlan {
+                fail_put_prefix: Some("config".into()),
+                put_error: Some(ErrorKind::Transient),
+                put_failures: Some(1),
+                put_lands: true,
+                ..Default::default()
+            },
+        );
+        let retrying = RetryBackend::new(Arc::new(faulty.clone()), fast());
+        retrying
+            .put("config", Bytes::from_static(b"repo"))
+            .await
+            .expect("the first attempt stored it");
+        assert_eq!(&memory.get("config", None).await.unwrap()[..], b"repo");
+        assert_eq!(faulty.take_reads(), vec![("config".to_string(), true)]);
+    }
+
+    #[tokio::test]
+    async fn a_retried_put_that_finds_other_bytes_reports_already_exists() {
+        let memory = Arc::new(MemoryBackend::new("m"));
+        memory
+            .put("config", Bytes::from_static(b"another repo"))
+            .await
+            .unwrap();
+        // The first attempt fails without storing anything; the retry finds
+        // an object someone else wrote.
+        let faulty = FaultyBackend::new(
+            memory.clone(),
+            FaultPlan {
+                fail_put_prefix: Some("config".into()),
+                put_error: Some(ErrorKind::Transient),
+                put_failures: Some(1),
+                ..Default::default()
+            },
+        );
+        let retrying = RetryBackend::new(Arc::new(faulty.clone()), fast());
+        let err = retrying
+            .put("config", Bytes::from_static(b"repo"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::AlreadyExists);
+        assert_eq!(faulty.take_reads().len(), 1, "compared with what is there");
+        assert_eq!(
+            &memory.get("config", None).await.unwrap()[..],
+            b"another repo"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_first_attempt_that_finds_an_object_reports_already_exists_unread() {
+        let memory = Arc::new(MemoryBackend::new("m"));
+        memory
+            .put("config", Bytes::from_static(b"repo"))
+            .await
+            .unwrap();
+        let faulty = FaultyBackend::new(memory.clone(), FaultPlan::default());
+        let retrying = RetryBackend::new(Arc::new(faulty.clone()), fast());
+        // Even the same bytes: nothing failed, so this caller did not write them.
+        let err = retrying
+            .put("config", Bytes::from_static(b"repo"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::AlreadyExists);
+        assert!(faulty.take_reads().is_empty());
     }
 
     #[tokio::test]
