@@ -47,23 +47,10 @@ pub struct SelectionArgs {
     pub files_from_verbatim: Vec<PathBuf>,
 }
 
-/// Expands a leading `~`, `~/`, `$HOME` or `${HOME}` to the home directory,
-/// in paths and patterns alike (the shell does not expand them in config
-/// files or in quoted patterns).
-pub fn expand_user(text: &str) -> String {
-    let Some(home) = dirs::home_dir() else {
-        return text.to_string();
-    };
-    let home = home.display().to_string();
-    for prefix in ["~", "$HOME", "${HOME}"] {
-        if let Some(rest) = text.strip_prefix(prefix) {
-            if rest.is_empty() || rest.starts_with('/') {
-                return format!("{home}{rest}");
-            }
-        }
-    }
-    text.to_string()
-}
+/// `~` and `$HOME` at the start of paths and patterns: the shell does not
+/// expand them in config files or in quoted patterns. One definition, shared
+/// with the SFTP destination's `known_hosts=` and `identity=` options.
+pub use lifeboat_backends::expand_user;
 
 impl SelectionArgs {
     /// The exclude rules from the flags, their files and the profile.
@@ -164,21 +151,6 @@ fn read_list(file: &Path) -> std::io::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn home_is_expanded_at_the_start_only() {
-        let home = dirs::home_dir()
-            .expect("a home directory")
-            .display()
-            .to_string();
-        assert_eq!(expand_user("~/.cache"), format!("{home}/.cache"));
-        assert_eq!(expand_user("$HOME/x"), format!("{home}/x"));
-        assert_eq!(expand_user("${HOME}"), home);
-        assert_eq!(expand_user("~"), home);
-        assert_eq!(expand_user("~other/x"), "~other/x");
-        assert_eq!(expand_user("*.tmp"), "*.tmp");
-        assert_eq!(expand_user("a/~/b"), "a/~/b");
-    }
 
     #[test]
     fn lists_name_paths_line_by_line_or_by_nul() {

@@ -22,7 +22,7 @@ use russh_sftp::client::{Config as SftpConfig, RawSftpSession};
 use russh_sftp::extensions;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-use super::options::{home_dir, HostKeyPolicy, SftpOptions};
+use super::options::{HostKeyPolicy, SftpOptions};
 use crate::error::{BackendError, ErrorKind};
 
 /// How long a TCP connect, key exchange and login may take.
@@ -378,7 +378,7 @@ async fn authenticate(
     let candidates: Vec<PathBuf> = if explicit {
         opts.identities.clone()
     } else {
-        home_dir()
+        dirs::home_dir()
             .map(|home| {
                 ["id_ed25519", "id_ecdsa", "id_rsa"]
                     .iter()

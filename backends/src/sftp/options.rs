@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use crate::error::UrlError;
+use crate::home::expand_user;
 
 /// Query options an `sftp://` URL may carry.
 const KNOWN_OPTIONS: &[&str] = &["known_hosts", "identity", "fingerprint", "channels"];
@@ -77,8 +78,8 @@ impl SftpTarget {
         for (key, value) in url.query_pairs() {
             let invalid = |reason: String| target.invalid(reason);
             match key.as_ref() {
-                "known_hosts" => known_hosts = Some(expand_home(&value)),
-                "identity" => target.identities.push(expand_home(&value)),
+                "known_hosts" => known_hosts = Some(PathBuf::from(expand_user(&value))),
+                "identity" => target.identities.push(PathBuf::from(expand_user(&value))),
                 "fingerprint" => fingerprint = Some(parse_fingerprint(&value).map_err(invalid)?),
                 "channels" => target.channels = parse_channels(&value).map_err(invalid)?,
                 other => {
@@ -175,10 +176,10 @@ impl SftpOptions {
         let host_key = match &target.host_key {
             Some(policy) => policy.clone(),
             None => HostKeyPolicy::KnownHosts(
-                home_dir()
+                dirs::home_dir()
                     .ok_or_else(|| {
                         target.invalid(
-                            "HOME is not set, so ~/.ssh/known_hosts cannot be found; \
+                            "no home directory, so ~/.ssh/known_hosts cannot be found; \
                              give known_hosts=FILE or fingerprint=SHA256:…"
                                 .into(),
                         )
@@ -231,21 +232,6 @@ impl SftpOptions {
     }
 }
 
-/// The user's home directory, from `$HOME`.
-pub(crate) fn home_dir() -> Option<PathBuf> {
-    std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map(PathBuf::from)
-}
-
-/// `~/x` → `$HOME/x`; anything else unchanged.
-fn expand_home(path: &str) -> PathBuf {
-    match (path.strip_prefix("~/"), home_dir()) {
-        (Some(rest), Some(home)) => home.join(rest),
-        _ => PathBuf::from(path),
-    }
-}
-
 /// The remote root for a URL path: `/~/lb` and `/~` are relative to the login
 /// directory (`lb`, `""`); trailing slashes go.
 fn remote_root(path: &str) -> String {
@@ -269,22 +255,9 @@ fn remote_root(path: &str) -> String {
 
 /// Decodes `%XX` escapes of a URL component (invalid escapes stay as they are).
 fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-            if let Some(b) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 #[cfg(test)]
@@ -304,6 +277,7 @@ mod tests {
         assert_eq!(remote_root("/~"), "");
         assert_eq!(remote_root("/~/lb/x/"), "lb/x");
         assert_eq!(percent_decode("/a%20b/%zz%4"), "/a b/%zz%4");
+        assert_eq!(percent_decode("caf%C3%A9%2"), "café%2");
     }
 
     #[test]
