@@ -104,9 +104,9 @@ impl BackendError {
             | Io::BrokenPipe => ErrorKind::Transient,
             _ => ErrorKind::Permanent,
         };
-        let detail = match err.raw_os_error() {
+        let detail = match err.kind() {
             // ENOSPC: say it plainly, it is the one users must act on.
-            Some(28) => "no space left on device".to_string(),
+            Io::StorageFull => "no space left on device".to_string(),
             _ => err.to_string(),
         };
         BackendError::new(kind, destination, key, detail).with_source(err)
@@ -183,5 +183,21 @@ impl UrlError {
             url: shown.to_string(),
             reason: reason.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_named_plainly() {
+        let full = std::io::Error::from_raw_os_error(libc::ENOSPC);
+        let err = BackendError::from_io("usb", "data/ab", full);
+        assert_eq!(err.kind, ErrorKind::Permanent);
+        assert_eq!(err.detail, "no space left on device");
+        let denied = std::io::Error::from_raw_os_error(libc::EACCES);
+        let err = BackendError::from_io("usb", "data/ab", denied);
+        assert_ne!(err.detail, "no space left on device");
     }
 }

@@ -219,10 +219,10 @@ impl LocalBackend {
 }
 
 fn links_unsupported(err: &std::io::Error) -> bool {
-    const EPERM: i32 = 1;
-    const ENOSYS: i32 = 38;
-    const EOPNOTSUPP: i32 = 95;
-    matches!(err.raw_os_error(), Some(EPERM | ENOSYS | EOPNOTSUPP))
+    matches!(
+        err.raw_os_error(),
+        Some(libc::EPERM | libc::ENOSYS | libc::EOPNOTSUPP)
+    )
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
