@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: builds the `lifeboat` binary the end-to-end tests run,
-# then every unit, property, conformance and end-to-end test of the workspace.
+# The whole test suite: builds the `lifeboat` binary the end-to-end tests run
+# (with the engine's crash hooks, the `failpoints` feature), then every unit,
+# property, conformance and end-to-end test of the workspace.
 # Idempotent and self-contained: it installs what the tests need when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,5 +28,10 @@ for server in scripts/servers/*.sh; do
   source "$server"
 done
 
-cargo build -p lifeboat-cli
+# The `lifeboat` binary the end-to-end tests run, built in one go with every
+# test: one feature resolution for both, so the engine is compiled once, and
+# the tests crate's dev-dependency on the engine's `failpoints` feature puts
+# the crash hooks (LIFEBOAT_FAILPOINT) into this binary; tests/failpoints.rs
+# fails if they are missing. A plain `cargo build -p lifeboat-cli` has none.
+cargo build --workspace --bins --tests
 cargo test --workspace --no-fail-fast "$@"

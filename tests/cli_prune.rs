@@ -4,7 +4,8 @@
 //! at each of its steps loses nothing: every kept snapshot restores, the next
 //! prune completes and a full check is clean.
 //!
-//! Needs `cargo build -p lifeboat-cli` first (see `lifeboat_tests::lifeboat_bin`).
+//! Needs `cargo build -p lifeboat-cli --features failpoints` first, as
+//! scripts/test.sh does (see `lifeboat_tests::lifeboat_bin`).
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};

@@ -76,6 +76,7 @@ pub fn hostname() -> String {
 /// Crash-test hook: when the environment variable `LIFEBOAT_FAILPOINT` names
 /// this point, the process kills itself with SIGKILL right here, as a power cut
 /// would. Used by the tests that prove an interrupted prune loses nothing.
+#[cfg(feature = "failpoints")]
 pub fn failpoint(name: &str) {
     if std::env::var("LIFEBOAT_FAILPOINT").is_ok_and(|v| v == name) {
         // SAFETY: getpid and kill have no memory-safety preconditions.
@@ -84,3 +85,9 @@ pub fn failpoint(name: &str) {
         }
     }
 }
+
+/// Crash-test hook, compiled out: only builds with the `failpoints` feature
+/// let an environment variable kill the process.
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn failpoint(_name: &str) {}

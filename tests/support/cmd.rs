@@ -21,8 +21,9 @@ const TIMEOUT: Duration = Duration::from_secs(10 * 60);
 /// next to this test executable (`target/<profile>/deps/<test>-<hash>`).
 ///
 /// # Panics
-/// When the binary is missing: it must be built with `cargo build -p lifeboat-cli`
-/// before `cargo test`, since a test crate cannot depend on another package's binary.
+/// When the binary is missing: it must be built with `cargo build -p lifeboat-cli
+/// --features failpoints` (or as scripts/test.sh does) before `cargo test`, since a
+/// test crate cannot depend on another package's binary.
 pub fn lifeboat_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -40,8 +41,8 @@ pub fn lifeboat_bin() -> &'static Path {
         let bin = dir.join("lifeboat");
         assert!(
             bin.is_file(),
-            "the lifeboat binary is missing at {}: run `cargo build -p lifeboat-cli` (same profile) \
-             before `cargo test -p lifeboat-tests`, or set LIFEBOAT_BIN",
+            "the lifeboat binary is missing at {}: run `cargo build -p lifeboat-cli --features \
+             failpoints` (same profile) before `cargo test -p lifeboat-tests`, or set LIFEBOAT_BIN",
             bin.display()
         );
         bin
