@@ -6,12 +6,13 @@
 //!
 //! Needs `cargo build -p lifeboat-cli` first (see `lifeboat_tests::lifeboat_bin`).
 
+use lifeboat_engine::SealedFile;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lifeboat_backends::{Backend, Bytes, LocalBackend};
-use lifeboat_engine::lock::{LockFile, STALE_AFTER_SECS};
+use lifeboat_engine::format::lock::{LockFile, STALE_AFTER_SECS};
 use lifeboat_engine::{DestinationSet, ObjectKind, Repository};
 use lifeboat_tests::tree;
 use lifeboat_tests::{Lb, Output, Sandbox, PASSWORD};

@@ -130,7 +130,7 @@ pub fn with_metadata_cache(repo: Repository) -> Repository {
         return repo;
     }
     match crate::health::repo_dir(repo.id()) {
-        Some(dir) => repo.with_cache(lifeboat_engine::cache::MetadataCache::new(
+        Some(dir) => repo.with_cache(lifeboat_engine::repo::cache::MetadataCache::new(
             dir.join("metadata"),
         )),
         None => repo,

@@ -1,6 +1,6 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use lifeboat_engine::lock::LockFile;
+use lifeboat_engine::format::lock::LockFile;
 use lifeboat_fuzz::{sealed_variants, KEYS};
 
 fuzz_target!(|data: &[u8]| {

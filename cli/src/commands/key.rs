@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Subcommand;
-use lifeboat_engine::ids::KeyId;
+use lifeboat_engine::format::ids::KeyId;
 use lifeboat_engine::key_admin::{self, KeyEntry, KeyError};
 use lifeboat_engine::{KdfParams, Repository};
 use serde_json::json;
