@@ -1,4 +1,4 @@
-//! DESIGN.md invariant 4: a destination that fails during a backup never
+//! ARCHITECTURE.md invariant 4: a destination that fails during a backup never
 //! blocks the others; the snapshot commits on every destination that holds
 //! all its data, and the outcome names the destinations missed.
 

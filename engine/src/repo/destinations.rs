@@ -1,7 +1,7 @@
 //! The destination set: every repository object is written to all
 //! destinations and read from the first one that returns verified bytes.
 //!
-//! Degraded mode (DESIGN.md invariant 4): a destination whose write fails
+//! Degraded mode (ARCHITECTURE.md, invariant 4): a destination whose write fails
 //! (after its backend's own retries) is dropped for the rest of the run with
 //! a warning, and the others go on. Because a dropped destination receives
 //! nothing more, every destination still in the set holds every object written

@@ -3,7 +3,7 @@
 //! The CPU stages run on dedicated threads (see [`pipeline`]); the uploader runs
 //! on the async runtime, so I/O to the destinations overlaps the CPU work.
 //! The snapshot is written last, after every pack and index it needs is stored
-//! (DESIGN.md invariant 1): an interrupted run leaves only unreferenced objects.
+//! (ARCHITECTURE.md, invariant 1): an interrupted run leaves only unreferenced objects.
 
 mod builder;
 pub mod chunker;

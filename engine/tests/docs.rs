@@ -1,7 +1,12 @@
-//! FORMAT.md against the code: the object kinds of §2, the compression
-//! levels of §3.2, the AAD strings of §3.3 and the versions of §9 must be
-//! the constants the code uses. A change to either that forgets the other
-//! fails here.
+//! The documents a newcomer reads, against the code.
+//!
+//! - FORMAT.md: the object kinds of §2, the compression levels of §3.2, the
+//!   AAD strings of §3.3 and the versions of §9 must be the constants the
+//!   code uses.
+//! - ARCHITECTURE.md: its code map names every source file of the engine,
+//!   backends and cli crates, and every path it names exists.
+//!
+//! A change to either side that forgets the other fails here.
 
 use std::collections::BTreeMap;
 
@@ -15,6 +20,14 @@ use lifeboat_engine::format::lock::LockFile;
 use lifeboat_engine::format::pack::{HEADER_AAD, HEADER_COMPRESSION, PACK_HEADER_VERSION};
 use lifeboat_engine::format::tree::TREE_VERSION;
 use lifeboat_engine::{RepoFile, SealedFile, Snapshot};
+
+/// The workspace root.
+fn root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("engine/ has a parent")
+        .to_path_buf()
+}
 
 fn format_md() -> String {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/FORMAT.md");
@@ -216,4 +229,99 @@ fn versions_match_the_code() {
         )),
         "§9's key file version"
     );
+}
+
+/// Every `.rs` file below `dir`, relative to the workspace root, except
+/// test modules (`tests.rs`, `*_tests.rs`).
+fn sources(dir: &std::path::Path, out: &mut Vec<String>) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .expect("a source directory")
+        .map(|e| e.expect("a directory entry").path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            sources(&path, out);
+            continue;
+        }
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.ends_with(".rs") && name != "tests.rs" && !name.ends_with("_tests.rs") {
+            let relative = path.strip_prefix(root()).expect("below the root");
+            out.push(relative.to_string_lossy().into_owned());
+        }
+    }
+}
+
+/// The paths ARCHITECTURE.md names in backquotes (`engine/src/…`,
+/// `backends/src/s3/`, `cli/src/commands/*.rs`).
+fn architecture_paths(doc: &str) -> Vec<String> {
+    let prefixes = [
+        "engine/",
+        "backends/",
+        "cli/",
+        "tests/",
+        "benches/",
+        "fuzz/",
+        "scripts/",
+    ];
+    doc.split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|s| prefixes.iter().any(|p| s.starts_with(p)) && !s.contains(' '))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn architecture_names_every_source_file_and_nothing_else() {
+    let doc = std::fs::read_to_string(root().join("ARCHITECTURE.md"))
+        .expect("ARCHITECTURE.md is readable");
+    let named = architecture_paths(&doc);
+    for path in &named {
+        // A glob names its directory.
+        let on_disk = match path.find('*') {
+            Some(star) => root().join(&path[..path[..star].rfind('/').map_or(0, |i| i + 1)]),
+            None => root().join(path),
+        };
+        assert!(
+            on_disk.exists(),
+            "ARCHITECTURE.md names {path}, which does not exist"
+        );
+    }
+    // Short paths in the invariants table are relative to engine/src.
+    for short in doc.split('`').skip(1).step_by(2).filter(|s| {
+        ["ops/", "repo/", "format/"]
+            .iter()
+            .any(|d| s.starts_with(d))
+            && !s.contains(' ')
+            && !named.iter().any(|n| n == s)
+    }) {
+        assert!(
+            root().join("engine/src").join(short).exists(),
+            "ARCHITECTURE.md names {short}, which is not in engine/src"
+        );
+    }
+    let mut files = Vec::new();
+    for krate in ["engine/src", "backends/src", "cli/src"] {
+        sources(&root().join(krate), &mut files);
+    }
+    // Only the code map's rows cover files (a heading naming `engine/`
+    // covers nothing).
+    let rows: String = doc
+        .lines()
+        .filter(|l| l.starts_with('|'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mapped = architecture_paths(&rows);
+    for file in files {
+        let covered = mapped.iter().any(|n| {
+            *n == file
+                || (n.ends_with('/') && file.starts_with(n.as_str()))
+                || n.strip_suffix("*.rs").is_some_and(|dir| {
+                    file.strip_prefix(dir)
+                        .is_some_and(|rest| !rest.contains('/'))
+                })
+        });
+        assert!(covered, "ARCHITECTURE.md's code map does not name {file}");
+    }
 }
