@@ -325,3 +325,45 @@ fn architecture_names_every_source_file_and_nothing_else() {
         assert!(covered, "ARCHITECTURE.md's code map does not name {file}");
     }
 }
+
+/// The code lines (comments left out) of every source file below `dir`.
+fn code_lines(dir: &str) -> Vec<(String, String)> {
+    let mut files = Vec::new();
+    sources(&root().join(dir), &mut files);
+    let mut out = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(root().join(&file)).expect("a readable source");
+        for line in text.lines() {
+            let code = line.trim_start();
+            if !code.starts_with("//") {
+                out.push((file.clone(), code.to_string()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn layers_only_depend_downwards() {
+    let rules: [(&str, &[&str]); 3] = [
+        // Formats turn bytes into values: no I/O, no repository, no command.
+        (
+            "engine/src/format",
+            &["crate::repo", "crate::ops", "tokio", "lifeboat_backends"],
+        ),
+        // Repository access serves the operations, never the reverse.
+        ("engine/src/repo", &["crate::ops"]),
+        // Storage knows nothing of the repository.
+        ("backends/src", &["lifeboat_engine"]),
+    ];
+    for (dir, forbidden) in rules {
+        for (file, line) in code_lines(dir) {
+            for word in forbidden {
+                assert!(
+                    !line.contains(word),
+                    "{file} uses {word}, which ARCHITECTURE.md forbids there: {line}"
+                );
+            }
+        }
+    }
+}

@@ -422,3 +422,39 @@ fn tree_pack_extents_name_tree_packs_and_their_ends() {
     assert_eq!(extents.len(), 1, "{extents:?}");
     assert_eq!(extents.get(&PackId([1; 32])), Some(&430));
 }
+
+#[test]
+fn an_opened_index_file_is_looked_up() {
+    use crate::format::crypto::MasterKeys;
+    use crate::format::SealedFile;
+    let keys = MasterKeys::generate();
+    let blob = |n: u8, offset: u32| IndexBlob {
+        blob_type: BlobType::Data,
+        id: BlobId([n; 32]),
+        offset,
+        length: 10,
+        raw_length: 8,
+    };
+    let mut file = IndexFile::new();
+    file.packs.push(IndexPack {
+        id: PackId([1; 32]),
+        blobs: vec![blob(9, 0), blob(3, 10)],
+    });
+    file.packs.push(IndexPack {
+        id: PackId([2; 32]),
+        blobs: vec![blob(5, 0)],
+    });
+    let opened = IndexFile::open(&keys, "x", &file.seal(&keys)).unwrap();
+    let mut master = MasterIndex::new();
+    master.add_file(&opened);
+    master.finish();
+    assert_eq!(master.len(), 3);
+    let loc = master.lookup(&BlobId([3; 32])).unwrap();
+    assert_eq!((loc.pack, loc.offset), (PackId([1; 32]), 10));
+    assert_eq!(
+        master.lookup(&BlobId([5; 32])).unwrap().pack,
+        PackId([2; 32])
+    );
+    assert!(master.lookup(&BlobId([4; 32])).is_none());
+    assert!(MasterIndex::bytes_per_entry() <= 40);
+}
