@@ -181,11 +181,7 @@ impl DestinationSet {
                 left.reason
             )));
         }
-        let Some(i) = self.backends.iter().position(|b| b.name() == name) else {
-            return Err(Error::InvalidInput(format!(
-                "no destination named {name:?}"
-            )));
-        };
+        let i = self.named(name)?;
         let mut set = DestinationSet::new(vec![self.backends[i].clone()])?;
         set.uploads = vec![self.uploads[i]];
         set.reads = vec![self.reads[i]];
@@ -213,21 +209,23 @@ impl DestinationSet {
     /// # Errors
     /// [`Error::InvalidInput`] when no destination has that name.
     pub fn set_upload_limit(&mut self, name: &str, uploads: usize) -> Result<()> {
-        let Some(i) = self.backends.iter().position(|b| b.name() == name) else {
-            return Err(Error::InvalidInput(format!(
-                "no destination named {name:?}"
-            )));
-        };
+        let i = self.named(name)?;
         self.uploads[i] = uploads.clamp(1, MAX_UPLOADS);
         Ok(())
     }
 
     /// How many packs the named destination uploads at once.
     pub fn upload_limit(&self, name: &str) -> usize {
+        self.named(name)
+            .map_or(DEFAULT_UPLOADS, |i| self.uploads[i])
+    }
+
+    /// The position of the named destination.
+    fn named(&self, name: &str) -> Result<usize> {
         self.backends
             .iter()
             .position(|b| b.name() == name)
-            .map_or(DEFAULT_UPLOADS, |i| self.uploads[i])
+            .ok_or_else(|| Error::InvalidInput(format!("no destination named {name:?}")))
     }
 
     /// Sets how many reads walks and restores keep in flight to the named
@@ -237,11 +235,7 @@ impl DestinationSet {
     /// # Errors
     /// [`Error::InvalidInput`] when no destination has that name.
     pub fn set_read_limit(&mut self, name: &str, reads: usize) -> Result<()> {
-        let Some(i) = self.backends.iter().position(|b| b.name() == name) else {
-            return Err(Error::InvalidInput(format!(
-                "no destination named {name:?}"
-            )));
-        };
+        let i = self.named(name)?;
         self.reads[i] = reads.clamp(1, MAX_READS);
         Ok(())
     }
@@ -249,10 +243,7 @@ impl DestinationSet {
     /// How many reads walks and restores keep in flight to the named
     /// destination.
     pub fn read_limit(&self, name: &str) -> usize {
-        self.backends
-            .iter()
-            .position(|b| b.name() == name)
-            .map_or(DEFAULT_READS, |i| self.reads[i])
+        self.named(name).map_or(DEFAULT_READS, |i| self.reads[i])
     }
 
     /// Reads to keep in flight for a walk that reads from the first
@@ -334,7 +325,7 @@ impl DestinationSet {
     /// Drops a destination for the rest of the run.
     pub fn drop_destination(&self, name: &str, why: &str) {
         let mut dropped = self.dropped_state();
-        if let Some(i) = self.backends.iter().position(|b| b.name() == name) {
+        if let Ok(i) = self.named(name) {
             if dropped[i].is_none() {
                 // Shown with -v: every command reports its missed destinations
                 // once, in its summary or in the warning for a left-out one.
