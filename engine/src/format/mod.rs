@@ -10,7 +10,9 @@
 //! version, sealed under the data key with an AAD naming the kind
 //! ([`SealedFile`]). The version byte is read before the rest is decoded, so
 //! a later format adds a version by adding an arm to [`RepoFile::decode`],
-//! and an older build reports "unsupported version" instead of garbage.
+//! and an older build reports "unsupported version" instead of garbage. The
+//! AAD names the kind, not the version, and stays the same across versions:
+//! the version is inside the seal, so it can only be read once opened.
 
 pub mod config;
 pub mod crypto;
