@@ -159,3 +159,55 @@ pub(crate) fn open_body<T: DeserializeOwned>(
 ) -> std::result::Result<T, FormatError> {
     Ok(postcard::from_bytes(&keys.open(aad, sealed)?)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+    use crate::format::deletion::{DeletionRecord, RECORD_AAD};
+
+    #[test]
+    fn open_reports_each_failure_with_its_cause() {
+        let keys = MasterKeys::generate();
+        let record = DeletionRecord::new("prune", vec!["index/ab".into()]);
+        let sealed = record.seal(&keys);
+        assert_eq!(DeletionRecord::open(&keys, "r", &sealed).unwrap(), record);
+
+        // Another repository's keys: the seal does not open.
+        let err = DeletionRecord::open(&MasterKeys::generate(), "r", &sealed).unwrap_err();
+        assert!(matches!(
+            &err,
+            Error::Format { object, reason: FormatError::Seal(OpenError::Authentication) }
+                if object == "deletion record r"
+        ));
+        assert!(err.source().is_some(), "the cause is kept: {err}");
+
+        // A version this build does not read: named as such, not as garbage.
+        let mut future = record.encode();
+        future[0] = 2;
+        let mut sealed = Vec::new();
+        keys.seal(RECORD_AAD, &future, None, &mut sealed);
+        let err = DeletionRecord::open(&keys, "r", &sealed).unwrap_err();
+        assert!(
+            matches!(err, Error::UnsupportedVersion { version: 2, .. }),
+            "{err}"
+        );
+
+        // The right version byte, then bytes that do not decode.
+        let mut sealed = Vec::new();
+        keys.seal(RECORD_AAD, &[1, 0xff, 0xff], None, &mut sealed);
+        let err = DeletionRecord::open(&keys, "r", &sealed).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                Error::Format {
+                    reason: FormatError::Decode(_),
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.source().and_then(|s| s.source()).is_some(), "{err:?}");
+    }
+}
