@@ -93,6 +93,13 @@ pub enum Error {
         /// The blob id.
         blob: String,
     },
+    /// The repository lacks what its snapshots reference, so a destructive
+    /// operation stopped before changing anything.
+    #[error("{what}: the repository is damaged; nothing was changed; run `lifeboat check`")]
+    Damaged {
+        /// What is missing, with examples.
+        what: String,
+    },
     /// A snapshot name matches nothing.
     #[error("no snapshot matches {0:?}; list them with `lifeboat snapshots`")]
     SnapshotNotFound(String),

@@ -188,11 +188,13 @@ async fn find_used(repo: &Repository, report: &mut PruneReport) -> Result<Found>
     }
     if !missing.is_empty() {
         let some: Vec<String> = missing.iter().take(5).map(|b| b.to_string()).collect();
-        return Err(Error::InvalidInput(format!(
-            "{} blobs the snapshots use are in no index and no pack (for example {}): the repository is damaged; nothing was deleted; run `lifeboat check`",
-            missing.len(),
-            some.join(", ")
-        )));
+        return Err(Error::Damaged {
+            what: format!(
+                "{} blobs the snapshots use are in no index and no pack (for example {})",
+                missing.len(),
+                some.join(", ")
+            ),
+        });
     }
     Ok(Found {
         index,
