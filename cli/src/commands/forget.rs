@@ -1,5 +1,7 @@
 //! `lifeboat forget`: remove snapshots by a retention policy or by id.
 
+use std::time::Duration;
+
 use anyhow::Result;
 use lifeboat_engine::forget::{self, Decision, GroupBy, GroupKey, KeepPolicy, Within};
 use lifeboat_engine::{Repository, SnapshotId};
@@ -58,16 +60,23 @@ pub struct Args {
     #[arg(long)]
     pub prune: bool,
     /// With --prune: unused share tolerated before repacking.
-    #[arg(long, value_name = "P%", default_value = "5%", requires = "prune")]
-    pub max_unused: String,
+    #[arg(
+        long,
+        value_name = "P%",
+        default_value = "5%",
+        requires = "prune",
+        value_parser = super::prune::parse_percent
+    )]
+    pub max_unused: f64,
     /// With --prune: how long marked data waits before deletion.
     #[arg(
         long,
         value_name = "DURATION",
         default_value = "1h",
-        requires = "prune"
+        requires = "prune",
+        value_parser = crate::duration::parse
     )]
-    pub grace: String,
+    pub grace: Duration,
 }
 
 impl Args {
@@ -98,25 +107,13 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
             "give either snapshot ids or a --keep-* policy, not both",
         ));
     }
-    let prune_args = if args.prune {
-        use clap::Parser;
-        #[derive(Parser)]
-        struct P {
-            #[command(flatten)]
-            args: super::prune::Args,
-        }
-        let parsed = P::try_parse_from([
-            "prune",
-            "--max-unused",
-            &args.max_unused,
-            "--grace",
-            &args.grace,
-        ])
-        .map_err(|e| anyhow::anyhow!("{}", e.to_string().lines().next().unwrap_or_default()))?;
-        Some(parsed.args)
-    } else {
-        None
-    };
+    // Checked by clap with prune's own parsers, so a bad value stops the
+    // run before anything is forgotten.
+    let prune_args = args.prune.then_some(super::prune::Args {
+        max_unused: args.max_unused,
+        grace: args.grace,
+        dry_run: false,
+    });
     let repo = ctx.open().await?;
     if args.dry_run {
         return forget_planned(ctx, &repo, &args, &policy).await;
