@@ -43,6 +43,7 @@ pub mod keys;
 pub mod lock;
 pub mod ls;
 pub mod pack;
+pub mod percent;
 pub mod prune;
 pub mod repair;
 mod repo;

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use lifeboat_engine::forget::{self, Decision, GroupBy, GroupKey, KeepPolicy, Within};
+use lifeboat_engine::percent::Percent;
 use lifeboat_engine::{Repository, SnapshotId};
 use serde_json::json;
 
@@ -60,14 +61,8 @@ pub struct Args {
     #[arg(long)]
     pub prune: bool,
     /// With --prune: unused share tolerated before repacking.
-    #[arg(
-        long,
-        value_name = "P%",
-        default_value = "5%",
-        requires = "prune",
-        value_parser = super::prune::parse_percent
-    )]
-    pub max_unused: f64,
+    #[arg(long, value_name = "P%", default_value = "5%", requires = "prune")]
+    pub max_unused: Percent,
     /// With --prune: how long marked data waits before deletion.
     #[arg(
         long,

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
+use lifeboat_engine::percent::Percent;
 use lifeboat_engine::prune::{self, PruneOptions, PruneProgress, PruneReport};
 use lifeboat_engine::Repository;
 use serde_json::json;
@@ -16,8 +17,8 @@ use crate::output::{self, Tick, Ticker};
 pub struct Args {
     /// Unused share of the repository tolerated before packs are repacked
     /// (`5%`; `0%` repacks every pack with unused data).
-    #[arg(long, value_name = "P%", default_value = "5%", value_parser = parse_percent)]
-    pub max_unused: f64,
+    #[arg(long, value_name = "P%", default_value = "5%")]
+    pub max_unused: Percent,
     /// How long marked data waits before it is deleted, so a backup that
     /// started before the mark cannot lose blobs it reused (`1h`, `30m`, `0s`).
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = crate::duration::parse)]
@@ -25,15 +26,6 @@ pub struct Args {
     /// Show what would be removed and repacked; change nothing.
     #[arg(short = 'n', long)]
     pub dry_run: bool,
-}
-
-/// `5%`, `5` or `0.5%` as a fraction.
-pub fn parse_percent(text: &str) -> Result<f64, String> {
-    let number = text.trim().trim_end_matches('%');
-    match number.parse::<f64>() {
-        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p / 100.0),
-        _ => Err(format!("{text:?}: give a percentage from 0% to 100%")),
-    }
 }
 
 /// Runs `prune`: exit 0, or 3 when a destination was missed.
@@ -49,13 +41,8 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
 
 /// Prunes under a lock the caller holds (`forget --prune` holds one already).
 pub async fn run_locked(ctx: &Context, repo: &Repository, args: &Args) -> Result<i32> {
-    if !(0.0..=1.0).contains(&args.max_unused) {
-        return Err(crate::exit::usage(
-            "--max-unused must be between 0% and 100%",
-        ));
-    }
     let options = PruneOptions {
-        max_unused: args.max_unused,
+        max_unused: args.max_unused.fraction(),
         // Longer than i64 seconds is forever either way.
         grace_secs: i64::try_from(args.grace.as_secs()).unwrap_or(i64::MAX),
         dry_run: args.dry_run,
@@ -203,8 +190,18 @@ mod tests {
     }
 
     #[test]
-    fn percentages() {
-        assert_eq!(parse_percent("5%"), Ok(0.05));
-        assert!(parse_percent("150%").is_err());
+    fn max_unused_takes_every_percent_form() {
+        let share =
+            |text: &str| parse(&[&format!("--max-unused={text}")]).map(|a| a.max_unused.fraction());
+        assert_eq!(share("5%").ok(), Some(0.05));
+        assert_eq!(share("10").ok(), Some(0.1));
+        assert_eq!(share("2.5%").ok(), Some(0.025));
+        assert_eq!(share("0%").ok(), Some(0.0));
+        assert_eq!(parse(&[]).map(|a| a.max_unused.fraction()).ok(), Some(0.05));
+        let error = share("150%").expect_err("too high").to_string();
+        assert!(
+            error.contains("--max-unused") && error.contains("0% to 100%"),
+            "{error}"
+        );
     }
 }
