@@ -274,7 +274,7 @@ async fn locked_backup(
     mut options: BackupOptions,
     progress: Arc<BackupProgress>,
 ) -> Result<backup::BackupOutcome> {
-    let lock = super::lock_wait::acquire(repo, false).await?;
+    let lock = ctx.lock_wait.acquire(repo, false).await?;
     options.lock = Some(lock.watch());
     let result = backup::backup(repo, &options, progress, ctx.cancel.clone()).await;
     if let Err(e) = lock.release().await {

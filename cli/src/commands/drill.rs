@@ -222,10 +222,12 @@ async fn drill_one(
             }
         })
     });
-    let result = super::with_lock(&repo, async {
-        Ok(drill::drill(&repo, spec, options, progress.clone(), ctx.cancel.clone()).await?)
-    })
-    .await;
+    let result = ctx
+        .lock_wait
+        .locked(&repo, false, async {
+            Ok(drill::drill(&repo, spec, options, progress.clone(), ctx.cancel.clone()).await?)
+        })
+        .await;
     if let Some(ticker) = ticker {
         ticker.finish().await;
     }

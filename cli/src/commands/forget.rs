@@ -113,7 +113,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
     if args.dry_run {
         return forget_planned(ctx, &repo, &args, &policy).await;
     }
-    let lock = super::lock_wait::acquire(&repo, true).await?;
+    let lock = ctx.lock_wait.acquire(&repo, true).await?;
     let result = async {
         let code = forget_planned(ctx, &repo, &args, &policy).await?;
         // A destination missed by forget is missed by prune too: the others

@@ -37,7 +37,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
     };
     let repo = ctx.open_admitting(None, &admission).await?;
     if args.repair {
-        let lock = super::lock_wait::acquire(&repo, true).await?;
+        let lock = ctx.lock_wait.acquire(&repo, true).await?;
         let result = async {
             let repaired = super::repair::run(ctx, &repo).await?;
             let copied = copy_missing(ctx, &repo, &args, false).await?;
@@ -117,7 +117,7 @@ async fn copy_missing(
     });
     let work = async { Ok(sync::apply(&repo, &plan, progress.clone()).await?) };
     let result = if lock {
-        super::with_lock(&repo, work).await
+        ctx.lock_wait.locked(&repo, false, work).await
     } else {
         work.await
     };
