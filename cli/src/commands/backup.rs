@@ -274,13 +274,12 @@ async fn locked_backup(
     mut options: BackupOptions,
     progress: Arc<BackupProgress>,
 ) -> Result<backup::BackupOutcome> {
-    let lock = ctx.lock_wait.acquire(repo, false).await?;
-    options.lock = Some(lock.watch());
-    let result = backup::backup(repo, &options, progress, ctx.cancel.clone()).await;
-    if let Err(e) = lock.release().await {
-        tracing::warn!("could not remove the lock (it will go stale): {e}");
-    }
-    Ok(result?)
+    ctx.lock_wait
+        .watched(repo, false, |watch| async move {
+            options.lock = Some(watch);
+            Ok(backup::backup(repo, &options, progress, ctx.cancel.clone()).await?)
+        })
+        .await
 }
 
 /// Prints one `--dry-run -v` line: `would store PATH` or

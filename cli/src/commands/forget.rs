@@ -113,8 +113,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
     if args.dry_run {
         return forget_planned(ctx, &repo, &args, &policy).await;
     }
-    let lock = ctx.lock_wait.acquire(&repo, true).await?;
-    let result = async {
+    let work = async {
         let code = forget_planned(ctx, &repo, &args, &policy).await?;
         // A destination missed by forget is missed by prune too: the others
         // are pruned, and prune names the ones it skipped.
@@ -129,12 +128,8 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
             }
             _ => Ok(code),
         }
-    }
-    .await;
-    if let Err(e) = lock.release().await {
-        tracing::warn!("could not remove the lock (it will go stale): {e}");
-    }
-    result
+    };
+    ctx.lock_wait.locked(&repo, true, work).await
 }
 
 /// Decides, prints, and (unless a dry run) removes.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use lifeboat_engine::{Error, LockGuard, Repository};
+use lifeboat_engine::{Error, LockGuard, LockWatch, Repository};
 
 use crate::args::GlobalArgs;
 
@@ -86,8 +86,19 @@ impl LockWait {
         exclusive: bool,
         work: impl Future<Output = Result<T>>,
     ) -> Result<T> {
+        self.watched(repo, exclusive, |_| work).await
+    }
+
+    /// Runs the work that `start` makes from a watch on the lock (a backup
+    /// checks it before committing), then releases the lock whatever
+    /// happened: the one place a command lets go of its lock.
+    pub async fn watched<T, F, W>(&self, repo: &Repository, exclusive: bool, start: F) -> Result<T>
+    where
+        F: FnOnce(LockWatch) -> W,
+        W: Future<Output = Result<T>>,
+    {
         let lock = self.acquire(repo, exclusive).await?;
-        let result = work.await;
+        let result = start(lock.watch()).await;
         if let Err(e) = lock.release().await {
             tracing::warn!("could not remove the lock (it will go stale): {e}");
         }

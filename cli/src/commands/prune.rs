@@ -31,12 +31,9 @@ pub struct Args {
 /// Runs `prune`: exit 0, or 3 when a destination was missed.
 pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
     let repo = ctx.open().await?;
-    let lock = ctx.lock_wait.acquire(&repo, true).await?;
-    let result = run_locked(ctx, &repo, &args).await;
-    if let Err(e) = lock.release().await {
-        tracing::warn!("could not remove the lock (it will go stale): {e}");
-    }
-    result
+    ctx.lock_wait
+        .locked(&repo, true, run_locked(ctx, &repo, &args))
+        .await
 }
 
 /// Prunes under a lock the caller holds (`forget --prune` holds one already).

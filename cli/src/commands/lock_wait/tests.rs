@@ -1,5 +1,5 @@
 //! Lock waiting against an in-memory repository: the settings travel with
-//! each `LockWait`.
+//! each `LockWait`, and every path out of `locked` lets go of the lock.
 
 use std::time::Duration;
 
@@ -93,4 +93,27 @@ async fn a_cancelled_wait_ends_as_interrupted() {
         "{error}"
     );
     assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn the_lock_is_released_whether_the_work_succeeds_or_fails() {
+    let repo = memory_repo().await;
+    let wait = waiting(Duration::ZERO);
+    let failed: Result<()> = wait
+        .locked(&repo, true, async { anyhow::bail!("the work failed") })
+        .await;
+    assert_eq!(failed.expect_err("fails").to_string(), "the work failed");
+    let watched = wait
+        .watched(&repo, true, |watch| async move {
+            watch.verify().await?;
+            Ok(7)
+        })
+        .await;
+    assert_eq!(watched.expect("works"), 7);
+    // Both locks are gone: an exclusive one can be taken at once.
+    let again = wait
+        .acquire(&repo, true)
+        .await
+        .expect("nothing left locked");
+    again.release().await.expect("release");
 }
