@@ -35,7 +35,7 @@ pub struct Args {
     /// … of each of the last N years.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub keep_yearly: u32,
-    /// Keep every snapshot younger than this before the group's newest (`1y6m`, `30d`, `12h`).
+    /// Keep every snapshot younger than this before the group's newest (`1y6m`, `2w`, `30d`, `12h`).
     #[arg(long, value_name = "DURATION")]
     pub keep_within: Option<Within>,
     /// Keep every snapshot with this tag (repeatable).
