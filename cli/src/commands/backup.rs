@@ -9,11 +9,12 @@ use lifeboat_engine::backup::{
     self, BackupOptions, BackupProgress, EntryEvent, EntryObserver, ParentChoice,
 };
 use lifeboat_engine::Repository;
+use serde::Serialize;
 use serde_json::json;
 
 use crate::config::Profile;
 use crate::context::Context;
-use crate::output::{self, Tick, Ticker};
+use crate::output::{self, SummaryJson, Tick, Ticker};
 use crate::selection::SelectionArgs;
 
 /// Arguments of `backup`.
@@ -225,6 +226,19 @@ fn start_ticker(ctx: &Context, p: Arc<BackupProgress>) -> Ticker {
     })
 }
 
+/// The `--json` summary line: the snapshot's figures under the same keys
+/// as `snapshots --json` has them, and where it went.
+#[derive(Serialize)]
+struct JsonSummary<'a> {
+    message_type: &'static str,
+    snapshot_id: Option<String>,
+    dry_run: bool,
+    #[serde(flatten)]
+    figures: SummaryJson,
+    destinations_reached: &'a [String],
+    destinations_missed: Vec<serde_json::Value>,
+}
+
 /// One error line per unreadable entry, then the summary line.
 fn print_json(outcome: &backup::BackupOutcome, dry_run: bool) -> Result<()> {
     for skipped in &outcome.skipped {
@@ -233,31 +247,19 @@ fn print_json(outcome: &backup::BackupOutcome, dry_run: bool) -> Result<()> {
             json!({"message_type": "error", "item": skipped.path.to_string_lossy(), "error": skipped.reason})
         );
     }
-    let s = &outcome.snapshot.summary;
-    println!(
-        "{}",
-        json!({
-            "message_type": "summary",
-            "snapshot_id": outcome.snapshot_id.map(|id| id.to_hex()),
-            "dry_run": dry_run,
-            "files_new": s.files_new,
-            "files_changed": s.files_changed,
-            "files_unmodified": s.files_unmodified,
-            "dirs_new": s.dirs_new,
-            "dirs_changed": s.dirs_changed,
-            "dirs_unmodified": s.dirs_unmodified,
-            "data_blobs": s.data_blobs,
-            "tree_blobs": s.tree_blobs,
-            "data_added": s.data_added,
-            "data_added_packed": s.data_added_packed,
-            "total_files_processed": s.total_files,
-            "total_bytes_processed": s.total_bytes,
-            "errors": s.errors,
-            "total_duration": s.duration_ms as f64 / 1000.0,
-            "destinations_reached": outcome.reached,
-            "destinations_missed": outcome.missed.iter().map(|(name, error)| json!({"name": name, "error": error})).collect::<Vec<_>>(),
-        })
-    );
+    let summary = JsonSummary {
+        message_type: "summary",
+        snapshot_id: outcome.snapshot_id.map(|id| id.to_hex()),
+        dry_run,
+        figures: SummaryJson::from(&outcome.snapshot.summary),
+        destinations_reached: &outcome.reached,
+        destinations_missed: outcome
+            .missed
+            .iter()
+            .map(|(name, error)| json!({"name": name, "error": error}))
+            .collect(),
+    };
+    println!("{}", serde_json::to_string(&summary)?);
     Ok(())
 }
 
