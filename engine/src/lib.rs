@@ -28,6 +28,7 @@
 mod error;
 pub mod format;
 pub mod ops;
+pub mod percent;
 pub mod repo;
 mod users;
 

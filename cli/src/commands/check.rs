@@ -51,10 +51,12 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
         subset: args.read_data_subset,
         only: args.from.clone(),
     };
-    let result = super::with_lock(&repo, async {
-        Ok(check::check(&repo, &options, progress.clone()).await?)
-    })
-    .await;
+    let result = ctx
+        .lock_wait
+        .locked(&repo, false, async {
+            Ok(check::check(&repo, &options, progress.clone()).await?)
+        })
+        .await;
     ticker.finish().await;
     let report = result?;
     // Remembered per destination, so `status` can show the last clean check.

@@ -80,12 +80,14 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
         KeyCommand::Add(new) => {
             let params = new_params(&repo, &new).await?;
             let password = password::new_key(new.new_password_file.as_deref())?;
-            let id = super::lock_wait::locked(&repo, false, async {
-                key_admin::add_key(&repo, &password, params)
-                    .await
-                    .map_err(key_error)
-            })
-            .await?;
+            let id = ctx
+                .lock_wait
+                .locked(&repo, false, async {
+                    key_admin::add_key(&repo, &password, params)
+                        .await
+                        .map_err(key_error)
+                })
+                .await?;
             report(
                 ctx,
                 &repo,
@@ -96,12 +98,14 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
             Ok(crate::exit::OK)
         }
         KeyCommand::Remove(remove) => {
-            let id = super::lock_wait::locked(&repo, true, async {
-                key_admin::remove_key(&repo, &remove.id, remove.force)
-                    .await
-                    .map_err(key_error)
-            })
-            .await?;
+            let id = ctx
+                .lock_wait
+                .locked(&repo, true, async {
+                    key_admin::remove_key(&repo, &remove.id, remove.force)
+                        .await
+                        .map_err(key_error)
+                })
+                .await?;
             report(
                 ctx,
                 &repo,
@@ -114,12 +118,14 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
         KeyCommand::Passwd(new) => {
             let params = new_params(&repo, &new).await?;
             let password = password::new_key(new.new_password_file.as_deref())?;
-            let (added, removed) = super::lock_wait::locked(&repo, true, async {
-                key_admin::change_password(&repo, &password, params)
-                    .await
-                    .map_err(key_error)
-            })
-            .await?;
+            let (added, removed) = ctx
+                .lock_wait
+                .locked(&repo, true, async {
+                    key_admin::change_password(&repo, &password, params)
+                        .await
+                        .map_err(key_error)
+                })
+                .await?;
             report(
                 ctx,
                 &repo,

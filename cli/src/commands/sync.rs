@@ -37,21 +37,16 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
     };
     let repo = ctx.open_admitting(None, &admission).await?;
     if args.repair {
-        let lock = super::lock_wait::acquire(&repo, true).await?;
-        let result = async {
+        let repair = async {
             let repaired = super::repair::run(ctx, &repo).await?;
             let copied = copy_missing(ctx, &repo, &args, false).await?;
-            Ok::<_, anyhow::Error>(if repaired != crate::exit::OK {
+            Ok(if repaired != crate::exit::OK {
                 repaired
             } else {
                 copied
             })
-        }
-        .await;
-        if let Err(e) = lock.release().await {
-            tracing::warn!("could not remove the lock (it will go stale): {e}");
-        }
-        return result;
+        };
+        return ctx.lock_wait.locked(&repo, true, repair).await;
     }
     copy_missing(ctx, &repo, &args, true).await
 }
@@ -117,7 +112,7 @@ async fn copy_missing(
     });
     let work = async { Ok(sync::apply(&repo, &plan, progress.clone()).await?) };
     let result = if lock {
-        super::with_lock(&repo, work).await
+        ctx.lock_wait.locked(&repo, false, work).await
     } else {
         work.await
     };

@@ -59,13 +59,22 @@ impl KeepPolicy {
     }
 }
 
-/// A calendar duration: `2y6m`, `30d`, `12h`, `1y2m3d4h`.
+/// A calendar span as restic's `--keep-within` takes it: numbers with `y`
+/// (years), `m` (months), `w` (weeks), `d` (days) and `h` (hours), such as
+/// `1y6m`, `2w`, `30d` or `1y5m7d2h`.
+///
+/// Years and months are calendar ones, counted back with jiff's span
+/// arithmetic in UTC: one month before 31 March is 28 (or 29) February,
+/// the day clamped to the shorter month, not 3 March as Go's `AddDate`
+/// (and so restic) would have it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Within {
     /// Years.
     pub years: u32,
     /// Months.
     pub months: u32,
+    /// Weeks.
+    pub weeks: u32,
     /// Days.
     pub days: u32,
     /// Hours.
@@ -78,7 +87,7 @@ impl std::str::FromStr for Within {
     fn from_str(text: &str) -> Result<Self> {
         let bad = || {
             Error::InvalidInput(format!(
-                "duration {text:?}: use numbers with y, m, d and h, for example 1y6m, 30d or 12h"
+                "duration {text:?}: use numbers with y, m, w, d and h, for example 1y6m, 2w, 30d or 12h"
             ))
         };
         let mut within = Within::default();
@@ -90,15 +99,19 @@ impl std::str::FromStr for Within {
             }
             let n: u32 = number.parse().map_err(|_| bad())?;
             number.clear();
-            match c {
-                'y' => within.years += n,
-                'm' => within.months += n,
-                'd' => within.days += n,
-                'h' => within.hours += n,
+            let field = match c {
+                'y' => &mut within.years,
+                'm' => &mut within.months,
+                'w' => &mut within.weeks,
+                'd' => &mut within.days,
+                'h' => &mut within.hours,
                 _ => return Err(bad()),
-            }
+            };
+            *field = field.checked_add(n).ok_or_else(bad)?;
         }
-        if !number.is_empty() || within == Within::default() {
+        // A span jiff cannot represent (tens of thousands of years) is a
+        // typo; refusing it here keeps `cutoff` free of that failure.
+        if !number.is_empty() || within == Within::default() || within.span().is_err() {
             return Err(bad());
         }
         Ok(within)
@@ -106,21 +119,32 @@ impl std::str::FromStr for Within {
 }
 
 impl Within {
-    /// The instant this duration before `from` (calendar months and years;
-    /// a day past the end of a shorter month clamps to its last day).
-    fn before(&self, from: OffsetDateTime) -> OffsetDateTime {
-        let months = i64::from(from.year()) * 12 + i64::from(u8::from(from.month()))
-            - 1
-            - i64::from(self.years) * 12
-            - i64::from(self.months);
-        let year = months.div_euclid(12) as i32;
-        let month = time::Month::try_from((months.rem_euclid(12) + 1) as u8)
-            .unwrap_or(time::Month::January);
-        let day = from.day().min(month.length(year));
-        let date = time::Date::from_calendar_date(year, month, day).unwrap_or(from.date());
-        from.replace_date(date)
-            - time::Duration::days(i64::from(self.days))
-            - time::Duration::hours(i64::from(self.hours))
+    /// The span to count back.
+    fn span(&self) -> std::result::Result<jiff::Span, jiff::Error> {
+        jiff::Span::new()
+            .try_years(self.years)?
+            .try_months(self.months)?
+            .try_weeks(self.weeks)?
+            .try_days(self.days)?
+            .try_hours(self.hours)
+    }
+
+    /// The second (since the epoch) this span before `newest`, in UTC.
+    /// When that instant cannot be computed (a span or time outside the
+    /// calendar's range), every snapshot counts as within: a keep rule errs
+    /// on the side of keeping.
+    fn cutoff(&self, newest: i64) -> i64 {
+        let Ok(span) = self.span() else {
+            return i64::MIN;
+        };
+        jiff::Timestamp::from_second(newest)
+            .ok()
+            .and_then(|t| {
+                t.to_zoned_datetime(jiff::tz::TimeZone::UTC)
+                    .checked_sub(span)
+                    .ok()
+            })
+            .map_or(i64::MIN, |t| t.timestamp().as_second())
     }
 }
 
@@ -282,10 +306,10 @@ pub fn apply(mut group: Vec<(SnapshotId, Snapshot)>, policy: &KeepPolicy) -> Vec
             }
         }
     }
-    if let (Some(within), Some(newest)) = (policy.within, decisions.first().map(when)) {
-        let cutoff = within.before(newest);
+    if let (Some(within), Some(newest)) = (policy.within, decisions.first()) {
+        let cutoff = within.cutoff(newest.snapshot.time);
         for d in decisions.iter_mut() {
-            if when(d) >= cutoff {
+            if d.snapshot.time >= cutoff {
                 d.reasons.push(format!("within {}", describe(within)));
             }
         }
@@ -306,6 +330,7 @@ fn describe(w: Within) -> String {
     for (n, unit) in [
         (w.years, 'y'),
         (w.months, 'm'),
+        (w.weeks, 'w'),
         (w.days, 'd'),
         (w.hours, 'h'),
     ] {

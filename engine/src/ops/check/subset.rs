@@ -9,6 +9,7 @@ use std::str::FromStr;
 use rand::Rng;
 
 use crate::error::Error;
+use crate::percent::Percent;
 
 /// A part of the repository to read in full.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -46,25 +47,25 @@ fn slice_of(name: &str, of: u32) -> u32 {
 impl FromStr for Subset {
     type Err = Error;
 
-    /// `n/m` (1 ≤ n ≤ m ≤ 10000) or `P%` (0 < P ≤ 100).
+    /// `n/m` (1 ≤ n ≤ m ≤ 10000) or `P%` (0 < P ≤ 100, as
+    /// [`Percent::parse_positive`] reads it). The `%` is required here,
+    /// unlike elsewhere: a bare `7` could as well mean the slice `1/7`.
     fn from_str(text: &str) -> Result<Self, Error> {
-        let bad = || {
+        let unreadable = || {
             Error::InvalidInput(format!(
                 "--read-data-subset {text:?}: use n/m (for example 1/7: the first of 7 slices) or a percentage (for example 5%)"
             ))
         };
-        if let Some(percent) = text.strip_suffix('%') {
-            let p: f64 = percent.trim().parse().map_err(|_| bad())?;
-            if !(p > 0.0 && p <= 100.0) {
-                return Err(bad());
-            }
-            return Ok(Subset::Percent(p));
+        if text.trim_end().ends_with('%') {
+            return Percent::parse_positive(text)
+                .map(|p| Subset::Percent(p.value()))
+                .map_err(|e| Error::InvalidInput(format!("--read-data-subset {e}")));
         }
-        let (n, of) = text.split_once('/').ok_or_else(bad)?;
-        let n: u32 = n.trim().parse().map_err(|_| bad())?;
-        let of: u32 = of.trim().parse().map_err(|_| bad())?;
+        let (n, of) = text.split_once('/').ok_or_else(unreadable)?;
+        let n: u32 = n.trim().parse().map_err(|_| unreadable())?;
+        let of: u32 = of.trim().parse().map_err(|_| unreadable())?;
         if n == 0 || of == 0 || n > of || of > 10_000 {
-            return Err(bad());
+            return Err(unreadable());
         }
         Ok(Subset::Slice { n, of })
     }
@@ -90,9 +91,19 @@ mod tests {
             Subset::Slice { n: 2, of: 7 }
         );
         assert_eq!("5%".parse::<Subset>().unwrap(), Subset::Percent(5.0));
-        for bad in ["0/7", "8/7", "7", "x/7", "0%", "101%", "-1%", "1/0", ""] {
+        // The percentage forms are those of every other percent flag.
+        assert_eq!("2.5 %".parse::<Subset>().unwrap(), Subset::Percent(2.5));
+        assert_eq!("100%".parse::<Subset>().unwrap(), Subset::Percent(100.0));
+        for bad in [
+            "0/7", "8/7", "7", "x/7", "0%", "101%", "-1%", "1/0", "", "5%%", "1e1%",
+        ] {
             assert!(bad.parse::<Subset>().is_err(), "{bad} accepted");
         }
+        let zero = "0%".parse::<Subset>().unwrap_err().to_string();
+        assert!(
+            zero.contains("--read-data-subset") && zero.contains("above 0%"),
+            "{zero}"
+        );
     }
 
     #[test]

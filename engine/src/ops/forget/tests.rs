@@ -171,20 +171,96 @@ fn groups_are_by_host_and_paths_unless_told() {
 }
 
 #[test]
-fn durations_parse_and_clamp_to_month_ends() {
+fn durations_parse_in_restic_syntax() {
     let w: Within = "1y2m3d4h".parse().expect("parses");
     assert_eq!((w.years, w.months, w.days, w.hours), (1, 2, 3, 4));
-    for bad in ["", "5", "3w", "d", "1.5d"] {
+    let w: Within = "1y5m7d2h".parse().expect("restic's example");
+    assert_eq!((w.years, w.months, w.days, w.hours), (1, 5, 7, 2));
+    let w: Within = "2w".parse().expect("weeks");
+    assert_eq!((w.weeks, w.days), (2, 0));
+    // A unit given twice adds up, as restic's parser does.
+    let w: Within = "1d1d".parse().expect("parses");
+    assert_eq!(w.days, 2);
+    for bad in [
+        "",
+        "5",
+        "3x",
+        "d",
+        "1.5d",
+        "-1d",
+        "0d",
+        "1 d",
+        "99999y",
+        "4294967295y1y",
+    ] {
         assert!(bad.parse::<Within>().is_err(), "{bad:?}");
     }
-    let march31 = OffsetDateTime::from_unix_timestamp(at("2025-03-31 12:00")).expect("t");
-    let one_month: Within = "1m".parse().expect("parses");
-    assert_eq!(
-        day(one_month.before(march31).unix_timestamp()),
-        "2025-02-28"
-    );
     assert!("tags,host".parse::<GroupBy>().expect("parses").tags);
     assert!("colour".parse::<GroupBy>().is_err());
+}
+
+/// The cutoff `span` before `from`, both as `YYYY-MM-DD HH:MM` (UTC).
+fn cutoff(span: &str, from: &str) -> String {
+    let within: Within = span.parse().expect("span");
+    let t = OffsetDateTime::from_unix_timestamp(within.cutoff(at(from))).expect("time");
+    format!(
+        "{} {:02}:{:02}",
+        day(t.unix_timestamp()),
+        t.hour(),
+        t.minute()
+    )
+}
+
+#[test]
+fn calendar_spans_clamp_to_month_ends() {
+    // A month before the 31st is the last day of the shorter month.
+    assert_eq!(cutoff("1m", "2025-03-31 12:00"), "2025-02-28 12:00");
+    assert_eq!(cutoff("1m", "2024-03-31 12:00"), "2024-02-29 12:00");
+    assert_eq!(cutoff("1m", "2025-05-31 08:30"), "2025-04-30 08:30");
+    assert_eq!(cutoff("1y", "2024-02-29 00:00"), "2023-02-28 00:00");
+    // Across a leap year: 13 months back from 31 March 2025.
+    assert_eq!(cutoff("1y1m", "2025-03-31 12:00"), "2024-02-29 12:00");
+    assert_eq!(cutoff("18m", "2025-12-31 12:00"), "2024-06-30 12:00");
+    // Calendar units first, then days, then hours.
+    assert_eq!(cutoff("1y5m7d2h", "2025-12-31 12:00"), "2024-07-24 10:00");
+    assert_eq!(cutoff("2w", "2026-01-10 00:00"), "2025-12-27 00:00");
+    assert_eq!(cutoff("36h", "2026-03-01 06:00"), "2026-02-27 18:00");
+}
+
+#[test]
+fn within_keeps_the_cutoff_itself_and_nothing_older() {
+    let newest = at("2026-01-15 12:00");
+    let snaps: Vec<_> = [0, 14 * 86_400, 14 * 86_400 + 1, 40 * 86_400]
+        .iter()
+        .enumerate()
+        .map(|(i, age)| snap(i as u32, newest - age, "h", &[]))
+        .collect();
+    let policy = KeepPolicy {
+        within: Some("2w".parse().expect("span")),
+        ..Default::default()
+    };
+    let ages: Vec<i64> = apply(snaps, &policy)
+        .iter()
+        .filter(|d| d.keep)
+        .map(|d| newest - d.snapshot.time)
+        .collect();
+    assert_eq!(ages, [0, 14 * 86_400]);
+}
+
+#[test]
+fn a_span_past_the_calendar_keeps_everything() {
+    // Fields set by hand can exceed what jiff represents; keeping is the
+    // safe answer.
+    let huge = Within {
+        years: u32::MAX,
+        ..Default::default()
+    };
+    assert_eq!(huge.cutoff(at("2025-01-01 00:00")), i64::MIN);
+    let policy = KeepPolicy {
+        within: Some(huge),
+        ..Default::default()
+    };
+    assert!(apply(a_year(), &policy).iter().all(|d| d.keep));
 }
 
 #[test]
