@@ -307,3 +307,29 @@ fn retry_lock_waits_for_the_holder_then_gives_up() {
         .run()
         .assert_code(2);
 }
+
+/// `sync` takes its lock before it plans: while a prune holds the exclusive
+/// lock, it says nothing about what to copy (the plan could be stale by the
+/// time it copied) and exits 11, even when there is nothing to copy.
+#[test]
+fn sync_waits_for_the_lock_before_planning() {
+    let m = Mirror::new();
+    let held =
+        m.rt.block_on(lifeboat_engine::acquire_lock(
+            m.repo.destinations(),
+            m.repo.keys(),
+            true,
+        ))
+        .expect("an exclusive lock");
+    let out = m.run(["sync"]);
+    out.assert_code(11).stderr_has("locked");
+    let text = out.stdout_text();
+    assert!(
+        !text.contains("up to date") && !text.contains("to copy"),
+        "sync planned before it held its lock: {text}"
+    );
+    m.rt.block_on(held.release()).expect("release");
+    m.run(["sync"])
+        .success()
+        .stdout_has("every reachable destination is up to date");
+}
