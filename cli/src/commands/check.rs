@@ -158,17 +158,7 @@ fn print_human(ctx: &Context, report: &CheckReport, args: &Args) {
         eprintln!("error: {problem}");
     }
     for d in &report.damaged {
-        eprintln!(
-            "snapshot {} ({}) is damaged: {}{}",
-            d.snapshot.short(),
-            output::time(d.time),
-            d.paths.join(", "),
-            if d.more_paths > 0 {
-                format!(" and {} more", d.more_paths)
-            } else {
-                String::new()
-            }
-        );
+        eprintln!("{}", damaged_line(d, "is damaged"));
     }
     for note in &report.notes {
         ctx.say(format!("note: {note}"));
@@ -236,4 +226,20 @@ fn print_human(ctx: &Context, report: &CheckReport, args: &Args) {
     } else {
         eprintln!("some destinations could not be checked");
     }
+}
+
+/// `snapshot <id> (<time>) <what>: <paths>[ and N more]`: one damaged
+/// snapshot, for check and repair.
+pub fn damaged_line(d: &check::DamagedSnapshot, what: &str) -> String {
+    let more = if d.more_paths > 0 {
+        format!(" and {} more", d.more_paths)
+    } else {
+        String::new()
+    };
+    format!(
+        "snapshot {} ({}) {what}: {}{more}",
+        d.snapshot.short(),
+        output::time(d.time),
+        d.paths.join(", ")
+    )
 }
