@@ -130,6 +130,12 @@ fn json_output_parses() {
     assert_eq!(snapshots.len(), 1);
     let snap = &snapshots[0];
     assert_eq!(snap["id"], summary["snapshot_id"], "{snap}");
+    // One set of keys: the stored summary reads as the backup's summary line.
+    let figures = snap["summary"].as_object().expect("summary object");
+    assert!(figures.contains_key("total_duration"), "{snap}");
+    for (key, value) in figures {
+        assert_eq!(&summary[key], value, "{key}: {summary} vs {snap}");
+    }
     let id = snap["id"].as_str().expect("id");
     let short = snap["short_id"].as_str().expect("short_id");
     assert!(short.len() >= 8 && id.starts_with(short), "{snap}");

@@ -6,12 +6,13 @@
 //!
 //! Needs `cargo build -p lifeboat-cli` first (see `lifeboat_tests::lifeboat_bin`).
 
+use lifeboat_engine::SealedFile;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lifeboat_backends::{Backend, Bytes, LocalBackend};
-use lifeboat_engine::lock::{LockFile, STALE_AFTER_SECS};
+use lifeboat_engine::format::lock::{LockFile, STALE_AFTER_SECS};
 use lifeboat_engine::{DestinationSet, ObjectKind, Repository};
 use lifeboat_tests::tree;
 use lifeboat_tests::{Lb, Output, Sandbox, PASSWORD};
@@ -305,4 +306,30 @@ fn retry_lock_waits_for_the_holder_then_gives_up() {
         .args(["--retry-lock", "soon", "snapshots"])
         .run()
         .assert_code(2);
+}
+
+/// `sync` takes its lock before it plans: while a prune holds the exclusive
+/// lock, it says nothing about what to copy (the plan could be stale by the
+/// time it copied) and exits 11, even when there is nothing to copy.
+#[test]
+fn sync_waits_for_the_lock_before_planning() {
+    let m = Mirror::new();
+    let held =
+        m.rt.block_on(lifeboat_engine::acquire_lock(
+            m.repo.destinations(),
+            m.repo.keys(),
+            true,
+        ))
+        .expect("an exclusive lock");
+    let out = m.run(["sync"]);
+    out.assert_code(11).stderr_has("locked");
+    let text = out.stdout_text();
+    assert!(
+        !text.contains("up to date") && !text.contains("to copy"),
+        "sync planned before it held its lock: {text}"
+    );
+    m.rt.block_on(held.release()).expect("release");
+    m.run(["sync"])
+        .success()
+        .stdout_has("every reachable destination is up to date");
 }

@@ -1,6 +1,6 @@
 //! End to end through the `lifeboat` binary with several destinations at once:
 //! a local directory, S3 (moto, `scripts/servers/s3.sh`) and SFTP (a private
-//! sshd, `scripts/servers/sftp.sh`). DESIGN.md invariant 4 and the tests issue 3
+//! sshd, `scripts/servers/sftp.sh`). ARCHITECTURE.md invariant 4 and the tests issue 3
 //! asks for: restore from any two of three, an S3 server killed in the middle
 //! of a backup, a destination unreachable from the start, and a new empty
 //! destination seeded by `sync`.

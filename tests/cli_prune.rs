@@ -194,6 +194,29 @@ fn forget_shows_reasons_then_forget_prune_shrinks_both_destinations() {
         human.stdout_text()
     );
 
+    // Durations and percentages take one set of forms everywhere; a bad
+    // one is a usage error naming its flag, before anything is removed.
+    setup
+        .run(["prune", "-n", "--grace", "1h30m", "--max-unused", "2.5%"])
+        .success();
+    setup
+        .run(["forget", "--keep-last", "2", "--prune", "--grace", "soon"])
+        .assert_code(2)
+        .stderr_has("--grace")
+        .stderr_has("1h30m");
+    setup
+        .run([
+            "forget",
+            "--keep-last",
+            "2",
+            "--prune",
+            "--max-unused",
+            "1e1",
+        ])
+        .assert_code(2)
+        .stderr_has("--max-unused");
+    assert_eq!(setup.snapshot_ids().len(), 4);
+
     let before = (
         bytes_under(&setup.a.join("data")),
         bytes_under(&setup.b.join("data")),

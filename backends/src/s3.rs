@@ -25,8 +25,8 @@
 //!
 //! Writes are create-only with a conditional PUT (`If-None-Match: *`, object_store's
 //! `PutMode::Create`). Stores that ignore the condition overwrite silently; that is
-//! harmless for content-named objects (see DESIGN.md, "Locks without conditional
-//! writes").
+//! harmless for content-named objects, and locks never rely on it (ARCHITECTURE.md,
+//! "Locks").
 //!
 //! Error policy: object_store does not retry ([`retry_config`]); the
 //! `RetryBackend` around every destination does. Failures are sorted into the

@@ -19,9 +19,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use lifeboat_benches::{mixed_corpus, size_label, MIB};
-use lifeboat_engine::chunker::Chunker;
-use lifeboat_engine::crypto::{MasterKeys, SEAL_OVERHEAD};
-use lifeboat_engine::index::MasterIndex;
+use lifeboat_engine::backup::chunker::Chunker;
+use lifeboat_engine::format::crypto::{MasterKeys, SEAL_OVERHEAD};
+use lifeboat_engine::repo::index::MasterIndex;
 use lifeboat_engine::{BlobId, RepoParams};
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};

@@ -21,6 +21,7 @@
 //! about three minutes (half of it `index-10M`); pass criterion's own flags to change them
 //! (`cargo bench -p lifeboat-benches --bench stages -- --measurement-time 10`).
 
+use lifeboat_engine::RepoFile;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -30,10 +31,11 @@ use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
 use lifeboat_benches::{random_bytes, size_label, text_like, MIB};
-use lifeboat_engine::chunker::Chunker;
-use lifeboat_engine::crypto::{blob_aad, MasterKeys};
-use lifeboat_engine::index::{IndexBlob, IndexFile, IndexPack, MasterIndex};
-use lifeboat_engine::pack::{BlobType, PackWriter};
+use lifeboat_engine::backup::chunker::Chunker;
+use lifeboat_engine::format::crypto::{blob_aad, MasterKeys};
+use lifeboat_engine::format::index::{IndexBlob, IndexFile, IndexPack};
+use lifeboat_engine::format::pack::{BlobType, PackWriter};
+use lifeboat_engine::repo::index::MasterIndex;
 use lifeboat_engine::{BlobId, Node, NodeKind, PackId, RepoParams, Tree};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;

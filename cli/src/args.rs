@@ -54,7 +54,7 @@ pub struct GlobalArgs {
     pub password_file: Option<PathBuf>,
     /// When the repository is locked, retry for up to this long (90, 30s, 5m, 1h30m) before
     /// failing with exit 11.
-    #[arg(long, global = true, value_name = "DURATION", value_parser = commands::lock_wait::parse_duration)]
+    #[arg(long, global = true, value_name = "DURATION", value_parser = crate::duration::parse)]
     pub retry_lock: Option<std::time::Duration>,
     /// Print machine-readable JSON on stdout (and nothing else there).
     #[arg(long, global = true)]

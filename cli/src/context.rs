@@ -9,6 +9,7 @@ use anyhow::Result;
 use lifeboat_engine::{Admission, Repository};
 
 use crate::args::GlobalArgs;
+use crate::commands::lock_wait::LockWait;
 use crate::config::{ConfigFile, Profile, Selection};
 use crate::password;
 
@@ -20,16 +21,22 @@ pub struct Context {
     pub config: ConfigFile,
     /// Set by Ctrl-C.
     pub cancel: Arc<AtomicBool>,
+    /// How a lock held elsewhere is waited for (`--retry-lock`): every
+    /// command takes and releases its lock through this.
+    pub lock_wait: LockWait,
 }
 
 impl Context {
-    /// Loads the config file.
+    /// Loads the config file; the lock wait shares the interrupt flag.
     pub fn new(global: GlobalArgs) -> Result<Self> {
         let config = crate::config::load(global.config.as_deref())?;
+        let cancel = Arc::new(AtomicBool::new(false));
+        let lock_wait = LockWait::new(&global, cancel.clone());
         Ok(Context {
             global,
             config,
-            cancel: Arc::new(AtomicBool::new(false)),
+            cancel,
+            lock_wait,
         })
     }
 
@@ -130,7 +137,7 @@ pub fn with_metadata_cache(repo: Repository) -> Repository {
         return repo;
     }
     match crate::health::repo_dir(repo.id()) {
-        Some(dir) => repo.with_cache(lifeboat_engine::cache::MetadataCache::new(
+        Some(dir) => repo.with_cache(lifeboat_engine::repo::cache::MetadataCache::new(
             dir.join("metadata"),
         )),
         None => repo,

@@ -4,6 +4,7 @@ mod args;
 mod commands;
 mod config;
 mod context;
+mod duration;
 mod exit;
 mod health;
 mod output;

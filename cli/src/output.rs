@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use lifeboat_engine::{Snapshot, SnapshotId};
+use lifeboat_engine::{Snapshot, SnapshotId, SnapshotSummary};
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::context::Context;
@@ -137,9 +138,65 @@ pub fn time(seconds: i64) -> String {
         .unwrap_or_default()
 }
 
+/// A snapshot's figures as JSON: one set of keys for the summary line of
+/// `backup --json` and the `summary` of each snapshot in `snapshots --json`.
+/// The names are restic's (`total_files_processed`, `total_duration` in
+/// seconds), so scripts written for restic's backup summary read ours.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SummaryJson {
+    /// Files not in the parent snapshot.
+    pub files_new: u64,
+    /// Files whose metadata changed since the parent.
+    pub files_changed: u64,
+    /// Files skipped as unchanged.
+    pub files_unmodified: u64,
+    /// Directories not in the parent.
+    pub dirs_new: u64,
+    /// Directories whose listing changed.
+    pub dirs_changed: u64,
+    /// Directories unchanged.
+    pub dirs_unmodified: u64,
+    /// Data blobs written.
+    pub data_blobs: u64,
+    /// Tree blobs written.
+    pub tree_blobs: u64,
+    /// Plaintext bytes of new blobs.
+    pub data_added: u64,
+    /// Stored bytes of new packs.
+    pub data_added_packed: u64,
+    /// Files in the snapshot.
+    pub total_files_processed: u64,
+    /// Bytes of file content in the snapshot.
+    pub total_bytes_processed: u64,
+    /// Entries left out because they could not be read.
+    pub errors: u64,
+    /// Wall time of the backup, seconds.
+    pub total_duration: f64,
+}
+
+impl From<&SnapshotSummary> for SummaryJson {
+    fn from(s: &SnapshotSummary) -> Self {
+        SummaryJson {
+            files_new: s.files_new,
+            files_changed: s.files_changed,
+            files_unmodified: s.files_unmodified,
+            dirs_new: s.dirs_new,
+            dirs_changed: s.dirs_changed,
+            dirs_unmodified: s.dirs_unmodified,
+            data_blobs: s.data_blobs,
+            tree_blobs: s.tree_blobs,
+            data_added: s.data_added,
+            data_added_packed: s.data_added_packed,
+            total_files_processed: s.total_files,
+            total_bytes_processed: s.total_bytes,
+            errors: s.errors,
+            total_duration: s.duration_ms as f64 / 1000.0,
+        }
+    }
+}
+
 /// The JSON object describing a snapshot.
 pub fn snapshot_json(id: &SnapshotId, s: &Snapshot) -> Value {
-    let sum = &s.summary;
     json!({
         "id": id.to_hex(),
         "short_id": id.short(),
@@ -151,22 +208,7 @@ pub fn snapshot_json(id: &SnapshotId, s: &Snapshot) -> Value {
         "parent": s.parent.map(|p| p.to_hex()),
         "tree": s.tree.to_hex(),
         "program_version": s.program_version,
-        "summary": {
-            "files_new": sum.files_new,
-            "files_changed": sum.files_changed,
-            "files_unmodified": sum.files_unmodified,
-            "dirs_new": sum.dirs_new,
-            "dirs_changed": sum.dirs_changed,
-            "dirs_unmodified": sum.dirs_unmodified,
-            "data_blobs": sum.data_blobs,
-            "tree_blobs": sum.tree_blobs,
-            "data_added": sum.data_added,
-            "data_added_packed": sum.data_added_packed,
-            "total_files_processed": sum.total_files,
-            "total_bytes_processed": sum.total_bytes,
-            "errors": sum.errors,
-            "duration_ms": sum.duration_ms,
-        },
+        "summary": SummaryJson::from(&s.summary),
     })
 }
 
@@ -201,5 +243,49 @@ pub fn count(n: impl Into<u64>, noun: &str) -> String {
         (1, _) => format!("1 {noun}"),
         (_, Some(stem)) => format!("{n} {stem}ies"),
         (_, None) => format!("{n} {noun}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_has_one_set_of_keys() {
+        let summary = SnapshotSummary {
+            files_new: 1,
+            total_files: 3,
+            duration_ms: 2500,
+            ..Default::default()
+        };
+        let value = serde_json::to_value(SummaryJson::from(&summary)).expect("serializes");
+        let mut keys: Vec<&str> = value
+            .as_object()
+            .expect("an object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "data_added",
+                "data_added_packed",
+                "data_blobs",
+                "dirs_changed",
+                "dirs_new",
+                "dirs_unmodified",
+                "errors",
+                "files_changed",
+                "files_new",
+                "files_unmodified",
+                "total_bytes_processed",
+                "total_duration",
+                "total_files_processed",
+                "tree_blobs",
+            ]
+        );
+        assert_eq!(value["total_duration"], 2.5);
+        assert_eq!(value["total_files_processed"], 3);
     }
 }

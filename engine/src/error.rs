@@ -9,6 +9,8 @@ use std::path::PathBuf;
 
 use lifeboat_backends::{BackendError, UrlError};
 
+use crate::format::FormatError;
+
 /// Everything the engine can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -74,7 +76,8 @@ pub enum Error {
         /// The object (`pack <id>`, `index <id>`, `config`, …).
         object: String,
         /// What is wrong.
-        reason: String,
+        #[source]
+        reason: FormatError,
     },
     /// Stored bytes use a format version this build does not know.
     #[error("{object} uses format version {version}, which this lifeboat does not support; upgrade lifeboat")]
@@ -89,6 +92,13 @@ pub enum Error {
     MissingBlob {
         /// The blob id.
         blob: String,
+    },
+    /// The repository lacks what its snapshots reference, so a destructive
+    /// operation stopped before changing anything.
+    #[error("{what}: the repository is damaged; nothing was changed; run `lifeboat check`")]
+    Damaged {
+        /// What is missing, with examples.
+        what: String,
     },
     /// A snapshot name matches nothing.
     #[error("no snapshot matches {0:?}; list them with `lifeboat snapshots`")]
@@ -111,6 +121,27 @@ pub enum Error {
     /// The user's input is not acceptable.
     #[error("{0}")]
     InvalidInput(String),
+    /// No destination is left to serve a request: every one failed (earlier
+    /// in the run or on this request) or was left out. A request that failed
+    /// on each destination in turn returns the last destination's error
+    /// instead, which names it.
+    #[error("{operation} failed: no destination is left ({why}); `lifeboat status` shows each destination's state")]
+    AllDestinationsFailed {
+        /// What was attempted (`upload`, `read of the repository config`, …).
+        operation: String,
+        /// Each destination's failure, or why none was tried.
+        why: String,
+    },
+    /// A bug: an internal invariant broke or a worker task panicked. Never
+    /// the user's fault; the message says what broke.
+    #[error("internal error: {what}; please report this")]
+    Internal {
+        /// What broke.
+        what: String,
+        /// The underlying failure, when there is one (a panicked task).
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
     /// The run was interrupted (Ctrl-C).
     #[error("interrupted")]
     Interrupted,
@@ -126,13 +157,61 @@ impl Error {
     }
 
     /// An [`Error::Format`] for `object`.
-    pub fn format(object: impl Into<String>, reason: impl Into<String>) -> Self {
-        Error::Format {
-            object: object.into(),
-            reason: reason.into(),
+    pub fn format(object: impl Into<String>, reason: impl Into<FormatError>) -> Self {
+        Error::stored(object.into(), reason.into())
+    }
+
+    /// The error for stored bytes of `object` that `reason` refused: an
+    /// unsupported version becomes [`Error::UnsupportedVersion`] (the user's
+    /// remedy is an upgrade), anything else [`Error::Format`].
+    pub fn stored(object: String, reason: FormatError) -> Self {
+        match reason {
+            FormatError::UnsupportedVersion(version) => Error::UnsupportedVersion {
+                object,
+                version: u32::from(version),
+            },
+            reason => Error::Format { object, reason },
+        }
+    }
+
+    /// An [`Error::AllDestinationsFailed`] for `operation`.
+    pub fn no_destination(operation: impl Into<String>, why: impl Into<String>) -> Self {
+        Error::AllDestinationsFailed {
+            operation: operation.into(),
+            why: why.into(),
+        }
+    }
+
+    /// An [`Error::Internal`]: an invariant that broke, with no cause.
+    pub fn internal(what: impl Into<String>) -> Self {
+        Error::Internal {
+            what: what.into(),
+            source: None,
+        }
+    }
+
+    /// An [`Error::Internal`] for a worker task or thread that panicked or
+    /// was cancelled.
+    pub fn task_failed(
+        what: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Error::Internal {
+            what: what.into(),
+            source: Some(source.into()),
         }
     }
 }
 
 /// Result alias for the engine.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The message a panicked thread left (its `&str` or `String` payload), for
+/// the [`Error::Internal`] that reports it.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".to_string())
+}

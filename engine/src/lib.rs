@@ -25,48 +25,29 @@
 
 #![warn(missing_docs)]
 
-pub mod backup;
-pub mod cache;
-pub mod check;
-pub mod chunker;
-pub mod crypto;
-pub mod deletions;
-mod destinations;
-pub mod drill;
 mod error;
-pub mod forget;
-pub mod ids;
-pub mod index;
-mod inflight;
-pub mod key_admin;
-pub mod keys;
-pub mod lock;
-pub mod ls;
-pub mod pack;
-pub mod prune;
-pub mod repair;
-mod repo;
-pub mod repo_config;
-pub mod restore;
-pub mod snapshot;
-pub mod status;
-pub mod sync;
-pub mod tree;
-pub mod tree_stream;
+pub mod format;
+pub mod ops;
+pub mod percent;
+pub mod repo;
 mod users;
 
-pub use destinations::{
+// The operations, at the root for callers (`lifeboat_engine::backup::backup`).
+pub use ops::{backup, check, drill, forget, key_admin, ls, prune, repair, restore, status, sync};
+
+pub use error::{Error, Result};
+pub use format::config::RepoParams;
+pub use format::ids::{BlobId, IndexId, ObjectKind, PackId, RepoId, SnapshotId};
+pub use format::keys::KdfParams;
+pub use format::snapshot::{Snapshot, SnapshotSummary};
+pub use format::tree::{Node, NodeKind, Tree};
+pub use format::{FormatError, RepoFile, SealedFile};
+pub use repo::destinations::{
     count, list_all, DestinationSet, LeftOut, LeftOutReason, DEFAULT_READS, DEFAULT_UPLOADS,
     MAX_READS, MAX_UPLOADS,
 };
-pub use error::{Error, Result};
-pub use ids::{BlobId, IndexId, ObjectKind, PackId, RepoId, SnapshotId};
-pub use keys::KdfParams;
-pub use lock::{acquire as acquire_lock, LockGuard, LockWatch};
+pub use repo::lock::{acquire as acquire_lock, LockGuard, LockWatch};
 pub use repo::{Admission, Repository};
-pub use repo_config::RepoParams;
-pub use snapshot::{Snapshot, SnapshotSummary};
-pub use tree::{Node, NodeKind, Tree};
 
 /// This machine's host name.
 pub fn hostname() -> String {

@@ -1,8 +1,13 @@
 //! User and group names for uids and gids, cached (lookups hit NSS).
+//!
+//! nix's lookups grow their buffer while the C library answers ERANGE, so
+//! a group with thousands of members still gets its name (a fixed buffer
+//! recorded such groups with an empty one).
 
 use std::collections::HashMap;
-use std::ffi::CStr;
 use std::sync::Mutex;
+
+use nix::unistd::{Gid, Group, Uid, User};
 
 static USERS: Mutex<Option<HashMap<u32, String>>> = Mutex::new(None);
 static GROUPS: Mutex<Option<HashMap<u32, String>>> = Mutex::new(None);
@@ -20,38 +25,27 @@ fn cached(
         .clone()
 }
 
+/// The name of `uid`; `None` when no such user exists or NSS fails (a
+/// missing name is recorded as empty, never fatal to a backup).
 fn lookup_user(uid: u32) -> Option<String> {
-    let mut buf = vec![0 as libc::c_char; 4096];
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: buffers are valid for the given lengths; result is checked before use.
-    let rc = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) };
-    if rc != 0 || result.is_null() {
-        return None;
+    match User::from_uid(Uid::from_raw(uid)) {
+        Ok(user) => user.map(|u| u.name),
+        Err(e) => {
+            tracing::debug!("looking up uid {uid}: {e}");
+            None
+        }
     }
-    // SAFETY: pw_name points into buf, NUL-terminated by getpwuid_r.
-    Some(
-        unsafe { CStr::from_ptr(pwd.pw_name) }
-            .to_string_lossy()
-            .into_owned(),
-    )
 }
 
+/// The name of `gid`, as [`lookup_user`] for groups.
 fn lookup_group(gid: u32) -> Option<String> {
-    let mut buf = vec![0 as libc::c_char; 4096];
-    let mut grp: libc::group = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::group = std::ptr::null_mut();
-    // SAFETY: as for lookup_user.
-    let rc = unsafe { libc::getgrgid_r(gid, &mut grp, buf.as_mut_ptr(), buf.len(), &mut result) };
-    if rc != 0 || result.is_null() {
-        return None;
+    match Group::from_gid(Gid::from_raw(gid)) {
+        Ok(group) => group.map(|g| g.name),
+        Err(e) => {
+            tracing::debug!("looking up gid {gid}: {e}");
+            None
+        }
     }
-    // SAFETY: gr_name points into buf, NUL-terminated.
-    Some(
-        unsafe { CStr::from_ptr(grp.gr_name) }
-            .to_string_lossy()
-            .into_owned(),
-    )
 }
 
 /// The user name of `uid`, or `""` when unknown.
@@ -62,4 +56,53 @@ pub fn user_name(uid: u32) -> String {
 /// The group name of `gid`, or `""` when unknown.
 pub fn group_name(gid: u32) -> String {
     cached(&GROUPS, gid, lookup_group)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Far above any id a test machine hands out, below the reserved -1.
+    const NOBODY_HAS: u32 = 4_000_000_000;
+
+    #[test]
+    fn root_and_the_current_user_resolve() {
+        assert_eq!(lookup_user(0).as_deref(), Some("root"));
+        assert_eq!(user_name(0), "root");
+        let gid0 = lookup_group(0).expect("gid 0 has a name");
+        assert!(!gid0.is_empty());
+        let me = nix::unistd::getuid().as_raw();
+        let name = lookup_user(me).expect("the current user has a name");
+        assert_eq!(user_name(me), name);
+        let group = nix::unistd::getgid().as_raw();
+        assert_eq!(group_name(group), lookup_group(group).expect("own group"));
+    }
+
+    #[test]
+    fn unknown_ids_have_no_name() {
+        assert_eq!(lookup_user(NOBODY_HAS), None);
+        assert_eq!(lookup_group(NOBODY_HAS), None);
+        assert_eq!(user_name(NOBODY_HAS), "");
+        assert_eq!(group_name(NOBODY_HAS), "");
+    }
+
+    #[test]
+    fn a_group_larger_than_the_old_fixed_buffer_keeps_its_name() {
+        // The old lookup had 4096 bytes for the name and every member; the
+        // largest group on this machine shows whether the growing buffer is
+        // used. Where no group is that large the check is vacuous.
+        let Ok(file) = std::fs::read_to_string("/etc/group") else {
+            return;
+        };
+        for line in file.lines().filter(|l| l.len() > 4096) {
+            let mut fields = line.split(':');
+            let (Some(name), Some(gid)) = (fields.next(), fields.nth(1)) else {
+                continue;
+            };
+            let Ok(gid) = gid.parse::<u32>() else {
+                continue;
+            };
+            assert_eq!(lookup_group(gid).as_deref(), Some(name));
+        }
+    }
 }

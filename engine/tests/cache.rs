@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use lifeboat_backends::{FaultPlan, FaultyBackend, MemoryBackend};
-use lifeboat_engine::cache::MetadataCache;
+use lifeboat_engine::format::tree::NodeKind;
 use lifeboat_engine::ls::{find_node, walk};
-use lifeboat_engine::tree::NodeKind;
+use lifeboat_engine::repo::cache::MetadataCache;
 use lifeboat_engine::{BlobId, DestinationSet, Repository};
 
 mod common;

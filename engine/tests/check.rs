@@ -201,10 +201,9 @@ async fn seven_slices_read_every_object_exactly_once() {
     // With the metadata cache, as the CLI runs it: index files and snapshots
     // are then read whole from the destination only to verify them.
     let cache = tempfile::tempdir().unwrap();
-    let repo = Repository::open(dests, b"pw")
-        .await
-        .unwrap()
-        .with_cache(lifeboat_engine::cache::MetadataCache::new(cache.path()));
+    let repo = Repository::open(dests, b"pw").await.unwrap().with_cache(
+        lifeboat_engine::repo::cache::MetadataCache::new(cache.path()),
+    );
     run_backup(&repo, src.path()).await.unwrap();
     // A second snapshot adds an index file and a snapshot to the objects.
     std::fs::write(src.path().join("later"), b"a second snapshot").unwrap();

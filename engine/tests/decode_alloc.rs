@@ -4,11 +4,12 @@
 //! Covers postcard length prefixes (serde's cautious preallocation plus
 //! postcard's check of the remaining input) and zstd bombs behind the AEAD.
 
+use lifeboat_engine::SealedFile;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use lifeboat_engine::crypto::{blob_aad, max_plaintext_len, MasterKeys};
-use lifeboat_engine::index::IndexFile;
+use lifeboat_engine::format::crypto::{blob_aad, max_plaintext_len, MasterKeys};
+use lifeboat_engine::format::index::IndexFile;
 use lifeboat_engine::{BlobId, Snapshot, SnapshotId, Tree};
 
 struct Counting;
@@ -89,7 +90,7 @@ fn sealed_metadata_with_huge_counts_fails_within_its_size() {
         keys.seal(aad, &plain, None, &mut sealed);
         let (_, peak) = peak_of(|| {
             assert!(IndexFile::open(&keys, "x", &sealed).is_err());
-            assert!(Snapshot::open(&keys, &SnapshotId::default(), &sealed).is_err());
+            assert!(Snapshot::open(&keys, SnapshotId::default(), &sealed).is_err());
         });
         assert!(peak < 64 * 1024, "allocated {peak} bytes");
     }

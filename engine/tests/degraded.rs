@@ -1,4 +1,4 @@
-//! DESIGN.md invariant 4: a destination that fails during a backup never
+//! ARCHITECTURE.md invariant 4: a destination that fails during a backup never
 //! blocks the others; the snapshot commits on every destination that holds
 //! all its data, and the outcome names the destinations missed.
 
@@ -7,7 +7,7 @@ use std::sync::Arc;
 use lifeboat_backends::{FaultPlan, FaultyBackend, MemoryBackend};
 use lifeboat_engine::check::{check, CheckOptions};
 use lifeboat_engine::restore::{restore, RestoreOptions};
-use lifeboat_engine::{DestinationSet, KdfParams, RepoParams, Repository};
+use lifeboat_engine::{DestinationSet, Error, KdfParams, RepoParams, Repository};
 
 mod common;
 use common::*;
@@ -161,7 +161,15 @@ async fn when_every_destination_fails_the_backup_fails() {
     };
     good2.set_plan(plan.clone());
     faulty.set_plan(plan);
-    assert!(run_backup(&repo, src.path()).await.is_err());
+    let err = run_backup(&repo, src.path()).await.unwrap_err();
+    // Named as what it is: no destination left, each one's failure listed.
+    match &err {
+        Error::AllDestinationsFailed { operation, why } => {
+            assert_eq!(operation, "upload");
+            assert!(why.contains("good") && why.contains("sick"), "{why}");
+        }
+        other => panic!("expected AllDestinationsFailed, got {other:?}"),
+    }
     assert!(keys_under(&_good, "snapshots/").await.is_empty());
 }
 
@@ -209,4 +217,21 @@ async fn each_destination_keeps_its_own_upload_limit() {
         (2..=4).contains(&wide_peak),
         "wide destination ran {wide_peak} puts at once"
     );
+}
+
+/// The backup blocks a runtime worker while its stage threads run, which a
+/// current-thread runtime cannot do: it says so instead of panicking, and
+/// writes nothing.
+#[tokio::test(flavor = "current_thread")]
+async fn a_backup_on_a_current_thread_runtime_is_refused_with_an_error() {
+    let src = tempfile::tempdir().unwrap();
+    source_tree(src.path());
+    let (good, _sick, _faulty, dests) = two_destinations().await;
+    let repo = Repository::open(dests, b"pw").await.unwrap();
+    let err = run_backup(&repo, src.path()).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidInput(m) if m.contains("multi-thread runtime")),
+        "{err}"
+    );
+    assert!(keys_under(&good, "data/").await.is_empty());
 }

@@ -1,10 +1,12 @@
 //! A provider (or anyone holding stored bytes) that serves well-formed but
 //! wrong objects: each is refused with an error naming it, never trusted.
 
-use lifeboat_engine::crypto::{blob_aad, MasterKeys};
-use lifeboat_engine::deletions::DeletionRecord;
-use lifeboat_engine::index::IndexFile;
-use lifeboat_engine::pack::{open_blob, BlobType, PackEntry};
+use lifeboat_engine::format::crypto::{blob_aad, MasterKeys};
+use lifeboat_engine::format::deletion::DeletionRecord;
+use lifeboat_engine::format::index::IndexFile;
+use lifeboat_engine::format::pack::{open_blob, BlobType, PackEntry};
+use lifeboat_engine::RepoFile;
+use lifeboat_engine::SealedFile;
 use lifeboat_engine::{BlobId, Error, PackId, Snapshot, SnapshotId, Tree};
 
 #[test]
@@ -59,7 +61,7 @@ fn objects_of_an_unknown_version_are_refused_by_name() {
     let mut snapshot = Snapshot::new(BlobId([1; 32]), vec![b"/x".to_vec()], vec![], "h".into());
     snapshot.version = 2;
     let id = SnapshotId([3; 32]);
-    match Snapshot::open(&keys, &id, &snapshot.seal(&keys)) {
+    match Snapshot::open(&keys, id, &snapshot.seal(&keys)) {
         Err(Error::UnsupportedVersion { object, version }) => {
             assert!(object.contains(&id.to_hex()), "{object}");
             assert_eq!(version, 2);

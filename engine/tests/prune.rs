@@ -301,3 +301,40 @@ async fn a_removed_key_stays_removed_on_a_destination_that_missed_it() {
     let checked = run_check(&all, read_all()).await;
     assert!(checked.is_ok(), "{:?}", checked.problems);
 }
+
+/// Data the snapshots use that no index and no pack holds (a provider lost
+/// it): prune stops with `Damaged` before it deletes or writes anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_of_a_damaged_repository_changes_nothing() {
+    let src = tempfile::tempdir().unwrap();
+    source_tree(src.path());
+    let store = MemoryBackend::new("only");
+    let repo = new_repo(vec![Arc::new(store.clone())]).await;
+    run_backup(&repo, src.path()).await.unwrap();
+    // The provider loses every index file and every pack.
+    for prefix in ["index/", "data/"] {
+        for key in keys_under(&store, prefix).await {
+            store.delete(&key).await.unwrap();
+        }
+    }
+    let before = keys_under(&store, "").await;
+    let repo = Repository::open(
+        DestinationSet::new(vec![Arc::new(store.clone())]).unwrap(),
+        b"pw",
+    )
+    .await
+    .unwrap();
+    let err = prune(&repo, &now_options(), Default::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, lifeboat_engine::Error::Damaged { what } if what.contains("no index and no pack")),
+        "{err}"
+    );
+    let after: Vec<String> = keys_under(&store, "")
+        .await
+        .into_iter()
+        .filter(|k| !k.starts_with("locks/"))
+        .collect();
+    assert_eq!(after, before, "nothing written or deleted");
+}

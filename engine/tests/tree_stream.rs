@@ -191,7 +191,7 @@ async fn walks_keep_many_reads_in_flight_and_read_trees_by_pack() {
 /// time: the order `ls` promises.
 async fn reference_walk(
     repo: &Repository,
-    index: &lifeboat_engine::index::MasterIndex,
+    index: &lifeboat_engine::repo::index::MasterIndex,
     tree: lifeboat_engine::BlobId,
     dir: &Path,
     out: &mut Vec<std::path::PathBuf>,

@@ -1,4 +1,4 @@
-//! DESIGN.md invariants 1-3 at the engine level, with faults injected into
+//! ARCHITECTURE.md invariants 1-3 at the engine level, with faults injected into
 //! real (in-memory and local) backends: a failed backup never leaves a
 //! snapshot that references missing data, and reads fail over past bad bytes.
 

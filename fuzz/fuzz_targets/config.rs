@@ -1,6 +1,6 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use lifeboat_engine::repo_config::{decode, read_header};
+use lifeboat_engine::format::config::{decode, read_header};
 use lifeboat_fuzz::{seal_payload, KEYS, REPO};
 
 fuzz_target!(|data: &[u8]| {

@@ -1,6 +1,7 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use lifeboat_engine::index::IndexFile;
+use lifeboat_engine::format::index::IndexFile;
+use lifeboat_engine::SealedFile;
 use lifeboat_fuzz::{sealed_variants, KEYS};
 
 fuzz_target!(|data: &[u8]| {

@@ -1,6 +1,6 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use lifeboat_engine::keys::KeyFile;
+use lifeboat_engine::format::keys::KeyFile;
 use lifeboat_fuzz::{KEYS, PASSWORD, REPO};
 
 fuzz_target!(|data: &[u8]| {

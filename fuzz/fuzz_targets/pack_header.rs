@@ -1,7 +1,7 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use lifeboat_engine::ids::storage_hash;
-use lifeboat_engine::pack::{decode_header, header_length, parse_pack};
+use lifeboat_engine::format::ids::storage_hash;
+use lifeboat_engine::format::pack::{decode_header, header_length, parse_pack};
 use lifeboat_engine::PackId;
 use lifeboat_fuzz::{sealed_variants, KEYS};
 

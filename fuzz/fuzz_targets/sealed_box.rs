@@ -3,7 +3,7 @@
 //! payloads (encoding byte, zstd frame) behind a valid tag, opened as metadata
 //! (bounded by MAX_EXPANSION) and as a blob of a length taken from the input.
 use libfuzzer_sys::fuzz_target;
-use lifeboat_engine::crypto::max_plaintext_len;
+use lifeboat_engine::format::crypto::max_plaintext_len;
 use lifeboat_fuzz::{seal_payload, KEYS};
 
 fuzz_target!(|data: &[u8]| {

@@ -1,5 +1,6 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
+use lifeboat_engine::SealedFile;
 use lifeboat_engine::{Snapshot, SnapshotId};
 use lifeboat_fuzz::{sealed_variants, KEYS};
 

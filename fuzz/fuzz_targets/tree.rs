@@ -1,5 +1,6 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
+use lifeboat_engine::RepoFile;
 use lifeboat_engine::{BlobId, Tree};
 
 fuzz_target!(|data: &[u8]| {

@@ -12,8 +12,8 @@ use std::sync::LazyLock;
 use argon2::{Algorithm, Argon2, Params, Version};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::XChaCha20Poly1305;
-use lifeboat_engine::crypto::MasterKeys;
-use lifeboat_engine::keys::{KdfParams, KeyFile};
+use lifeboat_engine::format::crypto::MasterKeys;
+use lifeboat_engine::format::keys::{KdfParams, KeyFile};
 use lifeboat_engine::RepoId;
 
 /// The fixed repository id of the fuzz keys.

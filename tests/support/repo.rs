@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use lifeboat_backends::{Backend, LocalBackend};
-use lifeboat_engine::index::MasterIndex;
+use lifeboat_engine::repo::index::MasterIndex;
 use lifeboat_engine::{BlobId, DestinationSet, NodeKind, Repository};
 
 use crate::PASSWORD;

@@ -6,8 +6,9 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
-use lifeboat_engine::index::{IndexBlob, IndexFile, IndexPack, MasterIndex};
-use lifeboat_engine::pack::BlobType;
+use lifeboat_engine::format::index::{IndexBlob, IndexFile, IndexPack};
+use lifeboat_engine::format::pack::BlobType;
+use lifeboat_engine::repo::index::MasterIndex;
 use lifeboat_engine::{BlobId, PackId};
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};

@@ -17,6 +17,7 @@
 //! repository; the fixed cost of a command (start-up, key derivation) is
 //! measured apart with `lifeboat snapshots`.
 
+use lifeboat_engine::RepoFile;
 use std::collections::HashSet;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -26,10 +27,10 @@ use std::time::Instant;
 
 use lifeboat_benches::process::{lifeboat_program, measure, median};
 
-use lifeboat_engine::chunker::Chunker;
-use lifeboat_engine::crypto::{blob_aad, MasterKeys};
-use lifeboat_engine::pack::{BlobType, PackWriter};
-use lifeboat_engine::tree::{Node, NodeKind, Tree};
+use lifeboat_engine::backup::chunker::Chunker;
+use lifeboat_engine::format::crypto::{blob_aad, MasterKeys};
+use lifeboat_engine::format::pack::{BlobType, PackWriter};
+use lifeboat_engine::format::tree::{Node, NodeKind, Tree};
 use lifeboat_engine::{BlobId, RepoParams};
 
 struct Options {

@@ -8,11 +8,12 @@
 //! unused, which prune must find with bounded memory. Prints the first
 //! snapshot's id.
 
-use lifeboat_engine::crypto::blob_aad;
-use lifeboat_engine::ids::ObjectKind;
-use lifeboat_engine::index::IndexFile;
-use lifeboat_engine::pack::{BlobType, PackWriter};
-use lifeboat_engine::tree::{Node, NodeKind, Tree};
+use lifeboat_engine::format::crypto::blob_aad;
+use lifeboat_engine::format::ids::ObjectKind;
+use lifeboat_engine::format::index::IndexFile;
+use lifeboat_engine::format::pack::{BlobType, PackWriter};
+use lifeboat_engine::format::tree::{Node, NodeKind, Tree};
+use lifeboat_engine::RepoFile;
 use lifeboat_engine::{BlobId, DestinationSet, KdfParams, RepoParams, Repository, Snapshot};
 
 const PER_DIR: usize = 1000;

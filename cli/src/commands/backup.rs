@@ -9,10 +9,12 @@ use lifeboat_engine::backup::{
     self, BackupOptions, BackupProgress, EntryEvent, EntryObserver, ParentChoice,
 };
 use lifeboat_engine::Repository;
+use serde::Serialize;
 use serde_json::json;
 
+use crate::config::Profile;
 use crate::context::Context;
-use crate::output::{self, Tick, Ticker};
+use crate::output::{self, SummaryJson, Tick, Ticker};
 use crate::selection::SelectionArgs;
 
 /// Arguments of `backup`.
@@ -84,9 +86,30 @@ async fn open_or_create(ctx: &Context) -> Result<Repository> {
     ctx.open().await
 }
 
-/// Runs `backup`.
+/// Runs `backup`: exit 0, or 3 when entries were unreadable or a
+/// destination was missed.
 pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
     let profile = ctx.profile()?;
+    let paths = paths_to_back_up(&args, profile)?;
+    let repo = open_or_create(ctx).await?;
+    let options = backup_options(ctx, &args, profile, &repo, paths).await?;
+    let outcome = back_up_with_progress(ctx, &repo, options, args.dry_run).await?;
+    if ctx.global.json {
+        print_json(&outcome, args.dry_run)?;
+    } else {
+        print_human(ctx, &repo, &outcome);
+    }
+    require_min_destinations(&args, &outcome)?;
+    Ok(if outcome.is_incomplete() {
+        crate::exit::INCOMPLETE
+    } else {
+        crate::exit::OK
+    })
+}
+
+/// The paths named on the command line, in `--files-from` lists, or in the
+/// profile; a usage error when there are none.
+fn paths_to_back_up(args: &Args, profile: Option<&Profile>) -> Result<Vec<PathBuf>> {
     let paths = args.selection.paths(&args.paths, profile)?;
     if paths.is_empty() {
         return Err(crate::exit::usage(
@@ -94,7 +117,12 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
              list them with --files-from, or set paths in a profile",
         ));
     }
-    let excludes = args.selection.exclude_options(profile)?;
+    Ok(paths)
+}
+
+/// `--tag` values (blank ones dropped) and the profile's tags, sorted once
+/// each.
+fn tags(args: &Args, profile: Option<&Profile>) -> Vec<String> {
     let mut tags: Vec<String> = args
         .tags
         .iter()
@@ -106,7 +134,17 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
     }
     tags.sort();
     tags.dedup();
-    let repo = open_or_create(ctx).await?;
+    tags
+}
+
+/// What the engine is asked to do; resolves `--parent` on the repository.
+async fn backup_options(
+    ctx: &Context,
+    args: &Args,
+    profile: Option<&Profile>,
+    repo: &Repository,
+    paths: Vec<PathBuf>,
+) -> Result<BackupOptions> {
     let parent = match (&args.parent, args.force) {
         (_, true) => ParentChoice::None,
         (Some(spec), _) => ParentChoice::Id(repo.find_snapshot(spec).await?.0),
@@ -115,10 +153,10 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
     // `--dry-run -v`: every decision, on stdout, as it is made.
     let observer = (args.dry_run && ctx.global.verbose > 0 && !ctx.global.json)
         .then(|| EntryObserver(Arc::new(print_entry)));
-    let options = BackupOptions {
+    Ok(BackupOptions {
         paths,
-        tags,
-        excludes,
+        tags: tags(args, profile),
+        excludes: args.selection.exclude_options(profile)?,
         observer,
         lock: None,
         host: args.host.clone(),
@@ -127,10 +165,33 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
         compression: args.compression.or(profile.and_then(|p| p.compression)),
         threads: args.threads,
         time: args.time,
-    };
+    })
+}
+
+/// Runs the backup with its progress shown. A dry run writes nothing, not
+/// even a lock, so it works on a read-only destination.
+async fn back_up_with_progress(
+    ctx: &Context,
+    repo: &Repository,
+    options: BackupOptions,
+    dry_run: bool,
+) -> Result<backup::BackupOutcome> {
     let progress = Arc::new(BackupProgress::default());
-    let p = progress.clone();
-    let ticker = Ticker::start(ctx, true, move || {
+    let ticker = start_ticker(ctx, progress.clone());
+    let result = if dry_run {
+        backup::backup(repo, &options, progress, ctx.cancel.clone())
+            .await
+            .map_err(anyhow::Error::from)
+    } else {
+        locked_backup(ctx, repo, options, progress).await
+    };
+    ticker.finish().await;
+    result
+}
+
+/// Shows the backup's counters: bar, status lines or JSON status objects.
+fn start_ticker(ctx: &Context, p: Arc<BackupProgress>) -> Ticker {
+    Ticker::start(ctx, true, move || {
         use std::sync::atomic::Ordering::Relaxed;
         let (files, bytes, up, errors) = (
             p.files_done.load(Relaxed),
@@ -162,95 +223,98 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
                 "percent_done": if total_bytes > 0 { bytes as f64 / total_bytes as f64 } else { 0.0 },
                 "bytes_uploaded": up, "errors": errors}),
         }
-    });
-    // A dry run writes nothing, not even a lock, so it works on a read-only destination.
-    let result = if args.dry_run {
-        backup::backup(&repo, &options, progress.clone(), ctx.cancel.clone())
-            .await
-            .map_err(anyhow::Error::from)
-    } else {
-        locked_backup(ctx, &repo, options, progress.clone()).await
-    };
-    ticker.finish().await;
-    let outcome = result?;
-    let s = &outcome.snapshot.summary;
-    let id = outcome.snapshot_id.map(|id| id.to_hex());
-    if ctx.global.json {
-        for skipped in &outcome.skipped {
-            println!(
-                "{}",
-                json!({"message_type": "error", "item": skipped.path.to_string_lossy(), "error": skipped.reason})
-            );
-        }
+    })
+}
+
+/// The `--json` summary line: the snapshot's figures under the same keys
+/// as `snapshots --json` has them, and where it went.
+#[derive(Serialize)]
+struct JsonSummary<'a> {
+    message_type: &'static str,
+    snapshot_id: Option<String>,
+    dry_run: bool,
+    #[serde(flatten)]
+    figures: SummaryJson,
+    destinations_reached: &'a [String],
+    destinations_missed: Vec<serde_json::Value>,
+}
+
+/// One error line per unreadable entry, then the summary line.
+fn print_json(outcome: &backup::BackupOutcome, dry_run: bool) -> Result<()> {
+    for skipped in &outcome.skipped {
         println!(
             "{}",
-            json!({
-                "message_type": "summary",
-                "snapshot_id": id,
-                "dry_run": args.dry_run,
-                "files_new": s.files_new,
-                "files_changed": s.files_changed,
-                "files_unmodified": s.files_unmodified,
-                "dirs_new": s.dirs_new,
-                "dirs_changed": s.dirs_changed,
-                "dirs_unmodified": s.dirs_unmodified,
-                "data_blobs": s.data_blobs,
-                "tree_blobs": s.tree_blobs,
-                "data_added": s.data_added,
-                "data_added_packed": s.data_added_packed,
-                "total_files_processed": s.total_files,
-                "total_bytes_processed": s.total_bytes,
-                "errors": s.errors,
-                "total_duration": s.duration_ms as f64 / 1000.0,
-                "destinations_reached": outcome.reached,
-                "destinations_missed": outcome.missed.iter().map(|(name, error)| json!({"name": name, "error": error})).collect::<Vec<_>>(),
-            })
-        );
-    } else {
-        for skipped in &outcome.skipped {
-            eprintln!(
-                "error: cannot read {}: {}",
-                skipped.path.display(),
-                skipped.reason
-            );
-        }
-        ctx.say(format!(
-            "Files: {:>8} new, {:>8} changed, {:>8} unmodified\nDirs:  {:>8} new, {:>8} changed, {:>8} unmodified\nAdded: {} ({} stored)",
-            s.files_new,
-            s.files_changed,
-            s.files_unmodified,
-            s.dirs_new,
-            s.dirs_changed,
-            s.dirs_unmodified,
-            output::bytes(s.data_added),
-            output::bytes(s.data_added_packed)
-        ));
-        let saved = match &id {
-            Some(id) => format!("snapshot {} saved", &id[..8]),
-            None => "dry run: nothing was written".to_string(),
-        };
-        ctx.say(format!(
-            "processed {} files, {} in {:.1}s; {saved}",
-            s.total_files,
-            output::bytes(s.total_bytes),
-            s.duration_ms as f64 / 1000.0
-        ));
-        if !outcome.skipped.is_empty() {
-            ctx.note(format!(
-                "warning: {} entries could not be read and are not in the snapshot",
-                outcome.skipped.len()
-            ));
-        }
-        if outcome.snapshot_id.is_some() {
-            ctx.say(format!("stored on: {}", outcome.reached.join(", ")));
-        }
-        output::report_missed(
-            ctx,
-            repo.destinations(),
-            &outcome.missed,
-            "it lags behind the others until `lifeboat sync`",
+            json!({"message_type": "error", "item": skipped.path.to_string_lossy(), "error": skipped.reason})
         );
     }
+    let summary = JsonSummary {
+        message_type: "summary",
+        snapshot_id: outcome.snapshot_id.map(|id| id.to_hex()),
+        dry_run,
+        figures: SummaryJson::from(&outcome.snapshot.summary),
+        destinations_reached: &outcome.reached,
+        destinations_missed: outcome
+            .missed
+            .iter()
+            .map(|(name, error)| json!({"name": name, "error": error}))
+            .collect(),
+    };
+    println!("{}", serde_json::to_string(&summary)?);
+    Ok(())
+}
+
+/// The unreadable entries on stderr; the figures, the snapshot and where it
+/// went on stdout.
+fn print_human(ctx: &Context, repo: &Repository, outcome: &backup::BackupOutcome) {
+    let s = &outcome.snapshot.summary;
+    for skipped in &outcome.skipped {
+        eprintln!(
+            "error: cannot read {}: {}",
+            skipped.path.display(),
+            skipped.reason
+        );
+    }
+    ctx.say(format!(
+        "Files: {:>8} new, {:>8} changed, {:>8} unmodified\nDirs:  {:>8} new, {:>8} changed, {:>8} unmodified\nAdded: {} ({} stored)",
+        s.files_new,
+        s.files_changed,
+        s.files_unmodified,
+        s.dirs_new,
+        s.dirs_changed,
+        s.dirs_unmodified,
+        output::bytes(s.data_added),
+        output::bytes(s.data_added_packed)
+    ));
+    let saved = match &outcome.snapshot_id {
+        Some(id) => format!("snapshot {} saved", id.short()),
+        None => "dry run: nothing was written".to_string(),
+    };
+    ctx.say(format!(
+        "processed {} files, {} in {:.1}s; {saved}",
+        s.total_files,
+        output::bytes(s.total_bytes),
+        s.duration_ms as f64 / 1000.0
+    ));
+    if !outcome.skipped.is_empty() {
+        ctx.note(format!(
+            "warning: {} entries could not be read and are not in the snapshot",
+            outcome.skipped.len()
+        ));
+    }
+    if outcome.snapshot_id.is_some() {
+        ctx.say(format!("stored on: {}", outcome.reached.join(", ")));
+    }
+    output::report_missed(
+        ctx,
+        repo.destinations(),
+        &outcome.missed,
+        "it lags behind the others until `lifeboat sync`",
+    );
+}
+
+/// Fails the run (exit 1) when fewer than `--min-destinations` hold the
+/// snapshot; it stays where it was stored.
+fn require_min_destinations(args: &Args, outcome: &backup::BackupOutcome) -> Result<()> {
     if !args.dry_run && outcome.reached.len() < args.min_destinations {
         anyhow::bail!(
             "the snapshot reached {} destination(s), fewer than --min-destinations {}; it stays where it was stored",
@@ -258,11 +322,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
             args.min_destinations
         );
     }
-    Ok(if outcome.is_incomplete() {
-        crate::exit::INCOMPLETE
-    } else {
-        crate::exit::OK
-    })
+    Ok(())
 }
 
 /// Runs the backup under a shared lock that it checks before committing the
@@ -274,13 +334,12 @@ async fn locked_backup(
     mut options: BackupOptions,
     progress: Arc<BackupProgress>,
 ) -> Result<backup::BackupOutcome> {
-    let lock = super::lock_wait::acquire(repo, false).await?;
-    options.lock = Some(lock.watch());
-    let result = backup::backup(repo, &options, progress, ctx.cancel.clone()).await;
-    if let Err(e) = lock.release().await {
-        tracing::warn!("could not remove the lock (it will go stale): {e}");
-    }
-    Ok(result?)
+    ctx.lock_wait
+        .watched(repo, false, |watch| async move {
+            options.lock = Some(watch);
+            Ok(backup::backup(repo, &options, progress, ctx.cancel.clone()).await?)
+        })
+        .await
 }
 
 /// Prints one `--dry-run -v` line: `would store PATH` or

@@ -51,10 +51,12 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
         subset: args.read_data_subset,
         only: args.from.clone(),
     };
-    let result = super::with_lock(&repo, async {
-        Ok(check::check(&repo, &options, progress.clone()).await?)
-    })
-    .await;
+    let result = ctx
+        .lock_wait
+        .locked(&repo, false, async {
+            Ok(check::check(&repo, &options, progress.clone()).await?)
+        })
+        .await;
     ticker.finish().await;
     let report = result?;
     // Remembered per destination, so `status` can show the last clean check.
@@ -156,17 +158,7 @@ fn print_human(ctx: &Context, report: &CheckReport, args: &Args) {
         eprintln!("error: {problem}");
     }
     for d in &report.damaged {
-        eprintln!(
-            "snapshot {} ({}) is damaged: {}{}",
-            d.snapshot.short(),
-            output::time(d.time),
-            d.paths.join(", "),
-            if d.more_paths > 0 {
-                format!(" and {} more", d.more_paths)
-            } else {
-                String::new()
-            }
-        );
+        eprintln!("{}", damaged_line(d, "is damaged"));
     }
     for note in &report.notes {
         ctx.say(format!("note: {note}"));
@@ -234,4 +226,20 @@ fn print_human(ctx: &Context, report: &CheckReport, args: &Args) {
     } else {
         eprintln!("some destinations could not be checked");
     }
+}
+
+/// `snapshot <id> (<time>) <what>: <paths>[ and N more]`: one damaged
+/// snapshot, for check and repair.
+pub fn damaged_line(d: &check::DamagedSnapshot, what: &str) -> String {
+    let more = if d.more_paths > 0 {
+        format!(" and {} more", d.more_paths)
+    } else {
+        String::new()
+    };
+    format!(
+        "snapshot {} ({}) {what}: {}{more}",
+        d.snapshot.short(),
+        output::time(d.time),
+        d.paths.join(", ")
+    )
 }

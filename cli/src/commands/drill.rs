@@ -13,6 +13,7 @@ use std::sync::Arc;
 use anyhow::{bail, Result};
 use lifeboat_backends::Backend;
 use lifeboat_engine::drill::{self, DrillOptions, DrillProgress, DrillReport};
+use lifeboat_engine::percent::Percent;
 use lifeboat_engine::{DestinationSet, Error, LeftOut, RepoId, Repository, SnapshotId};
 use serde_json::json;
 
@@ -33,8 +34,8 @@ pub struct Args {
     #[arg(long, value_name = "NAME")]
     pub from: Vec<String>,
     /// Verify only this share of the files, chosen at random (`5%`).
-    #[arg(long, value_name = "PERCENT", value_parser = parse_percent)]
-    pub sample: Option<f64>,
+    #[arg(long, value_name = "PERCENT", value_parser = Percent::parse_positive)]
+    pub sample: Option<Percent>,
     /// Restore the whole snapshot, verified, into a temporary directory (then
     /// removed) instead of only reading and verifying every chunk. Needs as
     /// much free space as the snapshot's files.
@@ -44,17 +45,6 @@ pub struct Args {
     /// (default: the system's temporary directory).
     #[arg(long, value_name = "DIR", conflicts_with = "sample")]
     pub restore_to: Option<PathBuf>,
-}
-
-/// `5%`, `5` or `0.5%` as a percentage in (0, 100].
-fn parse_percent(text: &str) -> Result<f64, String> {
-    let number = text.trim().trim_end_matches('%').trim();
-    match number.parse::<f64>() {
-        Ok(p) if p > 0.0 && p <= 100.0 => Ok(p),
-        _ => Err(format!(
-            "{text:?} is not a percentage above 0 and at most 100 (e.g. 5%)"
-        )),
-    }
 }
 
 /// The outcome for one destination.
@@ -92,7 +82,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
     let (repo_id, snapshot, left_out) = resolve(&backends, &password, &args.snapshot, ctx).await?;
     let spec = snapshot.map_or_else(|| args.snapshot.clone(), |id| id.to_hex());
     let options = DrillOptions {
-        sample: args.sample,
+        sample: args.sample.map(Percent::value),
         restore_in: (args.restore || args.restore_to.is_some())
             .then(|| args.restore_to.clone().unwrap_or_else(std::env::temp_dir)),
         concurrency: None,
@@ -232,10 +222,12 @@ async fn drill_one(
             }
         })
     });
-    let result = super::with_lock(&repo, async {
-        Ok(drill::drill(&repo, spec, options, progress.clone(), ctx.cancel.clone()).await?)
-    })
-    .await;
+    let result = ctx
+        .lock_wait
+        .locked(&repo, false, async {
+            Ok(drill::drill(&repo, spec, options, progress.clone(), ctx.cancel.clone()).await?)
+        })
+        .await;
     if let Some(ticker) = ticker {
         ticker.finish().await;
     }
@@ -319,7 +311,7 @@ fn print_table(rows: &[Row], snapshot: Option<SnapshotId>, args: &Args) {
     let passed = rows.iter().filter(|r| r.passed()).count();
     let what = match (args.restore || args.restore_to.is_some(), args.sample) {
         (true, _) => "restored and verified".to_string(),
-        (false, Some(p)) => format!("verified a {p}% sample"),
+        (false, Some(p)) => format!("verified a {p} sample"),
         (false, None) => "verified every file".to_string(),
     };
     let snapshot = snapshot.map_or_else(|| args.snapshot.clone(), |s| s.short());
@@ -333,5 +325,32 @@ fn print_table(rows: &[Row], snapshot: Option<SnapshotId>, args: &Args) {
             rows.len() - passed,
             rows.len()
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Drill {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    #[test]
+    fn sample_takes_the_shared_percent_forms_above_zero() {
+        let sample = |text: &str| {
+            Drill::try_parse_from(["drill", "--sample", text])
+                .map(|d| d.args.sample.map(Percent::value))
+        };
+        assert_eq!(sample("5%").ok(), Some(Some(5.0)));
+        assert_eq!(sample("5").ok(), Some(Some(5.0)));
+        assert_eq!(sample("2.5%").ok(), Some(Some(2.5)));
+        for bad in ["0%", "150%", "half"] {
+            let error = sample(bad).expect_err(bad).to_string();
+            assert!(error.contains("--sample"), "{error}");
+        }
     }
 }

@@ -1,7 +1,10 @@
 //! `lifeboat forget`: remove snapshots by a retention policy or by id.
 
+use std::time::Duration;
+
 use anyhow::Result;
 use lifeboat_engine::forget::{self, Decision, GroupBy, GroupKey, KeepPolicy, Within};
+use lifeboat_engine::percent::Percent;
 use lifeboat_engine::{Repository, SnapshotId};
 use serde_json::json;
 
@@ -32,7 +35,7 @@ pub struct Args {
     /// … of each of the last N years.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub keep_yearly: u32,
-    /// Keep every snapshot younger than this before the group's newest (`1y6m`, `30d`, `12h`).
+    /// Keep every snapshot younger than this before the group's newest (`1y6m`, `2w`, `30d`, `12h`).
     #[arg(long, value_name = "DURATION")]
     pub keep_within: Option<Within>,
     /// Keep every snapshot with this tag (repeatable).
@@ -59,15 +62,16 @@ pub struct Args {
     pub prune: bool,
     /// With --prune: unused share tolerated before repacking.
     #[arg(long, value_name = "P%", default_value = "5%", requires = "prune")]
-    pub max_unused: String,
+    pub max_unused: Percent,
     /// With --prune: how long marked data waits before deletion.
     #[arg(
         long,
         value_name = "DURATION",
         default_value = "1h",
-        requires = "prune"
+        requires = "prune",
+        value_parser = crate::duration::parse
     )]
-    pub grace: String,
+    pub grace: Duration,
 }
 
 impl Args {
@@ -98,31 +102,18 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
             "give either snapshot ids or a --keep-* policy, not both",
         ));
     }
-    let prune_args = if args.prune {
-        use clap::Parser;
-        #[derive(Parser)]
-        struct P {
-            #[command(flatten)]
-            args: super::prune::Args,
-        }
-        let parsed = P::try_parse_from([
-            "prune",
-            "--max-unused",
-            &args.max_unused,
-            "--grace",
-            &args.grace,
-        ])
-        .map_err(|e| anyhow::anyhow!("{}", e.to_string().lines().next().unwrap_or_default()))?;
-        Some(parsed.args)
-    } else {
-        None
-    };
+    // Checked by clap with prune's own parsers, so a bad value stops the
+    // run before anything is forgotten.
+    let prune_args = args.prune.then_some(super::prune::Args {
+        max_unused: args.max_unused,
+        grace: args.grace,
+        dry_run: false,
+    });
     let repo = ctx.open().await?;
     if args.dry_run {
         return forget_planned(ctx, &repo, &args, &policy).await;
     }
-    let lock = super::lock_wait::acquire(&repo, true).await?;
-    let result = async {
+    let work = async {
         let code = forget_planned(ctx, &repo, &args, &policy).await?;
         // A destination missed by forget is missed by prune too: the others
         // are pruned, and prune names the ones it skipped.
@@ -137,12 +128,8 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
             }
             _ => Ok(code),
         }
-    }
-    .await;
-    if let Err(e) = lock.release().await {
-        tracing::warn!("could not remove the lock (it will go stale): {e}");
-    }
-    result
+    };
+    ctx.lock_wait.locked(&repo, true, work).await
 }
 
 /// Decides, prints, and (unless a dry run) removes.

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Subcommand;
-use lifeboat_engine::ids::KeyId;
+use lifeboat_engine::format::ids::KeyId;
 use lifeboat_engine::key_admin::{self, KeyEntry, KeyError};
 use lifeboat_engine::{KdfParams, Repository};
 use serde_json::json;
@@ -72,6 +72,17 @@ fn key_error(e: KeyError) -> anyhow::Error {
     }
 }
 
+/// Runs a key operation under the repository lock.
+async fn locked<T>(
+    ctx: &Context,
+    repo: &Repository,
+    exclusive: bool,
+    work: impl std::future::Future<Output = std::result::Result<T, KeyError>>,
+) -> Result<T> {
+    let work = async { work.await.map_err(key_error) };
+    ctx.lock_wait.locked(repo, exclusive, work).await
+}
+
 /// Runs `key`.
 pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
     let repo = ctx.open().await?;
@@ -80,12 +91,8 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
         KeyCommand::Add(new) => {
             let params = new_params(&repo, &new).await?;
             let password = password::new_key(new.new_password_file.as_deref())?;
-            let id = super::lock_wait::locked(&repo, false, async {
-                key_admin::add_key(&repo, &password, params)
-                    .await
-                    .map_err(key_error)
-            })
-            .await?;
+            let added = key_admin::add_key(&repo, &password, params);
+            let id = locked(ctx, &repo, false, added).await?;
             report(
                 ctx,
                 &repo,
@@ -96,12 +103,8 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
             Ok(crate::exit::OK)
         }
         KeyCommand::Remove(remove) => {
-            let id = super::lock_wait::locked(&repo, true, async {
-                key_admin::remove_key(&repo, &remove.id, remove.force)
-                    .await
-                    .map_err(key_error)
-            })
-            .await?;
+            let removed = key_admin::remove_key(&repo, &remove.id, remove.force);
+            let id = locked(ctx, &repo, true, removed).await?;
             report(
                 ctx,
                 &repo,
@@ -114,12 +117,8 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
         KeyCommand::Passwd(new) => {
             let params = new_params(&repo, &new).await?;
             let password = password::new_key(new.new_password_file.as_deref())?;
-            let (added, removed) = super::lock_wait::locked(&repo, true, async {
-                key_admin::change_password(&repo, &password, params)
-                    .await
-                    .map_err(key_error)
-            })
-            .await?;
+            let changed = key_admin::change_password(&repo, &password, params);
+            let (added, removed) = locked(ctx, &repo, true, changed).await?;
             report(
                 ctx,
                 &repo,

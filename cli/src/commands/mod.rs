@@ -24,7 +24,6 @@ use crate::context::Context;
 
 /// Runs a command; returns the exit code.
 pub async fn run(ctx: &Context, command: Command) -> Result<i32> {
-    lock_wait::configure(ctx);
     match command {
         Command::Init(args) => init::run(ctx, args).await,
         Command::Backup(args) => backup::run(ctx, args).await,
@@ -40,13 +39,4 @@ pub async fn run(ctx: &Context, command: Command) -> Result<i32> {
         Command::Forget(args) => forget::run(ctx, args).await,
         Command::Prune(args) => prune::run(ctx, args).await,
     }
-}
-
-/// Takes a shared lock (waiting as `--retry-lock` allows), runs `work`,
-/// releases the lock whatever happened.
-pub async fn with_lock<T>(
-    repo: &lifeboat_engine::Repository,
-    work: impl std::future::Future<Output = Result<T>>,
-) -> Result<T> {
-    lock_wait::locked(repo, false, work).await
 }

@@ -1,8 +1,10 @@
 //! `lifeboat prune`: remove data no snapshot uses, on every destination.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Result;
+use lifeboat_engine::percent::Percent;
 use lifeboat_engine::prune::{self, PruneOptions, PruneProgress, PruneReport};
 use lifeboat_engine::Repository;
 use serde_json::json;
@@ -15,69 +17,31 @@ use crate::output::{self, Tick, Ticker};
 pub struct Args {
     /// Unused share of the repository tolerated before packs are repacked
     /// (`5%`; `0%` repacks every pack with unused data).
-    #[arg(long, value_name = "P%", default_value = "5%", value_parser = parse_percent)]
-    pub max_unused: f64,
+    #[arg(long, value_name = "P%", default_value = "5%")]
+    pub max_unused: Percent,
     /// How long marked data waits before it is deleted, so a backup that
     /// started before the mark cannot lose blobs it reused (`1h`, `30m`, `0s`).
-    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_seconds)]
-    pub grace: i64,
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = crate::duration::parse)]
+    pub grace: Duration,
     /// Show what would be removed and repacked; change nothing.
     #[arg(short = 'n', long)]
     pub dry_run: bool,
 }
 
-/// `5%`, `5` or `0.5%` as a fraction.
-fn parse_percent(text: &str) -> Result<f64, String> {
-    let number = text.trim().trim_end_matches('%');
-    match number.parse::<f64>() {
-        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p / 100.0),
-        _ => Err(format!("{text:?}: give a percentage from 0% to 100%")),
-    }
-}
-
-/// `90s`, `30m`, `12h`, `7d` (or a plain number of seconds).
-fn parse_seconds(text: &str) -> Result<i64, String> {
-    let text = text.trim();
-    let (number, unit) = match text.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
-        Some((i, _)) => text.split_at(i),
-        None => (text, "s"),
-    };
-    let n: i64 = number
-        .parse()
-        .map_err(|_| format!("{text:?}: give a duration such as 90s, 30m, 12h or 7d"))?;
-    let unit = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(format!("{text:?}: the unit is s, m, h or d")),
-    };
-    n.checked_mul(unit)
-        .filter(|s| *s >= 0)
-        .ok_or_else(|| format!("{text:?}: out of range"))
-}
-
 /// Runs `prune`: exit 0, or 3 when a destination was missed.
 pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
     let repo = ctx.open().await?;
-    let lock = super::lock_wait::acquire(&repo, true).await?;
-    let result = run_locked(ctx, &repo, &args).await;
-    if let Err(e) = lock.release().await {
-        tracing::warn!("could not remove the lock (it will go stale): {e}");
-    }
-    result
+    ctx.lock_wait
+        .locked(&repo, true, run_locked(ctx, &repo, &args))
+        .await
 }
 
 /// Prunes under a lock the caller holds (`forget --prune` holds one already).
 pub async fn run_locked(ctx: &Context, repo: &Repository, args: &Args) -> Result<i32> {
-    if !(0.0..=1.0).contains(&args.max_unused) {
-        return Err(crate::exit::usage(
-            "--max-unused must be between 0% and 100%",
-        ));
-    }
     let options = PruneOptions {
-        max_unused: args.max_unused,
-        grace_secs: args.grace,
+        max_unused: args.max_unused.fraction(),
+        // Longer than i64 seconds is forever either way.
+        grace_secs: i64::try_from(args.grace.as_secs()).unwrap_or(i64::MAX),
         dry_run: args.dry_run,
     };
     let progress = Arc::new(PruneProgress::default());
@@ -179,9 +143,9 @@ fn print(ctx: &Context, r: &PruneReport, args: &Args, dests: &lifeboat_engine::D
     }
     if r.sweep.waiting > 0 {
         ctx.say(format!(
-            "{} wait out the grace period ({}s); a prune after it deletes them",
+            "{} wait out the grace period ({}); a prune after it deletes them",
             output::count(r.sweep.waiting, "marked object"),
-            args.grace
+            crate::duration::show(args.grace)
         ));
     }
     crate::output::report_missed(
@@ -195,15 +159,46 @@ fn print(ctx: &Context, r: &PruneReport, args: &Args, dests: &lifeboat_engine::D
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Prune {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
+        Prune::try_parse_from(std::iter::once("prune").chain(args.iter().copied())).map(|p| p.args)
+    }
 
     #[test]
-    fn durations_and_percentages() {
-        assert_eq!(parse_seconds("90s"), Ok(90));
-        assert_eq!(parse_seconds("2h"), Ok(7200));
-        assert_eq!(parse_seconds("0"), Ok(0));
-        assert!(parse_seconds("3w").is_err());
-        assert!(parse_seconds("-1h").is_err());
-        assert_eq!(parse_percent("5%"), Ok(0.05));
-        assert!(parse_percent("150%").is_err());
+    fn grace_takes_every_duration_form() {
+        let grace = |text: &str| parse(&[&format!("--grace={text}")]).map(|a| a.grace.as_secs());
+        assert_eq!(grace("1h30m").ok(), Some(5400));
+        assert_eq!(grace("90s").ok(), Some(90));
+        assert_eq!(grace("7d").ok(), Some(604_800));
+        assert_eq!(grace("0").ok(), Some(0));
+        assert_eq!(parse(&[]).map(|a| a.grace.as_secs()).ok(), Some(3600));
+        let error = grace("-1h").expect_err("negative").to_string();
+        assert!(
+            error.contains("--grace") && error.contains("1h30m"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn max_unused_takes_every_percent_form() {
+        let share =
+            |text: &str| parse(&[&format!("--max-unused={text}")]).map(|a| a.max_unused.fraction());
+        assert_eq!(share("5%").ok(), Some(0.05));
+        assert_eq!(share("10").ok(), Some(0.1));
+        assert_eq!(share("2.5%").ok(), Some(0.025));
+        assert_eq!(share("0%").ok(), Some(0.0));
+        assert_eq!(parse(&[]).map(|a| a.max_unused.fraction()).ok(), Some(0.05));
+        let error = share("150%").expect_err("too high").to_string();
+        assert!(
+            error.contains("--max-unused") && error.contains("0% to 100%"),
+            "{error}"
+        );
     }
 }

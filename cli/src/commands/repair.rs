@@ -85,15 +85,8 @@ pub async fn run(ctx: &Context, repo: &Repository) -> Result<i32> {
         }
         for d in &report.damaged {
             eprintln!(
-                "snapshot {} ({}) cannot be fully restored: {}{}",
-                d.snapshot.short(),
-                output::time(d.time),
-                d.paths.join(", "),
-                if d.more_paths > 0 {
-                    format!(" and {} more", d.more_paths)
-                } else {
-                    String::new()
-                }
+                "{}",
+                super::check::damaged_line(d, "cannot be fully restored")
             );
         }
         if actions.is_empty() && lost.is_empty() {

@@ -92,17 +92,19 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
         }
     });
     let started = std::time::Instant::now();
-    let result = super::with_lock(&repo, async {
-        Ok(restore::restore(
-            &repo,
-            &snapshot,
-            &options,
-            progress.clone(),
-            ctx.cancel.clone(),
-        )
-        .await?)
-    })
-    .await;
+    let result = ctx
+        .lock_wait
+        .locked(&repo, false, async {
+            Ok(restore::restore(
+                &repo,
+                &snapshot,
+                &options,
+                progress.clone(),
+                ctx.cancel.clone(),
+            )
+            .await?)
+        })
+        .await;
     ticker.finish().await;
     let outcome = result?;
     let seconds = started.elapsed().as_secs_f64();

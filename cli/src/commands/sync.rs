@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use anyhow::Result;
-use lifeboat_engine::sync::{self, SyncProgress};
+use lifeboat_engine::sync::{self, SyncOutcome, SyncPlan, SyncProgress};
 use lifeboat_engine::Admission;
 use serde_json::json;
 
@@ -29,7 +29,8 @@ pub struct Args {
 }
 
 /// Runs `sync`: exit 0 when every destination is complete, 3 when some copy
-/// failed or some destination could not be reached.
+/// failed or some destination could not be reached. The lock is taken before
+/// anything is planned, so no prune can change what the plan saw.
 pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
     let admission = Admission {
         seed: args.seed.clone(),
@@ -37,71 +38,79 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
     };
     let repo = ctx.open_admitting(None, &admission).await?;
     if args.repair {
-        let lock = super::lock_wait::acquire(&repo, true).await?;
-        let result = async {
+        let repair = async {
             let repaired = super::repair::run(ctx, &repo).await?;
-            let copied = copy_missing(ctx, &repo, &args, false).await?;
-            Ok::<_, anyhow::Error>(if repaired != crate::exit::OK {
+            let copied = copy_missing(ctx, &repo, &args).await?;
+            Ok(if repaired != crate::exit::OK {
                 repaired
             } else {
                 copied
             })
-        }
-        .await;
-        if let Err(e) = lock.release().await {
-            tracing::warn!("could not remove the lock (it will go stale): {e}");
-        }
-        return result;
+        };
+        return ctx.lock_wait.locked(&repo, true, repair).await;
     }
-    copy_missing(ctx, &repo, &args, true).await
+    let copy = copy_missing(ctx, &repo, &args);
+    ctx.lock_wait.locked(&repo, false, copy).await
 }
 
-/// Copies what each destination lacks; `lock` takes a shared lock for it.
+/// Plans and copies what each destination lacks. The caller holds a lock.
 async fn copy_missing(
     ctx: &Context,
     repo: &lifeboat_engine::Repository,
     args: &Args,
-    lock: bool,
 ) -> Result<i32> {
-    let repo = repo.clone();
-    let plan = sync::plan(&repo).await?;
-    let per_target = plan.per_target();
-    if !ctx.global.json {
-        for (name, error) in &plan.unreachable {
-            eprintln!("warning: destination {name} could not be reached: {error}");
-        }
-        if plan.copies.is_empty() {
-            ctx.say("every reachable destination is up to date");
-        }
-        for (target, (objects, bytes)) in &per_target {
-            ctx.say(format!(
-                "{target}: {objects} objects, {} to copy",
-                output::bytes(*bytes)
-            ));
-        }
-    }
+    let plan = sync::plan(repo).await?;
+    show_plan(ctx, &plan);
     let incomplete = !plan.unreachable.is_empty() || !repo.destinations().left_out().is_empty();
-    if !args.dry_run && plan.copies.is_empty() {
-        record_synced(ctx, &repo, &[])?;
-    }
     if args.dry_run || plan.copies.is_empty() {
+        if !args.dry_run {
+            record_synced(ctx, repo, &[])?;
+        }
         if ctx.global.json {
-            let targets: Vec<_> = per_target
+            let targets: Vec<_> = plan
+                .per_target()
                 .iter()
                 .map(|(name, (objects, bytes))| json!({"name": name, "objects": objects, "bytes": bytes}))
                 .collect();
             println!(
                 "{}",
                 json!({"message_type": "summary", "dry_run": args.dry_run, "to_copy": targets, "copied": 0,
-                       "unreachable": plan.unreachable.iter().map(|(n, e)| json!({"name": n, "error": e})).collect::<Vec<_>>()})
+                       "unreachable": unreachable_json(&plan)})
             );
         }
-        return Ok(if incomplete {
-            crate::exit::INCOMPLETE
-        } else {
-            crate::exit::OK
-        });
+        return Ok(exit_code(incomplete));
     }
+    let outcome = apply_with_progress(ctx, repo, &plan).await?;
+    record_synced(ctx, repo, &outcome.failed)?;
+    show_outcome(ctx, &plan, &outcome);
+    Ok(exit_code(incomplete || !outcome.failed.is_empty()))
+}
+
+/// The plan, per destination, in human form (nothing with --json).
+fn show_plan(ctx: &Context, plan: &SyncPlan) {
+    if ctx.global.json {
+        return;
+    }
+    for (name, error) in &plan.unreachable {
+        eprintln!("warning: destination {name} could not be reached: {error}");
+    }
+    if plan.copies.is_empty() {
+        ctx.say("every reachable destination is up to date");
+    }
+    for (target, (objects, bytes)) in &plan.per_target() {
+        ctx.say(format!(
+            "{target}: {objects} objects, {} to copy",
+            output::bytes(*bytes)
+        ));
+    }
+}
+
+/// Copies the plan's objects with a progress bar.
+async fn apply_with_progress(
+    ctx: &Context,
+    repo: &lifeboat_engine::Repository,
+    plan: &SyncPlan,
+) -> Result<SyncOutcome> {
     let progress = Arc::new(SyncProgress::default());
     let p = progress.clone();
     let total = plan.bytes();
@@ -115,15 +124,13 @@ async fn copy_missing(
             json: json!({"message_type": "status", "bytes_done": done, "bytes_total": total}),
         }
     });
-    let work = async { Ok(sync::apply(&repo, &plan, progress.clone()).await?) };
-    let result = if lock {
-        super::with_lock(&repo, work).await
-    } else {
-        work.await
-    };
+    let result = sync::apply(repo, plan, progress).await;
     ticker.finish().await;
-    let outcome = result?;
-    record_synced(ctx, &repo, &outcome.failed)?;
+    Ok(result?)
+}
+
+/// The summary of a sync that copied.
+fn show_outcome(ctx: &Context, plan: &SyncPlan, outcome: &SyncOutcome) {
     if ctx.global.json {
         let failed: Vec<_> = outcome
             .failed
@@ -133,23 +140,33 @@ async fn copy_missing(
         println!(
             "{}",
             json!({"message_type": "summary", "dry_run": false, "copied": outcome.copied, "bytes": outcome.bytes, "failed": failed,
-                   "unreachable": plan.unreachable.iter().map(|(n, e)| json!({"name": n, "error": e})).collect::<Vec<_>>()})
+                   "unreachable": unreachable_json(plan)})
         );
-    } else {
-        for (key, target, error) in &outcome.failed {
-            eprintln!("error: copying {key} to {target}: {error}");
-        }
-        ctx.say(format!(
-            "copied {} objects, {}",
-            outcome.copied,
-            output::bytes(outcome.bytes)
-        ));
+        return;
     }
-    Ok(if incomplete || !outcome.failed.is_empty() {
+    for (key, target, error) in &outcome.failed {
+        eprintln!("error: copying {key} to {target}: {error}");
+    }
+    ctx.say(format!(
+        "copied {} objects, {}",
+        outcome.copied,
+        output::bytes(outcome.bytes)
+    ));
+}
+
+fn unreachable_json(plan: &SyncPlan) -> Vec<serde_json::Value> {
+    plan.unreachable
+        .iter()
+        .map(|(n, e)| json!({"name": n, "error": e}))
+        .collect()
+}
+
+fn exit_code(incomplete: bool) -> i32 {
+    if incomplete {
         crate::exit::INCOMPLETE
     } else {
         crate::exit::OK
-    })
+    }
 }
 
 /// Records each reachable destination that no copy failed on as synced: a

@@ -2,7 +2,7 @@
 //! every reachable destination.
 
 use anyhow::{bail, Result};
-use lifeboat_engine::lock::{self, LockReport};
+use lifeboat_engine::repo::lock::{self, LockReport};
 use serde_json::json;
 
 use crate::context::Context;

@@ -7,11 +7,13 @@ use futures::StreamExt;
 use lifeboat_backends::ErrorKind;
 
 use super::Repository;
-use crate::deletions::Tombstones;
 use crate::error::{Error, Result};
-use crate::ids::{IndexId, ObjectKind, SnapshotId};
-use crate::index::{IndexFile, MasterIndex};
-use crate::snapshot::Snapshot;
+use crate::format::ids::{IndexId, ObjectKind, SnapshotId};
+use crate::format::index::IndexFile;
+use crate::format::snapshot::Snapshot;
+use crate::format::SealedFile;
+use crate::repo::deletions::Tombstones;
+use crate::repo::index::MasterIndex;
 
 impl Repository {
     /// Names of every object of `kind` on the preferred destination.
@@ -36,7 +38,7 @@ impl Repository {
         if let Some(t) = &*slot {
             return Ok(t.clone());
         }
-        let loaded = Arc::new(crate::deletions::load(self).await?);
+        let loaded = Arc::new(crate::repo::deletions::load(self).await?);
         *slot = Some(loaded.clone());
         Ok(loaded)
     }
@@ -89,7 +91,7 @@ impl Repository {
             order = self.dests.read_order();
         }
         for backend in order {
-            match crate::destinations::list_all(backend.as_ref(), kind.prefix()).await {
+            match crate::repo::destinations::list_all(backend.as_ref(), kind.prefix()).await {
                 Ok(metas) => {
                     any = true;
                     names.extend(
@@ -158,10 +160,7 @@ impl Repository {
                     tokio::task::spawn_blocking(move || IndexFile::open(&keys, &named, &bytes))
                         .await
                         .unwrap_or_else(|e| {
-                            Err(Error::format(
-                                format!("index {name}"),
-                                format!("decoding thread failed: {e}"),
-                            ))
+                            Err(Error::task_failed(format!("decoding index {name}"), e))
                         })
                 }
                 Err(e) => Err(e),

@@ -1,24 +1,35 @@
-//! An open repository: its destinations, master keys and parameters, and the
-//! verified reads and writes of its objects.
+//! Repository access: an open repository (its destinations, master keys and
+//! parameters), the verified reads and writes of its objects, and the
+//! protocols that list, write and refresh objects across destinations (locks,
+//! deletion records, index loading, tree streaming). Operations in
+//! [`crate::ops`] reach storage only through here; formats in
+//! [`crate::format`] never do.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use lifeboat_backends::ErrorKind;
 
+pub mod cache;
 mod catalog;
+pub mod deletions;
+pub mod destinations;
+pub mod index;
+pub(crate) mod inflight;
+pub mod lock;
+pub mod tree_stream;
 
-use crate::cache::MetadataCache;
-use crate::crypto::MasterKeys;
-use crate::deletions::Tombstones;
-use crate::destinations::{DestinationSet, LeftOutReason};
 use crate::error::{Error, Result};
-use crate::ids::{storage_hash, BlobId, KeyId, ObjectKind, RepoId, CONFIG_KEY};
-use crate::index::MasterIndex;
-use crate::keys::{KdfParams, KeyFile};
-use crate::pack::open_blob;
-use crate::repo_config::{self, RepoParams};
-use crate::tree::Tree;
+use crate::format::config::{self as repo_config, RepoParams};
+use crate::format::crypto::MasterKeys;
+use crate::format::ids::{storage_hash, BlobId, KeyId, ObjectKind, RepoId, CONFIG_KEY};
+use crate::format::keys::{KdfParams, KeyFile};
+use crate::format::pack::open_blob;
+use crate::format::tree::Tree;
+use crate::repo::cache::MetadataCache;
+use crate::repo::deletions::Tombstones;
+use crate::repo::destinations::{DestinationSet, LeftOutReason};
+use crate::repo::index::MasterIndex;
 
 /// Which destinations a command admits besides those that hold exactly this
 /// repository's config. By default none: a destination that is empty, holds
@@ -261,7 +272,7 @@ impl Repository {
             // The config and the key listing in one round trip.
             let (config, key_objects) = tokio::join!(
                 backend.get(CONFIG_KEY, None),
-                crate::destinations::list_all(backend.as_ref(), ObjectKind::Key.prefix())
+                crate::repo::destinations::list_all(backend.as_ref(), ObjectKind::Key.prefix())
             );
             let config = match config {
                 Ok(bytes) => bytes,
@@ -351,7 +362,7 @@ impl Repository {
             let password = zeroize::Zeroizing::new(password.to_vec());
             let opened = tokio::task::spawn_blocking(move || key_file.open(&password, &header.id))
                 .await
-                .map_err(|e| Error::InvalidInput(format!("key derivation thread failed: {e}")))?;
+                .map_err(|e| Error::task_failed("key derivation thread", e))?;
             match opened {
                 Ok(keys) => {
                     let (_, params) = repo_config::decode(&config, &keys)?;
@@ -478,7 +489,7 @@ impl Repository {
         let entry = loc.entry(*id);
         let tree_cache = self
             .cache()
-            .filter(|_| loc.blob_type == crate::pack::BlobType::Tree);
+            .filter(|_| loc.blob_type == crate::format::pack::BlobType::Tree);
         if let Some(cache) = tree_cache {
             if let Some(sealed) = cache.tree_from_pack(&loc.pack, loc.offset, loc.length) {
                 match open_blob(&self.keys, &loc.pack, &entry, &sealed) {

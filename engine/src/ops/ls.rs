@@ -1,0 +1,113 @@
+//! Walking a snapshot's trees: listing, path lookup.
+
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::format::ids::BlobId;
+use crate::format::tree::{Node, NodeKind};
+use crate::repo::index::MasterIndex;
+use crate::repo::tree_stream::{Order, TreeStream};
+use crate::repo::Repository;
+
+/// Splits an absolute or relative path into its name components.
+pub fn components(path: &Path) -> Vec<Vec<u8>> {
+    path.components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.as_bytes().to_vec()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Finds the node at `path` below the tree `root`; `None` for the root itself.
+///
+/// # Errors
+/// [`Error::PathNotFound`] when some component is missing.
+pub async fn find_node(
+    repo: &Repository,
+    index: &MasterIndex,
+    root: BlobId,
+    path: &Path,
+) -> Result<Option<Node>> {
+    let mut tree_id = root;
+    let mut found = None;
+    let parts = components(path);
+    for (i, part) in parts.iter().enumerate() {
+        let tree = repo.load_tree(index, &tree_id).await?;
+        let node = tree
+            .find(part)
+            .cloned()
+            .ok_or_else(|| Error::PathNotFound(path.display().to_string()))?;
+        match (&node.kind, i + 1 < parts.len()) {
+            (NodeKind::Dir { subtree }, _) => tree_id = *subtree,
+            (_, true) => return Err(Error::PathNotFound(path.display().to_string())),
+            (_, false) => {}
+        }
+        found = Some(node);
+    }
+    Ok(found)
+}
+
+/// Visits every node below `start` (a path in the snapshot, `/` for all),
+/// depth-first in name order, calling `visit(path, node)`.
+///
+/// # Errors
+/// Tree read failures; [`Error::PathNotFound`].
+pub async fn walk(
+    repo: &Repository,
+    index: &MasterIndex,
+    root: BlobId,
+    start: &Path,
+    mut visit: impl FnMut(&Path, &Node),
+) -> Result<()> {
+    let start_abs = PathBuf::from("/").join(start);
+    // Pre-order, like `find`: each directory's entries follow it directly.
+    // Every subdirectory is wanted as soon as its parent arrives, and the
+    // stream hands them back depth first, in the order the walk needs.
+    let mut trees = TreeStream::new(repo, index, Order::DepthFirst);
+    let first = match find_node(repo, index, root, &start_abs).await? {
+        None => Some(root),
+        Some(node) => {
+            visit(&start_abs, &node);
+            match node.kind {
+                NodeKind::Dir { subtree } => Some(subtree),
+                _ => None,
+            }
+        }
+    };
+    let Some(id) = first else {
+        return Ok(());
+    };
+    trees.want(id, start_abs);
+    let mut stack: Vec<(PathBuf, std::vec::IntoIter<Node>)> = vec![take(&mut trees).await?];
+    while let Some((dir, nodes)) = stack.last_mut() {
+        let Some(node) = nodes.next() else {
+            stack.pop();
+            continue;
+        };
+        let path = dir.join(std::ffi::OsStr::from_bytes(&node.name));
+        visit(&path, &node);
+        if let NodeKind::Dir { .. } = node.kind {
+            let (dir, nodes) = take(&mut trees).await?;
+            debug_assert_eq!(dir, path);
+            stack.push((dir, nodes));
+        }
+    }
+    Ok(())
+}
+
+/// The next directory of a depth-first walk, its subdirectories wanted.
+async fn take(trees: &mut TreeStream<'_, PathBuf>) -> Result<(PathBuf, std::vec::IntoIter<Node>)> {
+    let (dir, tree) = trees
+        .next()
+        .await
+        .ok_or_else(|| Error::internal("tree walk ended before every wanted tree came"))?;
+    let tree = tree?;
+    for node in &tree.nodes {
+        if let NodeKind::Dir { subtree } = node.kind {
+            trees.want(subtree, dir.join(std::ffi::OsStr::from_bytes(&node.name)));
+        }
+    }
+    Ok((dir, tree.nodes.into_iter()))
+}

@@ -1,0 +1,90 @@
+//! The deletion protocol: reading every destination's deletion records into
+//! [`Tombstones`], and writing a new record everywhere. The record itself is
+//! [`crate::format::deletion::DeletionRecord`]; why records exist and when
+//! they are written is described there.
+
+use std::collections::HashMap;
+
+use futures::StreamExt;
+
+use crate::error::{Error, Result};
+use crate::format::deletion::DeletionRecord;
+use crate::format::ids::ObjectKind;
+use crate::format::SealedFile;
+use crate::repo::Repository;
+
+/// Every tombstoned key, with the time of the earliest record that lists it.
+#[derive(Debug, Clone, Default)]
+pub struct Tombstones {
+    keys: HashMap<String, i64>,
+}
+
+impl Tombstones {
+    /// True when `key` was removed by forget or prune.
+    pub fn contains(&self, key: &str) -> bool {
+        self.keys.contains_key(key)
+    }
+
+    /// When `key` was first recorded as removed.
+    pub fn since(&self, key: &str) -> Option<i64> {
+        self.keys.get(key).copied()
+    }
+
+    /// Number of tombstoned keys.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// True when nothing was ever removed.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    fn add(&mut self, record: &DeletionRecord) {
+        for key in &record.keys {
+            let time = self.keys.entry(key.clone()).or_insert(record.time);
+            *time = (*time).min(record.time);
+        }
+    }
+}
+
+/// Reads every deletion record on any reachable destination.
+///
+/// # Errors
+/// When no destination can be listed, or a record no destination holds intact
+/// (a tombstone that cannot be read must not be ignored: the objects it lists
+/// would come back).
+pub async fn load(repo: &Repository) -> Result<Tombstones> {
+    let names = repo.list_all_names_everywhere(ObjectKind::Deletion).await?;
+    let mut tombstones = Tombstones::default();
+    let mut reads = futures::stream::iter(names.into_iter().map(|name| async move {
+        let record = match repo.read_object(ObjectKind::Deletion, &name).await {
+            Ok(bytes) => DeletionRecord::open(repo.keys(), &name, &bytes),
+            Err(e) => Err(e),
+        };
+        (name, record)
+    }))
+    .buffer_unordered(repo.destinations().walk_reads());
+    while let Some((name, record)) = reads.next().await {
+        match record {
+            Ok(record) => tombstones.add(&record),
+            // Listed somewhere yet stored nowhere: a name a listing made up.
+            Err(Error::Backend(e)) if e.is_not_found() => {
+                tracing::warn!("deletion record {name} is listed but stored nowhere; ignored");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(tombstones)
+}
+
+/// Writes a record to every reachable destination; returns its name.
+///
+/// # Errors
+/// Storage failures (when no destination is left).
+pub async fn write(repo: &Repository, record: &DeletionRecord) -> Result<String> {
+    let name = repo
+        .write_object(ObjectKind::Deletion, record.seal(repo.keys()))
+        .await?;
+    Ok(name)
+}
