@@ -172,3 +172,43 @@ fn stderr_on_a_pipe_has_no_terminal_escapes() {
         out.stderr
     );
 }
+
+/// Issue 15, item 2: names a store lists that are not Lifeboat object names
+/// (a multi-byte character where a pack's directory digits belong, a name
+/// that is not UTF-8, a short name) never crash a command: they are skipped
+/// with one warning, and `check` lists them as foreign, without failing.
+#[test]
+fn names_that_are_not_lifeboat_objects_are_reported_never_a_crash() {
+    use std::os::unix::ffi::OsStrExt;
+    let sb = Sandbox::new();
+    sb.init_repo();
+    let src = small_tree(&sb);
+    sb.backup(&[&src]);
+    let repo = sb.repo();
+    std::fs::create_dir_all(repo.join("data/ab")).expect("data/ab");
+    std::fs::write(repo.join("data/ab/€"), b"x").expect("a planted name");
+    std::fs::write(repo.join("data/ab").join("€uro-€uro"), b"x").expect("a planted name");
+    let not_utf8 = std::ffi::OsStr::from_bytes(b"\xff\xfe-not-utf8");
+    std::fs::write(repo.join("index").join(not_utf8), b"x").expect("a planted name");
+    std::fs::write(repo.join("snapshots/short"), b"x").expect("a planted name");
+
+    let out = sb.repo_cmd(["check"]);
+    out.success()
+        .stderr_has("not Lifeboat's")
+        .stderr_has("4 objects");
+    let json = sb.repo_cmd(["--json", "check"]);
+    json.success();
+    let report = json.summary();
+    let foreign = report["destinations"][0]["foreign"]
+        .as_array()
+        .expect("a foreign list")
+        .clone();
+    assert_eq!(foreign.len(), 4, "{report}");
+    assert!(foreign.iter().any(|k| k == "data/ab/€"), "{report}");
+
+    // Listing commands skip them with one warning.
+    let out = sb.repo_cmd(["snapshots"]);
+    out.success();
+    assert_eq!(out.stderr.matches("not Lifeboat's").count(), 1, "{out:?}");
+    sb.restore_latest(&sb.join("restored")).success();
+}

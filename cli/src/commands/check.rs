@@ -117,7 +117,8 @@ fn print_json(report: &CheckReport, args: &Args, left_out: &[lifeboat_engine::Le
             json!({
                 "name": d.name, "reachable": d.reachable, "error": d.error,
                 "objects_checked": d.objects_checked, "missing": d.missing, "corrupt": d.corrupt,
-                "extra": d.extra, "bytes_read": d.bytes_read, "clean": d.is_clean(),
+                "extra": d.extra, "foreign": d.foreign, "bytes_read": d.bytes_read,
+                "clean": d.is_clean(),
             })
         })
         .collect();
@@ -162,6 +163,18 @@ fn print_human(ctx: &Context, report: &CheckReport, args: &Args) {
     }
     for note in &report.notes {
         ctx.say(format!("note: {note}"));
+    }
+    for d in &report.destinations {
+        if let Some(first) = d.foreign.first() {
+            eprintln!(
+                "warning: {}: {} that {} not Lifeboat's (for example {first:?}): never read \
+                 or copied; remove {} if nothing else uses this directory",
+                d.name,
+                output::count(d.foreign.len() as u64, "object"),
+                if d.foreign.len() == 1 { "is" } else { "are" },
+                if d.foreign.len() == 1 { "it" } else { "them" },
+            );
+        }
     }
     if !ctx.global.quiet {
         println!(

@@ -125,7 +125,7 @@ impl ObjectKind {
     /// The storage key of the object named `hex`.
     pub fn key(self, hex: &str) -> String {
         match self {
-            ObjectKind::Pack => format!("data/{}/{hex}", &hex[..2.min(hex.len())]),
+            ObjectKind::Pack => format!("data/{}/{hex}", hex.get(..2).unwrap_or(hex)),
             other => format!("{}{hex}", other.prefix()),
         }
     }
@@ -141,11 +141,15 @@ impl ObjectKind {
             s.bytes()
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         };
-        let well_formed = name.len() == 64 && lower_hex(name);
+        // Checked before any slicing: a listed name is untrusted and may
+        // hold multi-byte characters anywhere.
+        if name.len() != 64 || !lower_hex(name) {
+            return None;
+        }
         // A pack must sit in the directory named by its first two hex digits.
         let placed = self != ObjectKind::Pack
-            || rest.get(..3) == Some(&format!("{}/", &name[..2.min(name.len())])[..]);
-        (well_formed && placed).then_some(name)
+            || (rest.get(..2) == name.get(..2) && rest.as_bytes().get(2) == Some(&b'/'));
+        placed.then_some(name)
     }
 }
 
@@ -155,6 +159,43 @@ pub const CONFIG_KEY: &str = "config";
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever a store lists, naming it never panics, and only a
+        /// well-formed key yields a name.
+        #[test]
+        fn any_listed_key_is_named_or_refused(key in "\\PC{0,80}") {
+            for kind in ObjectKind::ALL {
+                if let Some(name) = kind.name_of(&key) {
+                    prop_assert_eq!(kind.key(name), key.clone());
+                }
+                let _ = kind.key(&key);
+            }
+        }
+    }
+
+    #[test]
+    fn names_with_multibyte_characters_are_refused() {
+        for key in [
+            "data/ab/€",
+            "data/€/x",
+            "index/€",
+            "data/a€/abc",
+            "snapshots/\u{fffd}",
+        ] {
+            for kind in ObjectKind::ALL {
+                assert_eq!(kind.name_of(key), None, "{key}");
+            }
+        }
+        let name = "ab".repeat(32);
+        assert_eq!(
+            ObjectKind::Pack.name_of(&format!("data/ab/{name}")),
+            Some(&name[..])
+        );
+        assert_eq!(ObjectKind::Pack.name_of(&format!("data/ac/{name}")), None);
+        assert_eq!(ObjectKind::Pack.name_of(&format!("data/abx{name}")), None);
+    }
 
     #[test]
     fn hex_round_trip_and_keys() {

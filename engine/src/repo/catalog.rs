@@ -21,11 +21,9 @@ impl Repository {
     /// # Errors
     /// Listing failures.
     pub async fn list_names(&self, kind: ObjectKind) -> Result<Vec<String>> {
-        let metas = self.dests.list_primary(kind.prefix()).await?;
-        Ok(metas
-            .into_iter()
-            .filter_map(|m| kind.name_of(&m.key).map(str::to_string))
-            .collect())
+        let (destination, metas) = self.dests.list_primary(kind.prefix()).await?;
+        let keys = metas.iter().map(|m| m.key.as_str());
+        Ok(self.dests.object_names(&destination, kind, keys))
     }
 
     /// Every tombstoned key (from the deletion records), loaded once per
@@ -94,11 +92,8 @@ impl Repository {
             match crate::repo::destinations::list_all(backend.as_ref(), kind.prefix()).await {
                 Ok(metas) => {
                     any = true;
-                    names.extend(
-                        metas
-                            .iter()
-                            .filter_map(|m| kind.name_of(&m.key).map(str::to_string)),
-                    );
+                    let keys = metas.iter().map(|m| m.key.as_str());
+                    names.extend(self.dests.object_names(backend.name(), kind, keys));
                 }
                 Err(e) => {
                     if let Error::Backend(be) = &e {

@@ -9,6 +9,7 @@
 //! skip destinations found unreachable and fail over past missing or corrupt
 //! copies.
 
+use std::collections::HashSet;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
@@ -17,6 +18,7 @@ use futures::{StreamExt, TryStreamExt};
 use lifeboat_backends::{Backend, BackendError, ErrorKind, ObjectMeta};
 
 use crate::error::{Error, Result};
+use crate::format::ids::ObjectKind;
 
 /// Packs uploaded to one destination at once unless configured otherwise.
 pub const DEFAULT_UPLOADS: usize = 2;
@@ -104,6 +106,9 @@ pub struct DestinationSet {
     /// Every destination's name in the order the set was made with, left
     /// out ones included (reports list destinations in this order).
     order: Vec<String>,
+    /// Destinations already warned about in this run for listing keys that
+    /// are not Lifeboat objects.
+    foreign_warned: Arc<Mutex<HashSet<String>>>,
 }
 
 impl DestinationSet {
@@ -134,7 +139,41 @@ impl DestinationSet {
             dropped,
             left_out: Vec::new(),
             order,
+            foreign_warned: Arc::default(),
         })
+    }
+
+    /// The object names of `kind` among keys `destination` listed. A key
+    /// that is not a valid object name (another program's file, or a name a
+    /// hostile store made up) is skipped, with one warning per destination
+    /// and run: it is never read, copied or trusted.
+    pub fn object_names<'a>(
+        &self,
+        destination: &str,
+        kind: ObjectKind,
+        keys: impl IntoIterator<Item = &'a str>,
+    ) -> Vec<String> {
+        let mut names = Vec::new();
+        let mut foreign = None;
+        for key in keys {
+            match kind.name_of(key) {
+                Some(name) => names.push(name.to_string()),
+                None => foreign = foreign.or(Some(key)),
+            }
+        }
+        if let Some(key) = foreign {
+            let mut warned = self
+                .foreign_warned
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if warned.insert(destination.to_string()) {
+                tracing::warn!(
+                    "destination {destination} lists objects that are not Lifeboat's (for \
+                     example {key:?}); they are ignored: `lifeboat check` lists them"
+                );
+            }
+        }
+        names
     }
 
     /// Takes destinations out of the set for good: they are no longer read,
@@ -453,15 +492,16 @@ impl DestinationSet {
         order
     }
 
-    /// Lists one prefix on the first destination that answers.
+    /// Lists one prefix on the first destination that answers; returns its
+    /// name with the listing.
     ///
     /// # Errors
     /// The last failure when no destination answers.
-    pub async fn list_primary(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+    pub async fn list_primary(&self, prefix: &str) -> Result<(String, Vec<ObjectMeta>)> {
         let mut last = None;
         for b in self.read_order() {
             match list_all(b.as_ref(), prefix).await {
-                Ok(list) => return Ok(list),
+                Ok(list) => return Ok((b.name().to_string(), list)),
                 Err(e) => {
                     if let Error::Backend(be) = &e {
                         if be.kind == ErrorKind::Transient {

@@ -62,7 +62,7 @@ impl DestinationResult {
 /// # Errors
 /// The listing's failure.
 pub(super) async fn inventory(backend: &dyn Backend) -> Result<HashSet<String>> {
-    let mut present: HashSet<String> = list_sizes(backend).await?.into_keys().collect();
+    let mut present: HashSet<String> = list_sizes(backend).await?.sizes.into_keys().collect();
     if has_config(backend).await? {
         present.insert(CONFIG_KEY.to_string());
     }
@@ -88,7 +88,10 @@ pub(super) async fn check_destination(
         extra: Vec::new(),
     };
     // Sizes come with the listing; keep them for the size checks.
-    let listed = match list_sizes(backend.as_ref()).await {
+    let Listing {
+        sizes: listed,
+        foreign,
+    } = match list_sizes(backend.as_ref()).await {
         Ok(listed) => listed,
         Err(e) => {
             result.row.reachable = false;
@@ -97,6 +100,7 @@ pub(super) async fn check_destination(
         }
     };
     result.present = listed.keys().cloned().collect();
+    result.row.foreign = foreign;
     match has_config(backend.as_ref()).await {
         Ok(true) => {
             result.present.insert(CONFIG_KEY.to_string());
@@ -177,9 +181,18 @@ pub(super) async fn check_destination(
     result
 }
 
-/// Keys and sizes of everything a repository uses.
-async fn list_sizes(backend: &dyn Backend) -> Result<HashMap<String, u64>> {
-    let mut out = HashMap::new();
+/// What a destination lists under the repository's prefixes.
+#[derive(Default)]
+struct Listing {
+    /// Keys and sizes of the repository's objects.
+    sizes: HashMap<String, u64>,
+    /// Keys that are not valid object names: never read, only reported.
+    foreign: Vec<String>,
+}
+
+/// Keys and sizes of everything a repository uses, and what else is there.
+async fn list_sizes(backend: &dyn Backend) -> Result<Listing> {
+    let mut out = Listing::default();
     for kind in [
         ObjectKind::Key,
         ObjectKind::Deletion,
@@ -189,10 +202,13 @@ async fn list_sizes(backend: &dyn Backend) -> Result<HashMap<String, u64>> {
     ] {
         for meta in crate::repo::destinations::list_all(backend, kind.prefix()).await? {
             if kind.name_of(&meta.key).is_some() {
-                out.insert(meta.key, meta.size);
+                out.sizes.insert(meta.key, meta.size);
+            } else {
+                out.foreign.push(meta.key);
             }
         }
     }
+    out.foreign.sort();
     Ok(out)
 }
 

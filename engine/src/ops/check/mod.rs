@@ -137,6 +137,10 @@ pub struct DestinationCheck {
     pub corrupt: u64,
     /// Packs it holds that no index lists.
     pub extra: u64,
+    /// Keys under the repository's prefixes that are not Lifeboat object
+    /// names (another program's files, or names a hostile store made up):
+    /// never read or copied, only reported.
+    pub foreign: Vec<String>,
     /// Bytes read in full and verified.
     pub bytes_read: u64,
 }
