@@ -94,6 +94,25 @@ fn repository_reveals_no_names_contents_or_paths() {
     }
 }
 
+/// Issue 15, item 5: the repository (objects, key files, directories), the
+/// metadata cache and the health record are owner-only, whatever the umask
+/// lets through (restic's 0600/0700).
+#[test]
+fn everything_lifeboat_creates_is_owner_only() {
+    let sb = Sandbox::new();
+    sb.init_repo();
+    let src = sb.join("src");
+    small_tree(&src);
+    sb.backup(&[&src]);
+    sb.repo_cmd(["check"]).success();
+    tree::assert_owner_only(&sb.repo());
+    for dir in ["cache", "state"] {
+        let dir = sb.home().join(dir);
+        assert!(dir.exists(), "{} was not created", dir.display());
+        tree::assert_owner_only(&dir.join("lifeboat"));
+    }
+}
+
 #[test]
 fn json_output_parses() {
     let sb = Sandbox::new();

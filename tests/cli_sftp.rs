@@ -77,7 +77,8 @@ where
 fn sftp_round_trip_and_check() {
     let server = SftpServer::from_env();
     let sb = Sandbox::new();
-    let url = server.url(&server.fresh_dir(), &server.known_hosts);
+    let dir = server.fresh_dir();
+    let url = server.url(&dir, &server.known_hosts);
     run(
         &sb,
         &url,
@@ -118,6 +119,8 @@ fn sftp_round_trip_and_check() {
     tree::assert_same_tree(&src, &tree::restored(&target, &src));
 
     run(&sb, &url, ["check", "--read-data"]).success();
+    // The server is this machine: what sftp-server created is owner-only.
+    tree::assert_owner_only(std::path::Path::new(&dir));
 
     // A second backup of the same tree stores no new file data (only the
     // trees of directories whose metadata changed, such as the sandbox root).

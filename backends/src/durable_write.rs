@@ -8,7 +8,7 @@
 //! expensive) and evicted the user's working set. File systems without
 //! `O_DIRECT` (tmpfs, some FUSE and network mounts) get buffered writes.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::io::AsRawFd;
@@ -34,15 +34,13 @@ pub(crate) fn write_new_file(path: &Path, data: &[u8]) -> std::io::Result<()> {
             Err(e) => return Err(e),
         }
     }
-    let mut file = OpenOptions::new().write(true).create_new(true).open(path)?;
+    let mut file = crate::private::create_new_options().open(path)?;
     file.write_all(data)?;
     file.sync_all()
 }
 
 fn write_direct(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
+    let mut file = crate::private::create_new_options()
         .custom_flags(libc::O_DIRECT)
         .open(path)?;
     let aligned = data.len() / ALIGN * ALIGN;

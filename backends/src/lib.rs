@@ -54,6 +54,7 @@ mod local;
 #[cfg(any(test, feature = "testing"))]
 mod memory;
 mod open;
+pub mod private;
 mod retry;
 pub mod s3;
 pub mod sftp;

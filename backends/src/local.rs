@@ -63,7 +63,7 @@ impl LocalBackend {
         let dir = path.parent().unwrap_or(&self.root).to_path_buf();
         if !dir.is_dir() {
             self.create_root(key)?;
-            fs::create_dir_all(&dir).map_err(|e| self.io_err(key, e))?;
+            crate::private::create_dir_all(&dir).map_err(|e| self.io_err(key, e))?;
             // Make the new directories durable up to the root (data/ and data/xx/).
             let mut up = dir.parent();
             while let Some(parent) = up.filter(|p| p.starts_with(&self.root)) {
@@ -137,7 +137,7 @@ impl LocalBackend {
                 ),
             ));
         }
-        match fs::create_dir(&self.root) {
+        match crate::private::create_dir(&self.root) {
             Ok(()) => sync_dir(parent).map_err(|e| self.io_err(key, e)),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
             Err(e) => Err(self.io_err(key, e)),

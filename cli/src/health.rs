@@ -18,6 +18,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
@@ -225,13 +226,14 @@ fn update_in(
 ) -> std::io::Result<()> {
     let path = file_in(base, repo_id);
     let dir = path.parent().unwrap_or(base);
-    std::fs::create_dir_all(dir)?;
+    lifeboat_backends::private::create_dir_all(dir)?;
     // Serialises read-modify-write between concurrent lifeboat processes;
     // released when the file is closed.
     let lock = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(lifeboat_backends::private::FILE_MODE)
         .open(dir.join("health.lock"))?;
     // SAFETY: flock on a descriptor we own for the duration of the call.
     if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
@@ -248,7 +250,7 @@ fn update_in(
     let json = serde_json::to_vec_pretty(&health).map_err(std::io::Error::other)?;
     let tmp = dir.join(format!("health.json.{}.tmp", std::process::id()));
     let written = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
+        let mut file = lifeboat_backends::private::create_file(&tmp)?;
         file.write_all(&json)?;
         file.sync_all()?;
         std::fs::rename(&tmp, &path)

@@ -555,3 +555,22 @@ pub fn assert_same_tree(source: &Path, copy: &Path) {
             .join("\n")
     );
 }
+
+/// Asserts that `root` and everything below it is readable by its owner
+/// alone (no group or other permission bits), naming the first that is not.
+pub fn assert_owner_only(root: &Path) {
+    for entry in walkdir::WalkDir::new(root) {
+        let entry = entry.expect("a walkable tree");
+        let meta = entry.path().symlink_metadata().expect("metadata");
+        if meta.file_type().is_symlink() {
+            continue;
+        }
+        let mode = meta.permissions().mode() & 0o777;
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "{} has mode {mode:o}: not owner-only",
+            entry.path().display()
+        );
+    }
+}

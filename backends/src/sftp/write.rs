@@ -2,6 +2,7 @@
 //! file written with pipelined requests, then published create-only.
 
 use super::*;
+use crate::private::{DIR_MODE, FILE_MODE};
 
 impl SftpBackend {
     /// Creates `dir` (a key's directory, relative to the root) and its missing
@@ -70,7 +71,7 @@ impl SftpBackend {
     ) -> Result<bool> {
         let what = format!("creating directory {path}");
         let ctx = Ctx { key, what: &what };
-        match sftp.mkdir(path, FileAttributes::empty()).await {
+        match sftp.mkdir(path, owner_only(DIR_MODE)).await {
             Ok(_) => Ok(true),
             Err(SftpError::Status(s)) if s.status_code == StatusCode::NoSuchFile => Ok(false),
             // OpenSSH reports EEXIST as a generic failure: look before judging.
@@ -111,11 +112,11 @@ impl SftpBackend {
             what: "creating a temporary file",
         };
         let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::EXCLUDE;
-        let handle = match sftp.open(&tmp, flags, FileAttributes::empty()).await {
+        let handle = match sftp.open(&tmp, flags, owner_only(FILE_MODE)).await {
             Ok(h) => h.handle,
             Err(SftpError::Status(s)) if s.status_code == StatusCode::NoSuchFile => {
                 self.make_dirs(conn, sftp, key).await?;
-                sftp.open(&tmp, flags, FileAttributes::empty())
+                sftp.open(&tmp, flags, owner_only(FILE_MODE))
                     .await
                     .map_err(|e| self.error(conn, ctx, e).into_permanent_if_not_found())?
                     .handle
@@ -239,5 +240,14 @@ impl SftpBackend {
             },
             Err(e) => Err(self.error(conn, ctx, e)),
         }
+    }
+}
+
+/// Attributes that create a file or directory readable by its owner alone
+/// (OpenSSH's sftp-server applies them, under its umask).
+fn owner_only(mode: u32) -> FileAttributes {
+    FileAttributes {
+        permissions: Some(mode),
+        ..FileAttributes::empty()
     }
 }

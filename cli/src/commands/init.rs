@@ -47,7 +47,7 @@ pub async fn create(ctx: &Context, args: &Args, dests: DestinationSet) -> Result
 pub fn make_default_parent() -> Result<()> {
     let path = crate::config::default_repository_path()?;
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
+        lifeboat_backends::private::create_dir_all(parent)
             .with_context(|| format!("cannot create {}", parent.display()))?;
     }
     Ok(())

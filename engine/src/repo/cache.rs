@@ -168,9 +168,9 @@ fn write_atomic(path: &Path, bytes: &[u8]) {
         return;
     };
     let result = (|| -> std::io::Result<()> {
-        std::fs::create_dir_all(dir)?;
+        lifeboat_backends::private::create_dir_all(dir)?;
         let tmp = dir.join(format!(".tmp-{:016x}", rand::random::<u64>()));
-        let mut file = std::fs::File::create(&tmp)?;
+        let mut file = lifeboat_backends::private::create_file(&tmp)?;
         file.write_all(bytes)?;
         drop(file);
         std::fs::rename(&tmp, path).inspect_err(|_| {
