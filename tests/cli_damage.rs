@@ -212,3 +212,78 @@ fn names_that_are_not_lifeboat_objects_are_reported_never_a_crash() {
     assert_eq!(out.stderr.matches("not Lifeboat's").count(), 1, "{out:?}");
     sb.restore_latest(&sb.join("restored")).success();
 }
+
+/// Issue 15, item 1: a destination disk on which a pack was replaced by a
+/// symlink to a host file. `check --read-data` never reads through the link
+/// (the pack is missing there, healable from the other destination), and
+/// `sync --repair` heals it by replacing the link: the host file's bytes are
+/// never copied anywhere, into `quarantine/` or onto another destination.
+#[test]
+fn a_symlink_planted_on_a_destination_never_leaks_the_file_it_points_to() {
+    let sb = Sandbox::new();
+    let (a, b) = (sb.join("a"), sb.join("b"));
+    let run = |args: &[&str]| {
+        sb.command()
+            .password(lifeboat_tests::PASSWORD)
+            .arg("-d")
+            .arg(&a)
+            .arg("-d")
+            .arg(&b)
+            .args(args)
+            .run()
+    };
+    run(&["init", "--kdf-memory", "64", "--kdf-iterations", "1"]).success();
+    let src = small_tree(&sb);
+    sb.command()
+        .password(lifeboat_tests::PASSWORD)
+        .arg("-d")
+        .arg(&a)
+        .arg("-d")
+        .arg(&b)
+        .arg("backup")
+        .arg(&src)
+        .run()
+        .success();
+
+    let secret_text = "PRIVATE-KEY-MATERIAL-9c4e ".repeat(100);
+    let secret = sb.join("id_ed25519");
+    std::fs::write(&secret, &secret_text).expect("a host file");
+    let (pack, _) = repo::biggest_pack(&b);
+    std::fs::remove_file(&pack).expect("remove the pack");
+    std::os::unix::fs::symlink(&secret, &pack).expect("plant a symlink");
+
+    let out = run(&["--json", "check", "--read-data"]);
+    out.assert_code(1);
+    let report = out.summary();
+    let problems = report["problems"].as_array().expect("problems").clone();
+    assert_eq!(problems.len(), 1, "{report}");
+    assert_eq!(problems[0]["kind"], "missing", "{report}");
+    assert_eq!(problems[0]["healable"], true, "{report}");
+
+    run(&["sync", "--repair"]).success();
+    assert!(
+        !pack
+            .symlink_metadata()
+            .expect("healed")
+            .file_type()
+            .is_symlink(),
+        "the link is replaced by the pack"
+    );
+    run(&["check", "--read-data"]).success();
+    assert_eq!(
+        std::fs::read_to_string(&secret).expect("secret"),
+        secret_text
+    );
+    for root in [&a, &b] {
+        for file in tree::regular_files(root) {
+            let bytes = std::fs::read(&file).expect("a repository file");
+            assert!(
+                !bytes
+                    .windows(26)
+                    .any(|w| w == b"PRIVATE-KEY-MATERIAL-9c4e "),
+                "{} holds the host file's bytes",
+                file.display()
+            );
+        }
+    }
+}

@@ -10,9 +10,10 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::AsFd;
 use std::os::unix::io::AsRawFd;
-use std::path::Path;
+
+use rustix::fs::{AtFlags, Mode, OFlags};
 
 /// Objects at least this large are written with `O_DIRECT` when possible.
 const DIRECT_MIN: usize = 1 << 20;
@@ -22,27 +23,39 @@ const ALIGN: usize = 4096;
 /// Bytes copied into the aligned buffer and written per call.
 const PIECE: usize = 4 << 20;
 
-/// Creates `path` (which must not exist), writes `data` and syncs it.
-pub(crate) fn write_new_file(path: &Path, data: &[u8]) -> std::io::Result<()> {
+/// Creates `name` in the directory `dir` (it must not exist, and a symlink
+/// there is never followed), owner-only, writes `data` and syncs it.
+pub(crate) fn write_new_file_at(dir: impl AsFd, name: &str, data: &[u8]) -> std::io::Result<()> {
+    let dir = dir.as_fd();
     if data.len() >= DIRECT_MIN {
-        match write_direct(path, data) {
+        match write_direct(create_at(dir, name, OFlags::DIRECT)?, data) {
             Ok(()) => return Ok(()),
             // Not supported here: start again with a buffered write.
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                let _ = std::fs::remove_file(path);
+                let _ = rustix::fs::unlinkat(dir, name, AtFlags::empty());
             }
             Err(e) => return Err(e),
         }
     }
-    let mut file = crate::private::create_new_options().open(path)?;
+    let mut file = create_at(dir, name, OFlags::empty())?;
     file.write_all(data)?;
     file.sync_all()
 }
 
-fn write_direct(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let mut file = crate::private::create_new_options()
-        .custom_flags(libc::O_DIRECT)
-        .open(path)?;
+/// A new file `name` in `dir`: create-only, never through a symlink,
+/// owner-only.
+fn create_at(dir: std::os::fd::BorrowedFd<'_>, name: &str, extra: OFlags) -> std::io::Result<File> {
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mode = Mode::from_raw_mode(crate::private::FILE_MODE);
+    Ok(File::from(rustix::fs::openat(
+        dir,
+        name,
+        flags | extra,
+        mode,
+    )?))
+}
+
+fn write_direct(mut file: File, data: &[u8]) -> std::io::Result<()> {
     let aligned = data.len() / ALIGN * ALIGN;
     // An aligned window inside a plain Vec: no unsafe allocation needed.
     let mut raw = vec![0u8; PIECE.min(aligned) + ALIGN];
@@ -90,11 +103,13 @@ mod tests {
         ];
         for (n, size) in sizes.into_iter().enumerate() {
             let data: Vec<u8> = (0..size).map(|i| (i * 31 + n) as u8).collect();
-            let path = dir.path().join(format!("f{n}"));
-            write_new_file(&path, &data).unwrap();
+            let name = format!("f{n}");
+            let fd = File::open(dir.path()).unwrap();
+            write_new_file_at(&fd, &name, &data).unwrap();
+            let path = dir.path().join(&name);
             assert_eq!(std::fs::read(&path).unwrap(), data, "size {size}");
             // Never over an existing file.
-            assert!(write_new_file(&path, &data).is_err());
+            assert!(write_new_file_at(&fd, &name, &data).is_err());
         }
     }
 }

@@ -5,11 +5,23 @@
 //! and the directory is fsynced, so a crash leaves either nothing or the whole
 //! object. Filesystems without hard links (FAT, exFAT) fall back to
 //! check-then-rename, which is safe for content-named objects.
+//!
+//! The disk is untrusted (a USB stick may have been prepared by someone
+//! else): below the root, every path is walked one directory descriptor at a
+//! time with `O_NOFOLLOW`, so a symlink is never followed, for reading,
+//! writing or listing. A listing names regular files only; a symlink or
+//! special file where an object belongs reads as missing, and writing the
+//! object replaces it (the link itself, never its target).
 
-use std::fs::{self, File};
-use std::io::{Read, Seek, SeekFrom};
+use std::fs::File;
+use std::io;
 use std::ops::Range;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::io::Errno;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -42,7 +54,8 @@ impl LocalBackend {
         &self.root
     }
 
-    fn path_of(&self, key: &str) -> Result<PathBuf> {
+    /// The key's directories and its file name, once the key is checked.
+    fn split_key<'k>(&self, key: &'k str) -> Result<(Vec<&'k str>, &'k str)> {
         if !validate_key(key) {
             return Err(BackendError::new(
                 ErrorKind::Permanent,
@@ -51,7 +64,65 @@ impl LocalBackend {
                 "invalid object key",
             ));
         }
-        Ok(self.root.join(key))
+        Ok(match key.rsplit_once('/') {
+            Some((dirs, name)) => (dirs.split('/').collect(), name),
+            None => (Vec::new(), key),
+        })
+    }
+
+    /// Opens the directory `dirs` below the root, one component at a time,
+    /// never following a symlink; with `create`, makes the missing ones
+    /// (owner-only, each made durable in its parent).
+    fn open_dir(&self, dirs: &[&str], create: bool) -> io::Result<OwnedFd> {
+        let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC;
+        let mut fd = rustix::fs::open(&self.root, flags, Mode::empty())?;
+        for component in dirs {
+            let next = rustix::fs::openat(&fd, *component, flags | OFlags::NOFOLLOW, Mode::empty());
+            fd = match next {
+                Ok(next) => next,
+                Err(Errno::NOENT) if create => {
+                    let mode = Mode::from_raw_mode(crate::private::DIR_MODE);
+                    match rustix::fs::mkdirat(&fd, *component, mode) {
+                        Ok(()) | Err(Errno::EXIST) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                    rustix::fs::fsync(&fd)?;
+                    rustix::fs::openat(&fd, *component, flags | OFlags::NOFOLLOW, Mode::empty())
+                        .map_err(not_followed)?
+                }
+                Err(e) => return Err(not_followed(e)),
+            };
+        }
+        Ok(fd)
+    }
+
+    /// Opens the object `key` for reading: a regular file reached without
+    /// following any symlink, or `NotFound`.
+    fn open_object(&self, key: &str) -> Result<File> {
+        let (dirs, name) = self.split_key(key)?;
+        let opened = self.open_dir(&dirs, false).and_then(|dir| {
+            // O_NONBLOCK: opening a FIFO planted under an object's name must
+            // not hang; regular files ignore it.
+            let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+            Ok(File::from(
+                rustix::fs::openat(&dir, name, flags, Mode::empty()).map_err(not_followed)?,
+            ))
+        });
+        let file = opened.map_err(|e| self.io_err(key, e))?;
+        let meta = file.metadata().map_err(|e| self.io_err(key, e))?;
+        if !meta.is_file() {
+            return Err(self.not_regular(key));
+        }
+        Ok(file)
+    }
+
+    fn not_regular(&self, key: &str) -> BackendError {
+        BackendError::new(
+            ErrorKind::NotFound,
+            &self.name,
+            key,
+            "not a regular file (a symlink or special file is never followed or read)",
+        )
     }
 
     fn io_err(&self, key: &str, err: std::io::Error) -> BackendError {
@@ -59,59 +130,62 @@ impl LocalBackend {
     }
 
     fn put_blocking(&self, key: &str, data: &[u8]) -> Result<()> {
-        let path = self.path_of(key)?;
-        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
-        if !dir.is_dir() {
-            self.create_root(key)?;
-            crate::private::create_dir_all(&dir).map_err(|e| self.io_err(key, e))?;
-            // Make the new directories durable up to the root (data/ and data/xx/).
-            let mut up = dir.parent();
-            while let Some(parent) = up.filter(|p| p.starts_with(&self.root)) {
-                sync_dir(parent).map_err(|e| self.io_err(key, e))?;
-                up = parent.parent();
-            }
-        }
-        if path.exists() {
-            return Err(BackendError::new(
-                ErrorKind::AlreadyExists,
+        let (dirs, name) = self.split_key(key)?;
+        self.create_root(key)?;
+        let dir = self.open_dir(&dirs, true).map_err(|e| match e.kind() {
+            // A symlink where a directory belongs is not followed, and
+            // not a missing object either: this write cannot be done here.
+            io::ErrorKind::NotFound => BackendError::new(
+                ErrorKind::Permanent,
                 &self.name,
                 key,
-                "",
-            ));
-        }
-        let tmp = dir.join(format!("{TEMP_PREFIX}{:016x}", rand::random::<u64>()));
-        let result = crate::durable_write::write_new_file(&tmp, data);
-        if let Err(err) = result {
-            let _ = fs::remove_file(&tmp);
-            return Err(self.io_err(key, err));
-        }
-        let linked = match fs::hard_link(&tmp, &path) {
-            Ok(()) => {
-                let _ = fs::remove_file(&tmp);
-                Ok(())
-            }
-            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
-                let _ = fs::remove_file(&tmp);
-                Err(BackendError::new(
+                format!("opening its directory: {e}"),
+            ),
+            _ => self.io_err(key, e),
+        })?;
+        match rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => {
+                return Err(BackendError::new(
                     ErrorKind::AlreadyExists,
                     &self.name,
                     key,
                     "",
-                ))
+                ));
             }
+            // Something that is not an object sits under its name (a
+            // planted symlink, a FIFO): the object replaces it.
+            Ok(_) => rustix::fs::unlinkat(&dir, name, AtFlags::empty())
+                .map_err(|e| self.io_err(key, e.into()))?,
+            Err(Errno::NOENT) => {}
+            Err(e) => return Err(self.io_err(key, e.into())),
+        }
+        let tmp = format!("{TEMP_PREFIX}{:016x}", rand::random::<u64>());
+        let remove_tmp = || {
+            let _ = rustix::fs::unlinkat(&dir, tmp.as_str(), AtFlags::empty());
+        };
+        if let Err(err) = crate::durable_write::write_new_file_at(&dir, &tmp, data) {
+            remove_tmp();
+            return Err(self.io_err(key, err));
+        }
+        let linked = match rustix::fs::linkat(&dir, tmp.as_str(), &dir, name, AtFlags::empty()) {
+            Ok(()) => Ok(()),
+            Err(Errno::EXIST) => Err(BackendError::new(
+                ErrorKind::AlreadyExists,
+                &self.name,
+                key,
+                "",
+            )),
             // No hard links on this filesystem (FAT, exFAT, some FUSE mounts):
             // the existence check above stands in for the atomic one.
-            Err(err) if links_unsupported(&err) => fs::rename(&tmp, &path).map_err(|e| {
-                let _ = fs::remove_file(&tmp);
-                self.io_err(key, e)
-            }),
-            Err(err) => {
-                let _ = fs::remove_file(&tmp);
-                Err(self.io_err(key, err))
+            Err(err) if links_unsupported(err) => {
+                rustix::fs::renameat(&dir, tmp.as_str(), &dir, name)
+                    .map_err(|e| self.io_err(key, e.into()))
             }
+            Err(err) => Err(self.io_err(key, err.into())),
         };
+        remove_tmp();
         linked?;
-        sync_dir(&dir).map_err(|e| self.io_err(key, e))
+        rustix::fs::fsync(&dir).map_err(|e| self.io_err(key, e.into()))
     }
 
     /// Creates the root directory when it is missing, but never its parent:
@@ -138,95 +212,113 @@ impl LocalBackend {
             ));
         }
         match crate::private::create_dir(&self.root) {
-            Ok(()) => sync_dir(parent).map_err(|e| self.io_err(key, e)),
+            Ok(()) => File::open(parent)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| self.io_err(key, e)),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
             Err(e) => Err(self.io_err(key, e)),
         }
     }
 
     fn get_blocking(&self, key: &str, range: Option<Range<u64>>) -> Result<Bytes> {
-        let path = self.path_of(key)?;
-        let mut file = File::open(&path).map_err(|e| self.io_err(key, e))?;
+        let file = self.open_object(key)?;
         let size = file.metadata().map_err(|e| self.io_err(key, e))?.len();
         let (range, len) = resolve_range(&self.name, key, range, size)?;
         let mut buf = vec![0u8; len];
-        file.seek(SeekFrom::Start(range.start))
-            .and_then(|_| file.read_exact(&mut buf))
+        file.read_exact_at(&mut buf, range.start)
             .map_err(|e| self.io_err(key, e))?;
         Ok(Bytes::from(buf))
     }
 
     fn list_blocking(&self, prefix: &str, tx: tokio::sync::mpsc::Sender<Result<ObjectMeta>>) {
         // Walk only the directory the prefix names, then filter by the rest.
-        let dir_part = match prefix.rfind('/') {
-            Some(i) => &prefix[..i],
-            None => "",
-        };
-        let start = if dir_part.is_empty() {
-            self.root.clone()
-        } else {
-            self.root.join(dir_part)
+        let dir_part = prefix.rfind('/').map_or("", |i| &prefix[..i]);
+        let components: Vec<&str> = dir_part.split('/').filter(|c| !c.is_empty()).collect();
+        let start = match self.open_dir(&components, false) {
+            Ok(fd) => fd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(self.io_err(dir_part, e)));
+                return;
+            }
         };
         let mut stack = vec![(start, dir_part.to_string())];
         while let Some((dir, rel)) = stack.pop() {
-            let entries = match fs::read_dir(&dir) {
-                Ok(entries) => entries,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(self.io_err(&rel, e)));
-                    return;
-                }
-            };
-            for entry in entries {
-                let item = entry.and_then(|entry| {
-                    let file_type = entry.file_type()?;
-                    let name = entry.file_name().to_string_lossy().into_owned();
-                    let key = if rel.is_empty() {
-                        name.clone()
-                    } else {
-                        format!("{rel}/{name}")
-                    };
-                    if name.starts_with(TEMP_PREFIX) {
-                        return Ok(None);
-                    }
-                    if file_type.is_dir() {
-                        if key.starts_with(prefix) || prefix.starts_with(&format!("{key}/")) {
-                            stack.push((entry.path(), key));
-                        }
-                        return Ok(None);
-                    }
-                    if !key.starts_with(prefix) {
-                        return Ok(None);
-                    }
-                    let size = entry.metadata()?.len();
-                    Ok(Some(ObjectMeta { key, size }))
-                });
-                match item {
-                    Ok(None) => {}
-                    Ok(Some(meta)) => {
-                        if tx.blocking_send(Ok(meta)).is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => {
-                        let _ = tx.blocking_send(Err(self.io_err(&rel, e)));
-                        return;
-                    }
-                }
+            if let Err(e) = self.list_dir(&dir, &rel, prefix, &mut stack, &tx) {
+                let _ = tx.blocking_send(Err(self.io_err(&rel, e)));
+                return;
             }
         }
     }
+
+    /// Sends the objects of one directory and stacks its subdirectories.
+    /// Returns early (`Ok`) once the receiver is gone.
+    fn list_dir(
+        &self,
+        dir: &OwnedFd,
+        rel: &str,
+        prefix: &str,
+        stack: &mut Vec<(OwnedFd, String)>,
+        tx: &tokio::sync::mpsc::Sender<Result<ObjectMeta>>,
+    ) -> io::Result<()> {
+        for entry in rustix::fs::Dir::read_from(dir)? {
+            let entry = entry?;
+            let raw = entry.file_name().to_bytes();
+            if raw == b"." || raw == b".." || raw.starts_with(TEMP_PREFIX.as_bytes()) {
+                continue;
+            }
+            let name = String::from_utf8_lossy(raw).into_owned();
+            let key = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{}", String::from_utf8_lossy(raw))
+            };
+            // Never from a name: from the entry, without following it.
+            let stat = rustix::fs::statat(dir, entry.file_name(), AtFlags::SYMLINK_NOFOLLOW)?;
+            match FileType::from_raw_mode(stat.st_mode) {
+                FileType::Directory => {
+                    if key.starts_with(prefix) || prefix.starts_with(&format!("{key}/")) {
+                        let flags =
+                            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                        let sub = rustix::fs::openat(dir, entry.file_name(), flags, Mode::empty())?;
+                        stack.push((sub, key));
+                    }
+                }
+                FileType::RegularFile if key.starts_with(prefix) => {
+                    let meta = ObjectMeta {
+                        key,
+                        size: stat.st_size as u64,
+                    };
+                    if tx.blocking_send(Ok(meta)).is_err() {
+                        return Ok(());
+                    }
+                }
+                FileType::RegularFile => {}
+                other => tracing::warn!(
+                    "destination {}: {key} is a {other:?}, not an object: never followed or read",
+                    self.name
+                ),
+            }
+        }
+        Ok(())
+    }
 }
 
-fn links_unsupported(err: &std::io::Error) -> bool {
-    matches!(
-        err.raw_os_error(),
-        Some(libc::EPERM | libc::ENOSYS | libc::EOPNOTSUPP)
-    )
+fn links_unsupported(err: Errno) -> bool {
+    matches!(err, Errno::PERM | Errno::NOSYS | Errno::OPNOTSUPP)
 }
 
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
+/// `ELOOP` (the last component is a symlink, under `O_NOFOLLOW`) and
+/// `ENOTDIR` (a symlink or file where a directory belongs) read as a missing
+/// object: nothing was followed.
+fn not_followed(err: Errno) -> io::Error {
+    match err {
+        Errno::LOOP | Errno::NOTDIR => io::Error::new(
+            io::ErrorKind::NotFound,
+            "a symlink or special file is in the way: never followed",
+        ),
+        other => other.into(),
+    }
 }
 
 fn join_error(name: &str, key: &str, err: tokio::task::JoinError) -> BackendError {
@@ -260,22 +352,21 @@ impl Backend for LocalBackend {
     }
 
     async fn stat(&self, key: &str) -> Result<ObjectMeta> {
-        let path = self.path_of(key)?;
-        let meta = tokio::fs::metadata(&path)
-            .await
-            .map_err(|e| self.io_err(key, e))?;
-        if !meta.is_file() {
-            return Err(BackendError::new(
-                ErrorKind::NotFound,
-                &self.name,
-                key,
-                "not a file",
-            ));
-        }
-        Ok(ObjectMeta {
-            key: key.to_string(),
-            size: meta.len(),
+        let this = self.clone();
+        let owned_key = key.to_string();
+        tokio::task::spawn_blocking(move || {
+            let file = this.open_object(&owned_key)?;
+            let size = file
+                .metadata()
+                .map_err(|e| this.io_err(&owned_key, e))?
+                .len();
+            Ok(ObjectMeta {
+                key: owned_key,
+                size,
+            })
         })
+        .await
+        .map_err(|e| join_error(&self.name, key, e))?
     }
 
     fn list<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, Result<ObjectMeta>> {
@@ -290,9 +381,20 @@ impl Backend for LocalBackend {
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
-        let path = self.path_of(key)?;
-        tokio::fs::remove_file(&path)
-            .await
-            .map_err(|e| self.io_err(key, e))
+        let this = self.clone();
+        let owned_key = key.to_string();
+        tokio::task::spawn_blocking(move || {
+            let (dirs, name) = this.split_key(&owned_key)?;
+            // Unlinking removes a symlink itself, never what it points to.
+            this.open_dir(&dirs, false)
+                .and_then(|dir| Ok(rustix::fs::unlinkat(&dir, name, AtFlags::empty())?))
+                .map_err(|e| this.io_err(&owned_key, e))
+        })
+        .await
+        .map_err(|e| join_error(&self.name, key, e))?
     }
 }
+
+#[cfg(test)]
+#[path = "local_tests.rs"]
+mod tests;
