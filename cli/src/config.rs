@@ -42,7 +42,7 @@ pub struct ConfigFile {
 }
 
 /// One destination.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DestinationConfig {
     /// Where it is.
@@ -68,6 +68,26 @@ pub struct DestinationConfig {
     /// Attempts per request before a transient failure counts (default 7,
     /// with exponential backoff and jitter between them).
     pub attempts: Option<u32>,
+}
+
+/// Secrets print as `<redacted>`: a debug log of the config never shows them.
+impl std::fmt::Debug for DestinationConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |s: &Option<String>| s.as_ref().map(|_| "<redacted>");
+        f.debug_struct("DestinationConfig")
+            .field("url", &self.url)
+            .field("aws_access_key_id", &self.aws_access_key_id)
+            .field(
+                "aws_secret_access_key",
+                &redacted(&self.aws_secret_access_key),
+            )
+            .field("aws_session_token", &redacted(&self.aws_session_token))
+            .field("credentials", &self.credentials)
+            .field("uploads", &self.uploads)
+            .field("reads", &self.reads)
+            .field("attempts", &self.attempts)
+            .finish()
+    }
 }
 
 impl DestinationConfig {
@@ -196,7 +216,7 @@ pub fn load(explicit: Option<&Path>) -> Result<ConfigFile> {
             return Err(e).with_context(|| format!("cannot read config file {}", path.display()))
         }
     };
-    toml::from_str(&text).map_err(|e| {
+    let config: ConfigFile = toml::from_str(&text).map_err(|e| {
         let place = match e.span() {
             Some(span) => {
                 let (line, column) = line_and_column(&text, span.start);
@@ -210,7 +230,30 @@ pub fn load(explicit: Option<&Path>) -> Result<ConfigFile> {
             "config file {}{place}: {message}; fix the file (see README, Config file) or point --config elsewhere",
             path.display()
         )
-    })
+    })?;
+    if config.holds_secrets() && readable_by_others(&path) {
+        tracing::warn!(
+            "config file {} holds S3 secrets and others can read it; run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        );
+    }
+    Ok(config)
+}
+
+/// True when group or others may read `path`.
+fn readable_by_others(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o044 != 0)
+}
+
+impl ConfigFile {
+    /// True when some destination carries a secret key or session token.
+    fn holds_secrets(&self) -> bool {
+        self.destinations
+            .values()
+            .any(|d| d.aws_secret_access_key.is_some() || d.aws_session_token.is_some())
+    }
 }
 
 /// The 1-based line and column (in characters) of byte `offset` in `text`.

@@ -114,3 +114,39 @@ fn destinations_keep_the_file_order() {
     let names: Vec<&str> = selected.backends.iter().map(|b| b.name()).collect();
     assert_eq!(names, ["zulu", "alpha", "mike"]);
 }
+
+/// Issue 15, item 5: a debug print of the config never shows a secret, and
+/// a config file holding secrets that others can read is noticed.
+#[test]
+fn secrets_are_redacted_and_a_readable_secret_file_is_noticed() {
+    use std::os::unix::fs::PermissionsExt;
+    let text = r#"
+        [destinations.cloud]
+        url = "s3://bucket/lb?endpoint=http://127.0.0.1:9&region=us-east-1"
+        aws_access_key_id = "AKID"
+        aws_secret_access_key = "s3cret-value"
+        aws_session_token = "t0ken-value"
+    "#;
+    let config: ConfigFile = toml::from_str(text).unwrap();
+    let shown = format!("{config:?}");
+    assert!(
+        !shown.contains("s3cret-value") && !shown.contains("t0ken-value"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("<redacted>") && shown.contains("AKID"),
+        "{shown}"
+    );
+    assert!(config.holds_secrets());
+    let plain: ConfigFile = toml::from_str("[destinations.d]\nurl = \"/tmp/x\"").unwrap();
+    assert!(!plain.holds_secrets());
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert!(readable_by_others(&path));
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(!readable_by_others(&path));
+    assert!(load(Some(&path)).is_ok());
+}

@@ -11,8 +11,11 @@ use zeroize::Zeroizing;
 pub type Secret = Zeroizing<Vec<u8>>;
 
 fn from_file(path: &Path) -> Result<Secret> {
-    let text = std::fs::read(path)
-        .with_context(|| format!("cannot read password file {}", path.display()))?;
+    // The whole file is wiped too, not only the line taken from it.
+    let text = Zeroizing::new(
+        std::fs::read(path)
+            .with_context(|| format!("cannot read password file {}", path.display()))?,
+    );
     let line = text.split(|&b| b == b'\n').next().unwrap_or_default();
     let line = line.strip_suffix(b"\r").unwrap_or(line).to_vec();
     if line.is_empty() {
