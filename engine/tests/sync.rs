@@ -161,3 +161,40 @@ async fn refuses_to_mix_two_repositories() {
     apply(&repo, &planned, Default::default()).await.unwrap();
     assert_eq!(keys(&other).await, before);
 }
+
+/// Issue 15: objects a provider planted under valid content names (junk that
+/// does not open with the repository's keys) are never spread by sync, and a
+/// junk deletion record neither stops commands nor holds back healing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junk_objects_are_never_spread_and_junk_deletion_records_are_ignored() {
+    let first = MemoryBackend::new("first");
+    let _src = populated(&first).await;
+    let second = MemoryBackend::new("second");
+    let mut planted = Vec::new();
+    for (n, prefix) in ["deletions/", "snapshots/", "index/", "keys/"]
+        .iter()
+        .enumerate()
+    {
+        let junk = Bytes::from(vec![n as u8 + 1; 200]);
+        let key = format!("{prefix}{}", hex::encode(blake3::hash(&junk).as_bytes()));
+        first.put(&key, junk).await.unwrap();
+        planted.push(key);
+    }
+    let repo = open_seeding(&[&first, &second], &["second"]).await;
+    // The junk record does not stop the commands that read tombstones.
+    assert!(repo.tombstones().await.unwrap().is_empty());
+    let outcome = apply(&repo, &plan(&repo).await.unwrap(), Default::default())
+        .await
+        .unwrap();
+    assert!(outcome.failed.is_empty(), "{:?}", outcome.failed);
+    for key in &planted {
+        assert!(second.stat(key).await.is_err(), "{key} was spread");
+    }
+    // Everything of the repository's own did reach the new destination.
+    let theirs: Vec<_> = keys(&first)
+        .await
+        .into_iter()
+        .filter(|(k, _)| !planted.contains(k))
+        .collect();
+    assert_eq!(keys(&second).await, theirs);
+}

@@ -17,7 +17,12 @@ use futures::StreamExt;
 use lifeboat_backends::{Backend, ErrorKind};
 
 use crate::error::{Error, Result};
+use crate::format::deletion::DeletionRecord;
 use crate::format::ids::{storage_hash, ObjectKind, CONFIG_KEY};
+use crate::format::index::IndexFile;
+use crate::format::keys::KeyFile;
+use crate::format::snapshot::Snapshot;
+use crate::format::SealedFile;
 use crate::repo::destinations::list_all;
 use crate::repo::Repository;
 
@@ -269,7 +274,16 @@ pub async fn apply(
                         ),
                     );
                 }
-                let result = copy_one(backends, c, config).await;
+                let result = match copy_one(repo, backends, c, config).await {
+                    Ok(Copied::Yes) => Ok(()),
+                    // Not this repository's: skipped, neither copied nor a
+                    // failure that would hold back the target's later kinds.
+                    Ok(Copied::NotOurs(why)) => {
+                        tracing::warn!("{} not copied to {}: {why}", c.key, c.target);
+                        return (c, Ok(false));
+                    }
+                    Err(e) => Err(e),
+                };
                 if result.is_ok() {
                     progress.bytes_done.fetch_add(c.size, Ordering::Relaxed);
                     progress.objects_done.fetch_add(1, Ordering::Relaxed);
@@ -279,7 +293,7 @@ pub async fn apply(
                         .unwrap_or_else(|p| p.into_inner())
                         .insert(c.target.clone());
                 }
-                (c, result)
+                (c, result.map(|()| true))
             }
         }))
         .buffer_unordered(copies_at_once)
@@ -287,10 +301,11 @@ pub async fn apply(
         .await;
         for (c, result) in results {
             match result {
-                Ok(()) => {
+                Ok(true) => {
                     outcome.copied += 1;
                     outcome.bytes += c.size;
                 }
+                Ok(false) => {}
                 Err(reason) => outcome
                     .failed
                     .push((c.key.clone(), c.target.clone(), reason)),
@@ -300,11 +315,22 @@ pub async fn apply(
     Ok(outcome)
 }
 
+/// What [`copy_one`] did.
+enum Copied {
+    /// The object is on the target now.
+    Yes,
+    /// Every source's copy matches its name but does not open with this
+    /// repository's keys: someone else's object (junk a provider planted),
+    /// never spread to another destination.
+    NotOurs(String),
+}
+
 async fn copy_one(
+    repo: &Repository,
     backends: &BTreeMap<String, Arc<dyn Backend>>,
     c: &Copy,
     config: &Bytes,
-) -> Result<(), String> {
+) -> Result<Copied, String> {
     let target = backends
         .get(&c.target)
         .ok_or_else(|| format!("unknown destination {}", c.target))?;
@@ -318,12 +344,17 @@ async fn copy_one(
         let name = kind.name_of(&c.key).unwrap_or_default().to_string();
         let mut good = None;
         let mut reasons = Vec::new();
+        let mut foreign = Vec::new();
         for source in &c.sources {
             let Some(b) = backends.get(source) else {
                 continue;
             };
             match b.get(&c.key, None).await {
                 Ok(bytes) if hex::encode(storage_hash(&bytes)) == name => {
+                    if let Err(why) = opens(repo, *kind, &name, &bytes) {
+                        foreign.push(format!("{source}'s copy {why}"));
+                        continue;
+                    }
                     good = Some(bytes);
                     break;
                 }
@@ -333,11 +364,49 @@ async fn copy_one(
                 Err(e) => reasons.push(e.to_string()),
             }
         }
-        good.ok_or_else(|| format!("no good copy: {}", reasons.join("; ")))?
+        match good {
+            Some(bytes) => bytes,
+            None if reasons.is_empty() && !foreign.is_empty() => {
+                return Ok(Copied::NotOurs(foreign.join("; ")));
+            }
+            None => {
+                reasons.extend(foreign);
+                return Err(format!("no good copy: {}", reasons.join("; ")));
+            }
+        }
     };
     match target.put(&c.key, data).await {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind == ErrorKind::AlreadyExists && c.key != CONFIG_KEY => Ok(()),
+        Ok(()) => Ok(Copied::Yes),
+        Err(e) if e.kind == ErrorKind::AlreadyExists && c.key != CONFIG_KEY => Ok(Copied::Yes),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Opens a small object with the repository's keys before it is copied, so
+/// an object someone else sealed (a provider's junk, valid only by its
+/// content name) never spreads. Packs are checked by their name only here
+/// (their blobs by `check --read-data`). An object of a format version this
+/// build does not read cannot be verified, so it is not copied either.
+fn opens(repo: &Repository, kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<(), String> {
+    let keys = repo.keys();
+    let opened = match kind {
+        ObjectKind::Snapshot => Snapshot::open(keys, name, bytes).map(drop),
+        ObjectKind::Index => IndexFile::open(keys, name, bytes).map(drop),
+        ObjectKind::Deletion => DeletionRecord::open(keys, name, bytes).map(drop),
+        ObjectKind::Key => KeyFile::from_bytes(bytes)
+            .and_then(|file| file.info(keys, &repo.id()))
+            .map(drop),
+        ObjectKind::Pack | ObjectKind::Lock => Ok(()),
+    };
+    match opened {
+        Err(Error::Format { reason, .. }) => Err(format!(
+            "does not open with this repository's keys ({reason})"
+        )),
+        // It cannot be checked, so it is not spread: a newer Lifeboat's
+        // own sync copies it.
+        Err(Error::UnsupportedVersion { version, .. }) => Err(format!(
+            "has format version {version}, which this Lifeboat cannot verify"
+        )),
+        _ => Ok(()),
     }
 }

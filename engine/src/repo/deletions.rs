@@ -72,6 +72,15 @@ pub async fn load(repo: &Repository) -> Result<Tombstones> {
             Err(Error::Backend(e)) if e.is_not_found() => {
                 tracing::warn!("deletion record {name} is listed but stored nowhere; ignored");
             }
+            // Its bytes match its name (read_object checked) yet it does not
+            // open with this repository's keys: no key holder wrote it, so
+            // it deletes nothing. A damaged copy of a real record fails the
+            // name check instead and is read from another destination.
+            Err(Error::Format { reason, .. }) => {
+                tracing::warn!(
+                    "deletion record {name} is not this repository's ({reason}); ignored"
+                );
+            }
             Err(e) => return Err(e),
         }
     }
