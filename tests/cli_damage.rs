@@ -232,7 +232,15 @@ fn a_symlink_planted_on_a_destination_never_leaks_the_file_it_points_to() {
             .args(args)
             .run()
     };
-    run(&["init", "--kdf-memory", "64", "--kdf-iterations", "1"]).success();
+    run(&[
+        "init",
+        "--kdf-memory",
+        "64",
+        "--kdf-iterations",
+        "1",
+        "--insecure-kdf",
+    ])
+    .success();
     let src = small_tree(&sb);
     sb.command()
         .password(lifeboat_tests::PASSWORD)

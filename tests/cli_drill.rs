@@ -41,7 +41,14 @@ impl Setup {
             bytes: 0,
         };
         setup
-            .run(["init", "--kdf-memory", "64", "--kdf-iterations", "1"])
+            .run([
+                "init",
+                "--kdf-memory",
+                "64",
+                "--kdf-iterations",
+                "1",
+                "--insecure-kdf",
+            ])
             .success();
         let summary = setup
             .run(["--json".as_ref(), "backup".as_ref(), setup.src.as_os_str()])

@@ -121,7 +121,14 @@ fn init_twice_refuses_and_leaves_the_repository_untouched() {
             .command()
             .password(password)
             .dest(&sb.repo())
-            .args(["init", "--kdf-memory", "64", "--kdf-iterations", "1"])
+            .args([
+                "init",
+                "--kdf-memory",
+                "64",
+                "--kdf-iterations",
+                "1",
+                "--insecure-kdf",
+            ])
             .run();
         out.assert_code(1).stderr_has("already exists");
         assert_eq!(
@@ -414,4 +421,43 @@ fn lock_of_a_killed_backup_does_not_block() {
         &src.join("big.bin"),
         &tree::restored(&target, &src.join("big.bin"))
     ));
+}
+
+/// Issue 15, item 5: `init` (and `key add`) refuse an Argon2id cost that
+/// makes a password cheap to guess, naming `--insecure-kdf`, and create
+/// nothing; with the flag the tests' fast settings pass.
+#[test]
+fn a_cheap_kdf_is_refused_unless_asked_for() {
+    let sb = Sandbox::new();
+    for weak in [
+        &["init", "--kdf-memory", "64"][..],
+        &["init", "--kdf-iterations", "1"][..],
+    ] {
+        sb.repo_cmd(weak)
+            .assert_code(2)
+            .stderr_has("--insecure-kdf");
+        assert!(
+            !sb.repo().join("config").exists(),
+            "{weak:?} created a repository"
+        );
+    }
+    sb.init_repo();
+    sb.repo_cmd(["key", "add", "--kdf-memory", "1024"])
+        .assert_code(2)
+        .stderr_has("--insecure-kdf");
+    // At the floor or above, no flag is needed.
+    sb.command()
+        .password(lifeboat_tests::PASSWORD)
+        .env("LIFEBOAT_NEW_PASSWORD", "a second password")
+        .dest(&sb.repo())
+        .args([
+            "key",
+            "add",
+            "--kdf-memory",
+            "16384",
+            "--kdf-iterations",
+            "2",
+        ])
+        .run()
+        .success();
 }

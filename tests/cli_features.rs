@@ -124,6 +124,7 @@ fn json_output_parses() {
             "64",
             "--kdf-iterations",
             "1",
+            "--insecure-kdf",
         ])
         .success()
         .json();
@@ -419,7 +420,14 @@ fn config_file_destinations_and_profiles() {
     };
 
     with_flag()
-        .args(["init", "--kdf-memory", "64", "--kdf-iterations", "1"])
+        .args([
+            "init",
+            "--kdf-memory",
+            "64",
+            "--kdf-iterations",
+            "1",
+            "--insecure-kdf",
+        ])
         .run()
         .success();
     assert!(

@@ -53,7 +53,14 @@ fn other_repository(sb: &Sandbox, dest: &str, src: &Path) {
     run_other(
         sb,
         &[dest],
-        ["init", "--kdf-memory", "64", "--kdf-iterations", "1"],
+        [
+            "init",
+            "--kdf-memory",
+            "64",
+            "--kdf-iterations",
+            "1",
+            "--insecure-kdf",
+        ],
     )
     .success();
     run_other(sb, &[dest], backup_args(src)).success();
@@ -186,7 +193,14 @@ fn a_missing_or_empty_destination_is_not_created_nor_reported_as_stored() {
     let out = run(
         &sb,
         &[no_parent.as_str()],
-        ["init", "--kdf-memory", "64", "--kdf-iterations", "1"],
+        [
+            "init",
+            "--kdf-memory",
+            "64",
+            "--kdf-iterations",
+            "1",
+            "--insecure-kdf",
+        ],
     );
     out.assert_code(1);
     out.stderr_has("does not exist");
@@ -208,7 +222,14 @@ fn a_mistyped_destination_name_is_a_usage_error_not_a_new_directory() {
     run(
         &sb,
         &["home-nas"],
-        ["init", "--kdf-memory", "64", "--kdf-iterations", "1"],
+        [
+            "init",
+            "--kdf-memory",
+            "64",
+            "--kdf-iterations",
+            "1",
+            "--insecure-kdf",
+        ],
     )
     .success();
     let out = run(&sb, &["hom-nas"], ["backup".as_ref(), src.as_os_str()]);
@@ -247,7 +268,14 @@ fn an_empty_destination_is_seeded_only_when_named() {
     let out = run(
         &sb,
         &both,
-        ["init", "--kdf-memory", "64", "--kdf-iterations", "1"],
+        [
+            "init",
+            "--kdf-memory",
+            "64",
+            "--kdf-iterations",
+            "1",
+            "--insecure-kdf",
+        ],
     );
     out.assert_code(1);
     out.stderr_has("sync --seed local-new");

@@ -27,7 +27,14 @@ impl Mirror {
         mirror
             .run(
                 PASSWORD,
-                ["init", "--kdf-memory", "64", "--kdf-iterations", "1"],
+                [
+                    "init",
+                    "--kdf-memory",
+                    "64",
+                    "--kdf-iterations",
+                    "1",
+                    "--insecure-kdf",
+                ],
             )
             .success();
         let src = mirror.sb.join("src");

@@ -35,7 +35,14 @@ impl Mirror {
         let (a, b) = (sb.join("dest-a"), sb.join("dest-b"));
         let cmd = || sb.command().password(PASSWORD).dest(&a).dest(&b);
         cmd()
-            .args(["init", "--kdf-memory", "64", "--kdf-iterations", "1"])
+            .args([
+                "init",
+                "--kdf-memory",
+                "64",
+                "--kdf-iterations",
+                "1",
+                "--insecure-kdf",
+            ])
             .run()
             .success();
         let src = sb.join("src");

@@ -42,7 +42,14 @@ impl Setup {
             days: Vec::new(),
         };
         setup
-            .run(["init", "--kdf-memory", "64", "--kdf-iterations", "1"])
+            .run([
+                "init",
+                "--kdf-memory",
+                "64",
+                "--kdf-iterations",
+                "1",
+                "--insecure-kdf",
+            ])
             .success();
         tree::write_generated(&setup.src.join("constant.bin"), 2 << 20, 99, false);
         for day in 0..days {

@@ -66,8 +66,18 @@ impl S3Dest {
 fn s3_round_trip_and_check() {
     let sb = Sandbox::new();
     let s3 = S3Dest::fresh();
-    s3.run(&sb, ["init", "--kdf-memory", "64", "--kdf-iterations", "1"])
-        .success();
+    s3.run(
+        &sb,
+        [
+            "init",
+            "--kdf-memory",
+            "64",
+            "--kdf-iterations",
+            "1",
+            "--insecure-kdf",
+        ],
+    )
+    .success();
 
     let src = sb.join("src");
     let opts = TreeOptions {
@@ -116,7 +126,14 @@ fn s3_round_trip_and_check() {
 fn s3_init_twice_is_refused() {
     let sb = Sandbox::new();
     let s3 = S3Dest::fresh();
-    let init = ["init", "--kdf-memory", "64", "--kdf-iterations", "1"];
+    let init = [
+        "init",
+        "--kdf-memory",
+        "64",
+        "--kdf-iterations",
+        "1",
+        "--insecure-kdf",
+    ];
     s3.run(&sb, init).success();
     let again = s3.run(&sb, init);
     assert_ne!(again.code, 0, "second init succeeded: {again:?}");
@@ -140,6 +157,7 @@ fn s3_plain_http_to_remote_host_is_refused() {
             "64",
             "--kdf-iterations",
             "1",
+            "--insecure-kdf",
         ])
         .timeout(Duration::from_secs(60))
         .run();

@@ -82,7 +82,14 @@ fn sftp_round_trip_and_check() {
     run(
         &sb,
         &url,
-        ["init", "--kdf-memory", "64", "--kdf-iterations", "1"],
+        [
+            "init",
+            "--kdf-memory",
+            "64",
+            "--kdf-iterations",
+            "1",
+            "--insecure-kdf",
+        ],
     )
     .success();
 
@@ -157,7 +164,14 @@ fn sftp_wrong_host_key_is_refused() {
     let out = run(
         &sb,
         &url,
-        ["init", "--kdf-memory", "64", "--kdf-iterations", "1"],
+        [
+            "init",
+            "--kdf-memory",
+            "64",
+            "--kdf-iterations",
+            "1",
+            "--insecure-kdf",
+        ],
     );
     assert_ne!(out.code, 0, "init with a wrong host key succeeded: {out:?}");
     let stderr = out.stderr.clone();

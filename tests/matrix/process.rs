@@ -60,7 +60,14 @@ impl History {
             snapshots: Vec::new(),
         };
         history
-            .run(["init", "--kdf-memory", "64", "--kdf-iterations", "1"])
+            .run([
+                "init",
+                "--kdf-memory",
+                "64",
+                "--kdf-iterations",
+                "1",
+                "--insecure-kdf",
+            ])
             .success();
         history
     }

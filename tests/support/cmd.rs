@@ -183,15 +183,29 @@ impl Sandbox {
     /// Creates one repository on all of `dests` with a cheap KDF.
     pub fn init_on(&self, dests: &[&Path]) {
         self.on(dests)
-            .args(["init", "--kdf-memory", "64", "--kdf-iterations", "1"])
+            .args([
+                "init",
+                "--kdf-memory",
+                "64",
+                "--kdf-iterations",
+                "1",
+                "--insecure-kdf",
+            ])
             .run()
             .success();
     }
 
     /// Creates the repository at [`Sandbox::repo`] with a cheap KDF.
     pub fn init_repo(&self) {
-        self.repo_cmd(["init", "--kdf-memory", "64", "--kdf-iterations", "1"])
-            .success();
+        self.repo_cmd([
+            "init",
+            "--kdf-memory",
+            "64",
+            "--kdf-iterations",
+            "1",
+            "--insecure-kdf",
+        ])
+        .success();
     }
 
     /// Backs up `paths` into the sandbox repository with `--json`; returns the summary.

@@ -93,7 +93,14 @@ pub fn init(sb: &Sandbox, dests: &[&str]) {
     run(
         sb,
         dests,
-        ["init", "--kdf-memory", "64", "--kdf-iterations", "1"],
+        [
+            "init",
+            "--kdf-memory",
+            "64",
+            "--kdf-iterations",
+            "1",
+            "--insecure-kdf",
+        ],
     )
     .success();
 }

@@ -71,6 +71,7 @@ async fn open_or_create(ctx: &Context) -> Result<Repository> {
                     compression: None,
                     kdf_memory: None,
                     kdf_iterations: None,
+                    insecure_kdf: false,
                 };
                 let repo = super::init::create(ctx, &init_args, dests).await?;
                 ctx.say(format!(

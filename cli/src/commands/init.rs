@@ -19,6 +19,10 @@ pub struct Args {
     /// Argon2id passes (default 3).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
     pub kdf_iterations: Option<u32>,
+    /// Accept --kdf-memory below 16384 (16 MiB) or --kdf-iterations below 2: a password guess
+    /// then costs an attacker next to nothing. For tests and throwaway repositories only.
+    #[arg(long)]
+    pub insecure_kdf: bool,
 }
 
 /// Creates a repository on the selected destinations with a new password.
@@ -31,6 +35,7 @@ pub async fn create(ctx: &Context, args: &Args, dests: DestinationSet) -> Result
     {
         params.compression = level;
     }
+    super::kdf_floor(args.kdf_memory, args.kdf_iterations, args.insecure_kdf)?;
     let defaults = KdfParams::default();
     let kdf = KdfParams {
         memory_kib: args.kdf_memory.unwrap_or(defaults.memory_kib),

@@ -47,6 +47,9 @@ pub struct NewKeyArgs {
     /// Argon2id passes (default: that of the key in use).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
     pub kdf_iterations: Option<u32>,
+    /// Accept --kdf-memory below 16384 (16 MiB) or --kdf-iterations below 2 (see `init`).
+    #[arg(long)]
+    pub insecure_kdf: bool,
 }
 
 /// Arguments of `key remove`.
@@ -137,6 +140,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
 
 /// The new key's costs: the flags, else those of the key in use.
 async fn new_params(repo: &Repository, args: &NewKeyArgs) -> Result<KdfParams> {
+    super::kdf_floor(args.kdf_memory, args.kdf_iterations, args.insecure_kdf)?;
     let current = key_admin::params_in_use(repo).await.map_err(key_error)?;
     Ok(KdfParams {
         memory_kib: args.kdf_memory.unwrap_or(current.memory_kib),

@@ -40,3 +40,27 @@ pub async fn run(ctx: &Context, command: Command) -> Result<i32> {
         Command::Prune(args) => prune::run(ctx, args).await,
     }
 }
+
+/// The least Argon2id memory (KiB) and passes a new key gets without
+/// `--insecure-kdf`: below them a guessed password costs an attacker who
+/// holds a key file next to nothing.
+pub const KDF_FLOOR: (u32, u32) = (16 * 1024, 2);
+
+/// Refuses explicit KDF costs below [`KDF_FLOOR`] unless `insecure` (a
+/// usage error naming the flag). Costs inherited from the key in use are
+/// not checked again.
+pub fn kdf_floor(
+    memory: Option<u32>,
+    iterations: Option<u32>,
+    insecure: bool,
+) -> anyhow::Result<()> {
+    let (min_memory, min_passes) = KDF_FLOOR;
+    let weak = memory.is_some_and(|m| m < min_memory) || iterations.is_some_and(|i| i < min_passes);
+    if weak && !insecure {
+        return Err(crate::exit::usage(format!(
+            "--kdf-memory below {min_memory} or --kdf-iterations below {min_passes} makes the \
+             password cheap to guess; raise them, or add --insecure-kdf for a throwaway repository"
+        )));
+    }
+    Ok(())
+}
