@@ -4,6 +4,7 @@
 //!
 //! Needs `cargo build -p lifeboat-cli` first (see `lifeboat_tests::lifeboat_bin`).
 
+use lifeboat_tests::FAST_INIT;
 use std::path::{Path, PathBuf};
 
 use lifeboat_tests::{repo, tree, Sandbox};
@@ -232,15 +233,7 @@ fn a_symlink_planted_on_a_destination_never_leaks_the_file_it_points_to() {
             .args(args)
             .run()
     };
-    run(&[
-        "init",
-        "--kdf-memory",
-        "64",
-        "--kdf-iterations",
-        "1",
-        "--insecure-kdf",
-    ])
-    .success();
+    run(&FAST_INIT).success();
     let src = small_tree(&sb);
     sb.command()
         .password(lifeboat_tests::PASSWORD)

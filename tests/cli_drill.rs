@@ -5,6 +5,7 @@
 //!
 //! Needs `cargo build -p lifeboat-cli` first (see `lifeboat_tests::lifeboat_bin`).
 
+use lifeboat_tests::FAST_INIT;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
@@ -40,16 +41,7 @@ impl Setup {
             files: 0,
             bytes: 0,
         };
-        setup
-            .run([
-                "init",
-                "--kdf-memory",
-                "64",
-                "--kdf-iterations",
-                "1",
-                "--insecure-kdf",
-            ])
-            .success();
+        setup.run(FAST_INIT).success();
         let summary = setup
             .run(["--json".as_ref(), "backup".as_ref(), setup.src.as_os_str()])
             .success()

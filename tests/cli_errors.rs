@@ -3,6 +3,7 @@
 //!
 //! Needs `cargo build -p lifeboat-cli` first (see `lifeboat_tests::lifeboat_bin`).
 
+use lifeboat_tests::FAST_INIT;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
@@ -121,14 +122,7 @@ fn init_twice_refuses_and_leaves_the_repository_untouched() {
             .command()
             .password(password)
             .dest(&sb.repo())
-            .args([
-                "init",
-                "--kdf-memory",
-                "64",
-                "--kdf-iterations",
-                "1",
-                "--insecure-kdf",
-            ])
+            .args(FAST_INIT)
             .run();
         out.assert_code(1).stderr_has("already exists");
         assert_eq!(

@@ -4,6 +4,7 @@
 //!
 //! Needs `cargo build -p lifeboat-cli` first (see `lifeboat_tests::lifeboat_bin`).
 
+use lifeboat_tests::FAST_INIT;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -419,17 +420,7 @@ fn config_file_destinations_and_profiles() {
             .env("LIFEBOAT_CONFIG", &config)
     };
 
-    with_flag()
-        .args([
-            "init",
-            "--kdf-memory",
-            "64",
-            "--kdf-iterations",
-            "1",
-            "--insecure-kdf",
-        ])
-        .run()
-        .success();
+    with_flag().args(FAST_INIT).run().success();
     assert!(
         repo.join("config").is_file(),
         "init did not use the config's destination"

@@ -7,6 +7,7 @@
 //!
 //! Needs the S3 test server for the last test (`./scripts/test.sh` starts it).
 
+use lifeboat_tests::FAST_INIT;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -50,19 +51,7 @@ where
 
 /// A second repository with its own password and one snapshot of `src`.
 fn other_repository(sb: &Sandbox, dest: &str, src: &Path) {
-    run_other(
-        sb,
-        &[dest],
-        [
-            "init",
-            "--kdf-memory",
-            "64",
-            "--kdf-iterations",
-            "1",
-            "--insecure-kdf",
-        ],
-    )
-    .success();
+    run_other(sb, &[dest], FAST_INIT).success();
     run_other(sb, &[dest], backup_args(src)).success();
 }
 
@@ -190,18 +179,7 @@ fn a_missing_or_empty_destination_is_not_created_nor_reported_as_stored() {
     assert!(!sb.join("gone").exists(), "created a missing parent");
 
     // `init` under a missing parent fails, naming it, and creates nothing.
-    let out = run(
-        &sb,
-        &[no_parent.as_str()],
-        [
-            "init",
-            "--kdf-memory",
-            "64",
-            "--kdf-iterations",
-            "1",
-            "--insecure-kdf",
-        ],
-    );
+    let out = run(&sb, &[no_parent.as_str()], FAST_INIT);
     out.assert_code(1);
     out.stderr_has("does not exist");
     assert!(!sb.join("gone").exists());
@@ -219,19 +197,7 @@ fn a_mistyped_destination_name_is_a_usage_error_not_a_new_directory() {
         &config,
         format!("[destinations.home-nas]\nurl = \"{}\"\n", nas.display()).as_bytes(),
     );
-    run(
-        &sb,
-        &["home-nas"],
-        [
-            "init",
-            "--kdf-memory",
-            "64",
-            "--kdf-iterations",
-            "1",
-            "--insecure-kdf",
-        ],
-    )
-    .success();
+    run(&sb, &["home-nas"], FAST_INIT).success();
     let out = run(&sb, &["hom-nas"], ["backup".as_ref(), src.as_os_str()]);
     out.assert_code(2);
     out.stderr_has("hom-nas")
@@ -265,18 +231,7 @@ fn an_empty_destination_is_seeded_only_when_named() {
     run(&sb, &[usb.as_str()], backup_args(&src)).success();
     let both = [usb.as_str(), new.as_str()];
 
-    let out = run(
-        &sb,
-        &both,
-        [
-            "init",
-            "--kdf-memory",
-            "64",
-            "--kdf-iterations",
-            "1",
-            "--insecure-kdf",
-        ],
-    );
+    let out = run(&sb, &both, FAST_INIT);
     out.assert_code(1);
     out.stderr_has("sync --seed local-new");
     assert!(!sb.join("new/config").exists());

@@ -4,6 +4,7 @@
 //!
 //! Needs `cargo build -p lifeboat-cli` first (see `lifeboat_tests::lifeboat_bin`).
 
+use lifeboat_tests::FAST_INIT;
 use std::path::{Path, PathBuf};
 
 use lifeboat_tests::tree;
@@ -24,19 +25,7 @@ impl Mirror {
         let sb = Sandbox::new();
         let (a, b) = (sb.join("dest-a"), sb.join("dest-b"));
         let mirror = Mirror { sb, a, b };
-        mirror
-            .run(
-                PASSWORD,
-                [
-                    "init",
-                    "--kdf-memory",
-                    "64",
-                    "--kdf-iterations",
-                    "1",
-                    "--insecure-kdf",
-                ],
-            )
-            .success();
+        mirror.run(PASSWORD, FAST_INIT).success();
         let src = mirror.sb.join("src");
         tree::write(&src.join("a.txt"), b"alpha\n");
         tree::write(&src.join("sub/b.txt"), b"beta\n");

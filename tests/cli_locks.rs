@@ -7,6 +7,7 @@
 //! Needs `cargo build -p lifeboat-cli` first (see `lifeboat_tests::lifeboat_bin`).
 
 use lifeboat_engine::SealedFile;
+use lifeboat_tests::FAST_INIT;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,17 +35,7 @@ impl Mirror {
         let sb = Sandbox::new();
         let (a, b) = (sb.join("dest-a"), sb.join("dest-b"));
         let cmd = || sb.command().password(PASSWORD).dest(&a).dest(&b);
-        cmd()
-            .args([
-                "init",
-                "--kdf-memory",
-                "64",
-                "--kdf-iterations",
-                "1",
-                "--insecure-kdf",
-            ])
-            .run()
-            .success();
+        cmd().args(FAST_INIT).run().success();
         let src = sb.join("src");
         tree::write(&src.join("a.txt"), b"alpha\n");
         tree::write(&src.join("sub/b.txt"), b"beta\n");

@@ -7,6 +7,7 @@
 //! Needs `cargo build -p lifeboat-cli --features failpoints` first, as
 //! scripts/test.sh does (see `lifeboat_tests::lifeboat_bin`).
 
+use lifeboat_tests::FAST_INIT;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
@@ -41,16 +42,7 @@ impl Setup {
             src,
             days: Vec::new(),
         };
-        setup
-            .run([
-                "init",
-                "--kdf-memory",
-                "64",
-                "--kdf-iterations",
-                "1",
-                "--insecure-kdf",
-            ])
-            .success();
+        setup.run(FAST_INIT).success();
         tree::write_generated(&setup.src.join("constant.bin"), 2 << 20, 99, false);
         for day in 0..days {
             // Distinct seeds (the generator treats 2n and 2n+1 alike).

@@ -5,6 +5,7 @@
 //! Without the server these tests fail (they never skip): run `./scripts/test.sh`.
 //! Needs `cargo build -p lifeboat-cli` first (see `lifeboat_tests::lifeboat_bin`).
 
+use lifeboat_tests::FAST_INIT;
 use std::time::Duration;
 
 use lifeboat_tests::tree::{self, TreeOptions};
@@ -66,18 +67,7 @@ impl S3Dest {
 fn s3_round_trip_and_check() {
     let sb = Sandbox::new();
     let s3 = S3Dest::fresh();
-    s3.run(
-        &sb,
-        [
-            "init",
-            "--kdf-memory",
-            "64",
-            "--kdf-iterations",
-            "1",
-            "--insecure-kdf",
-        ],
-    )
-    .success();
+    s3.run(&sb, FAST_INIT).success();
 
     let src = sb.join("src");
     let opts = TreeOptions {
@@ -126,14 +116,7 @@ fn s3_round_trip_and_check() {
 fn s3_init_twice_is_refused() {
     let sb = Sandbox::new();
     let s3 = S3Dest::fresh();
-    let init = [
-        "init",
-        "--kdf-memory",
-        "64",
-        "--kdf-iterations",
-        "1",
-        "--insecure-kdf",
-    ];
+    let init = FAST_INIT;
     s3.run(&sb, init).success();
     let again = s3.run(&sb, init);
     assert_ne!(again.code, 0, "second init succeeded: {again:?}");

@@ -6,6 +6,7 @@
 //! Without the server these tests fail (they never skip): run `./scripts/test.sh`.
 //! Needs `cargo build -p lifeboat-cli` first (see `lifeboat_tests::lifeboat_bin`).
 
+use lifeboat_tests::FAST_INIT;
 use std::path::Path;
 use std::time::Duration;
 
@@ -79,19 +80,7 @@ fn sftp_round_trip_and_check() {
     let sb = Sandbox::new();
     let dir = server.fresh_dir();
     let url = server.url(&dir, &server.known_hosts);
-    run(
-        &sb,
-        &url,
-        [
-            "init",
-            "--kdf-memory",
-            "64",
-            "--kdf-iterations",
-            "1",
-            "--insecure-kdf",
-        ],
-    )
-    .success();
+    run(&sb, &url, FAST_INIT).success();
 
     let src = sb.join("src");
     let opts = TreeOptions {
@@ -161,18 +150,7 @@ fn sftp_wrong_host_key_is_refused() {
     .expect("write known_hosts");
     let dir = server.fresh_dir();
     let url = server.url(&dir, &wrong.to_string_lossy());
-    let out = run(
-        &sb,
-        &url,
-        [
-            "init",
-            "--kdf-memory",
-            "64",
-            "--kdf-iterations",
-            "1",
-            "--insecure-kdf",
-        ],
-    );
+    let out = run(&sb, &url, FAST_INIT);
     assert_ne!(out.code, 0, "init with a wrong host key succeeded: {out:?}");
     let stderr = out.stderr.clone();
     assert!(

@@ -2,6 +2,7 @@
 //! of a prune, full disks (destination and restore target), and the S3
 //! server killed during sync and during prune.
 
+use lifeboat_tests::FAST_INIT;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -59,16 +60,7 @@ impl History {
             src,
             snapshots: Vec::new(),
         };
-        history
-            .run([
-                "init",
-                "--kdf-memory",
-                "64",
-                "--kdf-iterations",
-                "1",
-                "--insecure-kdf",
-            ])
-            .success();
+        history.run(FAST_INIT).success();
         history
     }
 

@@ -14,6 +14,17 @@ use tempfile::TempDir;
 /// The password every sandbox repository is created with.
 pub const PASSWORD: &str = "correct horse battery staple";
 
+/// `init` with the cheapest key derivation (64 KiB, one pass), which the
+/// tests may use and a user must ask for (`--insecure-kdf`).
+pub const FAST_INIT: [&str; 6] = [
+    "init",
+    "--kdf-memory",
+    "64",
+    "--kdf-iterations",
+    "1",
+    "--insecure-kdf",
+];
+
 /// How long one invocation may take before the test fails (debug builds are slow).
 const TIMEOUT: Duration = Duration::from_secs(10 * 60);
 
@@ -182,30 +193,12 @@ impl Sandbox {
 
     /// Creates one repository on all of `dests` with a cheap KDF.
     pub fn init_on(&self, dests: &[&Path]) {
-        self.on(dests)
-            .args([
-                "init",
-                "--kdf-memory",
-                "64",
-                "--kdf-iterations",
-                "1",
-                "--insecure-kdf",
-            ])
-            .run()
-            .success();
+        self.on(dests).args(FAST_INIT).run().success();
     }
 
     /// Creates the repository at [`Sandbox::repo`] with a cheap KDF.
     pub fn init_repo(&self) {
-        self.repo_cmd([
-            "init",
-            "--kdf-memory",
-            "64",
-            "--kdf-iterations",
-            "1",
-            "--insecure-kdf",
-        ])
-        .success();
+        self.repo_cmd(FAST_INIT).success();
     }
 
     /// Backs up `paths` into the sandbox repository with `--json`; returns the summary.

@@ -14,7 +14,7 @@ pub mod multi;
 pub mod repo;
 pub mod tree;
 
-pub use cmd::{lifeboat_bin, Lb, Output, Running, Sandbox, PASSWORD};
+pub use cmd::{lifeboat_bin, Lb, Output, Running, Sandbox, FAST_INIT, PASSWORD};
 
 /// True when the tests run as root (uid 0 can read mode-000 files).
 pub fn is_root() -> bool {

@@ -3,6 +3,7 @@
 //! `scripts/servers/sftp.sh`). Without the servers these helpers panic (tests
 //! never skip): run `./scripts/test.sh`.
 
+use crate::FAST_INIT;
 use std::ffi::{OsStr, OsString};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -90,19 +91,7 @@ where
 }
 
 pub fn init(sb: &Sandbox, dests: &[&str]) {
-    run(
-        sb,
-        dests,
-        [
-            "init",
-            "--kdf-memory",
-            "64",
-            "--kdf-iterations",
-            "1",
-            "--insecure-kdf",
-        ],
-    )
-    .success();
+    run(sb, dests, FAST_INIT).success();
 }
 
 pub fn backup_args(src: &Path) -> Vec<OsString> {
