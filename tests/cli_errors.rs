@@ -455,3 +455,43 @@ fn a_cheap_kdf_is_refused_unless_asked_for() {
         .run()
         .success();
 }
+
+/// A repository of format 1 (the development format before the keyed
+/// chunker and padded blobs), laid out as format 1 wrote it: the config's
+/// public header with version 1, its parameters sealed under format 1's AAD
+/// (`"lifeboat.config.v1" || id`). Every command refuses it with one line
+/// naming the format and what to do, and writes nothing.
+#[test]
+fn a_format_1_repository_is_refused_naming_its_version() {
+    use lifeboat_engine::format::crypto::MasterKeys;
+    let sb = Sandbox::new();
+    let repo = sb.repo();
+    std::fs::create_dir_all(repo.join("keys")).expect("mkdir");
+    let keys = MasterKeys::generate();
+    let id = [0x5au8; 32];
+    let mut config = b"LIFEBOAT".to_vec();
+    config.extend_from_slice(&1u32.to_le_bytes());
+    config.extend_from_slice(&id);
+    let mut aad = b"lifeboat.config.v1".to_vec();
+    aad.extend_from_slice(&id);
+    // The default RepoParams of format 1, postcard-encoded (FORMAT.md §4.3).
+    let params = [
+        0x80, 0x80, 0x08, 0x80, 0x80, 0x20, 0x80, 0x80, 0x80, 0x01, 0x80, 0x80, 0x80, 0x08, 0x06,
+    ];
+    keys.seal(&aad, &params, None, &mut config);
+    std::fs::write(repo.join("config"), &config).expect("write config");
+    let before = tree::digest_dir(&repo);
+    let src = small_tree(&sb);
+    for args in [
+        vec!["snapshots".as_ref()],
+        vec!["backup".as_ref(), src.as_os_str()],
+        vec!["check".as_ref()],
+    ] {
+        let out = sb.repo_cmd(&args);
+        out.assert_code(1)
+            .stderr_has("repository is in format 1")
+            .stderr_has("lifeboat init");
+        assert_eq!(out.stderr.trim().lines().count(), 1, "{args:?}: one line");
+    }
+    assert_eq!(tree::digest_dir(&repo), before, "nothing was written");
+}

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use lifeboat_benches::{mixed_corpus, size_label, MIB};
 use lifeboat_engine::backup::chunker::Chunker;
-use lifeboat_engine::format::crypto::{MasterKeys, SEAL_OVERHEAD};
+use lifeboat_engine::format::crypto::{GearTable, MasterKeys, SEAL_OVERHEAD};
 use lifeboat_engine::repo::index::MasterIndex;
 use lifeboat_engine::{BlobId, RepoParams};
 use rand::rngs::StdRng;
@@ -41,6 +41,11 @@ const CANDIDATES: [(u32, u32, u32); 7] = [
     (1 << 20, 2 << 20, 8 << 20),
     (1 << 20, 4 << 20, 16 << 20),
 ];
+
+/// A fresh chunker key's gear table (the seed only names the trial).
+fn gear_for(_trial: u64) -> GearTable {
+    MasterKeys::generate().gear_table()
+}
 
 /// Each chunk's blob id and length, in stream order.
 fn chunks(chunker: &Chunker, keys: &MasterKeys, data: &[u8]) -> Vec<(BlobId, usize)> {
@@ -164,7 +169,7 @@ fn main() {
         if params == RepoParams::default() {
             label.push_str(" (default)");
         }
-        let elapsed = chunk_time(&Chunker::new(&params, SEED), &data);
+        let elapsed = chunk_time(&Chunker::new(&params, &gear_for(SEED)), &data);
         let mut row = Row {
             label,
             mib_per_s: data.len() as f64 / MIB as f64 / elapsed.as_secs_f64(),
@@ -175,7 +180,7 @@ fn main() {
             restored: Vec::new(),
         };
         for (trial, (changed, inserted)) in edited.iter().enumerate() {
-            let chunker = Chunker::new(&params, SEED + trial as u64);
+            let chunker = Chunker::new(&params, &gear_for(SEED + trial as u64));
             let before = chunks(&chunker, &keys, &data);
             row.chunks += before.len();
             row.at_max += before
@@ -229,6 +234,19 @@ fn main() {
             index_per_tib,
         );
     }
+    // Format 1's table (the crate's public one with a seed XORed in) run
+    // through the same cutting loop: the speed cost of the keyed table.
+    let defaults = RepoParams::default();
+    let (format1, _) = fastcdc::v2020::get_gear_with_seed(SEED);
+    let before = chunk_time(&Chunker::new(&defaults, &GearTable(format1)), &data);
+    let after = chunk_time(&Chunker::new(&defaults, &gear_for(SEED)), &data);
+    let rate = |d: Duration| data.len() as f64 / MIB as f64 / d.as_secs_f64();
+    println!(
+        "default bounds: format 1 gear table (public, seed-XORed) {:.0} MiB/s, \
+         format 2 keyed table {:.0} MiB/s",
+        rate(before),
+        rate(after)
+    );
     println!("(stored = sealed size of the original stream's chunks / its size, before dedup)");
     println!(
         "(index per TiB = unique data / mean chunk x {per_entry} bytes per MasterIndex entry)"

@@ -93,7 +93,6 @@ unsafe impl GlobalAlloc for Counting {
 static ALLOCATOR: Counting = Counting;
 
 const SEED: u64 = 0x11fe_b0a7;
-const CHUNKER_SEED: u64 = 0x5eed;
 const CHUNK_STREAM: usize = 64 * MIB;
 const BLOB: usize = MIB;
 const PACK_BYTES: usize = 16 * MIB;
@@ -151,8 +150,9 @@ fn chunk(c: &mut Criterion) {
         params(1 << 20, 2 << 20, 8 << 20),
     ];
     let mut buffer = Vec::new();
+    let gear = MasterKeys::generate().gear_table();
     for p in candidates {
-        let chunker = Chunker::new(&p, CHUNKER_SEED);
+        let chunker = Chunker::new(&p, &gear);
         group.bench_function(BenchmarkId::from_parameter(bounds_label(&p)), |b| {
             b.iter(|| {
                 let mut count = 0usize;
@@ -228,7 +228,7 @@ fn seal(c: &mut Criterion) {
             group.bench_function(BenchmarkId::new(kind, name), |b| {
                 b.iter(|| {
                     out.clear();
-                    keys.seal(&aad, black_box(&data), level, &mut out);
+                    keys.seal_blob(&aad, black_box(&data), level, &mut out);
                     out.len()
                 })
             });
@@ -247,7 +247,7 @@ fn pack(c: &mut Criterion) {
                 let data = random_bytes(blob_size, SEED + i as u64);
                 let id = keys.blob_id(&data);
                 let mut out = Vec::new();
-                keys.seal(
+                keys.seal_blob(
                     &blob_aad(BlobType::Data.as_u8(), &id),
                     &data,
                     None,
@@ -409,7 +409,7 @@ fn tree(c: &mut Criterion) {
 fn pipeline(c: &mut Criterion) {
     let keys = MasterKeys::generate();
     let params = RepoParams::default();
-    let chunker = Chunker::new(&params, keys.chunker_seed());
+    let chunker = Chunker::new(&params, &keys.gear_table());
     let mut data = Vec::with_capacity(32 * MIB);
     for i in 0..8 {
         data.extend_from_slice(&text_like(2 * MIB, SEED + i));
@@ -443,7 +443,7 @@ fn pipeline(c: &mut Criterion) {
                         }
                         sealed.clear();
                         let aad = blob_aad(BlobType::Data.as_u8(), &id);
-                        keys.seal(&aad, chunk, Some(params.compression), &mut sealed);
+                        keys.seal_blob(&aad, chunk, Some(params.compression), &mut sealed);
                         writer.add(BlobType::Data, id, &sealed, chunk.len() as u32);
                         if writer.len() >= params.pack_size as usize {
                             let full = std::mem::replace(&mut writer, new_writer());

@@ -91,7 +91,12 @@ impl Context {
         }
         let dests = selection.into_set()?;
         let password = password::existing(self.global.password_file.as_deref())?;
-        let repo = Repository::open_with(dests, &password, admission).await?;
+        let admission = Admission {
+            known_keys: crate::known_keys::load(),
+            ..admission.clone()
+        };
+        let repo = Repository::open_with(dests, &password, &admission).await?;
+        crate::known_keys::remember(repo.key_id());
         if !self.global.quiet {
             for left in repo.destinations().left_out() {
                 eprintln!("warning: {}", left.message());

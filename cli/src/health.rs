@@ -93,7 +93,7 @@ fn cache_dir() -> Option<PathBuf> {
 
 /// `$LIFEBOAT_STATE_DIR`, else `<user state dir>/lifeboat`
 /// (`$XDG_STATE_HOME/lifeboat`, `~/.local/state/lifeboat`).
-fn base_dir() -> Option<PathBuf> {
+pub fn base_dir() -> Option<PathBuf> {
     match std::env::var_os("LIFEBOAT_STATE_DIR") {
         Some(dir) if !dir.is_empty() => Some(PathBuf::from(dir)),
         _ => dirs::state_dir()

@@ -7,6 +7,7 @@ mod context;
 mod duration;
 mod exit;
 mod health;
+mod known_keys;
 mod output;
 mod password;
 mod selection;

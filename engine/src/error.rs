@@ -87,6 +87,13 @@ pub enum Error {
         /// Its version.
         version: u32,
     },
+    /// The repository is in a format early development builds wrote, which
+    /// this build no longer reads.
+    #[error("this repository is in format {version}, written by an early development build of lifeboat, and this lifeboat reads format 2 only: format 2 chunks files with a keyed table and pads every blob, so the old data cannot be converted in place; create a new repository with `lifeboat init` and back up again")]
+    RetiredFormat {
+        /// Its format version.
+        version: u32,
+    },
     /// A blob is referenced but in no index.
     #[error("blob {blob} is not in any index (repository damaged; run `lifeboat check`)")]
     MissingBlob {

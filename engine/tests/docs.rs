@@ -15,7 +15,9 @@ use lifeboat_engine::format::crypto::BLOB_AAD_PREFIX;
 use lifeboat_engine::format::deletion::DeletionRecord;
 use lifeboat_engine::format::ids::{ObjectKind, CONFIG_KEY};
 use lifeboat_engine::format::index::IndexFile;
-use lifeboat_engine::format::keys::{INFO_AAD, KEY_AAD, KEY_FILE_VERSION};
+use lifeboat_engine::format::keys::{
+    HEADER_LEN, INFO_AAD, KEY_AAD, KEY_FILE_VERSION, SEALED_KEYS_LEN,
+};
 use lifeboat_engine::format::lock::LockFile;
 use lifeboat_engine::format::pack::{HEADER_AAD, HEADER_COMPRESSION, PACK_HEADER_VERSION};
 use lifeboat_engine::format::tree::TREE_VERSION;
@@ -137,9 +139,12 @@ fn aad_table_matches_the_code() {
     let rows = table_rows(&section(&format_md(), "### 3.3"));
     let code: BTreeMap<&str, (&[u8], usize)> = BTreeMap::from([
         ("blob", (&BLOB_AAD_PREFIX[..], 1 + 32)),
-        ("key file `sealed_keys`", (KEY_AAD, 32)),
-        ("key file `sealed_info`", (INFO_AAD, 64)),
-        ("config body", (CONFIG_AAD, 32)),
+        ("key file `sealed_keys`", (KEY_AAD, 32 + HEADER_LEN)),
+        (
+            "key file `sealed_info`",
+            (INFO_AAD, 32 + HEADER_LEN + SEALED_KEYS_LEN),
+        ),
+        ("config body", (CONFIG_AAD, 44)),
         ("pack header", (HEADER_AAD, 0)),
         ("index file", (IndexFile::AAD, 0)),
         ("snapshot", (Snapshot::AAD, 0)),

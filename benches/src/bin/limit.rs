@@ -169,7 +169,7 @@ fn best_of<T>(runs: usize, mut f: impl FnMut() -> T) -> (f64, T) {
 fn measure_stages(loaded: &Loaded, runs: usize) -> Vec<Stage> {
     let keys = MasterKeys::generate();
     let params = RepoParams::default();
-    let chunker = Chunker::new(&params, keys.chunker_seed());
+    let chunker = Chunker::new(&params, &keys.gear_table());
     let level = Some(params.compression);
     let mut stages = Vec::new();
 
@@ -230,7 +230,7 @@ fn measure_stages(loaded: &Loaded, runs: usize) -> Vec<Stage> {
             .iter()
             .map(|&i| {
                 let mut out = Vec::with_capacity(chunks[i].2 / 2 + 64);
-                keys.seal(
+                keys.seal_blob(
                     &blob_aad(BlobType::Data.as_u8(), &ids[i]),
                     chunk(&chunks[i]),
                     level,
@@ -285,7 +285,7 @@ fn measure_stages(loaded: &Loaded, runs: usize) -> Vec<Stage> {
             let plain = tree.encode();
             let id = keys.blob_id(&plain);
             let mut out = Vec::new();
-            keys.seal(
+            keys.seal_blob(
                 &blob_aad(BlobType::Tree.as_u8(), &id),
                 &plain,
                 level,

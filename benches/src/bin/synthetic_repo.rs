@@ -31,7 +31,7 @@ impl Out {
         let keys = self.repo.keys().clone();
         let id = keys.blob_id(plain);
         let mut sealed = Vec::new();
-        keys.seal(
+        keys.seal_blob(
             &blob_aad(blob_type.as_u8(), &id),
             plain,
             Some(3),

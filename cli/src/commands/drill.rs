@@ -166,7 +166,7 @@ async fn resolve(
     ctx: &Context,
 ) -> Result<(Option<RepoId>, Option<SnapshotId>, Vec<LeftOut>)> {
     let all = DestinationSet::new(backends.to_vec())?;
-    let repo = match Repository::open(all, password).await {
+    let repo = match Repository::open_with(all, password, &known_keys_first()).await {
         Ok(repo) => repo,
         Err(e @ Error::WrongPassword) => return Err(e.into()),
         Err(e) => {
@@ -189,6 +189,14 @@ async fn resolve(
     }
 }
 
+/// Opening options that try this machine's known key files first.
+fn known_keys_first() -> lifeboat_engine::Admission {
+    lifeboat_engine::Admission {
+        known_keys: crate::known_keys::load(),
+        ..Default::default()
+    }
+}
+
 /// Opens the repository on `backend` alone and drills it under a shared lock.
 async fn drill_one(
     ctx: &Context,
@@ -203,7 +211,7 @@ async fn drill_one(
     // Opened directly, not through `Context::open`: no other destination to
     // fail over to and no local metadata cache, so every byte the drill
     // trusts comes from this destination.
-    let repo = Repository::open(alone, password).await?;
+    let repo = Repository::open_with(alone, password, &known_keys_first()).await?;
     if expected.is_some_and(|id| id != repo.id()) {
         bail!("holds a different repository");
     }

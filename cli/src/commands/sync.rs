@@ -35,6 +35,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
     let admission = Admission {
         seed: args.seed.clone(),
         damaged_config: args.repair,
+        ..Default::default()
     };
     let repo = ctx.open_admitting(None, &admission).await?;
     if args.repair {

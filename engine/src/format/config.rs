@@ -2,7 +2,10 @@
 //! the sealed repository parameters.
 //!
 //! Layout: `"LIFEBOAT"` (8 bytes) || format version (u32 LE) || repository id
-//! (32 bytes) || sealed postcard [`RepoParams`] (AAD `"lifeboat.config.v1"` || id).
+//! (32 bytes) || sealed postcard [`RepoParams`] (AAD `"lifeboat.config.v2"` ||
+//! the 44 bytes before it). The clear header is authenticated with the
+//! parameters, and the sealed box runs to the end: nothing can be changed,
+//! appended or downgraded unnoticed once the config is opened.
 
 use serde::{Deserialize, Serialize};
 
@@ -11,7 +14,10 @@ use crate::format::crypto::MasterKeys;
 use crate::format::ids::RepoId;
 
 /// The on-storage format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+/// The first format, written by development builds before the keyed chunker
+/// and padded blobs; refused with [`Error::RetiredFormat`].
+pub const RETIRED_FORMAT: u32 = 1;
 const MAGIC: &[u8; 8] = b"LIFEBOAT";
 const HEADER_LEN: usize = 8 + 4 + 32;
 
@@ -78,25 +84,29 @@ pub struct ConfigHeader {
     pub id: RepoId,
 }
 
-/// AAD prefix of the config's sealed parameters (then the repository id).
-pub const CONFIG_AAD: &[u8] = b"lifeboat.config.v1";
+/// AAD prefix of the config's sealed parameters (then the clear header:
+/// magic, version, repository id).
+pub const CONFIG_AAD: &[u8] = b"lifeboat.config.v2";
 
-fn aad(id: &RepoId) -> Vec<u8> {
+fn aad(header: &[u8]) -> Vec<u8> {
     let mut aad = CONFIG_AAD.to_vec();
-    aad.extend_from_slice(&id.0);
+    aad.extend_from_slice(header);
     aad
 }
 
 /// Reads the public header of a `config` object.
 ///
 /// # Errors
-/// [`Error::Format`] when it is not a Lifeboat config, [`Error::UnsupportedVersion`]
-/// when it is a newer format.
+/// [`Error::Format`] when it is not a Lifeboat config, [`Error::RetiredFormat`]
+/// for format 1, [`Error::UnsupportedVersion`] for a newer format.
 pub fn read_header(bytes: &[u8]) -> Result<ConfigHeader> {
     if bytes.len() < HEADER_LEN || &bytes[..8] != MAGIC {
         return Err(Error::format("config", "not a lifeboat repository config"));
     }
     let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+    if version == RETIRED_FORMAT {
+        return Err(Error::RetiredFormat { version });
+    }
     if version != FORMAT_VERSION {
         return Err(Error::UnsupportedVersion {
             object: "config".into(),
@@ -117,7 +127,8 @@ pub fn encode(id: &RepoId, params: &RepoParams, keys: &MasterKeys) -> Vec<u8> {
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     out.extend_from_slice(&id.0);
-    super::seal_body(keys, &aad(id), params, &mut out);
+    let aad = aad(&out);
+    super::seal_body(keys, &aad, params, &mut out);
     out
 }
 
@@ -127,8 +138,9 @@ pub fn encode(id: &RepoId, params: &RepoParams, keys: &MasterKeys) -> Vec<u8> {
 /// [`Error::Format`] on tampering or malformed bytes.
 pub fn decode(bytes: &[u8], keys: &MasterKeys) -> Result<(ConfigHeader, RepoParams)> {
     let header = read_header(bytes)?;
-    let params: RepoParams = super::open_body(keys, &aad(&header.id), &bytes[HEADER_LEN..])
-        .map_err(|e| Error::format("config", e))?;
+    let params: RepoParams =
+        super::open_body(keys, &aad(&bytes[..HEADER_LEN]), &bytes[HEADER_LEN..])
+            .map_err(|e| Error::format("config", e))?;
     params.validate()?;
     Ok((header, params))
 }
@@ -145,15 +157,28 @@ mod tests {
         let (header, params) = decode(&bytes, &keys).unwrap();
         assert_eq!(header.id, id);
         assert_eq!(params, RepoParams::default());
-        let mut bad = bytes.clone();
-        bad[8] = 2;
+        let mut newer = bytes.clone();
+        newer[8] = 3;
         assert!(matches!(
-            read_header(&bad),
-            Err(Error::UnsupportedVersion { version: 2, .. })
+            read_header(&newer),
+            Err(Error::UnsupportedVersion { version: 3, .. })
         ));
-        let mut tampered = bytes;
-        tampered[20] ^= 1;
-        assert!(decode(&tampered, &keys).is_err());
+        let mut retired = bytes.clone();
+        retired[8] = 1;
+        assert!(matches!(
+            read_header(&retired),
+            Err(Error::RetiredFormat { version: 1 })
+        ));
+        // Every byte is authenticated, the clear header included, and
+        // nothing may follow the sealed box.
+        for at in 0..bytes.len() {
+            let mut tampered = bytes.clone();
+            tampered[at] ^= 1;
+            assert!(decode(&tampered, &keys).is_err(), "byte {at}");
+        }
+        let mut longer = bytes;
+        longer.push(0);
+        assert!(decode(&longer, &keys).is_err());
     }
 
     use crate::format::crypto::mutate;
@@ -165,7 +190,7 @@ mod tests {
             let keys = MasterKeys::generate();
             let _ = read_header(&bytes);
             prop_assert!(decode(&bytes, &keys).is_err());
-            let mut with_magic = b"LIFEBOAT\x01\x00\x00\x00".to_vec();
+            let mut with_magic = b"LIFEBOAT\x02\x00\x00\x00".to_vec();
             with_magic.extend_from_slice(&bytes);
             let _ = read_header(&with_magic);
             prop_assert!(decode(&with_magic, &keys).is_err());
@@ -175,9 +200,10 @@ mod tests {
         fn arbitrary_config_plaintext_never_panics(plain in mutate::bytes(60)) {
             let keys = MasterKeys::generate();
             let id = RepoId([4; 32]);
-            let mut bytes = b"LIFEBOAT\x01\x00\x00\x00".to_vec();
+            let mut bytes = b"LIFEBOAT\x02\x00\x00\x00".to_vec();
             bytes.extend_from_slice(&id.0);
-            keys.seal(&aad(&id), &plain, None, &mut bytes);
+            let aad = aad(&bytes);
+            keys.seal(&aad, &plain, None, &mut bytes);
             if let Ok((_, params)) = decode(&bytes, &keys) {
                 prop_assert!(params.validate().is_ok());
             }

@@ -1,8 +1,11 @@
 //! Master keys, sealing (compress + XChaCha20-Poly1305) and blob ids.
 //!
 //! A sealed object is `nonce (24) || ciphertext || tag (16)`. Its plaintext
-//! starts with one encoding byte: 0 = stored as is, 1 = zstd frame. Every seal
-//! draws a fresh random nonce, so nonces never repeat in practice (192-bit).
+//! starts with one encoding byte: 0 = stored as is, 1 = zstd frame, and for
+//! blobs 2 and 3, the same padded (a 4-byte body length, the body, zeros up
+//! to the Padmé length of the sealed box) so that sealed sizes do not give
+//! away chunk lengths. Every seal draws a fresh random nonce, so nonces never
+//! repeat in practice (192-bit).
 
 use chacha20poly1305::aead::{Aead, AeadInPlace, KeyInit, OsRng, Payload};
 use chacha20poly1305::XChaCha20Poly1305;
@@ -20,6 +23,38 @@ pub const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN + 1;
 
 const ENCODING_RAW: u8 = 0;
 const ENCODING_ZSTD: u8 = 1;
+/// Stored as is, then padded.
+const ENCODING_PADDED_RAW: u8 = 2;
+/// A zstd frame, then padded.
+const ENCODING_PADDED_ZSTD: u8 = 3;
+/// A padded payload's encoding byte and body length (u32 little-endian).
+const PADDED_HEADER: usize = 5;
+
+/// Whether a seal pads its box to the Padmé grid (blobs do, FORMAT.md §3.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Padding {
+    /// The box is exactly as long as its payload.
+    None,
+    /// Zeros after the body bring the sealed length to [`padme`] of itself.
+    Padme,
+}
+
+/// The Padmé length of `len` (Nikitin et al., "Reducing metadata leakage
+/// from encrypted files and communication with PURBs", 2019): `len` rounded
+/// up so that only the top `floor(log2(floor(log2 len))) + 1` bits of its
+/// binary length can be nonzero. At most ~12 % larger (for tiny lengths),
+/// under 3 % from 64 KiB on, and a length of `n` bits leaks only
+/// O(log log n) bits.
+pub fn padme(len: u64) -> u64 {
+    if len < 2 {
+        return len;
+    }
+    let exponent = u64::from(63 - len.leading_zeros());
+    let exponent_bits = u64::from(64 - exponent.leading_zeros());
+    let low_bits = exponent - exponent_bits;
+    let mask = (1u64 << low_bits) - 1;
+    (len + mask) & !mask
+}
 
 /// Most plaintext bytes an object other than a blob may open to, per byte of
 /// its sealed length (FORMAT.md §3.2): a sealed box of `n` bytes opens to at
@@ -36,6 +71,22 @@ const ZSTD_MAX_RATIO: usize = 128 * 1024 / 4;
 
 /// The first bytes of every blob's AAD ([`blob_aad`]).
 pub const BLOB_AAD_PREFIX: &[u8; 16] = b"lifeboat.blob.v1";
+
+/// What the chunker key hashes, followed by one byte (the table index), to
+/// give each entry of the gear table.
+pub const GEAR_CONTEXT: &[u8] = b"lifeboat.gear.v2";
+
+/// The chunker's secret gear table: 256 64-bit words, wiped when dropped
+/// and never printed (chunk boundaries under it reveal nothing by themselves,
+/// but the table would let anyone predict them).
+#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
+pub struct GearTable(pub Box<[u64; 256]>);
+
+impl std::fmt::Debug for GearTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GearTable(..)")
+    }
+}
 
 /// A 32-byte secret that is wiped from memory when dropped and never printed.
 #[derive(Clone, Zeroize, ZeroizeOnDrop, PartialEq, Eq)]
@@ -132,17 +183,41 @@ impl MasterKeys {
         BlobId(*blake3::keyed_hash(&self.blob_id.0, plaintext).as_bytes())
     }
 
-    /// The 64-bit seed handed to FastCDC, derived from the chunker key.
-    pub fn chunker_seed(&self) -> u64 {
-        let h = blake3::keyed_hash(&self.chunker.0, b"lifeboat fastcdc v2020 seed");
-        let mut s = [0u8; 8];
-        s.copy_from_slice(&h.as_bytes()[..8]);
-        u64::from_le_bytes(s)
+    /// The chunker's gear table (FORMAT.md §3.4): every entry drawn from the
+    /// chunker key with keyed BLAKE3 over its index, so the whole table is
+    /// secret. Format 1 XORed one 64-bit seed into FastCDC's public table,
+    /// which leaves the table's structure known and the seed recoverable from
+    /// chunk lengths (the content-defined-chunking attacks of 2025).
+    pub fn gear_table(&self) -> GearTable {
+        let mut table = [0u64; 256];
+        for (index, entry) in table.iter_mut().enumerate() {
+            let mut input = [0u8; GEAR_CONTEXT.len() + 1];
+            input[..GEAR_CONTEXT.len()].copy_from_slice(GEAR_CONTEXT);
+            input[GEAR_CONTEXT.len()] = index as u8;
+            let hash = blake3::keyed_hash(&self.chunker.0, &input);
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&hash.as_bytes()[..8]);
+            *entry = u64::from_le_bytes(word);
+        }
+        GearTable(Box::new(table))
     }
 
     /// Seals `plaintext` with the data key.
     pub fn seal(&self, aad: &[u8], plaintext: &[u8], compression: Option<i32>, out: &mut Vec<u8>) {
-        seal_with(&self.data, aad, plaintext, compression, out);
+        seal_with(&self.data, aad, plaintext, compression, Padding::None, out);
+    }
+
+    /// Seals a blob with the data key, padded so that its sealed length is a
+    /// Padmé length ([`padme`]): a provider that sees the ranges a restore
+    /// reads learns a rounded size, not the chunk's length.
+    pub fn seal_blob(
+        &self,
+        aad: &[u8],
+        plaintext: &[u8],
+        compression: Option<i32>,
+        out: &mut Vec<u8>,
+    ) {
+        seal_with(&self.data, aad, plaintext, compression, Padding::Padme, out);
     }
 
     /// Opens an object sealed with the data key. Its plaintext may be at most
@@ -178,6 +253,7 @@ pub(crate) fn seal_with(
     aad: &[u8],
     plaintext: &[u8],
     compression: Option<i32>,
+    padding: Padding,
     out: &mut Vec<u8>,
 ) {
     // Build nonce || encoding || body directly in `out` and encrypt in place:
@@ -187,10 +263,12 @@ pub(crate) fn seal_with(
     // a small one.
     let mut nonce = [0u8; NONCE_LEN];
     rand::thread_rng().fill_bytes(&mut nonce);
-    out.reserve(NONCE_LEN + 1 + plaintext.len() + TAG_LEN);
+    let padded = padding == Padding::Padme;
+    let header = if padded { PADDED_HEADER } else { 1 };
+    out.reserve(NONCE_LEN + header + plaintext.len() + TAG_LEN);
     out.extend_from_slice(&nonce);
     let start = out.len();
-    out.push(ENCODING_ZSTD);
+    out.resize(start + header, 0);
     let mut compressed = compression.is_some_and(|level| compress_into(level, plaintext, out));
     // Readers refuse objects other than blobs that open to more than
     // MAX_EXPANSION times their sealed size: such a rare, extremely repetitive
@@ -202,9 +280,23 @@ pub(crate) fn seal_with(
         compressed = false;
     }
     if !compressed {
-        out.truncate(start);
-        out.push(ENCODING_RAW);
+        out.truncate(start + header);
         out.extend_from_slice(plaintext);
+    }
+    out[start] = match (padded, compressed) {
+        (false, false) => ENCODING_RAW,
+        (false, true) => ENCODING_ZSTD,
+        (true, false) => ENCODING_PADDED_RAW,
+        (true, true) => ENCODING_PADDED_ZSTD,
+    };
+    if padded {
+        let body = out.len() - start - PADDED_HEADER;
+        let body = u32::try_from(body)
+            .unwrap_or_else(|_| unreachable!("blobs are at most a chunk, far below 4 GiB"));
+        out[start + 1..start + PADDED_HEADER].copy_from_slice(&body.to_le_bytes());
+        let sealed = (out.len() - start + NONCE_LEN + TAG_LEN) as u64;
+        let zeros = (padme(sealed) - sealed) as usize;
+        out.resize(out.len() + zeros, 0);
     }
     let cipher = XChaCha20Poly1305::new((&key.0).into());
     let tag = cipher
@@ -273,25 +365,45 @@ fn open_bounded(
     let mut payload = cipher
         .decrypt(nonce.into(), Payload { msg: body, aad })
         .map_err(|_| OpenError::Authentication)?;
-    match payload.first() {
-        Some(&ENCODING_RAW) => {
-            if payload.len() - 1 > limit {
-                payload.zeroize();
-                return Err(OpenError::Size);
+    let outcome = decode_payload(&mut payload, limit, exact);
+    payload.zeroize();
+    outcome
+}
+
+/// Decodes an opened payload (encoding byte, body, any padding) into at most
+/// `limit` bytes (exactly `limit` when `exact`).
+fn decode_payload(payload: &mut Vec<u8>, limit: usize, exact: bool) -> Result<Vec<u8>, OpenError> {
+    let Some(&encoding) = payload.first() else {
+        return Err(OpenError::Encoding);
+    };
+    let body = match encoding {
+        ENCODING_RAW | ENCODING_ZSTD => 1..payload.len(),
+        ENCODING_PADDED_RAW | ENCODING_PADDED_ZSTD => {
+            let Some(length) = payload.get(1..PADDED_HEADER) else {
+                return Err(OpenError::Encoding);
+            };
+            let length = u32::from_le_bytes([length[0], length[1], length[2], length[3]]);
+            let end = PADDED_HEADER.saturating_add(length as usize);
+            // The padding must be zeros and end the payload: one encoding
+            // per blob, nothing hidden after the body.
+            match payload.get(end..) {
+                Some(zeros) if zeros.iter().all(|&b| b == 0) => PADDED_HEADER..end,
+                _ => return Err(OpenError::Encoding),
             }
-            payload.remove(0);
-            Ok(payload)
         }
-        Some(&ENCODING_ZSTD) => {
-            let out = decompress_bounded(&payload[1..], limit, exact);
-            payload.zeroize();
-            out
-        }
-        _ => {
-            payload.zeroize();
-            Err(OpenError::Encoding)
-        }
+        _ => return Err(OpenError::Encoding),
+    };
+    if matches!(encoding, ENCODING_ZSTD | ENCODING_PADDED_ZSTD) {
+        return decompress_bounded(&payload[body], limit, exact);
     }
+    if body.len() > limit {
+        return Err(OpenError::Size);
+    }
+    // Stored as is: hand the buffer over instead of copying the body (the
+    // bytes cut off are the encoding, the length and zeros).
+    payload.truncate(body.end);
+    payload.drain(..body.start);
+    Ok(std::mem::take(payload))
 }
 
 /// Decompresses a zstd frame into at most `limit` bytes, never allocating more

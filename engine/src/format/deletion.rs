@@ -12,26 +12,30 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::keys::KeySerial;
 use super::{RepoFile, SealedFile};
 
-/// The record version written and read.
-pub const RECORD_VERSION: u8 = 1;
+/// The record version written and read (2 adds the revoked key serials).
+pub const RECORD_VERSION: u8 = 2;
 /// The AAD a record is sealed with.
 pub const RECORD_AAD: &[u8] = b"lifeboat.deletion.v1";
 
 /// One deletion record (`deletions/<id>`, sealed).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeletionRecord {
-    /// Format version (1).
+    /// Format version (2).
     pub version: u8,
     /// When it was written, seconds since the epoch.
     pub time: i64,
-    /// `forget` or `prune`.
+    /// `forget`, `prune` or `key remove`.
     pub reason: String,
     /// Host that wrote it.
     pub hostname: String,
     /// Storage keys of the removed objects.
     pub keys: Vec<String>,
+    /// Serials of the key files `key remove` revoked: no key file carrying
+    /// one opens the repository, whatever name it is stored under.
+    pub revoked: Vec<KeySerial>,
 }
 
 impl DeletionRecord {
@@ -43,6 +47,15 @@ impl DeletionRecord {
             reason: reason.to_string(),
             hostname: crate::hostname(),
             keys,
+            revoked: Vec::new(),
+        }
+    }
+
+    /// The record of `key remove`: the key file's storage key and its serial.
+    pub fn key_removal(key: String, serial: KeySerial) -> Self {
+        DeletionRecord {
+            revoked: vec![serial],
+            ..Self::new("key remove", vec![key])
         }
     }
 }
@@ -89,10 +102,12 @@ mod tests {
             reason in ".{0,10}",
             hostname in ".{0,16}",
             listed in prop::collection::vec("[a-z/0-9]{0,80}", 0..20),
+            revoked in prop::collection::vec(any::<[u8; 16]>(), 0..3),
             m in mutate::mutations(),
         ) {
             let keys = MasterKeys::generate();
-            let record = DeletionRecord { version: RECORD_VERSION, time, reason, hostname, keys: listed };
+            let revoked = revoked.into_iter().map(KeySerial).collect();
+            let record = DeletionRecord { version: RECORD_VERSION, time, reason, hostname, keys: listed, revoked };
             let sealed = record.seal(&keys);
             prop_assert_eq!(&DeletionRecord::open(&keys, "r", &sealed).unwrap(), &record);
             let bad = mutate::apply(&sealed, &m);

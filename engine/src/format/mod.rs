@@ -165,7 +165,7 @@ mod tests {
     use std::error::Error as _;
 
     use super::*;
-    use crate::format::deletion::{DeletionRecord, RECORD_AAD};
+    use crate::format::deletion::{DeletionRecord, RECORD_AAD, RECORD_VERSION};
 
     #[test]
     fn open_reports_each_failure_with_its_cause() {
@@ -185,18 +185,18 @@ mod tests {
 
         // A version this build does not read: named as such, not as garbage.
         let mut future = record.encode();
-        future[0] = 2;
+        future[0] = RECORD_VERSION + 1;
         let mut sealed = Vec::new();
         keys.seal(RECORD_AAD, &future, None, &mut sealed);
         let err = DeletionRecord::open(&keys, "r", &sealed).unwrap_err();
         assert!(
-            matches!(err, Error::UnsupportedVersion { version: 2, .. }),
+            matches!(err, Error::UnsupportedVersion { version: 3, .. }),
             "{err}"
         );
 
         // The right version byte, then bytes that do not decode.
         let mut sealed = Vec::new();
-        keys.seal(RECORD_AAD, &[1, 0xff, 0xff], None, &mut sealed);
+        keys.seal(RECORD_AAD, &[RECORD_VERSION, 0xff, 0xff], None, &mut sealed);
         let err = DeletionRecord::open(&keys, "r", &sealed).unwrap_err();
         assert!(
             matches!(

@@ -103,11 +103,11 @@ pub type KeyResult<T> = std::result::Result<T, KeyError>;
 pub struct KeyEntry {
     /// Its id (the name under `keys/`).
     pub id: KeyId,
-    /// Key file version (1 records no creation info).
+    /// Key file version, when it decodes.
     pub version: Option<u8>,
     /// Its Argon2id parameters, when it decodes.
     pub params: Option<KdfParams>,
-    /// Who made it and when (version 2 key files).
+    /// Who made it and when, and its serial (when its info opens).
     pub info: Option<KeyInfo>,
     /// True for the key the repository was opened with.
     pub in_use: bool,
@@ -220,11 +220,11 @@ pub async fn list_keys(repo: &Repository) -> KeyResult<KeyListing> {
         for backend in &backends {
             match read_key(backend.as_ref(), &id).await {
                 Ok((_, file)) => {
-                    entry.version = Some(file.version);
+                    entry.version = Some(crate::format::keys::KEY_FILE_VERSION);
                     entry.params = Some(file.params);
                     match file.info(repo.keys(), &repo.id()) {
                         Ok(info) => {
-                            entry.info = info;
+                            entry.info = Some(info);
                             entry.problem = None;
                         }
                         Err(e) => entry.problem = Some(e.to_string()),
@@ -419,7 +419,17 @@ pub async fn remove_key(repo: &Repository, prefix: &str, force: bool) -> KeyResu
     }
     // A tombstone, so a destination outside this selection that still holds
     // the key file neither gets it copied back by sync nor opens with it.
-    let record = crate::format::deletion::DeletionRecord::new("key remove", vec![key]);
+    // It names the key file's serial too: a copy a provider puts back under
+    // another name (or with bytes appended) still does not open.
+    let serial = original
+        .as_deref()
+        .and_then(|bytes| KeyFile::from_bytes(bytes).ok())
+        .and_then(|file| file.info(repo.keys(), &repo.id()).ok())
+        .map(|info| info.serial);
+    let record = match serial {
+        Some(serial) => crate::format::deletion::DeletionRecord::key_removal(key, serial),
+        None => crate::format::deletion::DeletionRecord::new("key remove", vec![key]),
+    };
     crate::repo::deletions::write(repo, &record).await?;
     repo.reload_tombstones().await;
     Ok(id)

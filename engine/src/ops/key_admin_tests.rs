@@ -196,33 +196,107 @@ fn prefixes_resolve_uniquely() {
     assert!(matches!(resolve("xyz", ids), Err(KeyError::BadId(_))));
 }
 
-#[tokio::test]
-async fn version_1_key_files_are_listed_without_info() {
-    let (a, b) = two();
-    let backends = arcs(&a, &b);
-    let repo = init(&backends).await;
-    // A version-1 key file, as an older lifeboat wrote it.
-    let v2 = KeyFile::create(repo.keys(), NEW, &repo.id(), cheap()).unwrap();
-    let v1 = KeyFile {
-        version: 1,
-        sealed_info: Vec::new(),
-        ..v2
-    };
-    let bytes = Bytes::from(v1.to_bytes());
+/// Stores `bytes` on every backend under their content name.
+async fn plant(backends: &[Arc<dyn Backend>], bytes: Vec<u8>) -> KeyId {
+    let bytes = Bytes::from(bytes);
     let id = KeyId(storage_hash(&bytes));
-    for backend in &backends {
+    for backend in backends {
         backend
             .put(&ObjectKind::Key.key(&id.to_hex()), bytes.clone())
             .await
             .unwrap();
     }
-    let by_v1 = open(&backends, NEW).await.unwrap();
-    assert_eq!(by_v1.key_id(), id);
-    let listing = list_keys(&by_v1).await.unwrap();
-    let entry = listing.keys.iter().find(|k| k.id == id).unwrap();
-    assert_eq!(entry.version, Some(1));
-    assert_eq!(entry.info, None);
-    assert!(entry.in_use);
-    // Oldest first: a key without a creation time sorts first.
-    assert_eq!(listing.keys[0].id, id);
+    id
+}
+
+#[tokio::test]
+async fn a_removed_password_stays_removed_under_any_name() {
+    let (a, b) = two();
+    let backends = arcs(&a, &b);
+    let repo = init(&backends).await;
+    let added = add_key(&repo, NEW, cheap()).await.unwrap();
+    let removed_bytes = a
+        .get(&ObjectKind::Key.key(&added.to_hex()), None)
+        .await
+        .unwrap();
+    let removed_file = KeyFile::from_bytes(&removed_bytes).unwrap();
+    let serial = removed_file.info(repo.keys(), &repo.id()).unwrap().serial;
+    remove_key(&repo, &added.to_hex(), false).await.unwrap();
+    assert!(matches!(
+        open(&backends, NEW).await,
+        Err(Error::WrongPassword)
+    ));
+
+    // The provider puts the removed key file back with one byte appended
+    // (a new content name; format 1 ignored trailing bytes and opened it).
+    let mut appended = removed_bytes.to_vec();
+    appended.push(0);
+    let appended = plant(&backends, appended).await;
+    assert!(open(&backends, NEW).await.is_err());
+    for backend in &backends {
+        backend
+            .delete(&ObjectKind::Key.key(&appended.to_hex()))
+            .await
+            .unwrap();
+    }
+    // The very bytes, under their old name: the name is tombstoned.
+    plant(&backends, removed_bytes.to_vec()).await;
+    assert!(matches!(
+        open(&backends, NEW).await,
+        Err(Error::KeyRemoved { .. })
+    ));
+    // A key file that differs in every byte but carries the removed serial
+    // (as its former holder could write one): revoked by the serial.
+    let info = KeyInfo {
+        serial,
+        ..KeyInfo::current()
+    };
+    let twin = KeyFile::create_with_info(repo.keys(), NEW, &repo.id(), cheap(), &info).unwrap();
+    plant(&backends, twin.to_bytes()).await;
+    assert!(matches!(
+        open(&backends, NEW).await,
+        Err(Error::KeyRemoved { .. })
+    ));
+    // The remaining password still opens.
+    assert_eq!(open(&backends, OLD).await.unwrap().key_id(), repo.key_id());
+}
+
+#[tokio::test]
+async fn known_keys_are_tried_first_and_costly_ones_last() {
+    let (a, b) = two();
+    let backends = arcs(&a, &b);
+    let repo = init(&backends).await;
+    // A key file a provider planted (another repository's keys under this
+    // repository's id) asking for the largest accepted Argon2 cost: tried
+    // first it would stall every open for seconds to minutes.
+    let costly = KdfParams {
+        memory_kib: crate::format::keys::MAX_KDF_MEMORY_KIB,
+        iterations: crate::format::keys::MAX_KDF_ITERATIONS,
+        parallelism: 1,
+    };
+    let planted = KeyFile::create_with_info(
+        &crate::format::crypto::MasterKeys::generate(),
+        b"not yours",
+        &repo.id(),
+        cheap(),
+        &KeyInfo::current(),
+    )
+    .unwrap();
+    let planted = KeyFile {
+        params: costly,
+        ..planted
+    };
+    plant(&backends, planted.to_bytes()).await;
+    // The real key opens, remembered or not (the order itself is
+    // `try_rank`'s, tested in repo/mod.rs).
+    let opened = open(&backends, OLD).await.unwrap();
+    assert_eq!(opened.key_id(), repo.key_id());
+    let admission = crate::repo::Admission {
+        known_keys: vec![repo.key_id()],
+        ..Default::default()
+    };
+    let opened = Repository::open_with(set(&backends), OLD, &admission)
+        .await
+        .unwrap();
+    assert_eq!(opened.key_id(), repo.key_id());
 }

@@ -3,13 +3,14 @@
 //! [`crate::format::deletion::DeletionRecord`]; why records exist and when
 //! they are written is described there.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use futures::StreamExt;
 
 use crate::error::{Error, Result};
 use crate::format::deletion::DeletionRecord;
 use crate::format::ids::ObjectKind;
+use crate::format::keys::KeySerial;
 use crate::format::SealedFile;
 use crate::repo::Repository;
 
@@ -17,12 +18,18 @@ use crate::repo::Repository;
 #[derive(Debug, Clone, Default)]
 pub struct Tombstones {
     keys: HashMap<String, i64>,
+    revoked: HashSet<KeySerial>,
 }
 
 impl Tombstones {
     /// True when `key` was removed by forget or prune.
     pub fn contains(&self, key: &str) -> bool {
         self.keys.contains_key(key)
+    }
+
+    /// True when `key remove` revoked the key file with this serial.
+    pub fn revoked(&self, serial: &KeySerial) -> bool {
+        self.revoked.contains(serial)
     }
 
     /// When `key` was first recorded as removed.
@@ -45,6 +52,7 @@ impl Tombstones {
             let time = self.keys.entry(key.clone()).or_insert(record.time);
             *time = (*time).min(record.time);
         }
+        self.revoked.extend(record.revoked.iter().copied());
     }
 }
 

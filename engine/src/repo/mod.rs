@@ -44,6 +44,11 @@ pub struct Admission {
     /// not open with its keys, so that `check` can report the damage and
     /// `sync --repair` can replace it.
     pub damaged_config: bool,
+    /// Key files that opened a repository on this machine before, most
+    /// recent first (local state): tried before any other, so that a key
+    /// file a provider planted with costly KDF parameters is not derived
+    /// first. The rest are tried cheapest first.
+    pub known_keys: Vec<KeyId>,
 }
 
 /// An open repository.
@@ -59,6 +64,15 @@ pub struct Repository {
     cache: Option<Arc<MetadataCache>>,
     /// Deletion records, loaded on first use (shared by clones).
     tombstones: Arc<tokio::sync::Mutex<Option<Arc<Tombstones>>>>,
+}
+
+/// Where a key file comes in the order they are tried (lowest first): key
+/// files that opened here before, most recent first, then the rest by
+/// KDF cost, cheapest first. Every try costs one key derivation, so a key
+/// file a provider planted with the highest accepted cost comes last.
+fn try_rank(key_id: &KeyId, params: &KdfParams, known_keys: &[KeyId]) -> (usize, u64) {
+    let known = known_keys.iter().position(|k| k == key_id);
+    (known.unwrap_or(known_keys.len()), params.cost())
 }
 
 /// Verifies that `bytes` hash to the name in `key`; the check of invariant 3.
@@ -180,7 +194,7 @@ impl Repository {
         password: &[u8],
         admission: &Admission,
     ) -> Result<Self> {
-        let (mut repo, opened_on, config) = Self::open_first(dests, password).await?;
+        let (mut repo, opened_on, config) = Self::open_first(dests, password, admission).await?;
         let verdicts = repo.identify_others(&opened_on, &config, admission).await;
         if !verdicts.is_empty() {
             repo.dests.leave_out(&verdicts);
@@ -258,7 +272,11 @@ impl Repository {
     /// Opens the repository on the first destination whose config and key
     /// files open with `password`; returns it with that destination's name
     /// and config bytes.
-    async fn open_first(dests: DestinationSet, password: &[u8]) -> Result<(Self, String, Bytes)> {
+    async fn open_first(
+        dests: DestinationSet,
+        password: &[u8],
+        admission: &Admission,
+    ) -> Result<(Self, String, Bytes)> {
         // The first destination that holds the repository answers; one that
         // cannot be reached is dropped, one without a repository is skipped,
         // and one whose config or key files are damaged hands over to the next.
@@ -295,10 +313,20 @@ impl Repository {
                     continue;
                 }
             };
-            match Self::open_on(&dests, &backend, config.clone(), key_objects, password).await {
+            let opened = Self::open_on(
+                &dests,
+                &backend,
+                config.clone(),
+                key_objects,
+                password,
+                &admission.known_keys,
+            )
+            .await;
+            match opened {
                 Ok(repo) => return Ok((repo, backend.name().to_string(), config)),
-                // The password is at fault, not the destination.
-                Err(e @ Error::KeyRemoved { .. }) => return Err(e),
+                // The password is at fault, not the destination; or the
+                // repository is of a format this build no longer reads.
+                Err(e @ (Error::KeyRemoved { .. } | Error::RetiredFormat { .. })) => return Err(e),
                 Err(e) => {
                     if !matches!(e, Error::WrongPassword) {
                         tracing::warn!("{}: cannot open the repository there: {e}", backend.name());
@@ -324,6 +352,7 @@ impl Repository {
         config: Bytes,
         key_objects: Vec<lifeboat_backends::ObjectMeta>,
         password: &[u8],
+        known_keys: &[KeyId],
     ) -> Result<Self> {
         let header = repo_config::read_header(&config)?;
         // Every key file requested at once: one round trip, not one each.
@@ -338,9 +367,10 @@ impl Repository {
         }
         // A key file that does not verify or decode (damaged, or a newer
         // version's) is skipped with a warning: another one may still open.
+        // Key files are tried in the order given, known ones first, then the
+        // cheapest: each costs one key derivation.
+        let mut decoded = Vec::with_capacity(key_objects.len());
         let mut unreadable = None;
-        let mut removed_key = None;
-        let mut tried = false;
         for (meta, fetched) in key_objects.into_iter().zip(fetched) {
             let bytes = match fetched {
                 Ok(bytes) => bytes,
@@ -348,27 +378,30 @@ impl Repository {
                 Err(e) if e.kind == ErrorKind::NotFound => continue,
                 Err(e) => return Err(e.into()),
             };
-            let key_file = match verify_named(primary.name(), &meta.key, ObjectKind::Key, &bytes)
+            match verify_named(primary.name(), &meta.key, ObjectKind::Key, &bytes)
                 .and_then(|()| KeyFile::from_bytes(&bytes))
             {
-                Ok(key_file) => key_file,
+                Ok(key_file) => decoded.push((meta, KeyId(storage_hash(&bytes)), key_file)),
                 Err(e) => {
                     tracing::warn!("{}: {} skipped: {e}", primary.name(), meta.key);
                     unreadable = Some(e);
-                    continue;
                 }
-            };
-            let key_id = KeyId(storage_hash(&bytes));
+            }
+        }
+        decoded.sort_by_key(|(_, key_id, key_file)| try_rank(key_id, &key_file.params, known_keys));
+        let mut removed_key = None;
+        let mut tried = false;
+        for (meta, key_id, key_file) in decoded {
             let password = zeroize::Zeroizing::new(password.to_vec());
             let opened = tokio::task::spawn_blocking(move || key_file.open(&password, &header.id))
                 .await
                 .map_err(|e| Error::task_failed("key derivation thread", e))?;
             match opened {
-                Ok(keys) => {
-                    let (_, params) = repo_config::decode(&config, &keys)?;
+                Ok(opened) => {
+                    let (_, params) = repo_config::decode(&config, &opened.keys)?;
                     let repo = Repository {
                         dests: dests.clone(),
-                        keys: Arc::new(keys),
+                        keys: Arc::new(opened.keys),
                         id: header.id,
                         params,
                         key_id,
@@ -376,9 +409,11 @@ impl Repository {
                         tombstones: Arc::default(),
                     };
                     // A key file `key remove` removed may linger on a
-                    // destination not swept yet: its password must not open.
+                    // destination not swept yet, or be put back by a
+                    // provider under another name: by its name or its
+                    // serial, its password must not open.
                     let removed = match repo.tombstones().await {
-                        Ok(t) => t.contains(&meta.key),
+                        Ok(t) => t.contains(&meta.key) || t.revoked(&opened.serial),
                         Err(e) => {
                             tracing::warn!("cannot read the deletion records: {e}");
                             false
@@ -526,5 +561,34 @@ impl Repository {
     pub async fn load_tree(&self, index: &MasterIndex, id: &BlobId) -> Result<Tree> {
         let bytes = self.read_blob(index, id).await?;
         Tree::decode(id, &bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_files_are_tried_known_first_then_cheapest_first() {
+        let cheap = KdfParams::insecure_for_tests();
+        let default = KdfParams::default();
+        let planted = KdfParams {
+            memory_kib: crate::format::keys::MAX_KDF_MEMORY_KIB,
+            iterations: crate::format::keys::MAX_KDF_ITERATIONS,
+            parallelism: 1,
+        };
+        let (a, b, c, d) = (
+            KeyId([1; 32]),
+            KeyId([2; 32]),
+            KeyId([3; 32]),
+            KeyId([4; 32]),
+        );
+        let known = [c, a];
+        let mut files = [(a, default), (b, planted), (c, planted), (d, cheap)];
+        files.sort_by_key(|(id, params)| try_rank(id, params, &known));
+        let order: Vec<KeyId> = files.iter().map(|(id, _)| *id).collect();
+        // The remembered ones in the order remembered, whatever their cost;
+        // then the cheapest; the planted costly one last.
+        assert_eq!(order, vec![c, a, d, b]);
     }
 }

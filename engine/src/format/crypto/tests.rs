@@ -1,6 +1,7 @@
 use super::*;
 use chacha20poly1305::AeadCore;
 use proptest::prelude::*;
+use rand::Rng;
 
 /// Seals `payload` (encoding byte included) as is, bypassing the writer's
 /// rules: what a malicious holder of the key could store.
@@ -199,7 +200,100 @@ fn blob_ids_are_keyed() {
     let b = MasterKeys::generate();
     assert_eq!(a.blob_id(b"x"), a.blob_id(b"x"));
     assert_ne!(a.blob_id(b"x"), b.blob_id(b"x"));
-    assert_ne!(a.chunker_seed(), b.chunker_seed());
+    assert_ne!(a.gear_table(), b.gear_table());
     let restored = MasterKeys::from_bytes(&a.to_bytes()).unwrap();
     assert_eq!(restored.blob_id(b"x"), a.blob_id(b"x"));
+}
+
+#[test]
+fn padme_rounds_up_by_at_most_twelve_percent() {
+    assert_eq!(padme(0), 0);
+    assert_eq!(padme(1), 1);
+    assert_eq!(padme(100), 104);
+    assert_eq!(padme(1 << 20), 1 << 20);
+    assert_eq!(padme((1 << 20) + 1), (1 << 20) + (1 << 15));
+    let mut previous = 0;
+    for len in (2..3_000_000u64).step_by(997) {
+        let padded = padme(len);
+        assert!(padded >= len && padded >= previous);
+        assert!(
+            padded as f64 <= len as f64 * 1.12 + 1.0,
+            "{len} -> {padded}"
+        );
+        assert_eq!(padme(padded), padded, "padded lengths are fixed points");
+        previous = padded;
+    }
+}
+
+#[test]
+fn sealed_blobs_fall_on_the_padding_grid_and_open_exactly() {
+    let keys = MasterKeys::generate();
+    let aad = blob_aad(0, &BlobId([1; 32]));
+    let mut rng = rand::thread_rng();
+    for len in [0usize, 1, 40, 1000, 4097, 131_072, 600_000, 2 << 20] {
+        let random: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+        let text: Vec<u8> = b"lifeboat ".iter().copied().cycle().take(len).collect();
+        for (plain, level) in [(&random, Some(3)), (&text, Some(3)), (&random, None)] {
+            let mut sealed = Vec::new();
+            keys.seal_blob(&aad, plain, level, &mut sealed);
+            assert_eq!(padme(sealed.len() as u64), sealed.len() as u64, "len {len}");
+            assert_eq!(&keys.open_exact(&aad, &sealed, len).unwrap(), plain);
+            assert_eq!(
+                keys.open_exact(&aad, &sealed, len + 1),
+                Err(OpenError::Size)
+            );
+        }
+    }
+    // Incompressible chunks of different lengths in one bucket: the same
+    // sealed size, so a ranged read does not give the exact length away.
+    let sizes: Vec<usize> = [600_000usize, 600_123, 601_000]
+        .iter()
+        .map(|&len| {
+            let plain: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+            let mut sealed = Vec::new();
+            keys.seal_blob(&aad, &plain, Some(3), &mut sealed);
+            sealed.len()
+        })
+        .collect();
+    assert!(sizes.windows(2).all(|w| w[0] == w[1]), "{sizes:?}");
+}
+
+#[test]
+fn padded_payloads_must_be_well_formed() {
+    let keys = MasterKeys::generate();
+    let aad = blob_aad(0, &BlobId([2; 32]));
+    let padded = |encoding: u8, length: u32, body: &[u8], padding: &[u8]| {
+        let mut payload = vec![encoding];
+        payload.extend_from_slice(&length.to_le_bytes());
+        payload.extend_from_slice(body);
+        payload.extend_from_slice(padding);
+        seal_payload(&keys, &aad, &payload)
+    };
+    let good = padded(ENCODING_PADDED_RAW, 3, b"abc", &[0; 9]);
+    assert_eq!(keys.open_exact(&aad, &good, 3).unwrap(), b"abc");
+    // Nonzero padding, a length past the end, a truncated length field.
+    let nonzero = padded(ENCODING_PADDED_RAW, 3, b"abc", &[0, 1, 0]);
+    assert_eq!(keys.open_exact(&aad, &nonzero, 3), Err(OpenError::Encoding));
+    let past_end = padded(ENCODING_PADDED_RAW, 300, b"abc", &[0; 9]);
+    assert_eq!(
+        keys.open_exact(&aad, &past_end, 3),
+        Err(OpenError::Encoding)
+    );
+    let huge = padded(ENCODING_PADDED_ZSTD, u32::MAX, b"abc", &[]);
+    assert_eq!(keys.open_exact(&aad, &huge, 3), Err(OpenError::Encoding));
+    let short = seal_payload(&keys, &aad, &[ENCODING_PADDED_RAW, 1, 0]);
+    assert_eq!(keys.open_exact(&aad, &short, 0), Err(OpenError::Encoding));
+    // A zstd body inside padding decodes, bounded like any other.
+    let frame = zstd_payload(b"hello hello hello", 3, true);
+    let zstd = padded(
+        ENCODING_PADDED_ZSTD,
+        (frame.len() - 1) as u32,
+        &frame[1..],
+        &[0; 5],
+    );
+    assert_eq!(
+        keys.open_exact(&aad, &zstd, 17).unwrap(),
+        b"hello hello hello"
+    );
+    assert_eq!(keys.open_exact(&aad, &zstd, 5), Err(OpenError::Size));
 }

@@ -177,7 +177,7 @@ pub async fn backup(
         keys: repo.keys().clone(),
         index,
         claimed: Mutex::new(HashSet::new()),
-        chunker: Chunker::new(repo.params(), repo.keys().chunker_seed()),
+        chunker: Chunker::new(repo.params(), &repo.keys().gear_table()),
         compression: run.compression,
         progress: progress.clone(),
         cancel: cancel.clone(),

@@ -279,7 +279,7 @@ fn seal_one(shared: &Shared, job: SealJob) -> SealedBlob {
     let aad = blob_aad(job.blob_type.as_u8(), &job.id);
     shared
         .keys
-        .seal(&aad, &job.data, shared.compression, &mut sealed);
+        .seal_blob(&aad, &job.data, shared.compression, &mut sealed);
     let counter = match job.blob_type {
         BlobType::Data => &shared.progress.data_blobs,
         BlobType::Tree => &shared.progress.tree_blobs,
