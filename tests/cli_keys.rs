@@ -152,7 +152,7 @@ fn key_add_lets_either_password_open_every_destination() {
     let by_second = m.list(SECOND);
     assert_eq!(ids_in_use(&by_second), vec![added.clone()]);
     for key in &by_second {
-        assert_eq!(key["version"], 2);
+        assert_eq!(key["version"], 3);
         assert_eq!(
             key["kdf"]["memory_kib"], 64,
             "a new key keeps the costs in use"

@@ -125,7 +125,8 @@ pub fn mixed_corpus(len: usize, roots: &[&Path], seed: u64) -> Corpus {
     Corpus { bytes, description }
 }
 
-fn list_files(dir: &Path, out: &mut Vec<PathBuf>) {
+/// Every regular file under `dir`, recursively (symlinks skipped), appended to `out`.
+pub fn list_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
