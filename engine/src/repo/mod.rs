@@ -17,6 +17,7 @@ pub mod destinations;
 pub mod index;
 pub(crate) mod inflight;
 pub mod lock;
+pub mod seen;
 pub mod tree_stream;
 
 use crate::error::{Error, Result};
@@ -59,6 +60,8 @@ pub struct Repository {
     cache: Option<Arc<MetadataCache>>,
     /// Deletion records, loaded on first use (shared by clones).
     tombstones: Arc<tokio::sync::Mutex<Option<Arc<Tombstones>>>>,
+    /// What each destination listed before, when kept (`repo::seen`).
+    local_state: Option<Arc<seen::LocalState>>,
 }
 
 /// Verifies that `bytes` hash to the name in `key`; the check of invariant 3.
@@ -135,6 +138,7 @@ impl Repository {
             key_id: key_name,
             cache: None,
             tombstones: Arc::default(),
+            local_state: None,
         })
     }
 
@@ -374,6 +378,7 @@ impl Repository {
                         key_id,
                         cache: None,
                         tombstones: Arc::default(),
+                        local_state: None,
                     };
                     // A key file `key remove` removed may linger on a
                     // destination not swept yet: its password must not open.
