@@ -392,7 +392,11 @@ pub fn learned(
                 .cloned()
                 .collect(),
         };
-        out.destinations.insert(listing.identity.clone(), entry);
+        // Nothing to remember (an empty repository): no entry, so a run
+        // that learned nothing writes nothing.
+        if !entry.snapshots.is_empty() || !entry.deletion_records.is_empty() {
+            out.destinations.insert(listing.identity.clone(), entry);
+        }
     }
     out
 }
@@ -597,6 +601,13 @@ impl LocalState {
     }
 
     fn try_save(&self, update: &SeenFile) -> std::result::Result<(), StateError> {
+        // Most runs learn nothing new: then nothing is locked, created or
+        // written.
+        if let Ok(current) = read_file(&self.path()) {
+            if !changes(&current, update, self.path().exists()) {
+                return Ok(());
+            }
+        }
         lifeboat_backends::private::create_dir_all(&self.dir).map_err(io_error(&self.dir))?;
         let lock_path = self.dir.join(LOCK_FILE);
         let lock = std::fs::OpenOptions::new()
@@ -620,14 +631,23 @@ impl LocalState {
             }
             Err(e) => return Err(e),
         };
-        let before = merged.clone();
-        merged.merge(update);
-        merged.version = VERSION;
-        if merged == before && (existed || merged.is_empty()) {
+        if !changes(&merged, update, existed) {
             return Ok(());
         }
+        merged.merge(update);
+        merged.version = VERSION;
         write_atomic(&self.dir, &path, &merged)
     }
+}
+
+/// True when adding `update` to `current` (a file that `existed` or not)
+/// changes what is remembered, so that it must be written.
+fn changes(current: &SeenFile, update: &SeenFile, existed: bool) -> bool {
+    let mut merged = current.clone();
+    merged.merge(update);
+    let same = merged.destinations == current.destinations
+        && merged.removed_snapshots == current.removed_snapshots;
+    !(same && (existed || merged.is_empty()))
 }
 
 fn read_file(path: &Path) -> std::result::Result<SeenFile, StateError> {
@@ -763,6 +783,22 @@ impl Repository {
     pub(crate) fn remember_snapshots(&self, ids: impl IntoIterator<Item = SnapshotId>) {
         if let Some(state) = &self.local_state {
             state.remember(ids);
+        }
+    }
+
+    /// After a backup committed snapshot `id`: lists the snapshots again so
+    /// that every destination that now lists it remembers it (it opened: this
+    /// run sealed it). Without it the newest snapshot would be remembered
+    /// only by the next command that lists, and a destination rolled back
+    /// before then would lose it unnoticed. A failed listing changes
+    /// nothing of the backup.
+    pub(crate) async fn relist_committed(&self, id: SnapshotId) {
+        if self.local_state.is_none() {
+            return;
+        }
+        self.remember_snapshots([id]);
+        if let Err(e) = self.snapshot_names().await {
+            tracing::debug!("listing the snapshots after the backup: {e}");
         }
     }
 

@@ -260,6 +260,16 @@ fn a_failed_listing_is_neither_compared_nor_remembered() {
 }
 
 #[test]
+fn a_run_that_learned_nothing_writes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (state, _) = state_in(dir.path());
+    state.observe(vec![listing("usb", &[], Some(&[]))], &no_tombstones());
+    state.remember([]);
+    assert!(!dir.path().join("seen.lock").exists());
+    assert!(!state.path().exists());
+}
+
+#[test]
 fn two_runs_at_once_both_keep_what_they_saw() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().to_path_buf();
