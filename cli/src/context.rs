@@ -6,6 +6,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use anyhow::Result;
+use lifeboat_engine::repo::seen::LocalState;
 use lifeboat_engine::{Admission, Repository};
 
 use crate::args::GlobalArgs;
@@ -102,7 +103,31 @@ impl Context {
                 eprintln!("warning: {}", left.message());
             }
         }
-        Ok(with_metadata_cache(repo))
+        Ok(self.with_local_state(with_metadata_cache(repo)))
+    }
+
+    /// Attaches the rollback memory of the repository (`seen.json` in its
+    /// state directory), each destination filed under its canonical
+    /// location; a rolled-back destination gets one warning line on stderr
+    /// (unless quiet).
+    pub fn with_local_state(&self, repo: Repository) -> Repository {
+        let Some(dir) = crate::health::state_dir(repo.id()) else {
+            tracing::warn!(
+                "no state directory (set HOME or XDG_STATE_HOME): destinations rolled back to an \
+                 older copy cannot be detected"
+            );
+            return repo;
+        };
+        let identities = self.locations().unwrap_or_default();
+        let quiet = self.global.quiet;
+        let state = LocalState::new(dir)
+            .with_identities(identities)
+            .on_rollback(move |rollback| {
+                if !quiet {
+                    eprintln!("warning: {rollback}");
+                }
+            });
+        repo.with_local_state(state)
     }
 
     /// True when progress bars should be drawn: a terminal, no --json, no -q.

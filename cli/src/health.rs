@@ -102,6 +102,13 @@ pub fn base_dir() -> Option<PathBuf> {
     }
 }
 
+/// This repository's directory in the state directory, where its health
+/// record and its rollback memory (`seen.json`, kept by the engine's
+/// `LocalState`) live.
+pub fn state_dir(repo_id: RepoId) -> Option<PathBuf> {
+    base_dir().map(|base| base.join(repo_id.to_hex()))
+}
+
 /// This repository's directory in the cache, where its metadata cache lives.
 pub fn repo_dir(repo_id: RepoId) -> Option<PathBuf> {
     cache_dir().map(|base| base.join(repo_id.to_hex()))

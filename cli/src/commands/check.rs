@@ -118,7 +118,7 @@ fn print_json(report: &CheckReport, args: &Args, left_out: &[lifeboat_engine::Le
                 "name": d.name, "reachable": d.reachable, "error": d.error,
                 "objects_checked": d.objects_checked, "missing": d.missing, "corrupt": d.corrupt,
                 "extra": d.extra, "foreign": d.foreign, "bytes_read": d.bytes_read,
-                "clean": d.is_clean(),
+                "rolled_back": d.rolled_back.is_some(), "clean": d.is_clean(),
             })
         })
         .collect();
@@ -140,6 +140,7 @@ fn print_json(report: &CheckReport, args: &Args, left_out: &[lifeboat_engine::Le
             "destinations": destinations,
             "left_out": left_out.iter().map(|l| json!({"name": l.backend.name(), "reason": l.reason.to_string()})).collect::<Vec<_>>(),
             "problems": problems,
+            "rolled_back": report.rolled_back().map(rollback_json).collect::<Vec<_>>(),
             "damaged_snapshots": damaged,
             "notes": report.notes,
             "snapshots": report.snapshots,
@@ -154,9 +155,58 @@ fn print_json(report: &CheckReport, args: &Args, left_out: &[lifeboat_engine::Le
     );
 }
 
+/// A rolled-back destination as JSON (for `check` and `status`): what it no
+/// longer lists that it listed before.
+pub fn rollback_json(r: &lifeboat_engine::repo::seen::Rollback) -> serde_json::Value {
+    json!({
+        "destination": r.destination,
+        "snapshots": r.snapshots.iter().map(|i| i.to_hex()).collect::<Vec<_>>(),
+        "deletion_records": r.deletion_records,
+        "sources": r.sources,
+        "snapshots_nowhere": r.snapshots_nowhere.iter().map(|i| i.to_hex()).collect::<Vec<_>>(),
+        "deletion_records_nowhere": r.records_nowhere,
+    })
+}
+
+/// `snapshots 1a2b3c4d, 5e6f7a8b and deletion record 0a1b2c3d`: what a
+/// rolled-back destination lost, short.
+pub fn rollback_lost(r: &lifeboat_engine::repo::seen::Rollback) -> String {
+    let mut parts = Vec::new();
+    if !r.snapshots.is_empty() {
+        let ids: Vec<String> = r.snapshots.iter().map(|i| i.short()).collect();
+        let word = if ids.len() == 1 {
+            "snapshot"
+        } else {
+            "snapshots"
+        };
+        parts.push(format!("{word} {}", ids.join(", ")));
+    }
+    if !r.deletion_records.is_empty() {
+        let names: Vec<&str> = r
+            .deletion_records
+            .iter()
+            .map(|n| n.get(..8).unwrap_or(n))
+            .collect();
+        let word = if names.len() == 1 {
+            "deletion record"
+        } else {
+            "deletion records"
+        };
+        parts.push(format!("{word} {}", names.join(", ")));
+    }
+    parts.join(" and ")
+}
+
 fn print_human(ctx: &Context, report: &CheckReport, args: &Args) {
     for problem in &report.problems {
         eprintln!("error: {problem}");
+    }
+    for r in report.rolled_back() {
+        eprintln!(
+            "error: {}: ROLLED BACK: no longer lists {} that it held before (see the warning above)",
+            r.destination,
+            rollback_lost(r)
+        );
     }
     for d in &report.damaged {
         eprintln!("{}", damaged_line(d, "is damaged"));
@@ -230,8 +280,21 @@ fn print_human(ctx: &Context, report: &CheckReport, args: &Args) {
     } else {
         "lifeboat sync"
     };
+    let rolled_back: Vec<&str> = report
+        .rolled_back()
+        .map(|r| r.destination.as_str())
+        .collect();
+    if !rolled_back.is_empty() {
+        eprintln!(
+            "{} may have been rolled back to an older copy: run `lifeboat sync` to copy back what \
+             another destination holds",
+            rolled_back.join(", ")
+        );
+    }
     if report.is_ok() {
         ctx.say("no errors were found");
+    } else if report.problems.is_empty() && !rolled_back.is_empty() {
+        // Said above.
     } else if lost == 0 && !report.problems.is_empty() {
         eprintln!("{problems} found, all healable: run `{remedy}`");
     } else if !report.problems.is_empty() {

@@ -174,6 +174,9 @@ async fn resolve(
             return Ok((None, None, Vec::new()));
         }
     };
+    // Resolving the snapshot lists every destination: compared with what
+    // each listed before, as every command does.
+    let repo = ctx.with_local_state(repo);
     let left_out = repo.destinations().left_out().to_vec();
     match repo.find_snapshot(spec).await {
         Ok((id, _)) => Ok((Some(repo.id()), Some(id), left_out)),

@@ -139,6 +139,10 @@ async fn forget_planned(
     args: &Args,
     policy: &KeepPolicy,
 ) -> Result<i32> {
+    // Snapshots a rolled-back destination lost that no destination lists
+    // any more: forgetting them by id writes the deletion record that ends
+    // the rollback warning.
+    let mut gone = Vec::new();
     let groups: Vec<(GroupKey, Vec<Decision>)> = if args.ids.is_empty() {
         let snapshots: Vec<_> = repo
             .list_snapshots()
@@ -154,7 +158,19 @@ async fn forget_planned(
     } else {
         let mut chosen = Vec::new();
         for spec in &args.ids {
-            let (id, snapshot) = repo.find_snapshot(spec).await?;
+            let (id, snapshot) = match repo.find_snapshot(spec).await {
+                Ok(found) => found,
+                Err(e @ lifeboat_engine::Error::SnapshotNotFound(_)) => {
+                    match repo.find_rolled_back(spec)? {
+                        Some(id) => {
+                            gone.push(id);
+                            continue;
+                        }
+                        None => return Err(e.into()),
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            };
             chosen.push(Decision {
                 id,
                 snapshot,
@@ -162,13 +178,19 @@ async fn forget_planned(
                 reasons: Vec::new(),
             });
         }
-        vec![(GroupKey::default(), chosen)]
+        // Only snapshots no destination lists: no table to show.
+        if chosen.is_empty() {
+            Vec::new()
+        } else {
+            vec![(GroupKey::default(), chosen)]
+        }
     };
     let remove: Vec<SnapshotId> = groups
         .iter()
         .flat_map(|(_, d)| d)
         .filter(|d| !d.keep)
         .map(|d| d.id)
+        .chain(gone.iter().copied())
         .collect();
     let kept = groups
         .iter()
@@ -176,6 +198,14 @@ async fn forget_planned(
         .filter(|d| d.keep)
         .count();
     print(ctx, &groups);
+    let verb = if args.dry_run { "would be" } else { "is" };
+    for id in &gone {
+        ctx.say(format!(
+            "snapshot {}: no destination lists it any more (a rolled-back destination lost it); \
+             it {verb} recorded as removed, which ends the rollback warning",
+            id.short()
+        ));
+    }
     if args.dry_run {
         ctx.say(format!(
             "would keep {} and remove {} (dry run: nothing removed)",

@@ -9,14 +9,15 @@ use crate::output;
 /// Arguments of `status`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Exit 3 when any destination lags, cannot be reached or holds no (or another)
-    /// repository, for monitoring; without it status exits 0 whenever it could report.
+    /// Exit 3 when any destination lags, was rolled back, cannot be reached or holds no (or
+    /// another) repository, for monitoring; without it status exits 0 whenever it could report.
     #[arg(long)]
     pub fail_on_lag: bool,
 }
 
 /// Runs `status`: exit 0 when it could report; with `--fail-on-lag`, 3 when
-/// any destination lags, is unreachable or is not this repository.
+/// any destination lags, was rolled back, is unreachable or is not this
+/// repository.
 pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
     let repo = ctx.open().await?;
     let snapshots = repo.list_snapshots().await?;
@@ -37,9 +38,9 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
             .cloned()
             .unwrap_or_default()
     };
-    let healthy = statuses
-        .iter()
-        .all(|s| s.reachable && s.has_config && s.snapshots_missing == 0);
+    let healthy = statuses.iter().all(|s| {
+        s.reachable && s.has_config && s.snapshots_missing == 0 && s.rolled_back.is_none()
+    });
     if ctx.global.json {
         let list: Vec<_> = statuses
             .iter()
@@ -50,6 +51,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
                     "latency_ms": s.latency_ms, "has_repository": s.has_config,
                     "left_out": s.left_out.as_ref().map(|r| r.to_string()), "objects": s.objects, "bytes": s.bytes,
                     "snapshots": s.snapshots, "snapshots_missing": s.snapshots_missing,
+                    "rolled_back": s.rolled_back.as_ref().map(super::check::rollback_json),
                     "newest_snapshot": s.newest_snapshot.and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
                         .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
                     "last_check": h.last_check.as_ref().map(check_json),
@@ -98,6 +100,14 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
                 crate::health::describe_check(&h),
                 crate::health::describe_drill(h.last_drill.as_ref()),
             );
+            if let Some(r) = &s.rolled_back {
+                println!(
+                    "{:<16} ROLLED BACK: no longer lists {} that it held before: it may have been \
+                     replaced by an older copy (see the warning above)",
+                    "",
+                    super::check::rollback_lost(r)
+                );
+            }
             if let Some(e) = &s.error {
                 println!("{:<16} error: {e}", "");
             } else if !s.has_config {

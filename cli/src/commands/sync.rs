@@ -84,7 +84,20 @@ async fn copy_missing(
     let outcome = apply_with_progress(ctx, repo, &plan).await?;
     record_synced(ctx, repo, &outcome.failed)?;
     show_outcome(ctx, &plan, &outcome);
+    relist(repo).await;
     Ok(exit_code(incomplete || !outcome.failed.is_empty()))
+}
+
+/// Lists the snapshots again after copying, with the deletion records read
+/// afresh: a destination that still lacks what it listed before (a snapshot
+/// no destination held to copy back) is warned about once more, and one
+/// that got everything back is no longer called rolled back. A failure here
+/// changes nothing of what sync did.
+async fn relist(repo: &lifeboat_engine::Repository) {
+    repo.reload_tombstones().await;
+    if let Err(e) = repo.snapshot_names().await {
+        tracing::debug!("listing the snapshots after sync: {e}");
+    }
 }
 
 /// The plan, per destination, in human form (nothing with --json).

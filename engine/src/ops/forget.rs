@@ -368,6 +368,8 @@ pub async fn forget(repo: &Repository, ids: &[SnapshotId]) -> Result<ForgetOutco
         .collect();
     deletions::write(repo, &DeletionRecord::new("forget", keys.clone())).await?;
     repo.reload_tombstones().await;
+    // Gone by a record: no destination is to be called rolled back for it.
+    repo.note_forgotten(ids);
     let dests = repo.destinations();
     for key in &keys {
         for backend in dests.healthy() {

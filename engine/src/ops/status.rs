@@ -9,6 +9,7 @@ use crate::error::Result;
 use crate::format::ids::{ObjectKind, SnapshotId, CONFIG_KEY};
 use crate::format::snapshot::Snapshot;
 use crate::repo::destinations::{count, list_all, LeftOutReason};
+use crate::repo::seen::Rollback;
 use crate::repo::Repository;
 
 /// The state of one destination.
@@ -39,6 +40,11 @@ pub struct DestinationStatus {
     pub snapshots_missing: usize,
     /// Time of its newest snapshot (seconds since the epoch).
     pub newest_snapshot: Option<i64>,
+    /// What it no longer lists that it listed before, when it may have been
+    /// rolled back to an older copy (found when the snapshots were listed,
+    /// `repo::seen`). A destination that never listed what others hold only
+    /// lags (`snapshots_missing`).
+    pub rolled_back: Option<Rollback>,
 }
 
 /// Which snapshots each destination holds (`Err` for one that did not answer).
@@ -73,7 +79,9 @@ async fn probe(b: &dyn Backend) -> std::result::Result<(f64, bool), String> {
     Ok((started.elapsed().as_secs_f64() * 1000.0, has_config))
 }
 
-/// The status of every destination, given the repository's snapshots.
+/// The status of every destination, given the repository's snapshots
+/// (listed with [`Repository::list_snapshots`], which also finds the
+/// destinations rolled back).
 ///
 /// # Errors
 /// None at this level: each destination's failure is in its entry.
@@ -89,11 +97,16 @@ pub async fn status(
         .flatten()
         .copied()
         .collect();
+    let rollbacks = repo.rollbacks();
     let mut out = Vec::new();
     for (b, (_, held)) in repo.destinations().backends().iter().zip(by_destination) {
         let mut st = DestinationStatus {
             name: b.name().to_string(),
             location: b.location(),
+            rolled_back: rollbacks
+                .iter()
+                .find(|r| r.destination == b.name())
+                .cloned(),
             ..Default::default()
         };
         match (probe(b.as_ref()).await, held) {

@@ -1,10 +1,11 @@
 //! The repository's catalog: object names across destinations, deletion
 //! records, the merged index and the snapshots.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use futures::StreamExt;
-use lifeboat_backends::ErrorKind;
+use lifeboat_backends::{Backend, ErrorKind};
 
 use super::Repository;
 use crate::error::{Error, Result};
@@ -56,7 +57,17 @@ impl Repository {
     /// # Errors
     /// When no destination can be listed.
     pub async fn list_names_everywhere(&self, kind: ObjectKind) -> Result<Vec<String>> {
-        let names = self.list_all_names_everywhere(kind).await?;
+        let names = if kind == ObjectKind::Snapshot {
+            // Each destination's own list is compared with what it listed
+            // before (rollback detection, `repo::seen`).
+            let each = self.list_each_destination(kind).await?;
+            let tombstones = self.tombstones().await?;
+            self.observe_snapshot_listings(&each, tombstones).await?;
+            let all: BTreeSet<String> = each.into_iter().flat_map(|(_, names)| names).collect();
+            all.into_iter().collect()
+        } else {
+            self.list_all_names_everywhere(kind).await?
+        };
         if !matches!(
             kind,
             ObjectKind::Snapshot | ObjectKind::Index | ObjectKind::Key
@@ -80,8 +91,24 @@ impl Repository {
     /// When no destination can be listed.
     pub async fn list_all_names_everywhere(&self, kind: ObjectKind) -> Result<Vec<String>> {
         let mut names = std::collections::BTreeSet::new();
+        for (_, listed) in self.list_each_destination(kind).await? {
+            names.extend(listed);
+        }
+        Ok(names.into_iter().collect())
+    }
+
+    /// Names of every object of `kind`, per destination that could be
+    /// listed in full (a destination whose listing failed is not in the
+    /// result), tombstoned or not.
+    ///
+    /// # Errors
+    /// When no destination can be listed.
+    pub(crate) async fn list_each_destination(
+        &self,
+        kind: ObjectKind,
+    ) -> Result<Vec<(Arc<dyn Backend>, BTreeSet<String>)>> {
+        let mut out = Vec::new();
         let mut last_error = None;
-        let mut any = false;
         // Destinations already given up on this run are not asked again: each
         // ask would cost the whole retry budget once more.
         let mut order = self.dests.healthy();
@@ -91,9 +118,9 @@ impl Repository {
         for backend in order {
             match crate::repo::destinations::list_all(backend.as_ref(), kind.prefix()).await {
                 Ok(metas) => {
-                    any = true;
                     let keys = metas.iter().map(|m| m.key.as_str());
-                    names.extend(self.dests.object_names(backend.name(), kind, keys));
+                    let names = self.dests.object_names(backend.name(), kind, keys);
+                    out.push((backend, names.into_iter().collect()));
                 }
                 Err(e) => {
                     if let Error::Backend(be) = &e {
@@ -105,9 +132,9 @@ impl Repository {
                 }
             }
         }
-        match (any, last_error) {
-            (false, Some(e)) => Err(e),
-            _ => Ok(names.into_iter().collect()),
+        match (out.is_empty(), last_error) {
+            (true, Some(e)) => Err(e),
+            _ => Ok(out),
         }
     }
 
@@ -272,6 +299,9 @@ impl Repository {
             }
         }
         out.sort_by_key(|(id, s)| (s.time, s.time_nsec, *id));
+        // Only snapshots that opened are remembered as held: a name a
+        // listing made up is never taken for a snapshot.
+        self.remember_snapshots(out.iter().map(|(id, _)| *id));
         Ok(out)
     }
 
@@ -303,7 +333,9 @@ impl Repository {
                 let id: SnapshotId = one
                     .parse()
                     .map_err(|_| Error::format("snapshot", "bad name"))?;
-                Ok((id, self.load_snapshot(&id).await?))
+                let snapshot = self.load_snapshot(&id).await?;
+                self.remember_snapshots([id]);
+                Ok((id, snapshot))
             }
             _ => Err(Error::AmbiguousSnapshot(spec.into())),
         }

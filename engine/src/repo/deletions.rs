@@ -3,7 +3,7 @@
 //! [`crate::format::deletion::DeletionRecord`]; why records exist and when
 //! they are written is described there.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use futures::StreamExt;
 
@@ -14,11 +14,19 @@ use crate::format::keys::KeySerial;
 use crate::format::SealedFile;
 use crate::repo::Repository;
 
-/// Every tombstoned key, with the time of the earliest record that lists it.
+/// Every tombstoned key, with the time of the earliest record that lists it;
+/// also which records opened and which destination listed which records
+/// (for rollback detection, `repo::seen`).
 #[derive(Debug, Clone, Default)]
 pub struct Tombstones {
     keys: HashMap<String, i64>,
+    /// Serials of key files `key remove` revoked.
     revoked: HashSet<KeySerial>,
+    /// Names of the records that opened with this repository's keys.
+    records: BTreeSet<String>,
+    /// Per destination (by name) that could be listed: the record names it
+    /// listed.
+    listed_by: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl Tombstones {
@@ -47,6 +55,39 @@ impl Tombstones {
         self.keys.is_empty()
     }
 
+    /// Ids of the tombstoned snapshots (hex).
+    pub fn snapshot_names(&self) -> impl Iterator<Item = &str> {
+        self.keys
+            .keys()
+            .filter_map(|k| ObjectKind::Snapshot.name_of(k))
+    }
+
+    /// Names of the deletion records that opened with this repository's
+    /// keys (records that did not open are ignored and not here).
+    pub fn records(&self) -> &BTreeSet<String> {
+        &self.records
+    }
+
+    /// The record names `destination` listed when the records were loaded;
+    /// `None` when it was not listed (unreachable, or not in this run).
+    pub fn listed_by(&self, destination: &str) -> Option<&BTreeSet<String>> {
+        self.listed_by.get(destination)
+    }
+
+    /// Tombstones made of parts, for tests of what reads them.
+    #[cfg(test)]
+    pub(crate) fn from_parts(
+        keys: impl IntoIterator<Item = String>,
+        records: impl IntoIterator<Item = String>,
+        listed_by: impl IntoIterator<Item = (String, BTreeSet<String>)>,
+    ) -> Self {
+        Tombstones {
+            keys: keys.into_iter().map(|k| (k, 0)).collect(),
+            records: records.into_iter().collect(),
+            listed_by: listed_by.into_iter().collect(),
+        }
+    }
+
     fn add(&mut self, record: &DeletionRecord) {
         for key in &record.keys {
             let time = self.keys.entry(key.clone()).or_insert(record.time);
@@ -63,8 +104,15 @@ impl Tombstones {
 /// (a tombstone that cannot be read must not be ignored: the objects it lists
 /// would come back).
 pub async fn load(repo: &Repository) -> Result<Tombstones> {
-    let names = repo.list_all_names_everywhere(ObjectKind::Deletion).await?;
+    let each = repo.list_each_destination(ObjectKind::Deletion).await?;
     let mut tombstones = Tombstones::default();
+    let mut names = BTreeSet::new();
+    for (backend, listed) in each {
+        names.extend(listed.iter().cloned());
+        tombstones
+            .listed_by
+            .insert(backend.name().to_string(), listed);
+    }
     let mut reads = futures::stream::iter(names.into_iter().map(|name| async move {
         let record = match repo.read_object(ObjectKind::Deletion, &name).await {
             Ok(bytes) => DeletionRecord::open(repo.keys(), &name, &bytes),
@@ -75,7 +123,10 @@ pub async fn load(repo: &Repository) -> Result<Tombstones> {
     .buffer_unordered(repo.destinations().walk_reads());
     while let Some((name, record)) = reads.next().await {
         match record {
-            Ok(record) => tombstones.add(&record),
+            Ok(record) => {
+                tombstones.add(&record);
+                tombstones.records.insert(name);
+            }
             // Listed somewhere yet stored nowhere: a name a listing made up.
             Err(Error::Backend(e)) if e.is_not_found() => {
                 tracing::warn!("deletion record {name} is listed but stored nowhere; ignored");

@@ -17,6 +17,7 @@ pub mod destinations;
 pub mod index;
 pub(crate) mod inflight;
 pub mod lock;
+pub mod seen;
 pub mod tree_stream;
 
 use crate::error::{Error, Result};
@@ -64,6 +65,8 @@ pub struct Repository {
     cache: Option<Arc<MetadataCache>>,
     /// Deletion records, loaded on first use (shared by clones).
     tombstones: Arc<tokio::sync::Mutex<Option<Arc<Tombstones>>>>,
+    /// What each destination listed before, when kept (`repo::seen`).
+    local_state: Option<Arc<seen::LocalState>>,
 }
 
 /// Where a key file comes in the order they are tried (lowest first): key
@@ -149,6 +152,7 @@ impl Repository {
             key_id: key_name,
             cache: None,
             tombstones: Arc::default(),
+            local_state: None,
         })
     }
 
@@ -407,6 +411,7 @@ impl Repository {
                         key_id,
                         cache: None,
                         tombstones: Arc::default(),
+                        local_state: None,
                     };
                     // A key file `key remove` removed may linger on a
                     // destination not swept yet, or be put back by a

@@ -335,5 +335,7 @@ async fn commit(
     if let Some(lock) = &options.lock {
         lock.verify().await?;
     }
-    Ok(Some(repo.save_snapshot(snapshot).await?))
+    let id = repo.save_snapshot(snapshot).await?;
+    repo.relist_committed(id).await;
+    Ok(Some(id))
 }

@@ -147,6 +147,7 @@ pub(super) async fn load(repo: &Repository, report: &mut CheckReport) -> Result<
     }
     drop(reads);
     snapshots.sort_by_key(|(id, s)| (s.time, s.time_nsec, *id));
+    repo.remember_snapshots(snapshots.iter().map(|(id, _)| *id));
     report.snapshots = snapshots.len() as u64;
     Ok(Shape {
         objects,

@@ -22,6 +22,7 @@ pub use subset::Subset;
 
 use crate::error::Result;
 use crate::format::ids::{BlobId, ObjectKind, PackId, SnapshotId};
+use crate::repo::seen::Rollback;
 use crate::repo::Repository;
 use destination::DestinationResult;
 
@@ -143,12 +144,16 @@ pub struct DestinationCheck {
     pub foreign: Vec<String>,
     /// Bytes read in full and verified.
     pub bytes_read: u64,
+    /// What it no longer lists that it listed before, when it may have been
+    /// rolled back to an older copy (`repo::seen`).
+    pub rolled_back: Option<Rollback>,
 }
 
 impl DestinationCheck {
-    /// True when reachable and nothing is missing or damaged.
+    /// True when reachable, nothing is missing or damaged, and it was not
+    /// rolled back.
     pub fn is_clean(&self) -> bool {
-        self.reachable && self.missing == 0 && self.corrupt == 0
+        self.reachable && self.missing == 0 && self.corrupt == 0 && self.rolled_back.is_none()
     }
 }
 
@@ -201,9 +206,21 @@ pub struct CheckReport {
 }
 
 impl CheckReport {
-    /// True when no problem was found and every destination could be checked.
+    /// True when no problem was found, every destination could be checked
+    /// and none was rolled back.
     pub fn is_ok(&self) -> bool {
-        self.problems.is_empty() && self.destinations.iter().all(|d| d.reachable)
+        self.problems.is_empty()
+            && self
+                .destinations
+                .iter()
+                .all(|d| d.reachable && d.rolled_back.is_none())
+    }
+
+    /// The destinations that no longer list what they listed before.
+    pub fn rolled_back(&self) -> impl Iterator<Item = &Rollback> {
+        self.destinations
+            .iter()
+            .filter_map(|d| d.rolled_back.as_ref())
     }
 
     /// Problems no destination can heal.
@@ -304,7 +321,20 @@ pub async fn check(
     if !lost_blobs.is_empty() {
         report.damaged = logical::damage_of(repo, &shape, &lost_blobs).await;
     }
-    report.destinations = results.into_iter().map(|r| r.row).collect();
+    // The shape's listing of the snapshots compared each destination with
+    // what it listed before.
+    let rollbacks = repo.rollbacks();
+    report.destinations = results
+        .into_iter()
+        .map(|r| {
+            let mut row = r.row;
+            row.rolled_back = rollbacks
+                .iter()
+                .find(|b| b.destination == row.name)
+                .cloned();
+            row
+        })
+        .collect();
     Ok(report)
 }
 
