@@ -81,7 +81,11 @@ fn main() {
             totals.input += input;
         }
     }
-    assert!(totals.unique_chunks > 0, "no readable files under {}", root.display());
+    assert!(
+        totals.unique_chunks > 0,
+        "no readable files under {}",
+        root.display()
+    );
     let mib = |b: u64| b as f64 / MIB as f64;
     let cost = totals.padded as f64 / totals.unpadded as f64 - 1.0;
     println!(

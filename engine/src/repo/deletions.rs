@@ -85,6 +85,7 @@ impl Tombstones {
             keys: keys.into_iter().map(|k| (k, 0)).collect(),
             records: records.into_iter().collect(),
             listed_by: listed_by.into_iter().collect(),
+            revoked: HashSet::new(),
         }
     }
 
