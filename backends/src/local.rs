@@ -315,7 +315,7 @@ fn not_followed(err: Errno) -> io::Error {
     match err {
         Errno::LOOP | Errno::NOTDIR => io::Error::new(
             io::ErrorKind::NotFound,
-            "a symlink or special file is in the way: never followed",
+            "a symlink or special file is in the way (never followed: move it out of the destination)",
         ),
         other => other.into(),
     }

@@ -39,6 +39,10 @@ pub const CASES: &[AsyncCase] = &[
         name: "hostile provider",
         run: |seed| Box::pin(hostile(seed)) as Run,
     },
+    AsyncCase {
+        name: "hostile: links, junk, names",
+        run: |seed| Box::pin(links_and_junk(seed)) as Run,
+    },
 ];
 
 /// Two generations backed up calmly.
@@ -372,4 +376,150 @@ async fn hostile(seed: u64) -> Result<Outcome, String> {
         return Err("no phantom was listed".into());
     }
     finish(&fx, during).await
+}
+
+/// A hostile disk and a hostile provider at once. On d0 a pack is replaced
+/// by a symlink to a host file (a private key, say) and a pack directory by a
+/// symlink to a host directory; on d1 junk objects whose bytes match their
+/// names but open with no key of the repository (a snapshot, an index file,
+/// a deletion record, a key file) and names that are no object's. Every
+/// command runs, nothing panics, the newest snapshot stays the newest, the
+/// link is healed by replacing it, and the host file's bytes reach no
+/// destination.
+async fn links_and_junk(seed: u64) -> Result<Outcome, String> {
+    use std::os::unix::fs::symlink;
+    let fx = two_generations(seed).await?;
+    let host = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let secret_path = host.path().join("id_ed25519");
+    let secret: Vec<u8> = format!("-----BEGIN OPENSSH PRIVATE KEY----- {seed:016x} ")
+        .into_bytes()
+        .into_iter()
+        .cycle()
+        .take(4096)
+        .collect();
+    std::fs::write(&secret_path, &secret).map_err(|e| e.to_string())?;
+    let host_dir = host.path().join("documents");
+    std::fs::create_dir(&host_dir).map_err(|e| e.to_string())?;
+
+    // d0: one pack a link to the host file; another pack's directory a link
+    // to a host directory (whatever is written "into" it must not land there).
+    let packs = keys_of(fx.plain[0].as_ref(), "data/").await;
+    if packs.len() < 2 {
+        return Err("the fixture has fewer than two packs".into());
+    }
+    let linked = &packs[(seed as usize) % packs.len()];
+    let pack_path = fx.dir(0).join(linked);
+    std::fs::remove_file(&pack_path).map_err(|e| e.to_string())?;
+    symlink(&secret_path, &pack_path).map_err(|e| e.to_string())?;
+    let other = packs.iter().find(|k| k[..7] != linked[..7]).cloned();
+    if let Some(other) = &other {
+        let sub = fx.dir(0).join(&other[..7]);
+        let aside = fx.dir(0).join(format!("{}-aside", &other[..7]));
+        std::fs::rename(&sub, &aside).map_err(|e| e.to_string())?;
+        symlink(&host_dir, &sub).map_err(|e| e.to_string())?;
+        // Whatever the destination lost there comes back from the others.
+        std::fs::remove_dir_all(&aside).map_err(|e| e.to_string())?;
+    }
+
+    // d1: junk under valid names, and names that are no object's.
+    for prefix in ["snapshots/", "index/", "deletions/", "keys/"] {
+        let junk: Vec<u8> = (0..200u32).map(|i| (i as u64 * 31 + seed) as u8).collect();
+        let name = blake3::hash(&junk).to_hex().to_string();
+        fx.plain[1]
+            .put(&format!("{prefix}{name}"), Bytes::from(junk))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    for odd in [
+        "data/ab/\u{20ac}uro",
+        "snapshots/not-an-id",
+        "index/\u{00e9}t\u{00e9}",
+    ] {
+        fx.plain[1]
+            .put(odd, Bytes::from_static(b"odd"))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+
+    let newest = fx
+        .history
+        .last()
+        .map(|(id, _)| id.to_hex())
+        .unwrap_or_default();
+    let repo = fx.open().await?;
+    let (latest, _) = repo
+        .find_snapshot("latest")
+        .await
+        .map_err(|e| format!("latest: {e}"))?;
+    if latest.to_hex() != newest {
+        return Err("junk changed which snapshot is the newest".into());
+    }
+    let during = fx.verify_with(&repo).await;
+    let report = full_check(&repo).await?;
+    let foreign: Vec<&String> = report
+        .destinations
+        .iter()
+        .flat_map(|d| d.foreign.iter())
+        .collect();
+    if foreign.len() < 3 {
+        return Err(format!(
+            "check named {foreign:?} as foreign, not the three odd names"
+        ));
+    }
+    if other.is_some() {
+        // The linked directory is never written through: healing fails
+        // there, naming the link, until the user moves it out of the way.
+        match fx.heal_and_check().await {
+            Err(why) if why.contains("symlink") => {}
+            Err(why) => return Err(format!("healing failed, but not on the link: {why}")),
+            Ok(_) => return Err("healing wrote through a linked directory".into()),
+        }
+        if let Some(other) = &other {
+            std::fs::remove_file(fx.dir(0).join(&other[..7])).map_err(|e| e.to_string())?;
+        }
+    }
+    let outcome = finish(&fx, during).await?;
+    // The link was replaced by the real pack; the host file and directory
+    // are as they were, and the host file's bytes are on no destination.
+    let meta = std::fs::symlink_metadata(&pack_path).map_err(|e| e.to_string())?;
+    if !meta.file_type().is_file() {
+        return Err("the linked pack was not replaced by a regular file".into());
+    }
+    if std::fs::read(&secret_path).map_err(|e| e.to_string())? != secret {
+        return Err("the host file changed".into());
+    }
+    let written = std::fs::read_dir(&host_dir)
+        .map_err(|e| e.to_string())?
+        .count();
+    if written != 0 {
+        return Err(format!(
+            "{written} files were written through the linked directory"
+        ));
+    }
+    let marker = &secret[..40];
+    for n in 0..fx.plain.len() {
+        if let Some(path) = file_containing(fx.dir(n), marker) {
+            return Err(format!("the host file's bytes reached {}", path.display()));
+        }
+    }
+    Ok(outcome)
+}
+
+/// A regular file under `dir` (links not followed) whose bytes contain `needle`.
+fn file_containing(dir: &std::path::Path, needle: &[u8]) -> Option<std::path::PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let kind = entry.file_type().ok()?;
+        let path = entry.path();
+        if kind.is_dir() {
+            if let Some(found) = file_containing(&path, needle) {
+                return Some(found);
+            }
+        } else if kind.is_file() {
+            let bytes = std::fs::read(&path).unwrap_or_default();
+            if bytes.windows(needle.len()).any(|w| w == needle) {
+                return Some(path);
+            }
+        }
+    }
+    None
 }

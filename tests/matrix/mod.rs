@@ -218,6 +218,11 @@ impl Fixture {
         Ok(fixture)
     }
 
+    /// Destination `n`'s directory on the local disk.
+    pub fn dir(&self, n: usize) -> &std::path::Path {
+        self._dirs[n].path()
+    }
+
     /// The three destinations as the engine sees them: retries over chaos.
     pub fn set_all(&self) -> DestinationSet {
         let list: Vec<Arc<dyn Backend>> = self

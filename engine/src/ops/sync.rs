@@ -387,7 +387,12 @@ async fn copy_one(
 /// content name) never spreads. Packs are checked by their name only here
 /// (their blobs by `check --read-data`). An object of a format version this
 /// build does not read cannot be verified, so it is not copied either.
-fn opens(repo: &Repository, kind: ObjectKind, name: &str, bytes: &[u8]) -> Result<(), String> {
+pub(crate) fn opens(
+    repo: &Repository,
+    kind: ObjectKind,
+    name: &str,
+    bytes: &[u8],
+) -> Result<(), String> {
     let keys = repo.keys();
     let opened = match kind {
         ObjectKind::Snapshot => Snapshot::open(keys, name, bytes).map(drop),

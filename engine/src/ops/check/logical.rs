@@ -60,14 +60,14 @@ pub(super) async fn load(repo: &Repository, report: &mut CheckReport) -> Result<
     let config = crate::ops::sync::config_of(repo).await?;
     let mut objects = BTreeMap::new();
     objects.insert(CONFIG_KEY.to_string(), Expected::Config);
-    for name in repo.list_names_everywhere(ObjectKind::Key).await? {
-        objects.insert(ObjectKind::Key.key(&name), Expected::Whole(ObjectKind::Key));
-    }
-    for name in repo.list_names_everywhere(ObjectKind::Deletion).await? {
-        objects.insert(
-            ObjectKind::Deletion.key(&name),
-            Expected::Whole(ObjectKind::Deletion),
-        );
+    for kind in [ObjectKind::Key, ObjectKind::Deletion] {
+        for name in repo.list_names_everywhere(kind).await? {
+            // Junk a provider planted under a matching name is not expected
+            // anywhere: where it is, it is noted as not this repository's.
+            if !is_junk(repo, kind, &name).await {
+                objects.insert(kind.key(&name), Expected::Whole(kind));
+            }
+        }
     }
 
     let mut master = MasterIndex::new();
@@ -76,7 +76,9 @@ pub(super) async fn load(repo: &Repository, report: &mut CheckReport) -> Result<
     report.index_files = index_names.len() as u64;
     let mut reads = futures::stream::iter(index_names.into_iter().map(|name| async move {
         let file = match repo.read_object(ObjectKind::Index, &name).await {
-            Ok(bytes) => IndexFile::open(repo.keys(), &name, &bytes).map(|f| (f, bytes.len())),
+            Ok(bytes) => {
+                junk_as_none(IndexFile::open(repo.keys(), &name, &bytes).map(|f| (f, bytes.len())))
+            }
             Err(e) => Err(e),
         };
         (name, file)
@@ -85,7 +87,8 @@ pub(super) async fn load(repo: &Repository, report: &mut CheckReport) -> Result<
     while let Some((name, file)) = reads.next().await {
         let key = ObjectKind::Index.key(&name);
         match file {
-            Ok((file, size)) => {
+            Ok(None) => {}
+            Ok(Some((file, size))) => {
                 objects.insert(key, Expected::Sized(size as u64));
                 for pack in &file.packs {
                     let mut entries: Vec<PackEntry> = pack
@@ -123,8 +126,8 @@ pub(super) async fn load(repo: &Repository, report: &mut CheckReport) -> Result<
                 .parse()
                 .map_err(|_| crate::Error::format("snapshot", "bad name"))?;
             let bytes = repo.read_object(ObjectKind::Snapshot, &name).await?;
-            let snapshot = Snapshot::open(repo.keys(), id, &bytes)?;
-            Ok::<_, crate::Error>((id, snapshot, bytes.len()))
+            let snapshot = junk_as_none(Snapshot::open(repo.keys(), id, &bytes))?;
+            Ok::<_, crate::Error>(snapshot.map(|snapshot| (id, snapshot, bytes.len())))
         }
         .await;
         (name, loaded)
@@ -132,7 +135,8 @@ pub(super) async fn load(repo: &Repository, report: &mut CheckReport) -> Result<
     .buffer_unordered(repo.destinations().walk_reads());
     while let Some((name, loaded)) = reads.next().await {
         match loaded {
-            Ok((id, snapshot, size)) => {
+            Ok(None) => {}
+            Ok(Some((id, snapshot, size))) => {
                 objects.insert(
                     ObjectKind::Snapshot.key(&name),
                     Expected::Sized(size as u64),
@@ -156,6 +160,28 @@ pub(super) async fn load(repo: &Repository, report: &mut CheckReport) -> Result<
         config,
         snapshots,
     })
+}
+
+/// An object that verified against its name but does not open with the
+/// repository's keys is junk a provider made (anyone can name bytes by their
+/// hash): `None`, so it is neither used nor expected on other destinations;
+/// the destinations that hold it note it as not this repository's. A
+/// version this build does not read stays an error: it may be real.
+fn junk_as_none<T>(opened: Result<T>) -> Result<Option<T>> {
+    match opened {
+        Ok(value) => Ok(Some(value)),
+        Err(crate::Error::Format { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// True when the key file or deletion record `name` verifies against its
+/// name somewhere but does not open with the repository's keys.
+async fn is_junk(repo: &Repository, kind: ObjectKind, name: &str) -> bool {
+    match repo.read_object(kind, name).await {
+        Ok(bytes) => crate::ops::sync::opens(repo, kind, name, &bytes).is_err(),
+        Err(_) => false,
+    }
 }
 
 /// Walks every snapshot's trees (with failover): each tree must be readable
