@@ -1,6 +1,9 @@
 //! A provider (or anyone holding stored bytes) that serves well-formed but
 //! wrong objects: each is refused with an error naming it, never trusted.
 
+use std::sync::Arc;
+
+use lifeboat_backends::Backend;
 use lifeboat_engine::format::crypto::{blob_aad, MasterKeys};
 use lifeboat_engine::format::deletion::DeletionRecord;
 use lifeboat_engine::format::index::IndexFile;
@@ -8,6 +11,9 @@ use lifeboat_engine::format::pack::{open_blob, BlobType, PackEntry};
 use lifeboat_engine::RepoFile;
 use lifeboat_engine::SealedFile;
 use lifeboat_engine::{BlobId, Error, PackId, Snapshot, SnapshotId, Tree};
+
+mod common;
+use common::*;
 
 #[test]
 fn a_valid_seal_under_another_blobs_id_is_refused() {
@@ -84,4 +90,50 @@ fn objects_of_an_unknown_version_are_refused_by_name() {
     tree.version = 9;
     let id = keys.blob_id(&tree.encode());
     assert!(Tree::decode(&id, &tree.encode()).is_err());
+}
+
+/// Writers never store what readers refuse: a deletion record of more keys
+/// than one record may list is written as several, each within the limit,
+/// and every key is a tombstone; a snapshot too large for any reader is not
+/// written at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writers_stay_within_the_size_limits() {
+    use lifeboat_engine::format::deletion::MAX_RECORD_KEYS;
+    use lifeboat_engine::format::ids::MAX_DELETION_LEN;
+    use lifeboat_engine::repo::deletions;
+    use lifeboat_engine::ObjectKind;
+
+    let store = lifeboat_backends::MemoryBackend::new("m");
+    let repo = new_repo(vec![Arc::new(store.clone())]).await;
+    let keys: Vec<String> = (0..MAX_RECORD_KEYS as u32 + 10)
+        .map(|i| ObjectKind::Snapshot.key(&blake3::hash(&i.to_le_bytes()).to_hex()))
+        .collect();
+    let names = deletions::write(&repo, &DeletionRecord::new("forget", keys.clone()))
+        .await
+        .unwrap();
+    assert_eq!(names.len(), 2);
+    for name in &names {
+        let size = store.stat(&format!("deletions/{name}")).await.unwrap().size;
+        assert!(size <= MAX_DELETION_LEN, "{size}");
+    }
+    repo.reload_tombstones().await;
+    let tombstones = repo.tombstones().await.unwrap();
+    assert_eq!(tombstones.len(), keys.len());
+    assert!(tombstones.contains(&keys[0]) && tombstones.contains(&keys[keys.len() - 1]));
+
+    // 65 MiB of incompressible paths: more than any reader takes.
+    let paths: Vec<Vec<u8>> = (0..(65u32 << 20) / 4096)
+        .map(|i| {
+            let mut path = vec![b'/'; 4096];
+            let mut hasher = blake3::Hasher::new();
+            hasher.update(&i.to_le_bytes());
+            hasher.finalize_xof().fill(&mut path[1..]);
+            path
+        })
+        .collect();
+    let snapshot = Snapshot::new(BlobId([1; 32]), paths, vec![], "h".into());
+    let err = repo.save_snapshot(&snapshot).await.unwrap_err();
+    assert!(matches!(err, Error::InvalidInput(_)), "{err}");
+    assert!(err.to_string().contains("67108864"), "{err}");
+    assert!(keys_under(&store, "snapshots/").await.is_empty());
 }
