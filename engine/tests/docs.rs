@@ -3,6 +3,8 @@
 //! - FORMAT.md: the object kinds of §2, the compression levels of §3.2, the
 //!   AAD strings of §3.3, the size limits of §7.4 and the versions of §9 must
 //!   be the constants the code uses.
+//! - No whole-object read in the engine takes whatever size a provider
+//!   reports: every one is bounded (`get_bounded`).
 //! - ARCHITECTURE.md: its code map names every source file of the engine,
 //!   backends and cli crates, and every path it names exists.
 //!
@@ -407,6 +409,19 @@ fn code_lines(dir: &str) -> Vec<(String, String)> {
         }
     }
     out
+}
+
+/// Every whole-object read of the engine is bounded: none asks a backend
+/// for a whole object (`get(key, None)`), which would take whatever size the
+/// provider reports.
+#[test]
+fn whole_reads_in_the_engine_are_bounded() {
+    for (file, line) in code_lines("engine/src") {
+        assert!(
+            !(line.contains(".get(") && line.contains(", None)")),
+            "{file} reads a whole object without a bound (use get_bounded): {line}"
+        );
+    }
 }
 
 #[test]

@@ -3,14 +3,19 @@
 
 use std::sync::Arc;
 
-use lifeboat_backends::Backend;
+use lifeboat_backends::{Backend, LocalBackend};
+use lifeboat_engine::check::ProblemKind;
 use lifeboat_engine::format::crypto::{blob_aad, MasterKeys};
 use lifeboat_engine::format::deletion::DeletionRecord;
 use lifeboat_engine::format::index::IndexFile;
 use lifeboat_engine::format::pack::{open_blob, BlobType, PackEntry};
+use lifeboat_engine::repair::repair;
+use lifeboat_engine::restore::{restore, RestoreOptions};
 use lifeboat_engine::RepoFile;
 use lifeboat_engine::SealedFile;
-use lifeboat_engine::{BlobId, Error, PackId, Snapshot, SnapshotId, Tree};
+use lifeboat_engine::{
+    BlobId, DestinationSet, Error, PackId, Repository, Snapshot, SnapshotId, Tree,
+};
 
 mod common;
 use common::*;
@@ -90,6 +95,134 @@ fn objects_of_an_unknown_version_are_refused_by_name() {
     tree.version = 9;
     let id = keys.blob_id(&tree.encode());
     assert!(Tree::decode(&id, &tree.encode()).is_err());
+}
+
+/// Puts a 64 GiB sparse file (no disk used) under `key` on `dest`, in place
+/// of whatever was there: a provider claiming an object of that size.
+fn plant_huge(dest: &LocalBackend, key: &str) {
+    let path = dest.root().join(key);
+    let _ = std::fs::remove_file(&path);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::File::create(&path)
+        .unwrap()
+        .set_len(64 << 30)
+        .unwrap();
+}
+
+/// Issue 15: sizes are bounded before any allocation. One destination holds
+/// a 64 GiB object in place of a snapshot, an index file and a pack, and
+/// under planted names of a key file, an index file, a snapshot and a
+/// deletion record. Each is refused unread (reading any of them whole used
+/// to allocate its claimed size); the other destination serves, check names
+/// the replaced copies as damaged and healable, and repair heals them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_larger_than_their_kind_are_refused_unread_and_healed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (
+        LocalBackend::new("a", dir.path().join("a")),
+        LocalBackend::new("b", dir.path().join("b")),
+    );
+    let src = tempfile::tempdir().unwrap();
+    source_tree(src.path());
+    let both = || {
+        DestinationSet::new(vec![
+            Arc::new(a.clone()) as Arc<dyn Backend>,
+            Arc::new(b.clone()),
+        ])
+        .unwrap()
+    };
+    let repo = init_repo(both()).await;
+    run_backup(&repo, src.path()).await.unwrap();
+
+    let snapshot = keys_under(&a, "snapshots/").await.remove(0);
+    let index = keys_under(&a, "index/").await.remove(0);
+    let mut packs = Vec::new();
+    for key in keys_under(&a, "data/").await {
+        packs.push((a.stat(&key).await.unwrap().size, key));
+    }
+    let pack = packs.iter().max().unwrap().1.clone();
+    let replaced = [snapshot.clone(), index.clone(), pack.clone()];
+    for key in &replaced {
+        plant_huge(&a, key);
+    }
+    let mut planted = Vec::new();
+    for prefix in ["keys/", "index/", "snapshots/", "deletions/"] {
+        let key = format!("{prefix}{}", blake3::hash(prefix.as_bytes()).to_hex());
+        plant_huge(&a, &key);
+        planted.push(key);
+    }
+
+    // Opening reads `a`'s key files first: the huge one is skipped.
+    let repo = Repository::open(both(), b"pw").await.unwrap();
+    // The huge deletion record deletes nothing and stops nothing.
+    assert!(repo.tombstones().await.unwrap().is_empty());
+    // The snapshot comes from `b`; the planted one is left out.
+    let snapshots = repo.list_snapshots().await.unwrap();
+    assert_eq!(snapshots.len(), 1);
+    assert_eq!(
+        format!("snapshots/{}", snapshots[0].0),
+        snapshot,
+        "the real snapshot"
+    );
+    // Restore reads the index from `b` and fails over for the pack.
+    let target = tempfile::tempdir().unwrap();
+    let options = RestoreOptions {
+        target: target.path().into(),
+        verify: true,
+        ..Default::default()
+    };
+    let restored = restore(
+        &repo,
+        &snapshots[0].1,
+        &options,
+        Default::default(),
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    assert!(restored.errors.is_empty(), "{:?}", restored.errors);
+    assert_eq!(restored.verified, 2);
+
+    // check --read-data: each replaced copy is damaged and healable.
+    let report = run_check(&repo, read_all()).await;
+    for key in &replaced {
+        let problem = report
+            .problems
+            .iter()
+            .find(|p| p.key.as_deref() == Some(key.as_str()))
+            .unwrap_or_else(|| panic!("{key} not reported: {:?}", report.problems));
+        assert_eq!(problem.destination.as_deref(), Some("a"), "{problem}");
+        assert_eq!(problem.kind, ProblemKind::Corrupt, "{problem}");
+        assert!(problem.healable(), "{problem}");
+        assert!(
+            problem.message.contains("68719476736 bytes")
+                && problem
+                    .message
+                    .contains("larger than any object of its kind"),
+            "{problem}"
+        );
+    }
+    // The planted names are reported, not read: nothing holds them intact.
+    for key in &planted[1..3] {
+        let name = key.rsplit('/').next().unwrap();
+        assert!(
+            report.problems.iter().any(|p| p.object.contains(name)),
+            "{key}: {:?}",
+            report.problems
+        );
+    }
+
+    // Repair replaces the three copies without reading (or keeping) them.
+    let actions = repair(&repo, &report, 1_700_000_000).await;
+    for key in &replaced {
+        let action = actions.iter().find(|x| &x.key == key).unwrap();
+        assert_eq!(action.error, None, "{action:?}");
+        assert_eq!(action.quarantined_as, None, "{action:?}");
+        assert_eq!(
+            a.get_bounded(key, 64 << 20).await.unwrap(),
+            b.get_bounded(key, 64 << 20).await.unwrap()
+        );
+    }
 }
 
 /// Writers never store what readers refuse: a deletion record of more keys
