@@ -270,3 +270,49 @@ async fn writers_stay_within_the_size_limits() {
     assert!(err.to_string().contains("67108864"), "{err}");
     assert!(keys_under(&store, "snapshots/").await.is_empty());
 }
+
+/// The one object larger than its kind's limit that a writer makes: a pack
+/// holding a single tree blob above the pack size. It is read whole once its
+/// sealed header proves its size; junk of the same size under a pack's name
+/// is refused unread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pack_above_the_limit_is_read_once_its_header_proves_its_size() {
+    use lifeboat_engine::format::pack::PackWriter;
+    use lifeboat_engine::ObjectKind;
+
+    let store = lifeboat_backends::MemoryBackend::new("m");
+    let repo = new_repo(vec![Arc::new(store.clone())]).await;
+    let limit = repo.max_size(ObjectKind::Pack);
+    // An incompressible "tree" of the pack limit plus 1 MiB.
+    let mut tree = vec![0u8; limit as usize + (1 << 20)];
+    blake3::Hasher::new().finalize_xof().fill(&mut tree);
+    let id = repo.keys().blob_id(&tree);
+    let mut sealed = Vec::new();
+    repo.keys().seal(
+        &blob_aad(BlobType::Tree.as_u8(), &id),
+        &tree,
+        None,
+        &mut sealed,
+    );
+    let mut writer = PackWriter::with_capacity(sealed.len() + 4096);
+    writer.add(BlobType::Tree, id, &sealed, tree.len() as u32);
+    let pack = writer.finish(repo.keys());
+    assert!(pack.bytes.len() as u64 > limit);
+    let key = ObjectKind::Pack.key(&pack.id.to_hex());
+    store.put(&key, pack.bytes.clone()).await.unwrap();
+    let read = repo
+        .read_whole(&store, ObjectKind::Pack, &key)
+        .await
+        .unwrap();
+    assert_eq!(read, pack.bytes);
+
+    // The same size of junk under a pack name: its header does not open.
+    let junk = bytes::Bytes::from(tree);
+    let junk_key = ObjectKind::Pack.key(&blake3::hash(&junk).to_hex());
+    store.put(&junk_key, junk).await.unwrap();
+    let err = repo
+        .read_whole(&store, ObjectKind::Pack, &junk_key)
+        .await
+        .unwrap_err();
+    assert!(err.is_too_large(), "{err}");
+}
