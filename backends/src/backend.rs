@@ -41,10 +41,28 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 
     /// Reads the whole object, or the byte `range` of it.
     ///
+    /// A whole read (`None`) holds whatever size the store reports: code
+    /// that reads objects a provider controls reads them whole with
+    /// [`Backend::get_bounded`] instead.
+    ///
     /// # Errors
     /// `NotFound` when the key does not exist. A range that reaches past the end
     /// of the object is a `Permanent` error, never a short read.
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Bytes>;
+
+    /// Reads the whole object, if it holds at most `limit` bytes.
+    ///
+    /// The size the store reports is checked before any room is made for the
+    /// bytes, and no more than `limit` bytes are ever taken in (an object
+    /// that grows while it is read fails too): a provider cannot make the
+    /// caller allocate more than `limit` bytes, whatever it claims.
+    ///
+    /// # Errors
+    /// `NotFound` when the key does not exist; for an object larger than
+    /// `limit`, a `Permanent` error naming the object, its size and the limit
+    /// ([`BackendError::too_large`], recognized by
+    /// [`BackendError::is_too_large`]), with nothing read.
+    async fn get_bounded(&self, key: &str, limit: u64) -> Result<Bytes>;
 
     /// Returns the object's metadata.
     ///

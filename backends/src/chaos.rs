@@ -254,27 +254,12 @@ impl Backend for ChaosBackend {
     }
 
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Bytes> {
-        let _in_flight = InFlight::enter(&self.traffic, key);
-        let Some((chaos, roll)) = self.before(GET, key).await? else {
-            return self.inner.get(key, range).await;
-        };
-        let bytes = self.inner.get(key, range).await?;
-        if bytes.is_empty() {
-            return Ok(bytes);
-        }
-        if roll("flip") < chaos.flip_read {
-            self.count(|c| c.bad_reads += 1);
-            let mut bad = bytes.to_vec();
-            let at = ((roll("flip at") * bad.len() as f64) as usize).min(bad.len() - 1);
-            bad[at] ^= 1 << ((roll("flip bit") * 8.0) as u32 % 8);
-            return Ok(Bytes::from(bad));
-        }
-        if roll("truncate") < chaos.truncate_read {
-            self.count(|c| c.bad_reads += 1);
-            let keep = (roll("keep") * bytes.len() as f64) as usize;
-            return Ok(bytes.slice(..keep));
-        }
-        Ok(bytes)
+        self.read_through(key, self.inner.get(key, range)).await
+    }
+
+    async fn get_bounded(&self, key: &str, limit: u64) -> Result<Bytes> {
+        self.read_through(key, self.inner.get_bounded(key, limit))
+            .await
     }
 
     async fn stat(&self, key: &str) -> Result<ObjectMeta> {
@@ -330,6 +315,38 @@ impl Backend for ChaosBackend {
             return self.inner.delete(key).await;
         }
         self.inner.delete(key).await
+    }
+}
+
+impl ChaosBackend {
+    /// A get of `key` by `read`, through the schedule: counted, maybe
+    /// failed, delayed or hung first, its bytes maybe flipped or cut after.
+    async fn read_through(
+        &self,
+        key: &str,
+        read: impl std::future::Future<Output = Result<Bytes>>,
+    ) -> Result<Bytes> {
+        let _in_flight = InFlight::enter(&self.traffic, key);
+        let Some((chaos, roll)) = self.before(GET, key).await? else {
+            return read.await;
+        };
+        let bytes = read.await?;
+        if bytes.is_empty() {
+            return Ok(bytes);
+        }
+        if roll("flip") < chaos.flip_read {
+            self.count(|c| c.bad_reads += 1);
+            let mut bad = bytes.to_vec();
+            let at = ((roll("flip at") * bad.len() as f64) as usize).min(bad.len() - 1);
+            bad[at] ^= 1 << ((roll("flip bit") * 8.0) as u32 % 8);
+            return Ok(Bytes::from(bad));
+        }
+        if roll("truncate") < chaos.truncate_read {
+            self.count(|c| c.bad_reads += 1);
+            let keep = (roll("keep") * bytes.len() as f64) as usize;
+            return Ok(bytes.slice(..keep));
+        }
+        Ok(bytes)
     }
 }
 

@@ -61,6 +61,48 @@ pub async fn range_edges(backend: &dyn Backend) {
     assert!(get(11..12).await.is_err(), "range beyond the end must fail");
 }
 
+/// A bounded read returns an object within its limit whole, and refuses a
+/// larger one with a permanent error naming it, its size and the limit.
+pub async fn bounded_reads(backend: &dyn Backend) {
+    let data = Bytes::from((0..1000u32).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
+    backend
+        .put("index/bounded", data.clone())
+        .await
+        .expect("put");
+    let read = |limit| backend.get_bounded("index/bounded", limit);
+    assert_eq!(read(1000).await.expect("exactly the limit"), data);
+    assert_eq!(read(u64::MAX).await.expect("far below the limit"), data);
+    let err = read(999)
+        .await
+        .expect_err("one byte over the limit must fail");
+    assert_eq!(err.kind, ErrorKind::Permanent, "{err}");
+    assert!(err.is_too_large(), "{err}");
+    assert_eq!(err.key, "index/bounded");
+    assert_eq!(err.destination, backend.name());
+    let message = err.to_string();
+    for part in [
+        "index/bounded",
+        "1000 bytes",
+        "999 bytes",
+        "larger than any object",
+    ] {
+        assert!(message.contains(part), "{message:?} lacks {part:?}");
+    }
+    let err = backend
+        .get_bounded("index/missing", 10)
+        .await
+        .expect_err("missing");
+    assert_eq!(err.kind, ErrorKind::NotFound, "{err}");
+    assert!(!err.is_too_large());
+    backend.put("locks/empty", Bytes::new()).await.expect("put");
+    assert!(backend
+        .get_bounded("locks/empty", 0)
+        .await
+        .expect("an empty object fits any limit")
+        .is_empty());
+    assert!(read(0).await.expect_err("limit 0").is_too_large());
+}
+
 /// A second put of an existing key fails with AlreadyExists and keeps the first bytes.
 pub async fn create_only(backend: &dyn Backend) {
     backend
@@ -214,8 +256,8 @@ impl PutOwned for dyn Backend + '_ {
 #[macro_export]
 macro_rules! conformance_suite {
     ($make:expr) => {
-        $crate::conformance_suite!(@tests $make; round_trip, range_edges, create_only, not_found,
-            listing, delete_then_put, invalid_keys, concurrent_puts);
+        $crate::conformance_suite!(@tests $make; round_trip, range_edges, bounded_reads,
+            create_only, not_found, listing, delete_then_put, invalid_keys, concurrent_puts);
     };
     (@tests $make:expr; $($check:ident),*) => {
         $(

@@ -112,6 +112,41 @@ impl BackendError {
         BackendError::new(kind, destination, key, detail).with_source(err)
     }
 
+    /// The `Permanent` error of a bounded read ([`crate::Backend::get_bounded`])
+    /// of an object larger than `limit` bytes: `size` when the store reported
+    /// it, `None` when the object only turned out larger while it was read.
+    pub fn too_large(
+        destination: impl Into<String>,
+        key: impl Into<String>,
+        size: Option<u64>,
+        limit: u64,
+    ) -> Self {
+        let held = match size {
+            Some(size) => format!("{size} bytes"),
+            None => format!("more than {limit} bytes"),
+        };
+        BackendError::new(
+            ErrorKind::Permanent,
+            destination,
+            key,
+            format!(
+                "{held}: larger than any object of its kind can be (at most {limit} bytes); not read"
+            ),
+        )
+        .with_source(TooLarge { size, limit })
+    }
+
+    /// What a bounded read refused, when this is its error (see
+    /// [`BackendError::too_large`]).
+    pub fn too_large_info(&self) -> Option<&TooLarge> {
+        self.source.as_ref()?.downcast_ref::<TooLarge>()
+    }
+
+    /// True when a bounded read refused an object larger than its limit.
+    pub fn is_too_large(&self) -> bool {
+        self.too_large_info().is_some()
+    }
+
     /// True for `NotFound`.
     pub fn is_not_found(&self) -> bool {
         self.kind == ErrorKind::NotFound
@@ -142,6 +177,17 @@ impl BackendError {
         }
         self.detail.contains("Connection refused")
     }
+}
+
+/// The cause kept in a [`BackendError::too_large`] error: a bounded read
+/// met an object larger than its limit and read none of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("object larger than the {limit}-byte limit of its read")]
+pub struct TooLarge {
+    /// The object's size as the store reported it, when it did.
+    pub size: Option<u64>,
+    /// The most bytes the read would accept.
+    pub limit: u64,
 }
 
 /// Result alias for backend calls.

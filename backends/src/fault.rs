@@ -168,27 +168,14 @@ impl Backend for FaultyBackend {
     }
 
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Bytes> {
-        let plan = self.plan();
-        if plan.unreachable {
-            return Err(self.unreachable(key));
-        }
-        self.reads
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((key.to_string(), range.is_none()));
-        let bytes = self.inner.get(key, range).await?;
-        if plan
-            .corrupt_get_prefix
-            .as_ref()
-            .is_some_and(|p| key.starts_with(p.as_str()))
-            && !bytes.is_empty()
-        {
-            let mut bad = bytes.to_vec();
-            let middle = bad.len() / 2;
-            bad[middle] ^= 0x10;
-            return Ok(Bytes::from(bad));
-        }
-        Ok(bytes)
+        let whole = range.is_none();
+        self.read_through(key, whole, self.inner.get(key, range))
+            .await
+    }
+
+    async fn get_bounded(&self, key: &str, limit: u64) -> Result<Bytes> {
+        self.read_through(key, true, self.inner.get_bounded(key, limit))
+            .await
     }
 
     async fn stat(&self, key: &str) -> Result<ObjectMeta> {
@@ -211,5 +198,38 @@ impl Backend for FaultyBackend {
             return Err(self.unreachable(key));
         }
         self.inner.delete(key).await
+    }
+}
+
+impl FaultyBackend {
+    /// A read of `key` (`whole` or ranged) by `read`, through the plan:
+    /// refused when unreachable, recorded, corrupted when the plan says so.
+    async fn read_through(
+        &self,
+        key: &str,
+        whole: bool,
+        read: impl std::future::Future<Output = Result<Bytes>>,
+    ) -> Result<Bytes> {
+        let plan = self.plan();
+        if plan.unreachable {
+            return Err(self.unreachable(key));
+        }
+        self.reads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((key.to_string(), whole));
+        let bytes = read.await?;
+        if plan
+            .corrupt_get_prefix
+            .as_ref()
+            .is_some_and(|p| key.starts_with(p.as_str()))
+            && !bytes.is_empty()
+        {
+            let mut bad = bytes.to_vec();
+            let middle = bad.len() / 2;
+            bad[middle] ^= 0x10;
+            return Ok(Bytes::from(bad));
+        }
+        Ok(bytes)
     }
 }

@@ -64,7 +64,7 @@ pub use backend::{validate_key, Backend, ObjectMeta};
 pub use bytes::Bytes;
 #[cfg(any(test, feature = "testing"))]
 pub use chaos::{Chaos, ChaosBackend, ChaosCounts, Traffic};
-pub use error::{BackendError, ErrorKind, Result, UrlError};
+pub use error::{BackendError, ErrorKind, Result, TooLarge, UrlError};
 #[cfg(any(test, feature = "testing"))]
 pub use fault::{FaultPlan, FaultyBackend};
 pub use home::expand_user;

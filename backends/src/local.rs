@@ -14,7 +14,7 @@
 //! object replaces it (the link itself, never its target).
 
 use std::fs::File;
-use std::io;
+use std::io::{self, Read};
 use std::ops::Range;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::FileExt;
@@ -230,6 +230,35 @@ impl LocalBackend {
         Ok(Bytes::from(buf))
     }
 
+    /// Reads the whole object if it holds at most `limit` bytes: the size
+    /// is checked on the open file before any buffer is made, and the read
+    /// takes at most `limit + 1` bytes, so a file that grows in between
+    /// cannot overrun the limit either.
+    fn get_bounded_blocking(&self, key: &str, limit: u64) -> Result<Bytes> {
+        let file = self.open_object(key)?;
+        let size = file.metadata().map_err(|e| self.io_err(key, e))?.len();
+        if size > limit {
+            return Err(BackendError::too_large(&self.name, key, Some(size), limit));
+        }
+        let room = usize::try_from(size).map_err(|_| {
+            BackendError::new(
+                ErrorKind::Permanent,
+                &self.name,
+                key,
+                "too large for memory",
+            )
+        })?;
+        let mut buf = Vec::with_capacity(room);
+        (&file)
+            .take(limit.saturating_add(1))
+            .read_to_end(&mut buf)
+            .map_err(|e| self.io_err(key, e))?;
+        if buf.len() as u64 > limit {
+            return Err(BackendError::too_large(&self.name, key, None, limit));
+        }
+        Ok(Bytes::from(buf))
+    }
+
     fn list_blocking(&self, prefix: &str, tx: tokio::sync::mpsc::Sender<Result<ObjectMeta>>) {
         // Walk only the directory the prefix names, then filter by the rest.
         let dir_part = prefix.rfind('/').map_or("", |i| &prefix[..i]);
@@ -347,6 +376,14 @@ impl Backend for LocalBackend {
         let this = self.clone();
         let owned_key = key.to_string();
         tokio::task::spawn_blocking(move || this.get_blocking(&owned_key, range))
+            .await
+            .map_err(|e| join_error(&self.name, key, e))?
+    }
+
+    async fn get_bounded(&self, key: &str, limit: u64) -> Result<Bytes> {
+        let this = self.clone();
+        let owned_key = key.to_string();
+        tokio::task::spawn_blocking(move || this.get_bounded_blocking(&owned_key, limit))
             .await
             .map_err(|e| join_error(&self.name, key, e))?
     }

@@ -94,3 +94,53 @@ async fn a_fifo_under_an_object_name_reads_as_missing_without_hanging() {
     assert_eq!(err.kind, ErrorKind::NotFound, "{err}");
     assert_eq!(listed(&backend, "keys/").await, vec!["keys/k"]);
 }
+
+#[tokio::test]
+async fn a_huge_sparse_object_is_refused_before_any_allocation() {
+    let (_dir, backend, _secret) = setup();
+    backend
+        .put("snapshots/real", Bytes::from_static(b"snapshot"))
+        .await
+        .unwrap();
+    // 64 GiB that take no disk: reading it whole would need 64 GiB of memory.
+    let planted = backend.root().join("snapshots/huge");
+    std::fs::File::create(&planted)
+        .unwrap()
+        .set_len(64 << 30)
+        .unwrap();
+    let started = std::time::Instant::now();
+    let err = backend
+        .get_bounded("snapshots/huge", 1 << 20)
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(err.kind, ErrorKind::Permanent, "{err}");
+    let size = err.too_large_info().and_then(|t| t.size);
+    assert_eq!(size, Some(64 << 30), "{err}");
+    let message = err.to_string();
+    for part in [
+        "usb",
+        "snapshots/huge",
+        "68719476736 bytes",
+        "1048576 bytes",
+    ] {
+        assert!(message.contains(part), "{message:?} lacks {part:?}");
+    }
+    // Within its limit the object reads whole, and its neighbours still do.
+    assert_eq!(
+        &backend.get_bounded("snapshots/real", 8).await.unwrap()[..],
+        b"snapshot"
+    );
+    assert!(backend
+        .get_bounded("snapshots/real", 7)
+        .await
+        .unwrap_err()
+        .is_too_large());
+    // A symlink to the huge file is not followed, so not read either.
+    symlink(&planted, backend.root().join("snapshots/link")).unwrap();
+    let err = backend
+        .get_bounded("snapshots/link", 1 << 20)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::NotFound, "{err}");
+}

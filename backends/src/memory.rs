@@ -86,6 +86,24 @@ impl Backend for MemoryBackend {
         Ok(data.slice(range.start as usize..range.end as usize))
     }
 
+    async fn get_bounded(&self, key: &str, limit: u64) -> Result<Bytes> {
+        self.check_key(key)?;
+        let data = self
+            .objects()
+            .get(key)
+            .cloned()
+            .ok_or_else(|| self.not_found(key))?;
+        if data.len() as u64 > limit {
+            return Err(BackendError::too_large(
+                &self.name,
+                key,
+                Some(data.len() as u64),
+                limit,
+            ));
+        }
+        Ok(data)
+    }
+
     async fn stat(&self, key: &str) -> Result<ObjectMeta> {
         self.check_key(key)?;
         let size = self
@@ -121,4 +139,13 @@ impl Backend for MemoryBackend {
             .map(|_| ())
             .ok_or_else(|| self.not_found(key))
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The whole conformance suite on the reference backend, bounded reads
+    // included, without the tests crate.
+    crate::conformance_suite!(async { Box::new(MemoryBackend::new("memory")) as Box<dyn Backend> });
 }

@@ -123,7 +123,9 @@ impl Backend for RetryBackend {
             // succeed. Anything else there (or an object that cannot be read
             // back) is a real conflict.
             Err(e) if e.kind == ErrorKind::AlreadyExists && attempts > 1 => {
-                match self.retry(|| self.inner.get(key, None)).await {
+                // Anything larger than the caller's bytes is not theirs.
+                let limit = data.len() as u64;
+                match self.retry(|| self.inner.get_bounded(key, limit)).await {
                     Ok(stored) if stored == data => Ok(()),
                     _ => Err(e),
                 }
@@ -134,6 +136,10 @@ impl Backend for RetryBackend {
 
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Bytes> {
         self.retry(|| self.inner.get(key, range.clone())).await
+    }
+
+    async fn get_bounded(&self, key: &str, limit: u64) -> Result<Bytes> {
+        self.retry(|| self.inner.get_bounded(key, limit)).await
     }
 
     async fn stat(&self, key: &str) -> Result<ObjectMeta> {

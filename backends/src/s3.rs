@@ -46,7 +46,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::stream::{BoxStream, StreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path;
@@ -191,6 +191,55 @@ impl S3Backend {
     }
 }
 
+impl S3Backend {
+    /// Reads the whole object at `path` if it holds at most `limit` bytes:
+    /// the size the server announces is checked before any buffer is made
+    /// (object_store would otherwise size one from it), and the body is
+    /// streamed, never taking in more than `limit` bytes whatever the server
+    /// sends.
+    async fn get_whole(&self, key: &str, path: &Path, limit: u64) -> Result<Bytes> {
+        let result = self
+            .store
+            .get_opts(path, GetOptions::default())
+            .await
+            .map_err(|e| self.err(key, "download failed", e))?;
+        let size = result.meta.size;
+        let announced = result.range.end.saturating_sub(result.range.start);
+        if size > limit || announced > limit {
+            return Err(BackendError::too_large(
+                &self.name,
+                key,
+                Some(size.max(announced)),
+                limit,
+            ));
+        }
+        // Room for what was announced, up to a bound: more grows as it comes.
+        let room = usize::try_from(size.min(WHOLE_READ_ROOM)).unwrap_or(0);
+        let mut data = BytesMut::with_capacity(room);
+        let mut body = result.into_stream();
+        while let Some(piece) = body.next().await {
+            let piece = piece.map_err(|e| self.err(key, "download failed", e))?;
+            if (data.len() + piece.len()) as u64 > limit {
+                return Err(BackendError::too_large(&self.name, key, None, limit));
+            }
+            data.extend_from_slice(&piece);
+        }
+        if data.len() as u64 != size {
+            return Err(BackendError::new(
+                ErrorKind::Transient,
+                &self.name,
+                key,
+                format!("read {} bytes of an object of {size}", data.len()),
+            ));
+        }
+        Ok(data.freeze())
+    }
+}
+
+/// The most room a whole read makes up front from the size the server
+/// announces; a larger object's buffer grows as its bytes arrive.
+const WHOLE_READ_ROOM: u64 = 64 << 20;
+
 /// Why every call must fail at once, when `builder` holds no credentials
 /// and instance credentials were not asked for: the client would otherwise
 /// ask the instance-metadata address. A failing call, not a failing open, so
@@ -320,25 +369,7 @@ impl Backend for S3Backend {
         self.usable(key)?;
         let path = self.path_of(key)?;
         let Some(range) = range else {
-            let result = self
-                .store
-                .get_opts(&path, GetOptions::default())
-                .await
-                .map_err(|e| self.err(key, "download failed", e))?;
-            let size = result.meta.size;
-            let data = result
-                .bytes()
-                .await
-                .map_err(|e| self.err(key, "download failed", e))?;
-            if data.len() as u64 != size {
-                return Err(BackendError::new(
-                    ErrorKind::Transient,
-                    &self.name,
-                    key,
-                    format!("read {} bytes of an object of {size}", data.len()),
-                ));
-            }
-            return Ok(data);
+            return self.get_whole(key, &path, u64::MAX).await;
         };
         let outside = |size: Option<u64>| {
             let of = size.map_or_else(String::new, |s| format!(" of {s} bytes"));
@@ -409,6 +440,12 @@ impl Backend for S3Backend {
             ));
         }
         Ok(data)
+    }
+
+    async fn get_bounded(&self, key: &str, limit: u64) -> Result<Bytes> {
+        self.usable(key)?;
+        let path = self.path_of(key)?;
+        self.get_whole(key, &path, limit).await
     }
 
     async fn stat(&self, key: &str) -> Result<ObjectMeta> {

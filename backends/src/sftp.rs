@@ -196,6 +196,35 @@ impl SftpBackend {
         BackendError::new(kind, &self.name, ctx.key, detail).with_source(err)
     }
 
+    /// Opens `key` and reads `range` of it, or all of it when it holds at
+    /// most `limit` bytes.
+    async fn read_object(&self, key: &str, range: Option<Range<u64>>, limit: u64) -> Result<Bytes> {
+        if !validate_key(key) {
+            return Err(self.invalid_key(key));
+        }
+        let conn = self.conn(key).await?;
+        let sftp = conn.channel().await;
+        let handle = sftp
+            .open(self.remote(key), OpenFlags::READ, FileAttributes::empty())
+            .await
+            .map_err(|e| {
+                self.error(
+                    &conn,
+                    Ctx {
+                        key,
+                        what: "opening",
+                    },
+                    e,
+                )
+            })?
+            .handle;
+        let result = self
+            .read_range(&conn, &sftp, key, &handle, range, limit)
+            .await;
+        let _ = sftp.close(handle.as_str()).await;
+        result
+    }
+
     fn invalid_key(&self, key: &str) -> BackendError {
         BackendError::new(ErrorKind::Permanent, &self.name, key, "invalid object key")
     }
@@ -380,28 +409,11 @@ impl Backend for SftpBackend {
     }
 
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Bytes> {
-        if !validate_key(key) {
-            return Err(self.invalid_key(key));
-        }
-        let conn = self.conn(key).await?;
-        let sftp = conn.channel().await;
-        let handle = sftp
-            .open(self.remote(key), OpenFlags::READ, FileAttributes::empty())
-            .await
-            .map_err(|e| {
-                self.error(
-                    &conn,
-                    Ctx {
-                        key,
-                        what: "opening",
-                    },
-                    e,
-                )
-            })?
-            .handle;
-        let result = self.read_range(&conn, &sftp, key, &handle, range).await;
-        let _ = sftp.close(handle.as_str()).await;
-        result
+        self.read_object(key, range, u64::MAX).await
+    }
+
+    async fn get_bounded(&self, key: &str, limit: u64) -> Result<Bytes> {
+        self.read_object(key, None, limit).await
     }
 
     async fn stat(&self, key: &str) -> Result<ObjectMeta> {

@@ -1,8 +1,10 @@
 //! The documents a newcomer reads, against the code.
 //!
 //! - FORMAT.md: the object kinds of §2, the compression levels of §3.2, the
-//!   AAD strings of §3.3 and the versions of §9 must be the constants the
-//!   code uses.
+//!   AAD strings of §3.3, the size limits of §7.4 and the versions of §9 must
+//!   be the constants the code uses.
+//! - No whole-object read in the engine takes whatever size a provider
+//!   reports: every one is bounded (`get_bounded`).
 //! - ARCHITECTURE.md: its code map names every source file of the engine,
 //!   backends and cli crates, and every path it names exists.
 //!
@@ -12,16 +14,19 @@ use std::collections::BTreeMap;
 
 use lifeboat_engine::format::config::{CONFIG_AAD, FORMAT_VERSION};
 use lifeboat_engine::format::crypto::BLOB_AAD_PREFIX;
+use lifeboat_engine::format::crypto::SEAL_OVERHEAD;
 use lifeboat_engine::format::deletion::DeletionRecord;
-use lifeboat_engine::format::ids::{ObjectKind, CONFIG_KEY};
+use lifeboat_engine::format::ids::{ObjectKind, CONFIG_KEY, MAX_CONFIG_LEN};
 use lifeboat_engine::format::index::IndexFile;
 use lifeboat_engine::format::keys::{
     HEADER_LEN, INFO_AAD, KEY_AAD, KEY_FILE_VERSION, SEALED_KEYS_LEN,
 };
 use lifeboat_engine::format::lock::LockFile;
-use lifeboat_engine::format::pack::{HEADER_AAD, HEADER_COMPRESSION, PACK_HEADER_VERSION};
+use lifeboat_engine::format::pack::{
+    HEADER_AAD, HEADER_COMPRESSION, PACK_HEADER_ROOM, PACK_HEADER_VERSION,
+};
 use lifeboat_engine::format::tree::TREE_VERSION;
-use lifeboat_engine::{RepoFile, SealedFile, Snapshot};
+use lifeboat_engine::{RepoFile, RepoParams, SealedFile, Snapshot};
 
 /// The workspace root.
 fn root() -> std::path::PathBuf {
@@ -206,6 +211,69 @@ fn compression_table_matches_the_code() {
     );
 }
 
+/// The numbers in `cell`, in order (digits with `,` separators allowed).
+fn numbers(cell: &str) -> Vec<u64> {
+    cell.split(|c: char| !c.is_ascii_digit() && c != ',')
+        .map(|n| n.replace(',', ""))
+        .filter(|n| !n.is_empty())
+        .map(|n| n.parse().expect("a number"))
+        .collect()
+}
+
+#[test]
+fn size_limits_match_the_code() {
+    let rows = table_rows(&section(&format_md(), "### 7.4"));
+    let documented: BTreeMap<&str, &str> = rows
+        .iter()
+        .map(|r| (r[0].as_str(), r[1].as_str()))
+        .collect();
+    let params = RepoParams::default();
+    let code = [
+        ("`config`", MAX_CONFIG_LEN),
+        ("key file", ObjectKind::Key.max_size(&params)),
+        ("lock", ObjectKind::Lock.max_size(&params)),
+        ("deletion record", ObjectKind::Deletion.max_size(&params)),
+        ("index file", ObjectKind::Index.max_size(&params)),
+        ("snapshot", ObjectKind::Snapshot.max_size(&params)),
+    ];
+    for (object, max) in code {
+        let cell = documented
+            .get(object)
+            .unwrap_or_else(|| panic!("§7.4 does not list {object}"));
+        let shown = numbers(cell);
+        assert_eq!(shown.first(), Some(&max), "§7.4's limit of {object}");
+        // The unit in brackets says the same.
+        let unit = if max >= 1 << 20 {
+            format!("({} MiB)", max >> 20)
+        } else {
+            format!("({} KiB)", max >> 10)
+        };
+        assert!(cell.ends_with(&unit), "§7.4's limit of {object}: {cell}");
+    }
+    // The pack's limit is a formula of the repository's parameters.
+    let pack = documented.get("pack").expect("§7.4 lists packs");
+    assert_eq!(
+        *pack,
+        format!("max(`pack_size`, `chunk_max` + {SEAL_OVERHEAD}) + {PACK_HEADER_ROOM}"),
+        "§7.4's pack limit"
+    );
+    for (pack_size, chunk_max) in [(16 << 20, 2 << 20), (1 << 20, 16 << 20), (1 << 30, 1024)] {
+        let params = RepoParams {
+            pack_size,
+            chunk_max,
+            ..params
+        };
+        let formula = u64::from(pack_size).max(u64::from(chunk_max) + SEAL_OVERHEAD as u64)
+            + PACK_HEADER_ROOM;
+        assert_eq!(ObjectKind::Pack.max_size(&params), formula);
+    }
+    assert_eq!(
+        documented.len(),
+        code.len() + 1,
+        "§7.4 lists other objects than the code limits"
+    );
+}
+
 #[test]
 fn versions_match_the_code() {
     let versioning = section(&format_md(), "## 9.");
@@ -346,6 +414,19 @@ fn code_lines(dir: &str) -> Vec<(String, String)> {
         }
     }
     out
+}
+
+/// Every whole-object read of the engine is bounded: none asks a backend
+/// for a whole object (`get(key, None)`), which would take whatever size the
+/// provider reports.
+#[test]
+fn whole_reads_in_the_engine_are_bounded() {
+    for (file, line) in code_lines("engine/src") {
+        assert!(
+            !(line.contains(".get(") && line.contains(", None)")),
+            "{file} reads a whole object without a bound (use get_bounded): {line}"
+        );
+    }
 }
 
 #[test]

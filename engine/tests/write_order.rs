@@ -132,6 +132,13 @@ async fn snapshot_is_written_after_packs_and_index() {
         ) -> lifeboat_backends::Result<bytes::Bytes> {
             self.inner.get(key, range).await
         }
+        async fn get_bounded(
+            &self,
+            key: &str,
+            limit: u64,
+        ) -> lifeboat_backends::Result<bytes::Bytes> {
+            self.inner.get_bounded(key, limit).await
+        }
         async fn stat(
             &self,
             key: &str,

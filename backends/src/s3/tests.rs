@@ -182,3 +182,40 @@ async fn without_credentials_calls_fail_at_once_unless_instance_credentials() {
         .expect("opening makes no request");
     assert!(instance.unusable.is_none());
 }
+
+/// A server announcing a 1 TiB object: the bounded read refuses it on the
+/// announced size, before making room for it or reading its body (the
+/// unbounded read used to size its buffer from that announcement).
+#[tokio::test]
+async fn an_announced_size_above_the_limit_is_refused_unread() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("accept");
+        let mut request = [0u8; 8192];
+        let _ = stream.read(&mut request);
+        let _ = stream.write_all(
+            b"HTTP/1.1 200 OK\r\n\
+              Content-Length: 1099511627776\r\n\
+              ETag: \"e\"\r\n\
+              Last-Modified: Wed, 21 Oct 2015 07:28:00 GMT\r\n\r\n\
+              only a few bytes follow",
+        );
+        // Held open a moment, as a server still sending would.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    });
+    let s3 = open_url(&format!("s3://b/p?endpoint=http://127.0.0.1:{port}")).expect("open");
+    let err = s3
+        .get_bounded("index/huge", 1 << 20)
+        .await
+        .expect_err("a 1 TiB object within a 1 MiB limit");
+    assert_eq!(err.kind, ErrorKind::Permanent, "{err}");
+    assert_eq!(
+        err.too_large_info().and_then(|t| t.size),
+        Some(1 << 40),
+        "{err}"
+    );
+    assert!(err.to_string().contains("index/huge"), "{err}");
+    server.join().expect("server thread");
+}

@@ -62,6 +62,9 @@ impl SftpBackend {
         )
     }
 
+    /// Reads `range` of an open file, or the whole file when it holds at
+    /// most `limit` bytes (checked on the size the server reports before
+    /// anything is read; the read then takes exactly that many bytes).
     pub(super) async fn read_range(
         &self,
         conn: &Connection,
@@ -69,6 +72,7 @@ impl SftpBackend {
         key: &str,
         handle: &str,
         range: Option<Range<u64>>,
+        limit: u64,
     ) -> Result<Bytes> {
         // A ranged read of a sensible size goes out with the stat, not a
         // round trip after it; the size is checked when both are back.
@@ -89,6 +93,9 @@ impl SftpBackend {
             .map_err(|e| self.error(conn, Ctx { key, what: "stat" }, e))?;
         self.check_file(key, &attrs.attrs, range.clone())?;
         let size = attrs.attrs.size.unwrap_or(0);
+        if range.is_none() && size > limit {
+            return Err(BackendError::too_large(&self.name, key, Some(size), limit));
+        }
         let (range, _) = resolve_range(&self.name, key, range, size)?;
         self.read_span(conn, sftp, key, handle, range).await
     }

@@ -19,6 +19,10 @@ use super::{RepoFile, SealedFile};
 pub const RECORD_VERSION: u8 = 2;
 /// The AAD a record is sealed with.
 pub const RECORD_AAD: &[u8] = b"lifeboat.deletion.v1";
+/// Most keys a writer lists in one record: more are split across several
+/// records, so a record stays far below
+/// [`crate::format::ids::MAX_DELETION_LEN`].
+pub const MAX_RECORD_KEYS: usize = 100_000;
 
 /// One deletion record (`deletions/<id>`, sealed).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

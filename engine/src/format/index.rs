@@ -12,6 +12,10 @@ use crate::format::pack::{BlobType, PackEntry};
 pub const INDEX_VERSION: u8 = 1;
 /// The AAD an index file is sealed with.
 pub const INDEX_AAD: &[u8] = b"lifeboat.index.v1";
+/// A writer starts a new index file once the one it fills lists this many
+/// blobs, so one lists fewer than this plus one pack's worth
+/// ([`crate::format::pack::MAX_PACK_BLOBS`]).
+pub const MAX_FILE_BLOBS: usize = 100_000;
 
 /// One blob of a pack, as listed in an index file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{RepoFile, SealedFile};
 use crate::error::{Error, Result};
-use crate::format::crypto::MasterKeys;
+use crate::format::crypto::{MasterKeys, SEAL_OVERHEAD};
 use crate::format::ids::{storage_hash, BlobId, PackId};
 
 /// The pack header version written and read.
@@ -22,6 +22,21 @@ pub const HEADER_COMPRESSION: Option<i32> = Some(1);
 pub const TRAILER_LEN: usize = 4;
 /// Most blobs a writer puts in one pack (readers accept any number).
 pub const MAX_PACK_BLOBS: usize = 16_384;
+/// Most bytes one header entry encodes to: type (1), id (32), two u32
+/// varints (5 each).
+const MAX_HEADER_ENTRY_LEN: u64 = 1 + 32 + 5 + 5;
+
+/// The most bytes the sealed header of a pack of `blobs` blobs can take:
+/// its version, the entry count, every entry at its longest, and the seal
+/// (a header is compressed only when that makes it smaller).
+pub const fn max_header_len(blobs: u64) -> u64 {
+    1 + 10 + blobs * MAX_HEADER_ENTRY_LEN + SEAL_OVERHEAD as u64
+}
+
+/// Room a pack needs beyond its blobs: the sealed header of
+/// [`MAX_PACK_BLOBS`] blobs (at most 704,564 bytes) and the trailer,
+/// rounded up to 1 MiB.
+pub const PACK_HEADER_ROOM: u64 = 1 << 20;
 
 /// What a blob holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -321,6 +336,26 @@ pub fn open_blob(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_widest_header_fits_its_room() {
+        let keys = MasterKeys::generate();
+        let header = PackHeader {
+            version: PACK_HEADER_VERSION,
+            entries: (0..MAX_PACK_BLOBS as u32)
+                .map(|i| HeaderEntry {
+                    blob_type: BlobType::Data,
+                    id: BlobId(storage_hash(&i.to_le_bytes())),
+                    length: u32::MAX,
+                    raw_length: u32::MAX,
+                })
+                .collect(),
+        };
+        let widest = max_header_len(MAX_PACK_BLOBS as u64);
+        assert_eq!(widest, 704_564);
+        assert!(header.seal(&keys).len() as u64 <= widest);
+        assert!(widest + TRAILER_LEN as u64 <= PACK_HEADER_ROOM);
+    }
 
     fn build(keys: &MasterKeys, blobs: &[&[u8]]) -> FinishedPack {
         let mut w = PackWriter::with_capacity(1024);

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use lifeboat_backends::{Backend, ErrorKind};
 
 use crate::error::Error;
-use crate::format::ids::{storage_hash, KeyId, ObjectKind};
+use crate::format::ids::{storage_hash, KeyId, ObjectKind, MAX_KEY_FILE_LEN};
 use crate::format::keys::{KdfParams, KeyFile, KeyInfo};
 use crate::repo::{verify_named, Repository};
 
@@ -167,7 +167,7 @@ async fn list_key_ids(backend: &dyn Backend) -> crate::Result<Vec<KeyId>> {
 /// Reads one key file from one destination and verifies its name.
 async fn read_key(backend: &dyn Backend, id: &KeyId) -> crate::Result<(Bytes, KeyFile)> {
     let key = ObjectKind::Key.key(&id.to_hex());
-    let bytes = backend.get(&key, None).await?;
+    let bytes = backend.get_bounded(&key, MAX_KEY_FILE_LEN).await?;
     verify_named(backend.name(), &key, ObjectKind::Key, &bytes)?;
     let file = KeyFile::from_bytes(&bytes)?;
     Ok((bytes, file))
@@ -380,7 +380,10 @@ pub async fn remove_key(repo: &Repository, prefix: &str, force: bool) -> KeyResu
         }
         if original.is_none() && ids.contains(&id) {
             let key = ObjectKind::Key.key(&id.to_hex());
-            let bytes = backend.get(&key, None).await.map_err(Error::from)?;
+            let bytes = backend
+                .get_bounded(&key, MAX_KEY_FILE_LEN)
+                .await
+                .map_err(Error::from)?;
             original = Some(bytes);
         }
     }

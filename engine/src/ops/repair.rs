@@ -15,7 +15,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use lifeboat_backends::{Backend, ErrorKind};
 
-use crate::format::ids::{storage_hash, CONFIG_KEY};
+use crate::format::ids::{storage_hash, ObjectKind, CONFIG_KEY, MAX_CONFIG_LEN};
 use crate::ops::check::{CheckReport, ProblemKind};
 use crate::repo::Repository;
 
@@ -72,7 +72,7 @@ pub async fn repair(repo: &Repository, report: &CheckReport, stamp: i64) -> Vec<
             let Some(b) = backends.get(source) else {
                 continue;
             };
-            if let Ok(bytes) = b.get(key, None).await {
+            if let Ok(bytes) = read_copy(repo, b.as_ref(), key).await {
                 if verify(&bytes) {
                     good = Some((source.clone(), bytes));
                     break;
@@ -85,7 +85,7 @@ pub async fn repair(repo: &Repository, report: &CheckReport, stamp: i64) -> Vec<
             continue;
         };
         action.source = Some(source);
-        match replace(target.as_ref(), key, bytes, stamp, &verify).await {
+        match replace(repo, target.as_ref(), key, bytes, stamp, &verify).await {
             Ok(quarantined) => action.quarantined_as = quarantined,
             Err(e) => action.error = Some(e),
         }
@@ -99,6 +99,19 @@ pub async fn repair(repo: &Repository, report: &CheckReport, stamp: i64) -> Vec<
     actions
 }
 
+/// Reads a copy of `key` whole, if it is no larger than its kind allows
+/// (`config` is the one key repaired that has no kind).
+async fn read_copy(
+    repo: &Repository,
+    backend: &dyn Backend,
+    key: &str,
+) -> lifeboat_backends::Result<Bytes> {
+    match ObjectKind::of_key(key) {
+        Some(kind) => repo.read_whole(backend, kind, key).await,
+        None => backend.get_bounded(key, MAX_CONFIG_LEN).await,
+    }
+}
+
 /// True when `bytes` are a good copy of `key`.
 fn good_bytes(key: &str, bytes: &Bytes, config: Option<&Bytes>) -> bool {
     if key == CONFIG_KEY {
@@ -110,6 +123,7 @@ fn good_bytes(key: &str, bytes: &Bytes, config: Option<&Bytes>) -> bool {
 
 /// Quarantines the bad copy, writes the good one and reads it back.
 async fn replace(
+    repo: &Repository,
     target: &dyn Backend,
     key: &str,
     good: Bytes,
@@ -117,7 +131,8 @@ async fn replace(
     verify: &impl Fn(&Bytes) -> bool,
 ) -> Result<Option<String>, String> {
     let quarantine = format!("{QUARANTINE_PREFIX}{stamp}/{key}");
-    let quarantined = match target.get(key, None).await {
+    // A copy larger than its kind allows is not read (nor kept aside).
+    let quarantined = match read_copy(repo, target, key).await {
         Ok(bad) if verify(&bad) => {
             return Err("this copy reads back intact now; left as it is".into());
         }
@@ -135,12 +150,13 @@ async fn replace(
         Err(e) if e.kind == ErrorKind::NotFound => {}
         Err(e) => return Err(format!("cannot remove the bad copy: {e}")),
     }
+    let len = good.len() as u64;
     target
         .put(key, good)
         .await
         .map_err(|e| format!("cannot write the good copy: {e}"))?;
     let back = target
-        .get(key, None)
+        .get_bounded(key, len)
         .await
         .map_err(|e| format!("cannot read the new copy back: {e}"))?;
     if !verify(&back) {

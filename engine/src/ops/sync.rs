@@ -18,7 +18,7 @@ use lifeboat_backends::{Backend, ErrorKind};
 
 use crate::error::{Error, Result};
 use crate::format::deletion::DeletionRecord;
-use crate::format::ids::{storage_hash, ObjectKind, CONFIG_KEY};
+use crate::format::ids::{storage_hash, ObjectKind, CONFIG_KEY, MAX_CONFIG_LEN};
 use crate::format::index::IndexFile;
 use crate::format::keys::KeyFile;
 use crate::format::snapshot::Snapshot;
@@ -108,7 +108,15 @@ pub async fn plan(repo: &Repository) -> Result<SyncPlan> {
     for b in &backends {
         match listing(b.as_ref()).await {
             Ok(list) => {
-                if let Some(config) = read_config(b.as_ref()).await? {
+                let config = match read_config(b.as_ref()).await {
+                    // Larger than any config: damaged, repair's work.
+                    Err(Error::Backend(e)) if e.is_too_large() => {
+                        tracing::warn!("{e}; `lifeboat sync --repair` replaces it");
+                        None
+                    }
+                    other => other?,
+                };
+                if let Some(config) = config {
                     let same_repository = crate::format::config::read_header(&config)
                         .is_ok_and(|h| h.id == repo.id());
                     if config != reference && !same_repository {
@@ -170,7 +178,13 @@ pub async fn plan(repo: &Repository) -> Result<SyncPlan> {
     }
     // config last: a destination becomes a repository only once complete.
     for (b, list) in backends.iter().zip(&listings) {
-        if list.is_some() && read_config(b.as_ref()).await?.is_none() {
+        let missing = match read_config(b.as_ref()).await {
+            Ok(config) => config.is_none(),
+            // There, but damaged: not copied over (repair's work).
+            Err(Error::Backend(e)) if e.is_too_large() => false,
+            Err(e) => return Err(e),
+        };
+        if list.is_some() && missing {
             plan.copies.push(Copy {
                 key: CONFIG_KEY.to_string(),
                 size: reference.len() as u64,
@@ -196,7 +210,7 @@ async fn listing(backend: &dyn Backend) -> Result<BTreeMap<String, u64>> {
 }
 
 pub(crate) async fn read_config(backend: &dyn Backend) -> Result<Option<Bytes>> {
-    match backend.get(CONFIG_KEY, None).await {
+    match backend.get_bounded(CONFIG_KEY, MAX_CONFIG_LEN).await {
         Ok(bytes) => Ok(Some(bytes)),
         Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e.into()),
@@ -349,7 +363,7 @@ async fn copy_one(
             let Some(b) = backends.get(source) else {
                 continue;
             };
-            match b.get(&c.key, None).await {
+            match repo.read_whole(b.as_ref(), *kind, &c.key).await {
                 Ok(bytes) if hex::encode(storage_hash(&bytes)) == name => {
                     if let Err(why) = opens(repo, *kind, &name, &bytes) {
                         foreign.push(format!("{source}'s copy {why}"));

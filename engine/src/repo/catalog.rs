@@ -16,6 +16,15 @@ use crate::format::SealedFile;
 use crate::repo::deletions::Tombstones;
 use crate::repo::index::MasterIndex;
 
+/// The most blob entries the merged index makes room for before the index
+/// files are read (about 40 bytes each); a larger repository's index grows
+/// as its files load.
+const MAX_INDEX_RESERVE: usize = 1 << 24;
+
+/// The most items made room for up front from a listing's length: a
+/// provider can list names it never stores.
+const LISTED_ROOM: usize = 4096;
+
 impl Repository {
     /// Names of every object of `kind` on the preferred destination.
     ///
@@ -198,8 +207,14 @@ impl Repository {
             if std::mem::take(&mut first) {
                 // Index files are written full but for the last: sizing the
                 // merged index once avoids growing it by doubling, which
-                // briefly holds both the old and the new copy.
-                master.reserve(file.blob_count().saturating_mul(files));
+                // briefly holds both the old and the new copy. The count of
+                // files is a listing's (a provider can list names it never
+                // stores), so the room made up front is capped.
+                master.reserve(
+                    file.blob_count()
+                        .saturating_mul(files)
+                        .min(MAX_INDEX_RESERVE),
+                );
             }
             master.add_file(&file);
         }
@@ -213,22 +228,25 @@ impl Repository {
     /// Writes one index file.
     ///
     /// # Errors
-    /// Storage failures.
+    /// Storage failures; [`Error::InvalidInput`] for a file larger than
+    /// readers accept (never written).
     pub async fn save_index(&self, file: &IndexFile) -> Result<IndexId> {
-        let name = self
-            .write_object(ObjectKind::Index, file.seal(&self.keys))
-            .await?;
+        let sealed = file.seal(&self.keys);
+        ObjectKind::Index.check_size(&self.params, sealed.len())?;
+        let name = self.write_object(ObjectKind::Index, sealed).await?;
         name.parse().map_err(|_| Error::format("index", "bad name"))
     }
 
     /// Writes a snapshot; it is the commit point of a backup.
     ///
     /// # Errors
-    /// Storage failures.
+    /// Storage failures; [`Error::InvalidInput`] for a snapshot larger than
+    /// readers accept (too many paths or tags: never written).
     pub async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<SnapshotId> {
-        let name = self
-            .write_object(ObjectKind::Snapshot, snapshot.seal(&self.keys))
-            .await?;
+        let sealed = snapshot.seal(&self.keys);
+        // Its paths and tags are the user's: never store what no reader takes.
+        ObjectKind::Snapshot.check_size(&self.params, sealed.len())?;
+        let name = self.write_object(ObjectKind::Snapshot, sealed).await?;
         name.parse()
             .map_err(|_| Error::format("snapshot", "bad name"))
     }
@@ -275,7 +293,8 @@ impl Repository {
         if let Some(cache) = self.cache() {
             cache.retain_objects(ObjectKind::Snapshot, &names);
         }
-        let mut out = Vec::with_capacity(names.len());
+        // Listed names, not yet loaded snapshots: room grows with what loads.
+        let mut out = Vec::with_capacity(names.len().min(LISTED_ROOM));
         let mut reads = futures::stream::iter(names.into_iter().map(|name| async move {
             let loaded = async {
                 let id: SnapshotId = name

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use futures::StreamExt;
 
 use crate::error::{Error, Result};
-use crate::format::deletion::DeletionRecord;
+use crate::format::deletion::{DeletionRecord, MAX_RECORD_KEYS};
 use crate::format::ids::ObjectKind;
 use crate::format::keys::KeySerial;
 use crate::format::SealedFile;
@@ -149,11 +149,29 @@ pub async fn load(repo: &Repository) -> Result<Tombstones> {
 
 /// Writes a record to every reachable destination; returns its name.
 ///
+/// A record of more than [`MAX_RECORD_KEYS`] keys is written as several
+/// records of at most that many, one after the other in the order of its
+/// keys (a record stays far below the size readers accept; prune lists its
+/// index files first, so a crash between two leaves no pack tombstoned
+/// while an index file that lists it is not). Returns their names.
+///
 /// # Errors
 /// Storage failures (when no destination is left).
-pub async fn write(repo: &Repository, record: &DeletionRecord) -> Result<String> {
-    let name = repo
-        .write_object(ObjectKind::Deletion, record.seal(repo.keys()))
-        .await?;
-    Ok(name)
+pub async fn write(repo: &Repository, record: &DeletionRecord) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    let parts: Vec<&[String]> = if record.keys.len() <= MAX_RECORD_KEYS {
+        vec![&record.keys]
+    } else {
+        record.keys.chunks(MAX_RECORD_KEYS).collect()
+    };
+    for keys in parts {
+        let part = DeletionRecord {
+            keys: keys.to_vec(),
+            ..record.clone()
+        };
+        let sealed = part.seal(repo.keys());
+        ObjectKind::Deletion.check_size(repo.params(), sealed.len())?;
+        names.push(repo.write_object(ObjectKind::Deletion, sealed).await?);
+    }
+    Ok(names)
 }

@@ -446,21 +446,46 @@ impl DestinationSet {
         Ok(())
     }
 
-    /// Reads an object, verifying it with `verify`, from the first destination
-    /// that has good bytes. A destination that cannot be reached is dropped
-    /// for the rest of the run; a missing or bad copy moves on to the next.
+    /// Reads the byte `range` of an object, verifying it with `verify`, from
+    /// the first destination that has good bytes. A destination that cannot
+    /// be reached is dropped for the rest of the run; a missing or bad copy
+    /// moves on to the next.
     ///
     /// # Errors
     /// The last destination's failure when none has good bytes.
     pub async fn get_verified<T>(
         &self,
         key: &str,
-        range: Option<Range<u64>>,
+        range: Range<u64>,
         verify: impl Fn(&str, Bytes) -> Result<T>,
     ) -> Result<T> {
+        let fetch = |b: Arc<dyn Backend>| {
+            let range = range.clone();
+            async move { b.get(key, Some(range)).await }
+        };
+        self.read_verified(key, fetch, verify).await
+    }
+
+    /// Reads an object with `fetch` (a whole read bounded by its kind's
+    /// maximum, or a range), verifying it with `verify`, from the first
+    /// destination that has good bytes, as [`DestinationSet::get_verified`].
+    /// A copy larger than its kind can be counts as a bad copy: it is
+    /// reported like one and the next destination serves.
+    ///
+    /// # Errors
+    /// The last destination's failure when none has good bytes.
+    pub async fn read_verified<T, Fut>(
+        &self,
+        key: &str,
+        fetch: impl Fn(Arc<dyn Backend>) -> Fut,
+        verify: impl Fn(&str, Bytes) -> Result<T>,
+    ) -> Result<T>
+    where
+        Fut: std::future::Future<Output = lifeboat_backends::Result<Bytes>>,
+    {
         let mut last = None;
         for b in self.read_order() {
-            match b.get(key, range.clone()).await {
+            match fetch(b.clone()).await {
                 Ok(bytes) => match verify(b.name(), bytes) {
                     Ok(value) => return Ok(value),
                     Err(e) => {
@@ -468,6 +493,11 @@ impl DestinationSet {
                         last = Some(e);
                     }
                 },
+                Err(e) if e.is_too_large() => {
+                    let e = oversized(&e);
+                    tracing::warn!("{e}");
+                    last = Some(e);
+                }
                 Err(e) => {
                     if e.kind == ErrorKind::Transient {
                         self.drop_destination(b.name(), &e.to_string());
@@ -532,6 +562,12 @@ impl DestinationSet {
         }
         Ok(())
     }
+}
+
+/// The error for a copy a bounded read refused as larger than its kind can
+/// be: stored bytes that fail, like a copy that does not match its name.
+pub(crate) fn oversized(e: &BackendError) -> Error {
+    Error::format(format!("{}: {}", e.destination, e.key), e.detail.clone())
 }
 
 /// Collects a whole listing.

@@ -14,7 +14,7 @@ use rand::RngCore;
 
 use crate::error::{Error, Result};
 use crate::format::crypto::MasterKeys;
-use crate::format::ids::ObjectKind;
+use crate::format::ids::{ObjectKind, MAX_LOCK_LEN};
 use crate::format::lock::{LockFile, Staleness, STALE_AFTER_SECS};
 use crate::format::SealedFile;
 use crate::repo::destinations::DestinationSet;
@@ -239,16 +239,18 @@ pub async fn acquire(
             if meta.key == key {
                 continue;
             }
-            let other = match backend.get(&meta.key, None).await {
-                Ok(bytes) => bytes,
+            let other = match backend.get_bounded(&meta.key, MAX_LOCK_LEN).await {
+                Ok(bytes) => Some(bytes),
                 Err(e) if e.is_not_found() => continue,
+                // Larger than any lock: as unreadable as a damaged one.
+                Err(e) if e.is_too_large() => None,
                 Err(e) => {
                     let _ = guard.release().await;
                     return Err(e.into());
                 }
             };
             // A lock we cannot read may be a newer version's exclusive lock: respect it.
-            let Some(lock) = LockFile::open_lock(keys, &other) else {
+            let Some(lock) = other.and_then(|other| LockFile::open_lock(keys, &other)) else {
                 let _ = guard.release().await;
                 return Err(Error::Locked {
                     holder: format!("an unreadable lock on {}", backend.name()),
@@ -404,10 +406,12 @@ async fn read_locks(
 ) -> Result<Vec<(String, Option<LockFile>)>> {
     let mut out = Vec::new();
     for meta in crate::repo::destinations::list_all(backend, ObjectKind::Lock.prefix()).await? {
-        match backend.get(&meta.key, None).await {
+        match backend.get_bounded(&meta.key, MAX_LOCK_LEN).await {
             Ok(bytes) => out.push((meta.key, LockFile::open_lock(keys, &bytes))),
             // Released since the listing.
             Err(e) if e.is_not_found() => {}
+            // Larger than any lock: unreadable, never read.
+            Err(e) if e.is_too_large() => out.push((meta.key, None)),
             Err(e) => return Err(e.into()),
         }
     }

@@ -19,11 +19,14 @@ pub(crate) mod inflight;
 pub mod lock;
 pub mod seen;
 pub mod tree_stream;
+mod whole;
 
 use crate::error::{Error, Result};
 use crate::format::config::{self as repo_config, RepoParams};
 use crate::format::crypto::MasterKeys;
-use crate::format::ids::{storage_hash, BlobId, KeyId, ObjectKind, RepoId, CONFIG_KEY};
+use crate::format::ids::{
+    storage_hash, BlobId, KeyId, ObjectKind, RepoId, CONFIG_KEY, MAX_CONFIG_LEN, MAX_KEY_FILE_LEN,
+};
 use crate::format::keys::{KdfParams, KeyFile};
 use crate::format::pack::open_blob;
 use crate::format::tree::Tree;
@@ -227,7 +230,7 @@ impl Repository {
                         LeftOutReason::Unreachable(why.clone()),
                     ));
                 }
-                let verdict = match b.get(CONFIG_KEY, None).await {
+                let verdict = match b.get_bounded(CONFIG_KEY, MAX_CONFIG_LEN).await {
                     Ok(theirs) if theirs == *config => None,
                     Ok(theirs) => match repo_config::decode(&theirs, &self.keys) {
                         // Sealed with this repository's keys: the same one.
@@ -267,7 +270,7 @@ impl Repository {
     /// opened with.
     async fn holds_our_key(&self, backend: &dyn lifeboat_backends::Backend) -> bool {
         let key = ObjectKind::Key.key(&self.key_id.to_hex());
-        match backend.get(&key, None).await {
+        match backend.get_bounded(&key, MAX_KEY_FILE_LEN).await {
             Ok(bytes) => storage_hash(&bytes) == self.key_id.0,
             Err(_) => false,
         }
@@ -293,12 +296,18 @@ impl Repository {
         for backend in dests.read_order() {
             // The config and the key listing in one round trip.
             let (config, key_objects) = tokio::join!(
-                backend.get(CONFIG_KEY, None),
+                backend.get_bounded(CONFIG_KEY, MAX_CONFIG_LEN),
                 crate::repo::destinations::list_all(backend.as_ref(), ObjectKind::Key.prefix())
             );
             let config = match config {
                 Ok(bytes) => bytes,
                 Err(e) if e.kind == ErrorKind::NotFound => continue,
+                // Larger than any config: damaged here, not unreachable.
+                Err(e) if e.is_too_large() => {
+                    tracing::warn!("{e}");
+                    last_error = Some(e.into());
+                    continue;
+                }
                 Err(e) => {
                     dests.drop_destination(backend.name(), &e.to_string());
                     last_error = Some(e.into());
@@ -360,9 +369,12 @@ impl Repository {
     ) -> Result<Self> {
         let header = repo_config::read_header(&config)?;
         // Every key file requested at once: one round trip, not one each.
-        let fetched =
-            futures::future::join_all(key_objects.iter().map(|meta| primary.get(&meta.key, None)))
-                .await;
+        let fetched = futures::future::join_all(
+            key_objects
+                .iter()
+                .map(|meta| primary.get_bounded(&meta.key, MAX_KEY_FILE_LEN)),
+        )
+        .await;
         if key_objects.is_empty() {
             return Err(Error::format(
                 format!("{}: keys/", primary.name()),
@@ -380,6 +392,12 @@ impl Repository {
                 Ok(bytes) => bytes,
                 // Removed since the listing (`key remove` elsewhere).
                 Err(e) if e.kind == ErrorKind::NotFound => continue,
+                // Larger than any key file: skipped like a damaged one.
+                Err(e) if e.is_too_large() => {
+                    tracing::warn!("{}: {} skipped: {e}", primary.name(), meta.key);
+                    unreadable = Some(e.into());
+                    continue;
+                }
                 Err(e) => return Err(e.into()),
             };
             match verify_named(primary.name(), &meta.key, ObjectKind::Key, &bytes)
@@ -493,9 +511,13 @@ impl Repository {
             return Ok(Bytes::from(bytes));
         }
         let key = kind.key(name);
+        let fetch = |b: Arc<dyn lifeboat_backends::Backend>| {
+            let key = &key;
+            async move { self.read_whole(b.as_ref(), kind, key).await }
+        };
         let bytes = self
             .dests
-            .get_verified(&key, None, |dest, bytes| {
+            .read_verified(&key, fetch, |dest, bytes| {
                 verify_named(dest, &key, kind, &bytes)?;
                 Ok(bytes)
             })
@@ -549,7 +571,7 @@ impl Repository {
         let keys = self.keys.clone();
         let (plain, sealed) = self
             .dests
-            .get_verified(&key, Some(range), |_, sealed| {
+            .get_verified(&key, range, |_, sealed| {
                 open_blob(&keys, &loc.pack, &entry, &sealed).map(|plain| (plain, sealed))
             })
             .await?;

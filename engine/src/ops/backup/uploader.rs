@@ -26,8 +26,8 @@ use crate::repo::Repository;
 
 /// Packs waiting in each destination's queue.
 const QUEUE_PACKS: usize = 2;
-/// Blobs per index file before a new one is started.
-const INDEX_FILE_BLOBS: usize = 100_000;
+/// Blobs per index file before a new one is started (the format's rule).
+const INDEX_FILE_BLOBS: usize = crate::format::index::MAX_FILE_BLOBS;
 
 /// A pack on its way to every destination.
 struct InFlight {

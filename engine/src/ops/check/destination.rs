@@ -6,12 +6,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use futures::StreamExt;
-use lifeboat_backends::{Backend, ErrorKind};
+use lifeboat_backends::{Backend, BackendError, ErrorKind};
 
 use super::logical::{Expected, Shape};
 use super::{CheckOptions, CheckProgress, DestinationCheck, ProblemKind};
 use crate::error::{Error, Result};
-use crate::format::ids::{BlobId, ObjectKind, PackId, CONFIG_KEY};
+use crate::format::ids::{BlobId, ObjectKind, PackId, CONFIG_KEY, MAX_CONFIG_LEN};
 use crate::format::pack::{
     decode_header, header_length, open_blob, parse_pack, PackEntry, TRAILER_LEN,
 };
@@ -250,15 +250,24 @@ async fn verify(
     read_all: bool,
 ) -> Verdict {
     let corrupt = |message: String| Failure::from((ProblemKind::Corrupt, message));
-    let fetch = |range| async move {
-        backend.get(key, range).await.map_err(|e| match e.kind {
-            ErrorKind::NotFound => Failure::from((ProblemKind::Missing, "missing".to_string())),
-            _ => Failure::from((ProblemKind::Unreadable, e.to_string())),
-        })
+    let failure = |e: BackendError| match e.kind {
+        ErrorKind::NotFound => Failure::from((ProblemKind::Missing, "missing".to_string())),
+        // Larger than any object of its kind: damaged, and never read.
+        _ if e.is_too_large() => corrupt(e.detail),
+        _ => Failure::from((ProblemKind::Unreadable, e.to_string())),
+    };
+    let fetch = |range| async move { backend.get(key, Some(range)).await.map_err(failure) };
+    // Whole reads within the most bytes the object's kind can hold.
+    let whole = |kind: Option<ObjectKind>| async move {
+        match kind {
+            Some(kind) => repo.read_whole(backend, kind, key).await,
+            None => backend.get_bounded(key, MAX_CONFIG_LEN).await,
+        }
+        .map_err(failure)
     };
     match expected {
         Expected::Config => {
-            let bytes = fetch(None).await?;
+            let bytes = whole(None).await?;
             if bytes != shape.config {
                 return Err(corrupt(
                     "differs from the repository's config (damaged, or another repository)".into(),
@@ -267,7 +276,7 @@ async fn verify(
             Ok(bytes.len() as u64)
         }
         Expected::Whole(kind) => {
-            let bytes = fetch(None).await?;
+            let bytes = whole(Some(kind)).await?;
             verify_named(backend.name(), key, kind, &bytes)
                 .map_err(|_| corrupt(NOT_ITS_NAME.into()))?;
             Ok(bytes.len() as u64)
@@ -279,7 +288,7 @@ async fn verify(
                 } else {
                     ObjectKind::Snapshot
                 };
-                let bytes = fetch(None).await?;
+                let bytes = whole(Some(kind)).await?;
                 verify_named(backend.name(), key, kind, &bytes)
                     .map_err(|_| corrupt(NOT_ITS_NAME.into()))?;
                 return Ok(bytes.len() as u64);
@@ -298,7 +307,7 @@ async fn verify(
                 .map_err(|_| corrupt("not a pack name".into()))?;
             let indexed = shape.packs.get(&id).cloned().unwrap_or_default();
             if read_all {
-                let bytes = fetch(None).await?;
+                let bytes = whole(Some(ObjectKind::Pack)).await?;
                 let len = bytes.len() as u64;
                 let keys = repo.keys().clone();
                 return tokio::task::spawn_blocking(move || {
@@ -312,10 +321,18 @@ async fn verify(
                 return Err(Failure::from((ProblemKind::Missing, "missing".into())));
             };
             let tail_start = size.saturating_sub(TAIL_READ);
-            let tail = fetch(Some(tail_start..size)).await?;
+            let tail = fetch(tail_start..size).await?;
             let header_len = u64::from(
                 header_length(&tail).ok_or_else(|| corrupt("too short to be a pack".into()))?,
             );
+            // The trailer is the provider's to set: a header larger than a
+            // pack can be is refused before it is read.
+            let most = repo.max_size(ObjectKind::Pack);
+            if header_len > most {
+                return Err(corrupt(format!(
+                    "header of {header_len} bytes, more than any pack can hold ({most})"
+                )));
+            }
             let start = size
                 .checked_sub(TRAILER_LEN as u64 + header_len)
                 .ok_or_else(|| corrupt("header length exceeds pack size".into()))?;
@@ -323,7 +340,7 @@ async fn verify(
                 let from = (start - tail_start) as usize;
                 tail.slice(from..tail.len() - TRAILER_LEN)
             } else {
-                fetch(Some(start..size - TRAILER_LEN as u64)).await?
+                fetch(start..size - TRAILER_LEN as u64).await?
             };
             let found = decode_header(repo.keys(), &id, size, &header)
                 .map_err(|e| corrupt(strip_object(&e, &id)))?;

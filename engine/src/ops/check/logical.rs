@@ -119,7 +119,8 @@ pub(super) async fn load(repo: &Repository, report: &mut CheckReport) -> Result<
     report.blobs = master.len() as u64;
 
     let snapshot_names = repo.snapshot_names().await?;
-    let mut snapshots = Vec::with_capacity(snapshot_names.len());
+    // A listing's length (a provider can list phantoms): room grows as they load.
+    let mut snapshots = Vec::with_capacity(snapshot_names.len().min(4096));
     let mut reads = futures::stream::iter(snapshot_names.into_iter().map(|name| async move {
         let loaded = async {
             let id: SnapshotId = name

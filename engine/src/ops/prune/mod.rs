@@ -241,6 +241,10 @@ async fn mark(
     keys.retain(|k| !tombstones.contains(k));
     keys.sort();
     keys.dedup();
+    // Index files first: a record too long for one object is written as
+    // several, and a crash between them must not leave a pack tombstoned
+    // while an index file that lists it is still live.
+    keys.sort_by_key(|k| !k.starts_with(ObjectKind::Index.prefix()));
     deletions::write(repo, &DeletionRecord::new("prune", keys)).await?;
     repo.reload_tombstones().await;
     crate::failpoint("prune-after-record");

@@ -16,8 +16,8 @@ use crate::format::pack::{open_blob, parse_pack, BlobType, PackEntry, PackWriter
 use crate::repo::index::MasterIndex;
 use crate::repo::Repository;
 
-/// Blobs per index file before a new one is started.
-const INDEX_FILE_BLOBS: usize = 100_000;
+/// Blobs per index file before a new one is started (the format's rule).
+const INDEX_FILE_BLOBS: usize = crate::format::index::MAX_FILE_BLOBS;
 
 /// Every pack stored on any reachable destination, with its size.
 pub(super) async fn stored_packs(repo: &Repository) -> Result<HashMap<PackId, u64>> {

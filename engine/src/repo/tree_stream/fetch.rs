@@ -88,8 +88,12 @@ pub(super) async fn fetch(repo: Repository, batch: Batch) -> Fetched {
 /// The whole pack, verified against its name.
 async fn read_whole(repo: &Repository, pack: PackId) -> Result<Bytes> {
     let key = ObjectKind::Pack.key(&pack.to_hex());
+    let fetch = |b: std::sync::Arc<dyn lifeboat_backends::Backend>| {
+        let key = &key;
+        async move { repo.read_whole(b.as_ref(), ObjectKind::Pack, key).await }
+    };
     repo.destinations()
-        .get_verified(&key, None, |dest, bytes| {
+        .read_verified(&key, fetch, |dest, bytes| {
             verify_named(dest, &key, ObjectKind::Pack, &bytes)?;
             Ok(bytes)
         })
@@ -237,7 +241,7 @@ async fn read_run(
     let keys = repo.keys().clone();
     let (trees, sealed) = repo
         .destinations()
-        .get_verified(&key, Some(start..end), |_, bytes| {
+        .get_verified(&key, start..end, |_, bytes| {
             let mut trees = Vec::with_capacity(run.len());
             let mut sealed = Vec::with_capacity(run.len());
             for (k, entry) in run {
