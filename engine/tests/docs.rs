@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use lifeboat_engine::format::config::{CONFIG_AAD, FORMAT_VERSION};
 use lifeboat_engine::format::crypto::BLOB_AAD_PREFIX;
-use lifeboat_engine::format::crypto::SEAL_OVERHEAD;
+use lifeboat_engine::format::crypto::{padme, SEAL_OVERHEAD};
 use lifeboat_engine::format::deletion::DeletionRecord;
 use lifeboat_engine::format::ids::{ObjectKind, CONFIG_KEY, MAX_CONFIG_LEN};
 use lifeboat_engine::format::index::IndexFile;
@@ -254,7 +254,10 @@ fn size_limits_match_the_code() {
     let pack = documented.get("pack").expect("§7.4 lists packs");
     assert_eq!(
         *pack,
-        format!("max(`pack_size`, `chunk_max` + {SEAL_OVERHEAD}) + {PACK_HEADER_ROOM}"),
+        format!(
+            "max(`pack_size`, `padme(chunk_max` + {}`)`) + {PACK_HEADER_ROOM}",
+            SEAL_OVERHEAD + 4
+        ),
         "§7.4's pack limit"
     );
     for (pack_size, chunk_max) in [(16 << 20, 2 << 20), (1 << 20, 16 << 20), (1 << 30, 1024)] {
@@ -263,7 +266,8 @@ fn size_limits_match_the_code() {
             chunk_max,
             ..params
         };
-        let formula = u64::from(pack_size).max(u64::from(chunk_max) + SEAL_OVERHEAD as u64)
+        let formula = u64::from(pack_size)
+            .max(padme(u64::from(chunk_max) + SEAL_OVERHEAD as u64 + 4))
             + PACK_HEADER_ROOM;
         assert_eq!(ObjectKind::Pack.max_size(&params), formula);
     }

@@ -191,7 +191,7 @@ impl ObjectKind {
     /// `params`; a reader refuses a larger one before reading it.
     ///
     /// A pack holds blobs up to `pack_size` bytes, or one blob larger than
-    /// that (a data blob is at most `chunk_max` plus the seal), and then its
+    /// that (a data blob is at most `chunk_max` plus the seal, padded), and then its
     /// header and trailer ([`crate::format::pack::PACK_HEADER_ROOM`]). The one
     /// pack that can be larger holds a single tree blob above that size; its
     /// size is then learned from its sealed header, which a provider cannot
@@ -199,7 +199,11 @@ impl ObjectKind {
     pub fn max_size(self, params: &RepoParams) -> u64 {
         match self {
             ObjectKind::Pack => {
-                let largest_blob = u64::from(params.chunk_max) + SEAL_OVERHEAD as u64;
+                // Sealed, with the padded encoding's length field, then
+                // padded (FORMAT.md §3.2).
+                let largest_blob = crate::format::crypto::padme(
+                    u64::from(params.chunk_max) + SEAL_OVERHEAD as u64 + 4,
+                );
                 u64::from(params.pack_size).max(largest_blob) + PACK_HEADER_ROOM
             }
             ObjectKind::Index => MAX_INDEX_LEN,
@@ -311,6 +315,7 @@ mod tests {
         assert!(config.len() <= 110 && (config.len() as u64) < MAX_CONFIG_LEN);
 
         let info = KeyInfo {
+            serial: crate::format::keys::KeySerial([0xff; 16]),
             created: i64::MIN,
             hostname: long_name.clone(),
             username: long_name.clone(),
@@ -324,8 +329,8 @@ mod tests {
         )
         .unwrap()
         .to_bytes();
-        // Plus 12 bytes for KDF parameters at their longest varints.
-        assert!(key_file.len() + 12 < 1024, "{}", key_file.len());
+        // A fixed layout: the KDF parameters' values do not change its length.
+        assert!(key_file.len() < 1024, "{}", key_file.len());
         const { assert!(1024 < MAX_KEY_FILE_LEN) };
 
         let lock = LockFile {
@@ -339,7 +344,8 @@ mod tests {
         assert!(raw_sealed(lock.encode()) < 600 && 600 < MAX_LOCK_LEN);
 
         let record = DeletionRecord {
-            version: 1,
+            version: crate::format::deletion::RECORD_VERSION,
+            revoked: vec![crate::format::keys::KeySerial([0xff; 16])],
             time: i64::MIN,
             reason: "key remove".into(),
             hostname: long_name,
@@ -386,10 +392,15 @@ mod tests {
             chunk_max: 16 << 20,
             ..params
         };
+        // One padded blob of chunk_max: 16 MiB + 45 rounds up to 16.5 MiB.
         assert_eq!(
             ObjectKind::Pack.max_size(&small_packs),
-            (16 << 20) + SEAL_OVERHEAD as u64 + PACK_HEADER_ROOM
+            (16 << 20) + (512 << 10) + PACK_HEADER_ROOM
         );
+        let mut sealed = Vec::new();
+        let chunk = vec![7u8; 16 << 20];
+        keys.seal_blob(b"lifeboat.blob.v1", &chunk, None, &mut sealed);
+        assert!(sealed.len() as u64 + PACK_HEADER_ROOM <= ObjectKind::Pack.max_size(&small_packs));
     }
 
     #[test]
