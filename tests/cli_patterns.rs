@@ -58,7 +58,10 @@ fn lb(sb: &Sandbox, args: &[&str]) -> Output {
         .run()
 }
 
-/// The paths of the latest snapshot under `home`, relative to it.
+/// The paths of the latest snapshot under `home`, relative to it, leaving
+/// out Lifeboat's own state directory (the sandbox's `XDG_STATE_HOME` is
+/// `home/state`; opening a repository writes the key files it knows there,
+/// and a backup of a home directory stores them like any other file).
 fn stored_under(sb: &Sandbox, home: &Path) -> BTreeSet<String> {
     sb.ls_paths("latest")
         .into_iter()
@@ -68,7 +71,7 @@ fn stored_under(sb: &Sandbox, home: &Path) -> BTreeSet<String> {
                 .ok()
                 .map(|r| r.display().to_string())
         })
-        .filter(|r| !r.is_empty())
+        .filter(|r| !r.is_empty() && r != "state" && !r.starts_with("state/"))
         .collect()
 }
 
