@@ -288,7 +288,7 @@ async fn known_keys_are_tried_first_and_costly_ones_last() {
     };
     plant(&backends, planted.to_bytes()).await;
     // The real key opens, remembered or not (the order itself is
-    // `try_rank`'s, tested in repo/mod.rs).
+    // `try_rank`'s, tested in repo/tests.rs).
     let opened = open(&backends, OLD).await.unwrap();
     assert_eq!(opened.key_id(), repo.key_id());
     let admission = crate::repo::Admission {
