@@ -377,6 +377,7 @@ fn listing(n: usize) -> Vec<Node> {
             inode: 1_000_000 + i as u64,
             device: 2049,
             links: 1,
+            extra: Default::default(),
         })
         .collect()
 }

@@ -70,14 +70,14 @@ fn a_valid_seal_under_another_blobs_id_is_refused() {
 fn objects_of_an_unknown_version_are_refused_by_name() {
     let keys = MasterKeys::generate();
     let mut snapshot = Snapshot::new(BlobId([1; 32]), vec![b"/x".to_vec()], vec![], "h".into());
-    snapshot.version = 2;
+    snapshot.version = 3;
     let id = SnapshotId([3; 32]);
     match Snapshot::open(&keys, id, &snapshot.seal(&keys)) {
         Err(Error::UnsupportedVersion { object, version }) => {
             assert!(object.contains(&id.to_hex()), "{object}");
-            assert_eq!(version, 2);
+            assert_eq!(version, 3);
         }
-        other => panic!("a version-2 snapshot was not refused: {other:?}"),
+        other => panic!("a version-3 snapshot was not refused: {other:?}"),
     }
     let mut index = IndexFile::new();
     index.version = 7;

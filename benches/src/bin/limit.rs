@@ -104,6 +104,7 @@ fn node(name: &[u8], meta: &fs::Metadata) -> Node {
         inode: meta.ino(),
         device: meta.dev(),
         links: meta.nlink(),
+        extra: Default::default(),
     }
 }
 

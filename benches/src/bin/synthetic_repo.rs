@@ -93,6 +93,7 @@ fn node(name: String, kind: NodeKind, size: u64) -> Node {
         inode: 0,
         device: 0,
         links: 1,
+        extra: Default::default(),
     }
 }
 

@@ -17,6 +17,7 @@
 pub mod config;
 pub mod crypto;
 pub mod deletion;
+pub mod extra;
 pub mod ids;
 pub mod index;
 pub mod keys;
@@ -74,6 +75,15 @@ pub trait RepoFile: Serialize + DeserializeOwned {
     /// The version this value records.
     fn version(&self) -> u8;
 
+    /// Rules the encoding alone does not enforce (canonical order of
+    /// optional fields, …), checked on every decode.
+    ///
+    /// # Errors
+    /// [`FormatError::Invalid`] naming the broken rule.
+    fn validate(&self) -> std::result::Result<(), FormatError> {
+        Ok(())
+    }
+
     /// The record's plaintext.
     fn encode(&self) -> Vec<u8> {
         postcard::to_stdvec(self).unwrap_or_else(|_| unreachable!("postcard encodes plain structs"))
@@ -87,7 +97,11 @@ pub trait RepoFile: Serialize + DeserializeOwned {
     /// [`FormatError::Decode`] for bytes that do not decode.
     fn decode(plain: &[u8]) -> std::result::Result<Self, FormatError> {
         match plain.first() {
-            Some(&version) if version == Self::VERSION => Ok(postcard::from_bytes(plain)?),
+            Some(&version) if version == Self::VERSION => {
+                let value: Self = postcard::from_bytes(plain)?;
+                value.validate()?;
+                Ok(value)
+            }
             Some(&version) => Err(FormatError::UnsupportedVersion(version)),
             None => Err(FormatError::Invalid("empty".into())),
         }

@@ -6,7 +6,7 @@ use super::{RepoFile, SealedFile};
 use crate::format::ids::{BlobId, SnapshotId};
 
 /// The snapshot version written and read.
-pub const SNAPSHOT_VERSION: u8 = 1;
+pub const SNAPSHOT_VERSION: u8 = 2;
 /// The AAD a snapshot is sealed with.
 pub const SNAPSHOT_AAD: &[u8] = b"lifeboat.snapshot.v1";
 
@@ -46,7 +46,7 @@ pub struct SnapshotSummary {
 /// A stored snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
-    /// Format version (1).
+    /// Format version (2: optional fields).
     pub version: u8,
     /// Start time: seconds since the epoch (UTC).
     pub time: i64,
@@ -72,10 +72,12 @@ pub struct Snapshot {
     pub program_version: String,
     /// Run figures.
     pub summary: SnapshotSummary,
+    /// Optional fields (FORMAT.md §4.10), in tag order.
+    pub extra: super::extra::Extra,
 }
 
 impl Snapshot {
-    /// A version-1 snapshot with empty summary.
+    /// A snapshot of this version with an empty summary and no optional fields.
     pub fn new(tree: BlobId, paths: Vec<Vec<u8>>, tags: Vec<String>, hostname: String) -> Self {
         let now = time::OffsetDateTime::now_utc();
         // SAFETY: getuid/getgid cannot fail.
@@ -94,6 +96,7 @@ impl Snapshot {
             tree,
             program_version: env!("CARGO_PKG_VERSION").to_string(),
             summary: SnapshotSummary::default(),
+            extra: super::extra::Extra::new(),
         }
     }
 
@@ -119,6 +122,10 @@ impl RepoFile for Snapshot {
 
     fn version(&self) -> u8 {
         self.version
+    }
+
+    fn validate(&self) -> std::result::Result<(), super::FormatError> {
+        self.extra.validate()
     }
 }
 
@@ -165,6 +172,7 @@ mod tests {
             proptest::option::of(any::<[u8; 32]>()),
             any::<[u8; 32]>(),
             any::<[u64; 14]>(),
+            crate::format::extra::tests::extras(),
         )
             .prop_map(
                 |(
@@ -175,6 +183,7 @@ mod tests {
                     parent,
                     tree,
                     s,
+                    extra,
                 )| {
                     Snapshot {
                         version: SNAPSHOT_VERSION,
@@ -205,6 +214,7 @@ mod tests {
                             errors: s[12],
                             duration_ms: s[13],
                         },
+                        extra,
                     }
                 },
             )

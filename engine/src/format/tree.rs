@@ -6,12 +6,13 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::extra::Extra;
 use super::RepoFile;
 use crate::error::{Error, Result};
 use crate::format::ids::BlobId;
 
-/// The tree version written and read.
-pub const TREE_VERSION: u8 = 1;
+/// The tree version written and read (2 adds each node's optional fields).
+pub const TREE_VERSION: u8 = 2;
 
 /// What kind of file system object a node is, with its kind-specific data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,6 +83,8 @@ pub struct Node {
     pub device: u64,
     /// Hard link count at backup time.
     pub links: u64,
+    /// Optional fields (FORMAT.md §4.10), in tag order.
+    pub extra: Extra,
 }
 
 impl Node {
@@ -107,7 +110,7 @@ impl Node {
 /// A directory listing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tree {
-    /// Format version (1).
+    /// Format version (2).
     pub version: u8,
     /// Entries, sorted by name bytes, names unique.
     pub nodes: Vec<Node>,
@@ -157,6 +160,11 @@ impl Tree {
         if tree.nodes.windows(2).any(|w| w[0].name >= w[1].name) {
             return Err(Error::format(object(), "entries not in canonical order"));
         }
+        for node in &tree.nodes {
+            node.extra
+                .validate()
+                .map_err(|e| Error::stored(object(), e))?;
+        }
         Ok(tree)
     }
 
@@ -201,7 +209,38 @@ mod tests {
             inode: 42,
             device: 7,
             links: 1,
+            extra: Extra::new(),
         }
+    }
+
+    #[test]
+    fn optional_fields_round_trip_and_must_be_canonical() {
+        let mut a = node(b"a", NodeKind::Fifo);
+        a.extra.set(77, b"a tag this build does not know".to_vec());
+        a.extra.set(3, vec![1, 2, 3]);
+        let tree = Tree::new(vec![a]);
+        let bytes = tree.encode();
+        let id = BlobId([9; 32]);
+        let decoded = Tree::decode(&id, &bytes).unwrap();
+        assert_eq!(decoded, tree);
+        assert_eq!(decoded.encode(), bytes, "one encoding");
+        assert_eq!(
+            decoded.nodes[0].extra.get(77),
+            Some(&b"a tag this build does not know"[..])
+        );
+        // The same fields out of order: after the count `02`, tag 77 (1 +
+        // 1 + 30 bytes) before tag 3 (1 + 1 + 3 bytes).
+        let fields = (1 + 1 + 30) + (1 + 1 + 3);
+        let mut swapped = bytes[..bytes.len() - fields].to_vec();
+        assert_eq!(swapped.last(), Some(&2), "the count of fields");
+        swapped.extend_from_slice(&[77, 30]);
+        swapped.extend_from_slice(b"a tag this build does not know");
+        swapped.extend_from_slice(&[3, 3, 1, 2, 3]);
+        assert_eq!(swapped.len(), bytes.len());
+        assert!(matches!(
+            Tree::decode(&id, &swapped),
+            Err(Error::Format { .. })
+        ));
     }
 
     #[test]
@@ -277,6 +316,7 @@ mod tests {
             ".{0,8}",
             any::<(i64, u32, i64, u32)>(),
             any::<(u64, u64, u64)>(),
+            crate::format::extra::tests::extras(),
         )
             .prop_map(
                 |(
@@ -287,6 +327,7 @@ mod tests {
                     group,
                     times,
                     (inode, device, links),
+                    extra,
                 )| {
                     Node {
                         name,
@@ -304,6 +345,7 @@ mod tests {
                         inode,
                         device,
                         links,
+                        extra,
                     }
                 },
             );

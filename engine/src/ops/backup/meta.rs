@@ -25,6 +25,7 @@ pub fn node_from_metadata(name: Vec<u8>, meta: &Metadata, kind: NodeKind) -> Nod
         inode: meta.ino(),
         device: meta.dev(),
         links: meta.nlink(),
+        extra: crate::format::extra::Extra::new(),
     }
 }
 
