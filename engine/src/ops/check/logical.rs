@@ -61,10 +61,17 @@ pub(super) async fn load(repo: &Repository, report: &mut CheckReport) -> Result<
     let mut objects = BTreeMap::new();
     objects.insert(CONFIG_KEY.to_string(), Expected::Config);
     for kind in [ObjectKind::Key, ObjectKind::Deletion] {
-        for name in repo.list_names_everywhere(kind).await? {
-            // Junk a provider planted under a matching name is not expected
-            // anywhere: where it is, it is noted as not this repository's.
-            if !is_junk(repo, kind, &name).await {
+        let names = repo.list_names_everywhere(kind).await?;
+        // Junk a provider planted under a matching name is not expected
+        // anywhere: where it is, it is noted as not this repository's. Read
+        // concurrently, like the index files below: one round trip each.
+        let mut verdicts = futures::stream::iter(names.into_iter().map(|name| async move {
+            let junk = is_junk(repo, kind, &name).await;
+            (name, junk)
+        }))
+        .buffer_unordered(repo.destinations().walk_reads());
+        while let Some((name, junk)) = verdicts.next().await {
+            if !junk {
                 objects.insert(kind.key(&name), Expected::Whole(kind));
             }
         }
