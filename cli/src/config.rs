@@ -39,6 +39,9 @@ pub struct ConfigFile {
     /// Named profiles.
     #[serde(default)]
     pub profiles: BTreeMap<String, Profile>,
+    /// Named sources: accounts whose items are backed up beside files.
+    #[serde(default)]
+    pub sources: BTreeMap<String, crate::sources::SourceConfig>,
 }
 
 /// One destination.
@@ -182,6 +185,10 @@ pub struct Profile {
     /// Tags added to every snapshot.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Sources backed up with the paths: names of `[sources.NAME]` tables,
+    /// or source URLs.
+    #[serde(default)]
+    pub sources: Vec<String>,
     /// zstd level for new data.
     pub compression: Option<i32>,
 }

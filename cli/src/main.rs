@@ -11,6 +11,7 @@ mod known_keys;
 mod output;
 mod password;
 mod selection;
+mod sources;
 
 use clap::Parser;
 

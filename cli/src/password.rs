@@ -10,7 +10,8 @@ use zeroize::Zeroizing;
 /// A password held in memory, wiped on drop.
 pub type Secret = Zeroizing<Vec<u8>>;
 
-fn from_file(path: &Path) -> Result<Secret> {
+/// The first line of a password file.
+pub fn from_file(path: &Path) -> Result<Secret> {
     // The whole file is wiped too, not only the line taken from it.
     let text = Zeroizing::new(
         std::fs::read(path)

@@ -152,6 +152,16 @@ pub enum Error {
     /// The run was interrupted (Ctrl-C).
     #[error("interrupted")]
     Interrupted,
+
+    /// A source refused the credentials (`lifeboat backup dav://…`): the
+    /// backup stops before anything is committed.
+    #[error("source {source_name}: {reason}")]
+    SourceAuth {
+        /// The source, as shown (`dav://host/`).
+        source_name: String,
+        /// What the server said, one line.
+        reason: String,
+    },
 }
 
 impl Error {

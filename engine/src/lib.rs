@@ -30,6 +30,7 @@ pub mod format;
 pub mod ops;
 pub mod percent;
 pub mod repo;
+pub mod source;
 mod users;
 
 // The operations, at the root for callers (`lifeboat_engine::backup::backup`).

@@ -10,6 +10,7 @@
 //!   copy and fingerprints directories.
 
 pub mod cmd;
+pub mod dav;
 pub mod multi;
 pub mod repo;
 pub mod tree;

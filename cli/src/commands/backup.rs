@@ -20,8 +20,11 @@ use crate::selection::SelectionArgs;
 /// Arguments of `backup`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Files and directories to back up (default: the profile's paths).
-    #[arg(value_name = "PATH")]
+    /// Files and directories to back up, and accounts to pull: `davs://USER@HOST/` (CardDAV
+    /// and CalDAV: address books, calendars, task lists); passwords come from the source's
+    /// password_file, LIFEBOAT_SOURCE_PASSWORD or a prompt, never from the URL (default: the
+    /// profile's paths and sources).
+    #[arg(value_name = "PATH|SOURCE")]
     pub paths: Vec<PathBuf>,
     /// Tag the snapshot (repeat, or separate with commas).
     #[arg(long = "tag", value_name = "TAG", value_delimiter = ',')]
@@ -91,9 +94,11 @@ async fn open_or_create(ctx: &Context) -> Result<Repository> {
 /// destination was missed.
 pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
     let profile = ctx.profile()?;
-    let paths = paths_to_back_up(&args, profile)?;
+    let (paths, specs) = what_to_back_up(ctx, &args, profile)?;
+    let sources = crate::sources::open(&specs)?;
     let repo = open_or_create(ctx).await?;
-    let options = backup_options(ctx, &args, profile, &repo, paths).await?;
+    let mut options = backup_options(ctx, &args, profile, &repo, paths).await?;
+    options.sources = sources;
     let outcome = back_up_with_progress(ctx, &repo, options, args.dry_run).await?;
     if ctx.global.json {
         print_json(&outcome, args.dry_run)?;
@@ -108,17 +113,24 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
     })
 }
 
-/// The paths named on the command line, in `--files-from` lists, or in the
-/// profile; a usage error when there are none.
-fn paths_to_back_up(args: &Args, profile: Option<&Profile>) -> Result<Vec<PathBuf>> {
-    let paths = args.selection.paths(&args.paths, profile)?;
-    if paths.is_empty() {
+/// The paths and sources named on the command line, in `--files-from`
+/// lists, or in the profile; a usage error when there are none.
+fn what_to_back_up(
+    ctx: &Context,
+    args: &Args,
+    profile: Option<&Profile>,
+) -> Result<(Vec<PathBuf>, Vec<crate::sources::SourceSpec>)> {
+    let (operands, specs) = crate::sources::split(&args.paths, profile, &ctx.config.sources)?;
+    // Operands (even sources alone) replace the profile's paths.
+    let fallback = if args.paths.is_empty() { profile } else { None };
+    let paths = args.selection.paths(&operands, fallback)?;
+    if paths.is_empty() && specs.is_empty() {
         return Err(crate::exit::usage(
-            "nothing to back up: name at least one path (lifeboat backup ~/Documents), \
-             list them with --files-from, or set paths in a profile",
+            "nothing to back up: name at least one path (lifeboat backup ~/Documents) or source \
+             (davs://alice@dav.example.com/), list paths with --files-from, or set paths in a profile",
         ));
     }
-    Ok(paths)
+    Ok((paths, specs))
 }
 
 /// `--tag` values (blank ones dropped) and the profile's tags, sorted once
@@ -156,6 +168,7 @@ async fn backup_options(
         .then(|| EntryObserver(Arc::new(print_entry)));
     Ok(BackupOptions {
         paths,
+        sources: Vec::new(),
         tags: tags(args, profile),
         excludes: args.selection.exclude_options(profile)?,
         observer,
@@ -238,6 +251,8 @@ struct JsonSummary<'a> {
     figures: SummaryJson,
     destinations_reached: &'a [String],
     destinations_missed: Vec<serde_json::Value>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    sources: Vec<serde_json::Value>,
 }
 
 /// One error line per unreadable entry, then the summary line.
@@ -259,9 +274,44 @@ fn print_json(outcome: &backup::BackupOutcome, dry_run: bool) -> Result<()> {
             .iter()
             .map(|(name, error)| json!({"name": name, "error": error}))
             .collect(),
+        sources: outcome.sources.iter().map(source_json).collect(),
     };
     println!("{}", serde_json::to_string(&summary)?);
     Ok(())
+}
+
+/// One source's figures for `--json`.
+fn source_json(r: &backup::SourceReport) -> serde_json::Value {
+    json!({
+        "source": r.name, "collections": r.collections, "items": r.items,
+        "items_fetched": r.fetched, "items_unchanged": r.unchanged, "items_malformed": r.malformed,
+        "bytes": r.bytes, "bytes_fetched": r.bytes_fetched, "requests": r.requests,
+        "bytes_received": r.bytes_in, "fetch_ms": r.fetch_ms, "error": r.error,
+    })
+}
+
+/// One source's line of the human summary.
+fn source_line(r: &backup::SourceReport) -> String {
+    match &r.error {
+        Some(e) => format!("Source {}: left out: {e}", r.name),
+        None => {
+            let malformed = match r.malformed {
+                0 => String::new(),
+                n => format!(", {n} malformed (kept as served)"),
+            };
+            format!(
+                "Source {}: {} in {}, {} downloaded, {} unchanged{malformed}; {} requests, {} received in {:.1}s",
+                r.name,
+                output::count(r.items, "item"),
+                output::count(r.collections, "collection"),
+                r.fetched,
+                r.unchanged,
+                r.requests,
+                output::bytes(r.bytes_in),
+                r.fetch_ms as f64 / 1000.0
+            )
+        }
+    }
 }
 
 /// The unreadable entries on stderr; the figures, the snapshot and where it
@@ -286,6 +336,9 @@ fn print_human(ctx: &Context, repo: &Repository, outcome: &backup::BackupOutcome
         output::bytes(s.data_added),
         output::bytes(s.data_added_packed)
     ));
+    for report in &outcome.sources {
+        ctx.say(source_line(report));
+    }
     let saved = match &outcome.snapshot_id {
         Some(id) => format!("snapshot {} saved", id.short()),
         None => "dry run: nothing was written".to_string(),

@@ -46,15 +46,48 @@ fn mode_text(kind: char, mode: u32) -> String {
     s
 }
 
+/// What a source recorded about an item or a collection (FORMAT.md
+/// §4.10), under readable names; `None` for a plain file.
+fn source_json(node: &lifeboat_engine::Node) -> Option<serde_json::Value> {
+    use lifeboat_engine::format::tags;
+    let names = [
+        (tags::ITEM_VERSION, "etag"),
+        (tags::ITEM_HREF, "href"),
+        (tags::ITEM_FLAGS, "flags"),
+        (tags::COLLECTION_KIND, "kind"),
+        (tags::COLLECTION_NAME, "displayname"),
+        (tags::COLLECTION_DESCRIPTION, "description"),
+        (tags::COLLECTION_COLOR, "color"),
+        (tags::COLLECTION_COMPONENTS, "components"),
+        (tags::COLLECTION_SYNC_STATE, "sync_state"),
+        (tags::COLLECTION_HREF, "href"),
+        (tags::ACCOUNT_URL, "url"),
+    ];
+    let mut map = serde_json::Map::new();
+    for (tag, name) in names {
+        if let Some(value) = node.extra.get(tag) {
+            map.insert(name.into(), json!(String::from_utf8_lossy(value)));
+        }
+    }
+    if node.extra.get(tags::ITEM_MALFORMED).is_some() {
+        map.insert("malformed".into(), json!(true));
+    }
+    (!map.is_empty()).then_some(serde_json::Value::Object(map))
+}
+
 /// Runs `ls`.
 pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
     let repo = ctx.open().await?;
     let (_, snapshot) = repo.find_snapshot(&args.snapshot).await?;
     let index = repo.load_index().await?;
-    let start = args.path.clone().unwrap_or_else(|| PathBuf::from("/"));
+    // A source's items by its URL: `dav://host/…` is `/dav/host/…`.
+    let start = match args.path.as_ref().and_then(|p| p.to_str()) {
+        Some(text) => PathBuf::from(crate::sources::snapshot_pattern(text)),
+        None => args.path.clone().unwrap_or_else(|| PathBuf::from("/")),
+    };
     let (json, long) = (ctx.global.json, args.long);
     let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
-    lifeboat_engine::ls::walk(&repo, &index, snapshot.tree, &start, |path, node| {
+    lifeboat_engine::ls::walk_snapshot(&repo, &index, &snapshot, &start, |path, node| {
         if json {
             let mut v = json!({
                 "path": path.to_string_lossy(),
@@ -70,6 +103,9 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
             });
             if let NodeKind::Symlink { target } = &node.kind {
                 v["target"] = json!(String::from_utf8_lossy(target));
+            }
+            if let Some(source) = source_json(node) {
+                v["source"] = source;
             }
             println!("{v}");
         } else if long {

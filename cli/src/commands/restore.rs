@@ -22,7 +22,8 @@ pub struct Args {
     #[arg(long, short = 't', value_name = "DIR")]
     pub target: PathBuf,
     /// Restore only what matches PATTERN and everything below it (repeat for several; the
-    /// backup's pattern rules: `/home/*/docs`, `*.txt`, `Documents/taxes`).
+    /// backup's pattern rules: `/home/*/docs`, `*.txt`, `Documents/taxes`; a source's items as
+    /// `dav://HOST/collection` or `/dav/HOST/collection`).
     #[arg(long = "include", short = 'i', value_name = "PATTERN")]
     pub includes: Vec<String>,
     /// Leave out what matches PATTERN and everything below it.
@@ -63,7 +64,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
     };
     let expand = |list: &[String]| -> Vec<String> {
         list.iter()
-            .map(|p| crate::selection::expand_user(p))
+            .map(|p| crate::sources::snapshot_pattern(&crate::selection::expand_user(p)))
             .collect()
     };
     let options = RestoreOptions {

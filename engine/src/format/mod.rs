@@ -24,6 +24,7 @@ pub mod keys;
 pub mod lock;
 pub mod pack;
 pub mod snapshot;
+pub mod tags;
 pub mod tree;
 
 use serde::de::DeserializeOwned;

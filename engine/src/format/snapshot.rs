@@ -107,6 +107,26 @@ impl Snapshot {
             .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
     }
 
+    /// The sources tree (FORMAT.md §4.11), when the run pulled any source.
+    pub fn sources_tree(&self) -> Option<BlobId> {
+        let value = self.extra.get(super::tags::SNAPSHOT_SOURCES)?;
+        <[u8; 32]>::try_from(value).ok().map(BlobId)
+    }
+
+    /// Records the sources tree.
+    pub fn set_sources_tree(&mut self, id: BlobId) {
+        self.extra.set(super::tags::SNAPSHOT_SOURCES, id.0.to_vec());
+    }
+
+    /// Every tree the snapshot hangs from: the file system's root, then the
+    /// sources tree. Both are restored at the target's root, so a source's
+    /// items are at `/dav/<host>/…` and `/imap/<user>@<host>/…`.
+    pub fn roots(&self) -> Vec<BlobId> {
+        std::iter::once(self.tree)
+            .chain(self.sources_tree())
+            .collect()
+    }
+
     /// The paths, shown lossily as text.
     pub fn paths_lossy(&self) -> Vec<String> {
         self.paths
@@ -125,7 +145,13 @@ impl RepoFile for Snapshot {
     }
 
     fn validate(&self) -> std::result::Result<(), super::FormatError> {
-        self.extra.validate()
+        self.extra.validate()?;
+        match self.extra.get(super::tags::SNAPSHOT_SOURCES) {
+            Some(v) if v.len() != 32 => Err(super::FormatError::Invalid(
+                "the sources tree's id is not 32 bytes".into(),
+            )),
+            _ => Ok(()),
+        }
     }
 }
 

@@ -135,12 +135,7 @@ impl Tree {
         let object = || format!("tree {id}");
         let tree = Self::decode_named(id, bytes)?;
         for node in &tree.nodes {
-            if node.name.is_empty()
-                || node.name == b"."
-                || node.name == b".."
-                || node.name.contains(&b'/')
-                || node.name.contains(&0)
-            {
+            if !valid_name(&node.name) {
                 return Err(Error::format(
                     object(),
                     format!(
@@ -175,6 +170,12 @@ impl Tree {
             .ok()
             .map(|i| &self.nodes[i])
     }
+}
+
+/// True for a name an entry may have: not empty, not `.` or `..`, no `/`
+/// or NUL, so that it can never escape a restore target.
+pub fn valid_name(name: &[u8]) -> bool {
+    !(name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0))
 }
 
 /// A tree's canonical encoding is [`RepoFile::encode`], the plaintext of its

@@ -204,7 +204,7 @@ async fn verify_drill(
     report: &mut DrillReport,
 ) -> Result<()> {
     let index = repo.load_index().await?;
-    let (files, tree_failures) = walk_files(repo, &index, snapshot.tree, &cancel).await?;
+    let (files, tree_failures) = walk_files(repo, &index, &snapshot.roots(), &cancel).await?;
     let files = match sample {
         Some(percent) => choose_sample(files, percent),
         None => files,
@@ -317,13 +317,15 @@ async fn verify_drill(
 async fn walk_files(
     repo: &Repository,
     index: &MasterIndex,
-    root: BlobId,
+    roots: &[BlobId],
     cancel: &AtomicBool,
 ) -> Result<(Vec<FileEntry>, Vec<String>)> {
     let mut files = Vec::new();
     let mut failures = Vec::new();
     let mut trees = TreeStream::new(repo, index, Order::DepthFirst);
-    trees.want(root, PathBuf::from("/"));
+    for root in roots {
+        trees.want(*root, PathBuf::from("/"));
+    }
     while let Some((dir, tree)) = trees.next().await {
         if cancel.load(Ordering::Relaxed) {
             return Err(Error::Interrupted);

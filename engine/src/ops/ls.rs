@@ -97,6 +97,34 @@ pub async fn walk(
     Ok(())
 }
 
+/// [`walk`] over every root of `snapshot` (the file system's, then the
+/// sources tree, whose accounts are at `/dav/…` and `/imap/…`): `start`
+/// must exist below one of them.
+///
+/// # Errors
+/// As [`walk`].
+pub async fn walk_snapshot(
+    repo: &Repository,
+    index: &MasterIndex,
+    snapshot: &crate::format::snapshot::Snapshot,
+    start: &Path,
+    mut visit: impl FnMut(&Path, &Node),
+) -> Result<()> {
+    let mut missing = None;
+    let mut found = false;
+    for root in snapshot.roots() {
+        match walk(repo, index, root, start, &mut visit).await {
+            Ok(()) => found = true,
+            Err(e @ Error::PathNotFound(_)) => missing = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    match (found, missing) {
+        (false, Some(e)) => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// The next directory of a depth-first walk, its subdirectories wanted.
 async fn take(trees: &mut TreeStream<'_, PathBuf>) -> Result<(PathBuf, std::vec::IntoIter<Node>)> {
     let (dir, tree) = trees

@@ -11,6 +11,7 @@ mod excludes;
 mod meta;
 mod parent;
 mod pipeline;
+mod pull;
 mod scan;
 mod stages;
 mod stats;
@@ -25,6 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 pub use excludes::{ExcludeOptions, ExcludeReason, Excludes};
+pub use pull::SourceReport;
 pub use stats::BackupProgress;
 pub use walker::SkippedEntry;
 
@@ -76,6 +78,9 @@ impl std::fmt::Debug for EntryObserver {
 pub struct BackupOptions {
     /// Files and directories to back up.
     pub paths: Vec<PathBuf>,
+    /// Accounts to pull items from (contacts, calendars, mail), each stored
+    /// below the snapshot's sources tree.
+    pub sources: Vec<Arc<dyn crate::source::ItemSource>>,
     /// Tags for the snapshot.
     pub tags: Vec<String>,
     /// What to leave out (see [`Excludes`]).
@@ -114,6 +119,8 @@ pub struct BackupOutcome {
     pub reached: Vec<String>,
     /// Destinations left out during the run, with the reason (they lag until `sync`).
     pub missed: Vec<(String, String)>,
+    /// What each source contributed, in the order given.
+    pub sources: Vec<SourceReport>,
 }
 
 impl BackupOutcome {
@@ -182,10 +189,13 @@ pub async fn backup(
         progress: progress.clone(),
         cancel: cancel.clone(),
     };
-    let parent_root = parent.as_ref().map(|(_, s)| s.tree);
-    let (root, skipped) =
-        stages::run(repo, options, &run, &shared, parent_root).into_root_tree(&cancel)?;
-    let snapshot = new_snapshot(
+    let parent_roots = stages::ParentRoots {
+        files: parent.as_ref().map(|(_, s)| s.tree),
+        sources: parent.as_ref().and_then(|(_, s)| s.sources_tree()),
+    };
+    let (root, skipped, pulled) =
+        stages::run(repo, options, &run, &shared, parent_roots).into_root_tree(&cancel)?;
+    let mut snapshot = new_snapshot(
         root,
         run,
         parent.map(|(id, _)| id),
@@ -193,6 +203,9 @@ pub async fn backup(
         &progress,
         started,
     );
+    if let Some(sources) = pulled.root {
+        snapshot.set_sources_tree(sources);
+    }
     let snapshot_id = commit(repo, options, &snapshot).await?;
     let dests = repo.destinations();
     Ok(BackupOutcome {
@@ -201,6 +214,7 @@ pub async fn backup(
         skipped,
         reached: dests.reached(),
         missed: dests.missed(),
+        sources: pulled.reports,
     })
 }
 
@@ -233,16 +247,33 @@ struct RunSettings {
 
 impl RunSettings {
     fn resolve(repo: &Repository, options: &BackupOptions) -> Result<Self> {
-        if options.paths.is_empty() {
+        if options.paths.is_empty() && options.sources.is_empty() {
             return Err(Error::InvalidInput(
-                "nothing to back up: give at least one path".into(),
+                "nothing to back up: give at least one path or source".into(),
             ));
         }
         let abs_paths = absolute_targets(&options.paths)?;
-        let path_bytes = abs_paths
+        let mut path_bytes: Vec<Vec<u8>> = abs_paths
             .iter()
             .map(|p| std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()).to_vec())
             .collect();
+        let mut roots = HashSet::new();
+        for source in &options.sources {
+            let root = source.root();
+            if !crate::format::tree::valid_name(root.account.as_bytes()) {
+                return Err(Error::InvalidInput(format!(
+                    "source {}: its account name cannot be a directory name",
+                    root.display()
+                )));
+            }
+            if !roots.insert(root.clone()) {
+                return Err(Error::InvalidInput(format!(
+                    "source {} is given twice; give each account once",
+                    root.display()
+                )));
+            }
+            path_bytes.push(root.display().into_bytes());
+        }
         let compression = match options.compression.unwrap_or(repo.params().compression) {
             0 => None,
             level if (1..=22).contains(&level) => Some(level),

@@ -157,14 +157,23 @@ impl From<std::io::Error> for ReadFail {
 }
 
 /// New blobs on their way to the sealers, sent once they hold [`BATCH_BYTES`].
-struct SealBatch<'a> {
+pub(crate) struct SealBatch<'a> {
     jobs: Vec<SealJob>,
     bytes: u64,
     out: &'a Sender<Vec<SealJob>>,
 }
 
-impl SealBatch<'_> {
-    fn push(&mut self, job: SealJob) -> Result<(), Stop> {
+impl<'a> SealBatch<'a> {
+    /// An empty batch that sends to `out`.
+    pub(crate) fn new(out: &'a Sender<Vec<SealJob>>) -> Self {
+        SealBatch {
+            jobs: Vec::new(),
+            bytes: 0,
+            out,
+        }
+    }
+
+    pub(crate) fn push(&mut self, job: SealJob) -> Result<(), Stop> {
         self.bytes += job.data.len() as u64;
         self.jobs.push(job);
         if self.bytes >= BATCH_BYTES {
@@ -173,7 +182,7 @@ impl SealBatch<'_> {
         Ok(())
     }
 
-    fn flush(&mut self) -> Result<(), Stop> {
+    pub(crate) fn flush(&mut self) -> Result<(), Stop> {
         if !self.jobs.is_empty() {
             self.bytes = 0;
             self.out
@@ -191,11 +200,7 @@ pub(crate) fn file_worker(
     seal: Sender<Vec<SealJob>>,
 ) -> Result<(), Stop> {
     let mut buffer = Vec::new();
-    let mut new_blobs = SealBatch {
-        jobs: Vec::new(),
-        bytes: 0,
-        out: &seal,
-    };
+    let mut new_blobs = SealBatch::new(&seal);
     for batch in batches {
         let mut replies = Vec::with_capacity(batch.files.len());
         for job in &batch.files {

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::pipeline::{self, Shared, Stop};
+use super::pull::{self, Pulled};
 use super::walker::SkippedEntry;
 use super::{builder, parent, scan, uploader, walker, BackupOptions, RunSettings};
 use crate::error::{panic_message, Error, Result};
@@ -19,15 +20,39 @@ pub(super) struct Finished {
     stages: Vec<std::result::Result<Option<BlobId>, Stop>>,
     upload: std::result::Result<(), Stop>,
     skipped: Vec<SkippedEntry>,
+    pulled: std::result::Result<Pulled, Stop>,
+}
+
+/// The parent snapshot's roots, compared with to skip what did not change.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct ParentRoots {
+    /// Its file system tree.
+    pub files: Option<BlobId>,
+    /// Its sources tree.
+    pub sources: Option<BlobId>,
 }
 
 impl Finished {
     /// The snapshot's root tree and the skipped entries, or the run's root
     /// cause of failure: an interruption first, then the first real failure.
-    pub(super) fn into_root_tree(self, cancel: &AtomicBool) -> Result<(BlobId, Vec<SkippedEntry>)> {
+    pub(super) fn into_root_tree(
+        self,
+        cancel: &AtomicBool,
+    ) -> Result<(BlobId, Vec<SkippedEntry>, Pulled)> {
         let mut root = None;
         let mut failure = None;
-        for result in std::iter::once(self.upload.map(|()| None)).chain(self.stages) {
+        let mut pulled = None;
+        let pull = match self.pulled {
+            Ok(p) => {
+                pulled = Some(p);
+                Ok(None)
+            }
+            Err(stop) => Err(stop),
+        };
+        let results = std::iter::once(self.upload.map(|()| None))
+            .chain(std::iter::once(pull))
+            .chain(self.stages);
+        for result in results {
             match result {
                 Ok(Some(id)) => root = Some(id),
                 Ok(None) | Err(Stop::Closed) => {}
@@ -43,7 +68,9 @@ impl Finished {
         }
         let root =
             root.ok_or_else(|| Error::internal("backup pipeline stopped without a root tree"))?;
-        Ok((root, self.skipped))
+        let pulled =
+            pulled.ok_or_else(|| Error::internal("source stage stopped without a result"))?;
+        Ok((root, self.skipped, pulled))
     }
 }
 
@@ -54,8 +81,9 @@ pub(super) fn run(
     options: &BackupOptions,
     run: &RunSettings,
     shared: &Shared,
-    parent_root: Option<BlobId>,
+    parent_roots: ParentRoots,
 ) -> Finished {
+    let parent_root = parent_roots.files;
     let threads = run.threads;
     let skipped = Arc::new(Mutex::new(Vec::new()));
     let (file_tx, file_rx) = crossbeam_channel::bounded(threads * 8);
@@ -66,7 +94,7 @@ pub(super) fn run(
     let runtime = tokio::runtime::Handle::current();
     let pack_size = repo.params().pack_size as usize;
     let scan_stop = &AtomicBool::new(false);
-    let (stages, upload) = tokio::task::block_in_place(|| {
+    let (stages, upload, pulled) = tokio::task::block_in_place(|| {
         std::thread::scope(|scope| {
             let mut handles = Vec::new();
             {
@@ -99,6 +127,26 @@ pub(super) fn run(
                 let (paths, excludes) = (&run.abs_paths, &run.excludes);
                 scope.spawn(move || scan::scan(paths, excludes, &shared.progress, scan_stop));
             }
+            // Sources are pulled beside the walk, on their own thread.
+            let pulled = {
+                let (seal, skipped, runtime) = (seal_tx.clone(), skipped.clone(), runtime.clone());
+                scope.spawn(move || {
+                    if options.sources.is_empty() {
+                        return Ok(Pulled {
+                            root: None,
+                            reports: Vec::new(),
+                        });
+                    }
+                    let puller = pull::Puller {
+                        shared,
+                        repo,
+                        runtime,
+                        seal,
+                        skipped,
+                    };
+                    puller.pull(&options.sources, parent_roots.sources)
+                })
+            };
             for _ in 0..threads {
                 let (jobs, seal) = (file_rx.clone(), seal_tx.clone());
                 handles.push(
@@ -142,7 +190,13 @@ pub(super) fn run(
                     })
                 })
                 .collect();
-            (stages, upload)
+            let pulled = pulled.join().unwrap_or_else(|panic| {
+                Err(Stop::Failed(Error::task_failed(
+                    "the source puller thread panicked",
+                    panic_message(&panic),
+                )))
+            });
+            (stages, upload, pulled)
         })
     });
     let skipped = std::mem::take(&mut *skipped.lock().unwrap_or_else(|p| p.into_inner()));
@@ -150,5 +204,6 @@ pub(super) fn run(
         stages,
         upload,
         skipped,
+        pulled,
     }
 }

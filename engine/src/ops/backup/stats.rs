@@ -20,6 +20,10 @@ pub struct BackupProgress {
     pub scan_bytes: AtomicU64,
     /// Set once the scan has counted everything.
     pub scan_done: std::sync::atomic::AtomicBool,
+    /// Items of sources (contacts, events, messages) listed so far.
+    pub items_listed: AtomicU64,
+    /// Items settled (fetched, or kept from the parent snapshot).
+    pub items_done: AtomicU64,
     pub(crate) files_new: AtomicU64,
     pub(crate) files_changed: AtomicU64,
     pub(crate) files_unmodified: AtomicU64,

@@ -200,8 +200,10 @@ pub(super) async fn check_trees(repo: &Repository, shape: &Shape, report: &mut C
     // named by the first snapshot that reached it.
     let mut trees = TreeStream::new(repo, &shape.master, Order::AsFetched);
     for (id, snapshot) in &shape.snapshots {
-        if seen.insert(snapshot.tree) {
-            trees.want(snapshot.tree, (*id, String::from("/"), snapshot.tree));
+        for root in snapshot.roots() {
+            if seen.insert(root) {
+                trees.want(root, (*id, String::from("/"), root));
+            }
         }
     }
     while let Some(((id, path, tree_id), tree)) = trees.next().await {
@@ -264,10 +266,12 @@ pub(super) async fn damage_of(
     // every run.
     let mut trees = TreeStream::new(repo, &shape.master, Order::DepthFirst);
     for (n, (_, snapshot)) in shape.snapshots.iter().enumerate() {
-        if in_lost(&snapshot.tree) {
-            note(&mut hits[n], "/ (whole directory)".to_string());
-        } else {
-            trees.want(snapshot.tree, (n, String::from("/")));
+        for root in snapshot.roots() {
+            if in_lost(&root) {
+                note(&mut hits[n], "/ (whole directory)".to_string());
+            } else {
+                trees.want(root, (n, String::from("/")));
+            }
         }
     }
     while let Some(((n, path), tree)) = trees.next().await {

@@ -62,7 +62,9 @@ pub(super) async fn live_blobs(
     };
     let mut seen: Seen = (live, missing);
     for snapshot in snapshots {
-        reach(snapshot.tree, &mut trees, &mut seen);
+        for root in snapshot.roots() {
+            reach(root, &mut trees, &mut seen);
+        }
     }
     while let Some(((), tree)) = trees.next().await {
         for node in tree?.nodes {

@@ -131,7 +131,7 @@ pub async fn restore(
 ) -> Result<RestoreOutcome> {
     let started = std::time::Instant::now();
     let index = Arc::new(repo.load_index().await?);
-    let root = resolve_root(repo, &index, snapshot, options).await?;
+    let roots = resolve_roots(repo, &index, snapshot, options).await?;
     let selection = Selection::new(&options.include, &options.exclude)?;
     let rules = WalkRules {
         selection: &selection,
@@ -145,7 +145,7 @@ pub async fn restore(
     let mut plan = plan::walk(
         repo,
         &index,
-        root,
+        &roots,
         target,
         &rules,
         &progress,
@@ -270,24 +270,24 @@ impl Content<'_> {
     }
 }
 
-/// The tree a restore starts from (the snapshot's root, or the directory
+/// The trees a restore starts from (the snapshot's roots, or the directory
 /// `options.subtree` names), after checking that each plain absolute
-/// `--include` path exists in it.
-async fn resolve_root(
+/// `--include` path exists in one of them.
+async fn resolve_roots(
     repo: &Repository,
     index: &crate::repo::index::MasterIndex,
     snapshot: &Snapshot,
     options: &RestoreOptions,
-) -> Result<crate::format::ids::BlobId> {
-    let root = match &options.subtree {
-        None => snapshot.tree,
+) -> Result<Vec<crate::format::ids::BlobId>> {
+    let roots = match &options.subtree {
+        None => snapshot.roots(),
         Some(sub) => {
             let path = PathBuf::from("/").join(sub);
             match crate::ops::ls::find_node(repo, index, snapshot.tree, &path).await? {
                 Some(Node {
                     kind: NodeKind::Dir { subtree },
                     ..
-                }) => subtree,
+                }) => vec![subtree],
                 Some(_) => {
                     return Err(Error::InvalidInput(format!(
                         "{}: not a directory; restore its directory with --include {}",
@@ -295,17 +295,27 @@ async fn resolve_root(
                         path.display()
                     )))
                 }
-                None => snapshot.tree,
+                None => snapshot.roots(),
             }
         }
     };
     // A plain absolute path must exist: a typo would restore nothing.
     for inc in &options.include {
         if inc.starts_with('/') && !inc.contains(['*', '?', '[', '{', '\\']) {
-            crate::ops::ls::find_node(repo, index, root, Path::new(inc)).await?;
+            let mut found = None;
+            for root in &roots {
+                match crate::ops::ls::find_node(repo, index, *root, Path::new(inc)).await {
+                    Ok(_) => {
+                        found = Some(Ok(()));
+                        break;
+                    }
+                    Err(e) => found = found.or(Some(Err(e))),
+                }
+            }
+            found.unwrap_or(Ok(()))?;
         }
     }
-    Ok(root)
+    Ok(roots)
 }
 
 /// What [`restore`] would do to the target, told entry by entry to
@@ -320,9 +330,9 @@ pub async fn preview(
     report: &mut dyn FnMut(&Path, PreviewAction),
 ) -> Result<PreviewSummary> {
     let index = repo.load_index().await?;
-    let root = resolve_root(repo, &index, snapshot, options).await?;
+    let roots = resolve_roots(repo, &index, snapshot, options).await?;
     let selection = Selection::new(&options.include, &options.exclude)?;
-    preview::preview(repo, &index, root, options, &selection, report).await
+    preview::preview(repo, &index, &roots, options, &selection, report).await
 }
 
 /// The ranged reads a restore makes, in pack order, built lazily so that

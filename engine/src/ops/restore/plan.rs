@@ -153,7 +153,7 @@ pub(super) fn keeps(policy: Overwrite, existing: &Existing, node: &Node) -> bool
 pub(super) async fn walk(
     repo: &Repository,
     index: &MasterIndex,
-    root: BlobId,
+    roots: &[BlobId],
     target: TargetDirs,
     rules: &WalkRules<'_>,
     progress: &RestoreProgress,
@@ -183,10 +183,12 @@ pub(super) async fn walk(
     // Trees stream in as they arrive (parents always before children), with
     // (snapshot path, directory number once created, everything below taken).
     let mut trees = TreeStream::new(repo, index, Order::AsFetched);
-    trees.want(
-        root,
-        (PathBuf::from("/"), Some(0), !rules.selection.filters()),
-    );
+    for root in roots {
+        trees.want(
+            *root,
+            (PathBuf::from("/"), Some(0), !rules.selection.filters()),
+        );
+    }
     while let Some(((dir, dir_number, whole), tree)) = trees.next().await {
         if cancel.load(Ordering::Relaxed) {
             return Err(Error::Interrupted);
@@ -194,8 +196,12 @@ pub(super) async fn walk(
         let tree = tree?;
         if rules.delete && whole {
             if let Some(n) = dir_number {
-                let names = tree.nodes.iter().map(|n| n.name.clone().into()).collect();
-                plan.snapshot_names.insert(n, names);
+                let names = tree
+                    .nodes
+                    .iter()
+                    .map(|n| Box::<[u8]>::from(n.name.as_slice()));
+                // The target's root holds every root's entries.
+                plan.snapshot_names.entry(n).or_default().extend(names);
             }
         }
         for node in tree.nodes {

@@ -68,7 +68,7 @@ fn existing(path: &Path) -> Option<Existing> {
     })
 }
 
-/// Walks the snapshot from `root` as a restore with `options` would and
+/// Walks the snapshot from `roots` (all restored at the target's root) as a restore with `options` would and
 /// tells `report` every action, in walk order.
 ///
 /// # Errors
@@ -76,7 +76,7 @@ fn existing(path: &Path) -> Option<Existing> {
 pub(super) async fn preview(
     repo: &Repository,
     index: &MasterIndex,
-    root: BlobId,
+    roots: &[BlobId],
     options: &RestoreOptions,
     selection: &Selection,
     report: &mut dyn FnMut(&Path, PreviewAction),
@@ -94,18 +94,31 @@ pub(super) async fn preview(
     // (snapshot path, tree, target path, everything below taken)
     // Depth first, so that the report reads like a listing.
     let mut trees = TreeStream::new(repo, index, Order::DepthFirst);
-    trees.want(
-        root,
-        (
-            PathBuf::from("/"),
-            options.target.clone(),
-            !selection.filters(),
-        ),
-    );
+    // The target's root holds every root's entries: none of them is extra.
+    let mut root_names: HashSet<Vec<u8>> = HashSet::new();
+    if options.delete && roots.len() > 1 {
+        for root in roots {
+            let tree = repo.load_tree(index, root).await?;
+            root_names.extend(tree.nodes.into_iter().map(|n| n.name));
+        }
+    }
+    for root in roots {
+        trees.want(
+            *root,
+            (
+                PathBuf::from("/"),
+                options.target.clone(),
+                !selection.filters(),
+            ),
+        );
+    }
     while let Some(((dir, target_dir, whole), tree)) = trees.next().await {
         let tree = tree?;
         if options.delete && whole {
-            let names: HashSet<&[u8]> = tree.nodes.iter().map(|n| &n.name[..]).collect();
+            let mut names: HashSet<&[u8]> = tree.nodes.iter().map(|n| &n.name[..]).collect();
+            if dir == Path::new("/") {
+                names.extend(root_names.iter().map(Vec::as_slice));
+            }
             if let Ok(entries) = std::fs::read_dir(&target_dir) {
                 let mut extra: Vec<PathBuf> = entries
                     .filter_map(|e| e.ok())

@@ -1,0 +1,41 @@
+//! The registry of optional-field tags (FORMAT.md §4.10): what each tag of a
+//! [`super::extra::Extra`] means and how its value is encoded. A tag is never
+//! reused for another meaning; readers keep the tags they do not know.
+
+/// Snapshot: the sources tree (32-byte blob id): a tree whose entries are
+/// the directories `dav` and `imap`, one directory per account below them.
+pub const SNAPSHOT_SOURCES: u32 = 1;
+
+/// Item node: the source's version of the item (a WebDAV ETag, an IMAP
+/// message's UIDVALIDITY-UID): the next run downloads the item again only
+/// when this changed. Raw bytes as the server sent them.
+pub const ITEM_VERSION: u32 = 16;
+/// Item node: where the item lives on its server (a WebDAV href, UTF-8).
+pub const ITEM_HREF: u32 = 17;
+/// Item node: present (empty value) when the server served bytes that do
+/// not parse as the item's type; they are kept exactly as served.
+pub const ITEM_MALFORMED: u32 = 18;
+/// Item node: an IMAP message's flags, UTF-8, space-separated.
+pub const ITEM_FLAGS: u32 = 19;
+
+/// Collection directory: its kind, UTF-8: `addressbook`, `calendar` or
+/// `mailbox`.
+pub const COLLECTION_KIND: u32 = 32;
+/// Collection directory: its display name, UTF-8.
+pub const COLLECTION_NAME: u32 = 33;
+/// Collection directory: its description, UTF-8.
+pub const COLLECTION_DESCRIPTION: u32 = 34;
+/// Collection directory: its color (CalDAV/Apple `calendar-color`), UTF-8.
+pub const COLLECTION_COLOR: u32 = 35;
+/// Collection directory: the calendar components it holds (`VEVENT`,
+/// `VTODO`, ...), UTF-8, comma-separated.
+pub const COLLECTION_COMPONENTS: u32 = 36;
+/// Collection directory: the server's synchronization state at the time of
+/// the backup (a WebDAV sync token or CTag, an IMAP UIDVALIDITY), UTF-8.
+pub const COLLECTION_SYNC_STATE: u32 = 37;
+/// Collection directory: where the collection lives on its server (a
+/// WebDAV href or an IMAP mailbox name), UTF-8.
+pub const COLLECTION_HREF: u32 = 38;
+
+/// Account directory: the source's URL without credentials, UTF-8.
+pub const ACCOUNT_URL: u32 = 48;

@@ -1,0 +1,420 @@
+//! CardDAV (RFC 6352) and CalDAV (RFC 4791) accounts as a source.
+//!
+//! Discovery: the URL's path, or for a bare host the well-known URIs
+//! (RFC 6764), gives the user's principal (`current-user-principal`), whose
+//! `addressbook-home-set` and `calendar-home-set` list the collections.
+//! Listing: one `PROPFIND` (depth 1) per collection for every item's ETag.
+//! Fetching: `addressbook-multiget` / `calendar-multiget` reports, a batch of
+//! items per request, the bodies taken as served.
+
+pub mod http;
+pub mod xml;
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+
+use lifeboat_engine::format::extra::Extra;
+use lifeboat_engine::format::tags;
+use lifeboat_engine::source::{
+    Collection, FetchedItem, ItemEntry, ItemSource, SourceError, SourceRoot, SourceTraffic,
+};
+use percent_encoding::percent_decode_str;
+use zeroize::Zeroizing;
+
+use crate::url::SourceUrl;
+use http::Http;
+use xml::{Response, APPLE_ICAL, CALDAV, CALENDARSERVER, CARDDAV, DAV};
+
+/// A CardDAV/CalDAV account.
+pub struct DavSource {
+    url: SourceUrl,
+    http: Http,
+}
+
+/// What a collection holds, which decides its multiget and its items' type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CollectionKind {
+    AddressBook,
+    Calendar,
+}
+
+impl CollectionKind {
+    fn from_extra(extra: &Extra) -> Self {
+        match extra.get(tags::COLLECTION_KIND) {
+            Some(b"calendar") => CollectionKind::Calendar,
+            _ => CollectionKind::AddressBook,
+        }
+    }
+
+    fn extension(self) -> &'static str {
+        match self {
+            CollectionKind::AddressBook => ".vcf",
+            CollectionKind::Calendar => ".ics",
+        }
+    }
+
+    /// True when `body` has the shape of this kind's items.
+    fn well_formed(self, body: &[u8]) -> bool {
+        let (begin, end): (&[u8], &[u8]) = match self {
+            CollectionKind::AddressBook => (b"BEGIN:VCARD", b"END:VCARD"),
+            CollectionKind::Calendar => (b"BEGIN:VCALENDAR", b"END:VCALENDAR"),
+        };
+        let text = body.strip_prefix(b"\xef\xbb\xbf").unwrap_or(body);
+        let trimmed = text.trim_ascii();
+        std::str::from_utf8(trimmed).is_ok()
+            && trimmed.len() >= begin.len() + end.len()
+            && trimmed[..begin.len()].eq_ignore_ascii_case(begin)
+            && trimmed[trimmed.len() - end.len()..].eq_ignore_ascii_case(end)
+    }
+}
+
+impl DavSource {
+    /// A source for `url`, signing in with `password`; `ca_file` adds a
+    /// certificate authority to the system's.
+    ///
+    /// # Errors
+    /// As [`Http::new`].
+    pub fn new(
+        url: SourceUrl,
+        password: Zeroizing<String>,
+        ca_file: Option<&Path>,
+    ) -> Result<Self, SourceError> {
+        let http = Http::new(&url, password, ca_file)?;
+        Ok(DavSource { url, http })
+    }
+
+    async fn propfind(
+        &self,
+        href: &str,
+        depth: &str,
+        props: &[(&str, &str)],
+    ) -> Result<(Vec<Response>, url::Url), SourceError> {
+        let answer = self
+            .http
+            .dav("PROPFIND", href, depth, &xml::propfind(props))
+            .await?;
+        let (responses, _) = xml::multistatus(&answer.body)
+            .map_err(|e| SourceError::Failed(format!("PROPFIND {href}: {e}")))?;
+        Ok((responses, answer.url))
+    }
+
+    /// The hrefs whose children are the collections: the home sets found
+    /// from the URL, or the URL itself when it names a collection.
+    async fn homes(&self) -> Result<Vec<String>, SourceError> {
+        let starts: Vec<&str> = if self.url.path == "/" {
+            vec!["/.well-known/carddav", "/.well-known/caldav", "/"]
+        } else {
+            vec![self.url.path.as_str()]
+        };
+        let props = [
+            (DAV, "current-user-principal"),
+            (DAV, "resourcetype"),
+            (CARDDAV, "addressbook-home-set"),
+            (CALDAV, "calendar-home-set"),
+        ];
+        let mut principals = BTreeSet::new();
+        let mut homes = BTreeSet::new();
+        let mut last_error = None;
+        for start in starts {
+            let (responses, at) = match self.propfind(start, "0", &props).await {
+                Ok(found) => found,
+                Err(e @ SourceError::Auth(_)) => return Err(e),
+                Err(e) => {
+                    last_error = Some(e);
+                    continue;
+                }
+            };
+            for r in &responses {
+                if collection_kind(r).is_some() {
+                    // The URL names a collection: back up that one.
+                    return Ok(vec![self.path_of(&r.href)?]);
+                }
+                homes.extend(home_sets(r).into_iter().flat_map(|h| self.path_of(&h)));
+                match r
+                    .prop("current-user-principal")
+                    .and_then(|p| p.child_text("href"))
+                {
+                    Some(p) => {
+                        principals.insert(self.path_of(&p)?);
+                    }
+                    None if start != "/" && !start.starts_with("/.well-known") => {
+                        principals.insert(at.path().to_string());
+                    }
+                    None => {}
+                }
+            }
+        }
+        for principal in principals {
+            let (responses, _) = self.propfind(&principal, "0", &props[2..]).await?;
+            for r in &responses {
+                homes.extend(home_sets(r).into_iter().flat_map(|h| self.path_of(&h)));
+            }
+        }
+        if homes.is_empty() {
+            return Err(last_error.unwrap_or_else(|| {
+                SourceError::Failed(format!(
+                    "no address book or calendar found at {}; give the URL of your principal or of a collection",
+                    self.url.display()
+                ))
+            }));
+        }
+        Ok(homes.into_iter().collect())
+    }
+
+    /// The path of `href` on this origin (refusing another origin).
+    fn path_of(&self, href: &str) -> Result<String, SourceError> {
+        Ok(self.http.resolve(href)?.path().to_string())
+    }
+
+    /// Every collection below the homes, with its properties.
+    async fn list_collections(&self) -> Result<Vec<(String, Extra)>, SourceError> {
+        let props = [
+            (DAV, "resourcetype"),
+            (DAV, "displayname"),
+            (DAV, "sync-token"),
+            (CALENDARSERVER, "getctag"),
+            (CARDDAV, "addressbook-description"),
+            (CALDAV, "calendar-description"),
+            (CALDAV, "supported-calendar-component-set"),
+            (APPLE_ICAL, "calendar-color"),
+        ];
+        let mut found: HashMap<String, Extra> = HashMap::new();
+        for home in self.homes().await? {
+            let (responses, _) = self.propfind(&home, "1", &props).await?;
+            for r in responses {
+                let Some(kind) = collection_kind(&r) else {
+                    continue;
+                };
+                let path = self.path_of(&r.href)?;
+                let mut extra = Extra::new();
+                extra.set(tags::COLLECTION_KIND, kind.as_bytes().to_vec());
+                extra.set(tags::COLLECTION_HREF, path.clone().into_bytes());
+                let text = |name| r.prop_text(name).map(String::into_bytes);
+                if let Some(v) = text("displayname") {
+                    extra.set(tags::COLLECTION_NAME, v);
+                }
+                if let Some(v) =
+                    text("addressbook-description").or_else(|| text("calendar-description"))
+                {
+                    extra.set(tags::COLLECTION_DESCRIPTION, v);
+                }
+                if let Some(v) = text("calendar-color") {
+                    extra.set(tags::COLLECTION_COLOR, v);
+                }
+                if let Some(v) = text("sync-token").or_else(|| text("getctag")) {
+                    extra.set(tags::COLLECTION_SYNC_STATE, v);
+                }
+                if let Some(set) = r.prop("supported-calendar-component-set") {
+                    let comps: Vec<&str> = set
+                        .all("comp")
+                        .filter_map(|c| c.attribute("name"))
+                        .collect();
+                    if !comps.is_empty() {
+                        extra.set(tags::COLLECTION_COMPONENTS, comps.join(",").into_bytes());
+                    }
+                }
+                found.insert(path, extra);
+            }
+        }
+        let mut collections: Vec<_> = found.into_iter().collect();
+        collections.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(collections)
+    }
+
+    /// The items of the collection at `path`: name, ETag, time, href.
+    async fn list_items(
+        &self,
+        path: &str,
+        kind: CollectionKind,
+    ) -> Result<Vec<ItemEntry>, SourceError> {
+        let props = [
+            (DAV, "resourcetype"),
+            (DAV, "getetag"),
+            (DAV, "getlastmodified"),
+            (DAV, "getcontentlength"),
+        ];
+        let (responses, _) = self.propfind(path, "1", &props).await?;
+        let mut items = Vec::new();
+        let mut names = BTreeSet::new();
+        for r in responses {
+            let href = self.path_of(&r.href)?;
+            let is_collection = r
+                .prop("resourcetype")
+                .is_some_and(|t| t.child("collection").is_some());
+            if href.trim_end_matches('/') == path.trim_end_matches('/')
+                || is_collection
+                || r.failed()
+            {
+                continue;
+            }
+            let mtime = r
+                .prop_text("getlastmodified")
+                .and_then(|t| httpdate::parse_http_date(&t).ok())
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_secs() as i64);
+            let version = match r.prop_text("getetag") {
+                Some(etag) => etag.into_bytes(),
+                // Without an ETag the item cannot be known unchanged: a
+                // version no later run repeats fetches it every time.
+                None => format!("no-etag:{}", std::process::id()).into_bytes(),
+            };
+            let mut name = item_name(&href);
+            if !name.to_ascii_lowercase().ends_with(kind.extension()) {
+                name.push_str(kind.extension());
+            }
+            // Two hrefs that decode to one name: the later one is told apart.
+            while !names.insert(name.clone()) {
+                name.insert(0, '_');
+            }
+            let mut extra = Extra::new();
+            extra.set(tags::ITEM_HREF, href.into_bytes());
+            items.push(ItemEntry {
+                name: name.into_bytes(),
+                version,
+                mtime,
+                extra,
+            });
+        }
+        items.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(items)
+    }
+}
+
+#[async_trait::async_trait]
+impl ItemSource for DavSource {
+    fn root(&self) -> SourceRoot {
+        self.url.root()
+    }
+
+    async fn collections(&self) -> Result<Vec<Collection>, SourceError> {
+        let mut collections = Vec::new();
+        for (path, extra) in self.list_collections().await? {
+            let kind = CollectionKind::from_extra(&extra);
+            let items = self.list_items(&path, kind).await?;
+            let components = path
+                .split('/')
+                .filter(|c| !c.is_empty())
+                .map(|c| percent_decode_str(c).collect::<Vec<u8>>())
+                .collect();
+            collections.push(Collection {
+                path: components,
+                extra,
+                items,
+            });
+        }
+        Ok(collections)
+    }
+
+    async fn fetch(
+        &self,
+        collection: &Collection,
+        wanted: &[usize],
+    ) -> Result<Vec<FetchedItem>, SourceError> {
+        let kind = CollectionKind::from_extra(&collection.extra);
+        let href_of = |i: usize| {
+            collection
+                .items
+                .get(i)
+                .and_then(|item| item.extra.get(tags::ITEM_HREF))
+                .and_then(|h| std::str::from_utf8(h).ok())
+        };
+        let mut by_href: HashMap<&str, usize> = HashMap::new();
+        for &i in wanted {
+            if let Some(href) = href_of(i) {
+                by_href.insert(href, i);
+            }
+        }
+        let hrefs: Vec<&str> = by_href.keys().copied().collect();
+        let collection_href = collection
+            .extra
+            .get(tags::COLLECTION_HREF)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .ok_or_else(|| SourceError::Failed("collection without an href".into()))?;
+        let body = xml::multiget(kind == CollectionKind::Calendar, &hrefs);
+        let answer = self.http.dav("REPORT", collection_href, "1", &body).await?;
+        let (responses, _) = xml::multistatus(&answer.body)
+            .map_err(|e| SourceError::Failed(format!("REPORT {collection_href}: {e}")))?;
+        let data_name = match kind {
+            CollectionKind::AddressBook => "address-data",
+            CollectionKind::Calendar => "calendar-data",
+        };
+        let mut fetched = Vec::new();
+        for r in responses {
+            let Ok(path) = self.path_of(&r.href) else {
+                continue;
+            };
+            let (Some(&index), Some(data)) = (by_href.get(path.as_str()), r.prop(data_name)) else {
+                continue;
+            };
+            let body = data.text.clone().into_bytes();
+            fetched.push(FetchedItem {
+                index,
+                malformed: !kind.well_formed(&body),
+                body,
+            });
+        }
+        Ok(fetched)
+    }
+
+    fn traffic(&self) -> SourceTraffic {
+        self.http.traffic()
+    }
+}
+
+/// `addressbook` or `calendar` when the response is such a collection.
+fn collection_kind(r: &Response) -> Option<&'static str> {
+    let types = r.prop("resourcetype")?;
+    if types.child("addressbook").is_some() {
+        Some("addressbook")
+    } else if types.child("calendar").is_some() {
+        Some("calendar")
+    } else {
+        None
+    }
+}
+
+/// The hrefs of a response's home-set properties.
+fn home_sets(r: &Response) -> Vec<String> {
+    ["addressbook-home-set", "calendar-home-set"]
+        .iter()
+        .filter_map(|name| r.prop(name))
+        .flat_map(|p| p.all("href").map(|h| h.text.trim().to_string()))
+        .filter(|h| !h.is_empty())
+        .collect()
+}
+
+/// An item's file name: the last segment of its href, percent-decoded,
+/// with anything that cannot be a file name replaced.
+fn item_name(href: &str) -> String {
+    let last = href.trim_end_matches('/').rsplit('/').next().unwrap_or("");
+    let decoded = percent_decode_str(last)
+        .decode_utf8_lossy()
+        .replace(['/', '\0'], "_");
+    match decoded.as_str() {
+        "" | "." | ".." => format!("_{decoded}"),
+        _ => decoded,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn item_names_are_safe_file_names() {
+        assert_eq!(item_name("/alice/contacts/abc.vcf"), "abc.vcf");
+        assert_eq!(item_name("/a/b%20c%2Fd.ics"), "b c_d.ics");
+        assert_eq!(item_name("/a/%2E%2E"), "_..");
+        assert_eq!(item_name("/a/.."), "_..");
+    }
+
+    #[test]
+    fn malformed_items_are_recognized() {
+        let card = CollectionKind::AddressBook;
+        assert!(card.well_formed(b"BEGIN:VCARD\r\nFN:x\r\nEND:VCARD\r\n"));
+        assert!(!card.well_formed(b"<html>oops</html>"));
+        assert!(!card.well_formed(b"BEGIN:VCARD\r\nFN:x\r\n"));
+        assert!(!card.well_formed(b"BEGIN:VCARD\xff\xfeEND:VCARD"));
+        assert!(CollectionKind::Calendar.well_formed(b"BEGIN:VCALENDAR\nEND:VCALENDAR"));
+    }
+}
