@@ -147,7 +147,7 @@ fn dav_account_round_trips_and_later_runs_fetch_only_what_changed() {
     assert_eq!(lines[0]["source"]["color"], "#ff8800ff", "{}", lines[0]);
     assert_eq!(lines[0]["source"]["components"], "VEVENT", "{}", lines[0]);
     assert!(
-        lines[1]["source"]["etag"]
+        lines[1]["source"]["version"]
             .as_str()
             .is_some_and(|e| !e.is_empty()),
         "{}",

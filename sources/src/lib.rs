@@ -3,11 +3,13 @@
 //!
 //! - [`url`]: `dav://`, `davs://`, `imap://`, `imaps://` URLs;
 //! - [`dav`]: CardDAV and CalDAV accounts (address books, calendars, task
-//!   lists).
+//!   lists);
+//! - [`imap`]: IMAP accounts (every mailbox, or those named).
 
 #![warn(missing_docs)]
 
 pub mod dav;
+pub mod imap;
 pub mod url;
 
 use std::path::Path;
@@ -30,9 +32,15 @@ pub fn open(
     ca_file: Option<&Path>,
 ) -> Result<Arc<dyn ItemSource>, SourceError> {
     match url.kind {
-        SourceKind::Dav => Ok(Arc::new(dav::DavSource::new(url.clone(), password, ca_file)?)),
-        SourceKind::Imap => Err(SourceError::Failed(
-            "IMAP sources are not supported by this build yet; back up CardDAV/CalDAV accounts with dav:// or davs://".into(),
-        )),
+        SourceKind::Dav => Ok(Arc::new(dav::DavSource::new(
+            url.clone(),
+            password,
+            ca_file,
+        )?)),
+        SourceKind::Imap => Ok(Arc::new(imap::ImapSource::new(
+            url.clone(),
+            password,
+            ca_file,
+        ))),
     }
 }

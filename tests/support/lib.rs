@@ -11,6 +11,7 @@
 
 pub mod cmd;
 pub mod dav;
+pub mod imap;
 pub mod multi;
 pub mod repo;
 pub mod tree;

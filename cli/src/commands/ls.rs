@@ -51,9 +51,10 @@ fn mode_text(kind: char, mode: u32) -> String {
 fn source_json(node: &lifeboat_engine::Node) -> Option<serde_json::Value> {
     use lifeboat_engine::format::tags;
     let names = [
-        (tags::ITEM_VERSION, "etag"),
+        (tags::ITEM_VERSION, "version"),
         (tags::ITEM_HREF, "href"),
         (tags::ITEM_FLAGS, "flags"),
+        (tags::ITEM_DATE, "date"),
         (tags::COLLECTION_KIND, "kind"),
         (tags::COLLECTION_NAME, "displayname"),
         (tags::COLLECTION_DESCRIPTION, "description"),
@@ -61,6 +62,8 @@ fn source_json(node: &lifeboat_engine::Node) -> Option<serde_json::Value> {
         (tags::COLLECTION_COMPONENTS, "components"),
         (tags::COLLECTION_SYNC_STATE, "sync_state"),
         (tags::COLLECTION_HREF, "href"),
+        (tags::COLLECTION_ATTRIBUTES, "attributes"),
+        (tags::COLLECTION_DELIMITER, "delimiter"),
         (tags::ACCOUNT_URL, "url"),
     ];
     let mut map = serde_json::Map::new();

@@ -17,6 +17,11 @@ pub const ITEM_HREF: u32 = 17;
 pub const ITEM_MALFORMED: u32 = 18;
 /// Item node: an IMAP message's flags, UTF-8, space-separated.
 pub const ITEM_FLAGS: u32 = 19;
+/// Item node: an IMAP message's internal date as the server sent it
+/// (RFC 3501 `date-time`, UTF-8), so an upload can set it with its zone.
+pub const ITEM_DATE: u32 = 20;
+/// Item node: the item's size as the server listed it (decimal, UTF-8).
+pub const ITEM_SIZE: u32 = 21;
 
 /// Collection directory: its kind, UTF-8: `addressbook`, `calendar` or
 /// `mailbox`.
@@ -36,6 +41,11 @@ pub const COLLECTION_SYNC_STATE: u32 = 37;
 /// Collection directory: where the collection lives on its server (a
 /// WebDAV href or an IMAP mailbox name), UTF-8.
 pub const COLLECTION_HREF: u32 = 38;
+/// Collection directory: an IMAP mailbox's attributes, special use
+/// included (`\Sent \HasNoChildren`), UTF-8, space-separated.
+pub const COLLECTION_ATTRIBUTES: u32 = 39;
+/// Collection directory: an IMAP mailbox's hierarchy delimiter, UTF-8.
+pub const COLLECTION_DELIMITER: u32 = 40;
 
 /// Account directory: the source's URL without credentials, UTF-8.
 pub const ACCOUNT_URL: u32 = 48;
