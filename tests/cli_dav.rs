@@ -255,3 +255,136 @@ fn a_source_that_dies_mid_run_is_left_out_and_the_files_are_committed() {
     assert!(paths.iter().any(|p| p.ends_with("/kept.txt")), "{paths:?}");
     assert!(!paths.iter().any(|p| p.starts_with("/dav")), "{paths:?}");
 }
+
+#[test]
+fn restore_to_puts_a_wiped_account_back_and_fills_a_new_one() {
+    const BOB: (&str, &str) = ("bob", "bob-secret");
+    let server = Radicale::start(&[ALICE, BOB]);
+    let stored = fill(&server);
+    let sb = Sandbox::new();
+    sb.init_repo();
+    backup(&sb, &[&server.source_url("alice")]).success();
+    let before = files_below(&server.storage().join("collection-root").join("alice"));
+    let account = format!("/dav/{}", server.authority());
+
+    // The provider loses everything.
+    for collection in ["contacts", "work", "tasks"] {
+        let code = server.request(
+            ALICE,
+            "DELETE",
+            &format!("/alice/{collection}/"),
+            "text/plain",
+            b"",
+        );
+        assert!(code == 200 || code == 204, "DELETE {collection}: {code}");
+    }
+    assert!(files_below(&server.storage().join("collection-root").join("alice")).is_empty());
+
+    let restore_to = |url: &str, password: &str| {
+        sb.command()
+            .password(PASSWORD)
+            .dest(&sb.repo())
+            .env("LIFEBOAT_SOURCE_PASSWORD", password)
+            .args([
+                "--json",
+                "restore",
+                "latest",
+                "--include",
+                &account,
+                "--to",
+                url,
+            ])
+            .run()
+    };
+    let out = restore_to(&server.source_url("alice"), ALICE.1);
+    out.success();
+    let summary = out.summary();
+    assert_eq!(summary["items_created"], stored.len() as u64, "{summary}");
+    assert_eq!(summary["collections"], 3, "{summary}");
+    let after = files_below(&server.storage().join("collection-root").join("alice"));
+    let items = |m: &BTreeMap<String, Vec<u8>>| -> BTreeMap<String, Vec<u8>> {
+        m.iter()
+            .filter(|(k, _)| !k.contains(".Radicale"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    assert_eq!(
+        items(&after),
+        items(&before),
+        "every item back, byte for byte as the server had it"
+    );
+
+    // Again: nothing uploaded, nothing replaced.
+    let again = restore_to(&server.source_url("alice"), ALICE.1);
+    again.success();
+    let summary = again.summary();
+    assert_eq!(
+        (
+            summary["items_created"].as_u64(),
+            summary["items_kept"].as_u64()
+        ),
+        (Some(0), Some(stored.len() as u64)),
+        "{summary}"
+    );
+
+    // A second, empty account: collections created with their properties.
+    restore_to(&server.source_url("bob"), BOB.1).success();
+    let bob = files_below(&server.storage().join("collection-root").join("bob"));
+    for (rel, body) in &stored {
+        let rel = rel.replacen("alice/", "", 1);
+        let got = bob
+            .get(&rel)
+            .unwrap_or_else(|| panic!("{rel} missing in bob's account"));
+        assert_eq!(content_lines(got), content_lines(body), "{rel}");
+    }
+    let check = Sandbox::new();
+    check.init_repo();
+    check
+        .command()
+        .password(PASSWORD)
+        .dest(&check.repo())
+        .env("LIFEBOAT_SOURCE_PASSWORD", BOB.1)
+        .args(["backup", &server.source_url("bob")])
+        .run()
+        .success();
+    let work = check
+        .repo_cmd(["--json", "ls", "latest", &format!("{account}/bob/work")])
+        .success()
+        .json_lines();
+    assert_eq!(work[0]["source"]["displayname"], "Travail", "{}", work[0]);
+    assert_eq!(work[0]["source"]["color"], "#ff8800ff", "{}", work[0]);
+    assert_eq!(work[0]["source"]["components"], "VEVENT", "{}", work[0]);
+
+    // An item changed on the server is kept unless --overwrite says so.
+    let mut changed = contact(1);
+    changed.splice(
+        changed.len() - 11..changed.len() - 11,
+        b"TITLE:Changed\r\n".iter().copied(),
+    );
+    server.put(ALICE, "/alice/contacts/contact-1.vcf", &changed);
+    let kept = restore_to(&server.source_url("alice"), ALICE.1);
+    assert_eq!(kept.success().summary()["items_replaced"], 0);
+    let forced = sb
+        .command()
+        .password(PASSWORD)
+        .dest(&sb.repo())
+        .env("LIFEBOAT_SOURCE_PASSWORD", ALICE.1)
+        .args([
+            "--json",
+            "restore",
+            "latest",
+            "--include",
+            &format!("{account}/alice/contacts/contact-1.vcf"),
+            "--to",
+            &server.source_url("alice"),
+            "--overwrite",
+            "always",
+        ])
+        .run();
+    assert_eq!(forced.success().summary()["items_replaced"], 1);
+    let back = files_below(&server.storage().join("collection-root").join("alice"));
+    assert_eq!(
+        back.get("contacts/contact-1.vcf"),
+        before.get("contacts/contact-1.vcf")
+    );
+}

@@ -227,3 +227,108 @@ fn one_mailbox_by_name_and_a_wrong_password() {
     out.assert_code(3);
     out.stderr_has("no mailbox \"Nope\"");
 }
+
+#[test]
+fn restore_to_puts_a_wiped_mailbox_back_and_fills_a_new_account() {
+    const BOB: (&str, &str) = ("bob", "bob-imap");
+    let server = Dovecot::start(&[ALICE, BOB]);
+    let bodies = fill(&server);
+    let sb = Sandbox::new();
+    sb.init_repo();
+    backup(&sb, ALICE.1, &[&server.source_url(ALICE.0)]).success();
+    let account = format!("/imap/alice@127.0.0.1:{}", server.port());
+    let restore_to = |url: &str, password: &str| {
+        sb.command()
+            .password(PASSWORD)
+            .dest(&sb.repo())
+            .env("LIFEBOAT_SOURCE_PASSWORD", password)
+            .args([
+                "--json",
+                "restore",
+                "latest",
+                "--include",
+                &account,
+                "--to",
+                url,
+            ])
+            .run()
+    };
+    let total: u64 = MAILBOXES.iter().map(|(_, c)| *c as u64).sum();
+
+    // Into a second, empty account, then read back with a backup of it.
+    let out = restore_to(&server.source_url(BOB.0), BOB.1);
+    let summary = out.success().summary();
+    assert_eq!(summary["items_created"], total, "{summary}");
+    let check = Sandbox::new();
+    check.init_repo();
+    backup(&check, BOB.1, &[&server.source_url(BOB.0)]).success();
+    let target = check.join("bob");
+    check
+        .repo_cmd(["restore", "latest", "--target", target.to_str().unwrap()])
+        .success();
+    let bob = target
+        .join("imap")
+        .join(format!("bob@127.0.0.1:{}", server.port()));
+    for (mailbox, expected) in &bodies {
+        let mut got: Vec<Vec<u8>> = files_below(&bob.join(mailbox)).into_values().collect();
+        got.sort();
+        assert!(
+            got == *expected,
+            "{mailbox}: messages differ after the upload"
+        );
+    }
+    let sent = check
+        .repo_cmd([
+            "--json",
+            "ls",
+            "latest",
+            &format!("/imap/bob@127.0.0.1:{}/Sent", server.port()),
+        ])
+        .success()
+        .json_lines();
+    let flagged = sent
+        .iter()
+        .filter(|v| {
+            v["source"]["flags"]
+                .as_str()
+                .is_some_and(|f| f.contains("\\Flagged"))
+        })
+        .count();
+    assert_eq!(
+        flagged,
+        150 / 4 + usize::from(150 % 4 > 2),
+        "flags uploaded"
+    );
+    let dates: Vec<i64> = sent
+        .iter()
+        .skip(1)
+        .filter_map(|v| v["mtime"].as_i64())
+        .collect();
+    assert!(
+        dates
+            .iter()
+            .all(|&t| (1_780_000_000..1_790_000_000).contains(&t)),
+        "internal dates kept"
+    );
+
+    // Again: nothing appended.
+    let again = restore_to(&server.source_url(BOB.0), BOB.1);
+    let summary = again.success().summary();
+    assert_eq!(
+        (
+            summary["items_created"].as_u64(),
+            summary["items_kept"].as_u64()
+        ),
+        (Some(0), Some(total)),
+        "{summary}"
+    );
+
+    // The provider loses alice's mail; it comes back.
+    std::fs::remove_dir_all(server.home(ALICE.0).join("Maildir")).unwrap();
+    let out = restore_to(&server.source_url(ALICE.0), ALICE.1);
+    assert_eq!(out.success().summary()["items_created"], total);
+    let back = Sandbox::new();
+    back.init_repo();
+    let r = backup(&back, ALICE.1, &[&server.source_url(ALICE.0)]);
+    assert_eq!(count(&report(r.success()), "items"), total);
+}

@@ -95,10 +95,43 @@ fn same_url(a: &str, b: &str) -> bool {
 /// Connects each source (no request is sent yet): passwords read, TLS set
 /// up.
 pub fn open(specs: &[SourceSpec]) -> Result<Vec<Arc<dyn ItemSource>>> {
-    let from_env = std::env::var_os("LIFEBOAT_SOURCE_PASSWORD");
     let needing_env = specs.iter().filter(|s| s.password_file.is_none()).count();
     let mut sources = Vec::new();
     for spec in specs {
+        let password = password(spec, needing_env)?;
+        let source = lifeboat_sources::open(&spec.url, password, spec.ca_file.as_deref())
+            .map_err(|e| anyhow::anyhow!("source {}: {e}", spec.url.display()))?;
+        sources.push(source);
+    }
+    Ok(sources)
+}
+
+/// The account `url` names, to upload to (`restore --to`), with the
+/// password and CA file of the `[sources.NAME]` table naming the same URL.
+pub fn open_sink(
+    url: &str,
+    configured: &BTreeMap<String, SourceConfig>,
+) -> Result<Arc<dyn lifeboat_engine::source::ItemSink>> {
+    let named = match configured.get(url) {
+        Some(config) => config.url.clone(),
+        None => url.to_string(),
+    };
+    let (_, specs) = split(&[PathBuf::from(&named)], None, configured)?;
+    let spec = specs.first().ok_or_else(|| {
+        crate::exit::usage(format!(
+            "--to {url}: not a source URL (davs://USER@HOST/ or imaps://USER@HOST/)"
+        ))
+    })?;
+    let password = password(spec, 1)?;
+    lifeboat_sources::open_sink(&spec.url, password, spec.ca_file.as_deref())
+        .map_err(|e| anyhow::anyhow!("--to {}: {e}", spec.url.display()))
+}
+
+/// One source's password: its file, else the environment when it is the
+/// only one needing it, else a prompt.
+fn password(spec: &SourceSpec, needing_env: usize) -> Result<Zeroizing<String>> {
+    let from_env = std::env::var_os("LIFEBOAT_SOURCE_PASSWORD");
+    {
         let shown = spec.url.display();
         let password = match (&spec.password_file, &from_env) {
             (Some(file), _) => {
@@ -117,11 +150,8 @@ pub fn open(specs: &[SourceSpec]) -> Result<Vec<Arc<dyn ItemSource>>> {
             }
             _ => prompt(&shown, needing_env)?,
         };
-        let source = lifeboat_sources::open(&spec.url, password, spec.ca_file.as_deref())
-            .map_err(|e| anyhow::anyhow!("source {shown}: {e}"))?;
-        sources.push(source);
+        Ok(password)
     }
-    Ok(sources)
 }
 
 fn text(bytes: Zeroizing<Vec<u8>>, shown: &str) -> Result<Zeroizing<String>> {

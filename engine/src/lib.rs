@@ -34,7 +34,9 @@ pub mod source;
 mod users;
 
 // The operations, at the root for callers (`lifeboat_engine::backup::backup`).
-pub use ops::{backup, check, drill, forget, key_admin, ls, prune, repair, restore, status, sync};
+pub use ops::{
+    backup, check, drill, forget, key_admin, ls, prune, push, repair, restore, status, sync,
+};
 
 pub use error::{Error, Result};
 pub use format::config::RepoParams;

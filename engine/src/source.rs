@@ -156,3 +156,76 @@ impl std::fmt::Debug for dyn ItemSource {
         write!(f, "ItemSource({})", self.root().display())
     }
 }
+
+/// A collection to recreate on a server (`restore --to`): its path below
+/// the account directory and its properties as backed up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushCollection {
+    /// Its directory below the account directory.
+    pub path: Vec<Vec<u8>>,
+    /// Its properties (FORMAT.md §4.10).
+    pub extra: Extra,
+}
+
+/// One item to upload.
+#[derive(Debug, Clone, Copy)]
+pub struct PushItem<'a> {
+    /// Its file name in the snapshot.
+    pub name: &'a [u8],
+    /// Its metadata as backed up (flags, internal date, …).
+    pub extra: &'a Extra,
+    /// Its modification time, seconds since the epoch.
+    pub mtime: i64,
+}
+
+/// What uploading one item did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    /// It was not on the server and now is.
+    Created,
+    /// The server held another version, which it now replaced.
+    Replaced,
+    /// The server already held it (or `--overwrite` kept its version).
+    Kept,
+}
+
+/// An account items are uploaded to (`restore --to`). Uploads never delete
+/// anything on the server.
+#[async_trait::async_trait]
+pub trait ItemSink: Send + Sync {
+    /// The kind of account it is: items restore only to their own kind.
+    fn kind(&self) -> SourceKind;
+
+    /// The account as shown (`davs://alice@host/`).
+    fn display(&self) -> String;
+
+    /// Finds or creates (with its properties) the collection a backed-up
+    /// one restores to.
+    ///
+    /// # Errors
+    /// As [`ItemSource::collections`].
+    async fn open_collection(
+        &self,
+        collection: &PushCollection,
+    ) -> Result<Box<dyn CollectionSink + '_>, SourceError>;
+}
+
+/// One collection on the server, open for uploads.
+#[async_trait::async_trait]
+pub trait CollectionSink: Send + Sync {
+    /// Where it is on the server (an href, a mailbox name).
+    fn location(&self) -> String;
+
+    /// Uploads `body` as `item`, keeping or replacing what the server holds
+    /// under it as `overwrite` says.
+    ///
+    /// # Errors
+    /// As [`ItemSource::collections`]; an item the server refuses is
+    /// [`SourceError::Failed`] with the server's reason.
+    async fn put(
+        &self,
+        item: PushItem<'_>,
+        body: &[u8],
+        overwrite: crate::ops::restore::Overwrite,
+    ) -> Result<Pushed, SourceError>;
+}

@@ -15,10 +15,33 @@ pub mod url;
 use std::path::Path;
 use std::sync::Arc;
 
-use lifeboat_engine::source::{ItemSource, SourceError, SourceKind};
+use lifeboat_engine::source::{ItemSink, ItemSource, SourceError, SourceKind};
 use zeroize::Zeroizing;
 
 pub use url::{is_source_url, SourceUrl, SourceUrlError};
+
+/// The account `url` names, to upload items to (`restore --to`).
+///
+/// # Errors
+/// As [`open`].
+pub fn open_sink(
+    url: &SourceUrl,
+    password: Zeroizing<String>,
+    ca_file: Option<&Path>,
+) -> Result<Arc<dyn ItemSink>, SourceError> {
+    match url.kind {
+        SourceKind::Dav => Ok(Arc::new(dav::DavSource::new(
+            url.clone(),
+            password,
+            ca_file,
+        )?)),
+        SourceKind::Imap => Ok(Arc::new(imap::ImapSource::new(
+            url.clone(),
+            password,
+            ca_file,
+        ))),
+    }
+}
 
 /// The source `url` names, signing in with `password`; `ca_file` adds a
 /// certificate authority to the system's roots.

@@ -19,8 +19,21 @@ pub struct Args {
     pub snapshot: String,
     /// Directory to restore into; each backed-up path is recreated at its absolute
     /// location below it (with `SNAPSHOT:/dir`, that directory's contents at its root).
-    #[arg(long, short = 't', value_name = "DIR")]
-    pub target: PathBuf,
+    #[arg(
+        long,
+        short = 't',
+        value_name = "DIR",
+        required_unless_present = "to",
+        conflicts_with = "to"
+    )]
+    pub target: Option<PathBuf>,
+    /// Upload a source's items back to a server instead: `davs://USER@HOST/` (collections
+    /// recreated with their properties below the account's home, or into the collection the
+    /// URL names) or `imaps://USER@HOST/` (mailboxes created, messages appended with their flags
+    /// and dates). Choose what with --include /dav/HOST/… or /imap/USER@HOST/…; items the server
+    /// already holds are kept (--overwrite never, the default here); nothing is ever deleted.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["delete", "verify", "dry_run"])]
+    pub to: Option<String>,
     /// Restore only what matches PATTERN and everything below it (repeat for several; the
     /// backup's pattern rules: `/home/*/docs`, `*.txt`, `Documents/taxes`; a source's items as
     /// `dav://HOST/collection` or `/dav/HOST/collection`).
@@ -31,8 +44,9 @@ pub struct Args {
     pub excludes: Vec<String>,
     /// What to do with files already in the target: always (replace), if-changed (unless
     /// size and modification time match), if-newer (only when the snapshot's is newer), never.
-    #[arg(long, value_name = "WHEN", default_value = "always")]
-    pub overwrite: Overwrite,
+    /// Default: always for --target, never for --to.
+    #[arg(long, value_name = "WHEN")]
+    pub overwrite: Option<Overwrite>,
     /// Delete what the restored directories hold that the snapshot does not.
     #[arg(long)]
     pub delete: bool,
@@ -67,12 +81,21 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
             .map(|p| crate::sources::snapshot_pattern(&crate::selection::expand_user(p)))
             .collect()
     };
+    if let Some(url) = &args.to {
+        let overwrite = args.overwrite.unwrap_or(Overwrite::Never);
+        let include = expand(&args.includes);
+        return super::restore_to::run(ctx, &repo, &snapshot, url, include, overwrite).await;
+    }
+    let Some(target) = args.target.clone() else {
+        return Err(crate::exit::usage("restore needs --target DIR or --to URL"));
+    };
+    let overwrite = args.overwrite.unwrap_or(Overwrite::Always);
     let options = RestoreOptions {
-        target: args.target.clone(),
+        target: target.clone(),
         include: expand(&args.includes),
         exclude: expand(&args.excludes),
         subtree,
-        overwrite: args.overwrite,
+        overwrite,
         delete: args.delete,
         verify: args.verify,
         concurrency: None,
@@ -120,7 +143,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
             json!({
                 "message_type": "summary",
                 "snapshot_id": id.to_hex(),
-                "target": args.target.to_string_lossy(),
+                "target": target.to_string_lossy(),
                 "files_restored": outcome.files,
                 "dirs_restored": outcome.dirs,
                 "specials_restored": outcome.specials,
@@ -146,7 +169,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
         ctx.say(format!(
             "restored snapshot {} to {}: {} files, {} dirs, {} links{verified}, {} in {seconds:.1}s",
             id.short(),
-            args.target.display(),
+            target.display(),
             outcome.files,
             outcome.dirs,
             outcome.specials + outcome.hardlinks,
@@ -162,7 +185,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
             ctx.say(format!(
                 "kept {} existing (--overwrite {})",
                 output::count(outcome.kept, "entry"),
-                args_overwrite_word(args.overwrite)
+                args_overwrite_word(overwrite)
             ));
         }
         if outcome.deleted > 0 {

@@ -9,6 +9,7 @@ pub mod forget;
 pub mod key_admin;
 pub mod ls;
 pub mod prune;
+pub mod push;
 pub mod repair;
 pub mod restore;
 pub mod status;

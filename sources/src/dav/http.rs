@@ -134,13 +134,56 @@ impl Http {
         depth: &str,
         body: &str,
     ) -> Result<Answer, SourceError> {
+        let headers = [
+            ("Depth", depth),
+            ("Content-Type", "application/xml; charset=utf-8"),
+        ];
+        let (status, answer) = self
+            .request(method, href, &headers, body.as_bytes())
+            .await?;
+        self.check(method, status, &answer.url)?;
+        Ok(answer)
+    }
+
+    /// Maps a status to the caller's error: 2xx passes, 401/403 is
+    /// [`SourceError::Auth`], anything else [`SourceError::Failed`].
+    pub fn check(
+        &self,
+        method: &str,
+        status: StatusCode,
+        url: &url::Url,
+    ) -> Result<(), SourceError> {
+        match status {
+            s if s.is_success() => Ok(()),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(SourceError::Auth(format!(
+                "the server refused user {:?} ({status}); check the source's password (password_file or LIFEBOAT_SOURCE_PASSWORD; providers with two-factor sign-in need an app password)",
+                self.user
+            ))),
+            s => Err(SourceError::Failed(format!("{method} {}: the server answered {s}", url.path()))),
+        }
+    }
+
+    /// Sends any request to `href` with `headers` and `body`, following
+    /// redirects within the origin; the final status and answer, whatever
+    /// the status.
+    ///
+    /// # Errors
+    /// [`SourceError::Failed`] when no answer came (after retries), or a
+    /// redirect left the origin.
+    pub async fn request(
+        &self,
+        method: &str,
+        href: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<(StatusCode, Answer), SourceError> {
         let method = Method::from_bytes(method.as_bytes())
             .map_err(|e| SourceError::Failed(format!("invalid method: {e}")))?;
         let mut url = self.resolve(href)?;
         for _ in 0..=MAX_REDIRECTS {
-            let response = self.send(&method, &url, depth, body).await?;
+            let response = self.send(&method, &url, headers, body).await?;
             let status = response.status();
-            if status.is_redirection() {
+            if status.is_redirection() && status != StatusCode::NOT_MODIFIED {
                 let location = response
                     .headers()
                     .get(reqwest::header::LOCATION)
@@ -156,14 +199,7 @@ impl Http {
                 continue;
             }
             let body = self.read_body(response, &url).await?;
-            return match status {
-                s if s.is_success() => Ok(Answer { url, body }),
-                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(SourceError::Auth(format!(
-                    "the server refused user {:?} ({status}); check the source's password (password_file or LIFEBOAT_SOURCE_PASSWORD; providers with two-factor sign-in need an app password)",
-                    self.user
-                ))),
-                s => Err(SourceError::Failed(format!("{method} {}: the server answered {s}", url.path()))),
-            };
+            return Ok((status, Answer { url, body }));
         }
         Err(SourceError::Failed(format!(
             "{}: more than {MAX_REDIRECTS} redirects",
@@ -177,8 +213,8 @@ impl Http {
         &self,
         method: &Method,
         url: &url::Url,
-        depth: &str,
-        body: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
     ) -> Result<reqwest::Response, SourceError> {
         let mut last = String::new();
         for attempt in 0..ATTEMPTS {
@@ -186,18 +222,14 @@ impl Http {
                 tokio::time::sleep(Duration::from_millis(250 << (2 * attempt))).await;
             }
             self.requests.fetch_add(1, Ordering::Relaxed);
-            let sent = self
+            let mut request = self
                 .client
                 .request(method.clone(), url.clone())
-                .basic_auth(&self.user, Some(self.password.as_str()))
-                .header("Depth", depth)
-                .header(
-                    reqwest::header::CONTENT_TYPE,
-                    "application/xml; charset=utf-8",
-                )
-                .body(body.to_string())
-                .send()
-                .await;
+                .basic_auth(&self.user, Some(self.password.as_str()));
+            for (name, value) in headers {
+                request = request.header(*name, *value);
+            }
+            let sent = request.body(body.to_vec()).send().await;
             match sent {
                 Ok(r) if r.status().is_server_error() => {
                     last = format!("the server answered {}", r.status());

@@ -8,6 +8,7 @@
 //! items per request, the bodies taken as served.
 
 pub mod http;
+mod push;
 pub mod xml;
 
 use std::collections::{BTreeSet, HashMap};
@@ -31,15 +32,27 @@ pub struct DavSource {
     http: Http,
 }
 
+impl DavSource {
+    /// The account's URL.
+    pub fn url(&self) -> &SourceUrl {
+        &self.url
+    }
+
+    /// The account's HTTP client.
+    pub(crate) fn http(&self) -> &Http {
+        &self.http
+    }
+}
+
 /// What a collection holds, which decides its multiget and its items' type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum CollectionKind {
+pub(crate) enum CollectionKind {
     AddressBook,
     Calendar,
 }
 
 impl CollectionKind {
-    fn from_extra(extra: &Extra) -> Self {
+    pub(crate) fn from_extra(extra: &Extra) -> Self {
         match extra.get(tags::COLLECTION_KIND) {
             Some(b"calendar") => CollectionKind::Calendar,
             _ => CollectionKind::AddressBook,
@@ -101,6 +114,21 @@ impl DavSource {
     /// The hrefs whose children are the collections: the home sets found
     /// from the URL, or the URL itself when it names a collection.
     async fn homes(&self) -> Result<Vec<String>, SourceError> {
+        let found = self.discover().await?;
+        if let Some(collection) = found.collection {
+            return Ok(vec![collection]);
+        }
+        let homes: BTreeSet<String> = found
+            .addressbook_homes
+            .into_iter()
+            .chain(found.calendar_homes)
+            .collect();
+        Ok(homes.into_iter().collect())
+    }
+
+    /// Discovery from the URL: the collection it names, or the principal's
+    /// home sets.
+    pub(crate) async fn discover(&self) -> Result<Discovery, SourceError> {
         let starts: Vec<&str> = if self.url.path == "/" {
             vec!["/.well-known/carddav", "/.well-known/caldav", "/"]
         } else {
@@ -113,7 +141,7 @@ impl DavSource {
             (CALDAV, "calendar-home-set"),
         ];
         let mut principals = BTreeSet::new();
-        let mut homes = BTreeSet::new();
+        let mut found = Discovery::default();
         let mut last_error = None;
         for start in starts {
             let (responses, at) = match self.propfind(start, "0", &props).await {
@@ -125,11 +153,13 @@ impl DavSource {
                 }
             };
             for r in &responses {
-                if collection_kind(r).is_some() {
-                    // The URL names a collection: back up that one.
-                    return Ok(vec![self.path_of(&r.href)?]);
+                if let Some(kind) = collection_kind(r) {
+                    // The URL names a collection: that one alone.
+                    found.collection = Some(self.path_of(&r.href)?);
+                    found.collection_kind = Some(kind);
+                    return Ok(found);
                 }
-                homes.extend(home_sets(r).into_iter().flat_map(|h| self.path_of(&h)));
+                self.add_homes(r, &mut found);
                 match r
                     .prop("current-user-principal")
                     .and_then(|p| p.child_text("href"))
@@ -147,10 +177,10 @@ impl DavSource {
         for principal in principals {
             let (responses, _) = self.propfind(&principal, "0", &props[2..]).await?;
             for r in &responses {
-                homes.extend(home_sets(r).into_iter().flat_map(|h| self.path_of(&h)));
+                self.add_homes(r, &mut found);
             }
         }
-        if homes.is_empty() {
+        if found.addressbook_homes.is_empty() && found.calendar_homes.is_empty() {
             return Err(last_error.unwrap_or_else(|| {
                 SourceError::Failed(format!(
                     "no address book or calendar found at {}; give the URL of your principal or of a collection",
@@ -158,7 +188,20 @@ impl DavSource {
                 ))
             }));
         }
-        Ok(homes.into_iter().collect())
+        Ok(found)
+    }
+
+    fn add_homes(&self, r: &Response, found: &mut Discovery) {
+        found.addressbook_homes.extend(
+            hrefs_of(r, "addressbook-home-set")
+                .into_iter()
+                .flat_map(|h| self.path_of(&h)),
+        );
+        found.calendar_homes.extend(
+            hrefs_of(r, "calendar-home-set")
+                .into_iter()
+                .flat_map(|h| self.path_of(&h)),
+        );
     }
 
     /// The path of `href` on this origin (refusing another origin).
@@ -222,7 +265,7 @@ impl DavSource {
     }
 
     /// The items of the collection at `path`: name, ETag, time, href.
-    async fn list_items(
+    pub(crate) async fn list_items(
         &self,
         path: &str,
         kind: CollectionKind,
@@ -373,14 +416,29 @@ fn collection_kind(r: &Response) -> Option<&'static str> {
     }
 }
 
-/// The hrefs of a response's home-set properties.
-fn home_sets(r: &Response) -> Vec<String> {
-    ["addressbook-home-set", "calendar-home-set"]
-        .iter()
-        .filter_map(|name| r.prop(name))
-        .flat_map(|p| p.all("href").map(|h| h.text.trim().to_string()))
-        .filter(|h| !h.is_empty())
-        .collect()
+/// The hrefs of a response's property `name` (a home set).
+fn hrefs_of(r: &Response, name: &str) -> Vec<String> {
+    r.prop(name)
+        .map(|p| {
+            p.all("href")
+                .map(|h| h.text.trim().to_string())
+                .filter(|h| !h.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// What discovery found.
+#[derive(Debug, Default)]
+pub(crate) struct Discovery {
+    /// The collection the URL names, when it names one.
+    pub collection: Option<String>,
+    /// Its kind (`addressbook`, `calendar`).
+    pub collection_kind: Option<&'static str>,
+    /// Where the user's address books live.
+    pub addressbook_homes: BTreeSet<String>,
+    /// Where the user's calendars live.
+    pub calendar_homes: BTreeSet<String>,
 }
 
 /// An item's file name: the last segment of its href, percent-decoded,

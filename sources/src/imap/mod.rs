@@ -8,6 +8,7 @@
 //! UIDVALIDITY renames every message, so all are downloaded again.
 
 mod connect;
+mod push;
 pub mod utf7;
 
 use std::collections::HashMap;
