@@ -66,6 +66,9 @@ pub struct ItemEntry {
     /// Last modification, seconds since the epoch (0 when unknown: the
     /// time of the body's `LAST-MODIFIED`, or the message's internal date).
     pub mtime: i64,
+    /// Its size as listed (0 when unknown): fetches are grouped so that the
+    /// bodies in flight stay within a byte budget.
+    pub size: u64,
     /// Metadata stored on the item's node (FORMAT.md §4.10), besides the
     /// version, which the engine records itself.
     pub extra: Extra,

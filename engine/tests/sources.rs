@@ -63,6 +63,7 @@ impl ItemSource for FakeSource {
                 name: name.clone(),
                 version: version.clone(),
                 mtime: 1_700_000_000,
+                size: 0,
                 extra: Extra::new(),
             })
             .collect();

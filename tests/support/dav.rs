@@ -30,6 +30,15 @@ impl Radicale {
     /// When `LIFEBOAT_TEST_RADICALE` is unset (run the tests through
     /// scripts/test.sh) or the server does not answer within 30 s.
     pub fn start(users: &[(&str, &str)]) -> Radicale {
+        Self::start_with(users, None)
+    }
+
+    /// Starts a server that speaks HTTPS with `ca`'s server certificate.
+    pub fn start_tls(users: &[(&str, &str)], ca: &LocalCa) -> Radicale {
+        Self::start_with(users, Some(ca))
+    }
+
+    fn start_with(users: &[(&str, &str)], tls: Option<&LocalCa>) -> Radicale {
         let radicale = std::env::var("LIFEBOAT_TEST_RADICALE").expect(
             "LIFEBOAT_TEST_RADICALE is not set: run the tests with scripts/test.sh, which installs Radicale",
         );
@@ -38,7 +47,16 @@ impl Radicale {
         std::fs::write(dir.path().join("users"), htpasswd).expect("write users");
         let port = free_port();
         let log = std::fs::File::create(dir.path().join("log")).expect("log file");
-        let child = Command::new(radicale)
+        let mut command = Command::new(radicale);
+        if let Some(ca) = tls {
+            command
+                .arg("--server-ssl")
+                .arg("--server-certificate")
+                .arg(ca.cert())
+                .arg("--server-key")
+                .arg(ca.key());
+        }
+        let child = command
             .arg("--server-hosts")
             .arg(format!("127.0.0.1:{port}"))
             .args([
@@ -375,4 +393,105 @@ pub fn files_below(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
             (rel, std::fs::read(e.path()).expect("read"))
         })
         .collect()
+}
+
+/// A certificate authority made for one test, and a server certificate it
+/// signed for `127.0.0.1` and `localhost`.
+pub struct LocalCa {
+    dir: tempfile::TempDir,
+}
+
+impl LocalCa {
+    /// Makes the authority and the server's key and certificate (openssl).
+    pub fn new() -> LocalCa {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let d = dir.path();
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(d)
+                .output()
+                .expect("run openssl");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=lifeboat test CA",
+        ]);
+        run(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ]);
+        std::fs::write(
+            d.join("ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
+        )
+        .expect("ext");
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext",
+        ]);
+        let perms = std::os::unix::fs::PermissionsExt::from_mode(0o644);
+        std::fs::set_permissions(d.join("server.key"), perms).expect("chmod key");
+        std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod dir");
+        LocalCa { dir }
+    }
+
+    /// The authority's certificate (PEM): what a source's `ca_file` names.
+    pub fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// The server's certificate (PEM).
+    pub fn cert(&self) -> PathBuf {
+        self.dir.path().join("server.pem")
+    }
+
+    /// The server's private key (PEM).
+    pub fn key(&self) -> PathBuf {
+        self.dir.path().join("server.key")
+    }
+}
+
+impl Default for LocalCa {
+    fn default() -> Self {
+        Self::new()
+    }
 }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 pub struct Dovecot {
     child: Child,
     port: u16,
+    imaps_port: u16,
     dir: tempfile::TempDir,
 }
 
@@ -26,6 +27,16 @@ impl Dovecot {
     /// When `LIFEBOAT_TEST_DOVECOT` is unset (run the tests through
     /// scripts/test.sh) or the server does not answer within 30 s.
     pub fn start(users: &[(&str, &str)]) -> Dovecot {
+        Self::start_with(users, None)
+    }
+
+    /// Starts a server that offers STARTTLS on its IMAP port and implicit
+    /// TLS on a second one, with `ca`'s server certificate.
+    pub fn start_tls(users: &[(&str, &str)], ca: &crate::dav::LocalCa) -> Dovecot {
+        Self::start_with(users, Some(ca))
+    }
+
+    fn start_with(users: &[(&str, &str)], tls: Option<&crate::dav::LocalCa>) -> Dovecot {
         let dovecot = std::env::var("LIFEBOAT_TEST_DOVECOT").expect(
             "LIFEBOAT_TEST_DOVECOT is not set: run the tests with scripts/test.sh, which installs dovecot-imapd",
         );
@@ -39,11 +50,23 @@ impl Dovecot {
             .collect();
         std::fs::write(d.join("users"), passwd).expect("users");
         std::fs::create_dir_all(d.join("home")).expect("home");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .expect("port")
-            .local_addr()
-            .expect("addr")
-            .port();
+        let free = || {
+            TcpListener::bind("127.0.0.1:0")
+                .expect("port")
+                .local_addr()
+                .expect("addr")
+                .port()
+        };
+        let (port, imaps_port) = (free(), free());
+        let ssl = match tls {
+            Some(ca) => format!(
+                "ssl = yes\nssl_cert = <{}\nssl_key = <{}",
+                ca.cert().display(),
+                ca.key().display()
+            ),
+            None => "ssl = no".to_string(),
+        };
+        let imaps = if tls.is_some() { imaps_port } else { 0 };
         let config = format!(
             r#"protocols = imap
 listen = 127.0.0.1
@@ -51,7 +74,7 @@ base_dir = {d}/run
 state_dir = {d}/state
 log_path = {d}/log
 info_log_path = {d}/log
-ssl = no
+{ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 first_valid_uid = 1
@@ -78,7 +101,8 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {imaps}
   }}
 }}
 service pop3-login {{
@@ -99,7 +123,12 @@ service anvil {{
             .stderr(Stdio::null())
             .spawn()
             .expect("start dovecot");
-        let server = Dovecot { child, port, dir };
+        let server = Dovecot {
+            child,
+            port,
+            imaps_port,
+            dir,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
@@ -115,6 +144,11 @@ service anvil {{
     /// The server's port.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The implicit-TLS port (with `start_tls`).
+    pub fn imaps_port(&self) -> u16 {
+        self.imaps_port
     }
 
     /// The source URL of `user`'s account.

@@ -235,7 +235,13 @@ impl Http {
                     last = format!("the server answered {}", r.status());
                 }
                 Ok(r) => return Ok(r),
-                Err(e) => last = one_line(&e),
+                Err(e) => {
+                    last = one_line(&e);
+                    // A certificate the verifier refused stays refused.
+                    if last.contains("certificate") {
+                        break;
+                    }
+                }
             }
         }
         Err(SourceError::Failed(format!(
@@ -299,4 +305,29 @@ fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     parts.join(": ").replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_is_refused_beyond_loopback() {
+        let remote = SourceUrl::parse("dav://alice@dav.example.com/").unwrap();
+        let err = Http::new(&remote, Zeroizing::new("pw".into()), None)
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("in clear"), "{err}");
+        let local = SourceUrl::parse("dav://alice@127.0.0.1:5232/").unwrap();
+        assert!(Http::new(&local, Zeroizing::new("pw".into()), None).is_ok());
+    }
+
+    #[test]
+    fn credentials_never_follow_an_href_to_another_origin() {
+        let url = SourceUrl::parse("davs://alice@dav.example.com/").unwrap();
+        let http = Http::new(&url, Zeroizing::new("pw".into()), None).unwrap();
+        assert!(http.resolve("/alice/contacts/").is_ok());
+        assert!(http.resolve("https://evil.example.net/steal").is_err());
+        assert!(http.resolve("http://dav.example.com/downgrade").is_err());
+    }
 }

@@ -311,7 +311,12 @@ impl DavSource {
             }
             let mut extra = Extra::new();
             extra.set(tags::ITEM_HREF, href.into_bytes());
+            let size = r
+                .prop_text("getcontentlength")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
             items.push(ItemEntry {
+                size,
                 name: name.into_bytes(),
                 version,
                 mtime,

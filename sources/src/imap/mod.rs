@@ -201,6 +201,7 @@ impl ImapSource {
                 message.size.unwrap_or(0).to_string().into_bytes(),
             );
             items.push(ItemEntry {
+                size: u64::from(message.size.unwrap_or(0)),
                 name: format!("{validity}-{uid}.eml").into_bytes(),
                 version: format!("{validity}-{uid}").into_bytes(),
                 mtime: date.map_or(0, |d| d.timestamp()),
@@ -324,7 +325,8 @@ impl ItemSource for ImapSource {
     }
 
     fn batch_size(&self) -> usize {
-        // One connection serves every batch in turn; a batch is split again
+        // Many small messages per command, fewer round trips; the engine
+        // caps each batch's listed bytes, and a batch is split again here
         // by size (FETCH_BYTES).
         256
     }

@@ -26,6 +26,10 @@ use crate::source::{Collection, FetchedItem, ItemSource, SourceError, SourceRoot
 
 /// Fetch requests a source has in flight at once.
 const FETCHES_IN_FLIGHT: usize = 4;
+/// Bytes of item bodies one fetch asks for, by the listed sizes (an item
+/// larger than this goes alone): with [`FETCHES_IN_FLIGHT`], what a large
+/// mailbox holds in memory at once, whatever its size.
+const FETCH_BYTES: u64 = 8 << 20;
 
 /// What one source contributed to a run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -333,9 +337,9 @@ impl Puller<'_> {
                 _ => wanted.push(i),
             }
         }
-        let batch = source.batch_size().max(1);
+        let batches = batches(collection, &wanted, source.batch_size().max(1));
         let fetched = self.runtime.block_on(async {
-            let mut answers = futures::stream::iter(wanted.chunks(batch))
+            let mut answers = futures::stream::iter(batches.iter().map(Vec::as_slice))
                 .map(|chunk| source.fetch(collection, chunk))
                 .buffer_unordered(FETCHES_IN_FLIGHT);
             while let Some(answer) = answers.next().await {
@@ -461,6 +465,28 @@ impl Puller<'_> {
     }
 }
 
+/// `wanted` in fetch batches of at most `count` items and about
+/// [`FETCH_BYTES`] of listed size each.
+fn batches(collection: &Collection, wanted: &[usize], count: usize) -> Vec<Vec<usize>> {
+    let mut batches: Vec<Vec<usize>> = Vec::new();
+    let mut bytes = 0u64;
+    for &i in wanted {
+        let size = collection.items.get(i).map_or(0, |item| item.size);
+        let full = batches
+            .last()
+            .is_none_or(|b| b.len() >= count || (bytes + size > FETCH_BYTES && !b.is_empty()));
+        if full {
+            batches.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += size;
+        if let Some(batch) = batches.last_mut() {
+            batch.push(i);
+        }
+    }
+    batches
+}
+
 /// The metadata an item's node carries: the source's, and its version.
 fn item_extra(item: &crate::source::ItemEntry) -> Extra {
     let mut extra = item.extra.clone();
@@ -483,4 +509,45 @@ fn lossy_path(path: &[Vec<u8>]) -> String {
         .map(|c| String::from_utf8_lossy(c).into_owned())
         .collect::<Vec<_>>()
         .join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::ItemEntry;
+
+    fn collection(sizes: &[u64]) -> Collection {
+        let items = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &size)| ItemEntry {
+                name: format!("{i}.eml").into_bytes(),
+                version: vec![],
+                mtime: 0,
+                size,
+                extra: Extra::new(),
+            })
+            .collect();
+        Collection {
+            path: vec![b"INBOX".to_vec()],
+            extra: Extra::new(),
+            items,
+        }
+    }
+
+    #[test]
+    fn fetch_batches_stay_within_count_and_bytes() {
+        let mb = 1 << 20;
+        let c = collection(&[mb, mb, 6 * mb, 30 * mb, 1, 1, 1]);
+        let all: Vec<usize> = (0..7).collect();
+        assert_eq!(
+            batches(&c, &all, 64),
+            vec![vec![0, 1, 2], vec![3], vec![4, 5, 6]]
+        );
+        assert_eq!(
+            batches(&c, &all, 2),
+            vec![vec![0, 1], vec![2], vec![3], vec![4, 5], vec![6]]
+        );
+        assert!(batches(&c, &[], 8).is_empty());
+    }
 }
