@@ -161,6 +161,10 @@ fn dav_account_round_trips_and_later_runs_fetch_only_what_changed() {
     assert_eq!(count(&report, "items"), all, "{report}");
     assert_eq!(count(&report, "items_fetched"), 0, "{report}");
     assert_eq!(count(&report, "items_unchanged"), all, "{report}");
+    // Every collection's sync token is unchanged: no listing at all, only
+    // discovery (the well-known URI and its redirect, the principal) and
+    // the home's one PROPFIND.
+    assert!(count(&report, "requests") <= 4, "{report}");
 
     // One contact changed and one task deleted: one download.
     let mut changed = contact(7);
@@ -175,6 +179,10 @@ fn dav_account_round_trips_and_later_runs_fetch_only_what_changed() {
     let report = source_report(&third);
     assert_eq!(count(&report, "items"), all - 1, "{report}");
     assert_eq!(count(&report, "items_fetched"), 1, "{report}");
+    // The two changed collections answered with their changes only
+    // (sync-collection), not with every item's ETag again (a listing of the
+    // 500 contacts alone is over 60 KB).
+    assert!(count(&report, "bytes_received") < 30_000, "{report}");
 
     // Only the account's contacts, by the source's URL.
     let only = sb.join("only-contacts");

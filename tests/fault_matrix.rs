@@ -55,6 +55,7 @@ fn fault_matrix() {
     }
     for case in matrix::process::CASES
         .iter()
+        .chain(matrix::sources::CASES)
         .filter(|c| c.name.contains(&only))
     {
         let mut row = Row::new(case.name);

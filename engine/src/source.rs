@@ -120,18 +120,43 @@ pub struct SourceTraffic {
     pub bytes_in: u64,
 }
 
+/// What the parent snapshot holds of one account, for incremental listings.
+#[async_trait::async_trait]
+pub trait PreviousState: Send + Sync {
+    /// The collection at `path` (below the account directory) as the parent
+    /// snapshot stored it: its properties and its items (each with its
+    /// version, time, size and metadata); `None` when it has none.
+    async fn collection(&self, path: &[Vec<u8>]) -> Option<Collection>;
+}
+
+/// No parent: every listing is a full one.
+pub struct NoPreviousState;
+
+#[async_trait::async_trait]
+impl PreviousState for NoPreviousState {
+    async fn collection(&self, _: &[Vec<u8>]) -> Option<Collection> {
+        None
+    }
+}
+
 /// An account whose items a backup pulls.
 #[async_trait::async_trait]
 pub trait ItemSource: Send + Sync {
     /// Where the account's items go in the snapshot.
     fn root(&self) -> SourceRoot;
 
-    /// Every collection with every item's name and version.
+    /// Every collection with every item's name and version. `previous`
+    /// holds what the parent snapshot stored, so a source can list only
+    /// what changed since (a WebDAV sync token, a CTag) and complete the
+    /// rest from it.
     ///
     /// # Errors
     /// [`SourceError::Auth`] when the credentials are refused, else
     /// [`SourceError::Failed`].
-    async fn collections(&self) -> Result<Vec<Collection>, SourceError>;
+    async fn collections(
+        &self,
+        previous: &dyn PreviousState,
+    ) -> Result<Vec<Collection>, SourceError>;
 
     /// The bodies of the items at `wanted` (positions in
     /// `collection.items`), in any order; an item the server no longer has

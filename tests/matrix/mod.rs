@@ -2,6 +2,7 @@
 
 pub mod chaos;
 pub mod process;
+pub mod sources;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

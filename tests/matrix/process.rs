@@ -42,11 +42,11 @@ pub const CASES: &[ProcessCase] = &[
 
 /// A repository on some destinations, the source, and a copy of the source
 /// for each snapshot.
-struct History {
-    sb: Sandbox,
-    dests: Vec<String>,
-    src: PathBuf,
-    snapshots: Vec<(String, PathBuf)>,
+pub(super) struct History {
+    pub(super) sb: Sandbox,
+    pub(super) dests: Vec<String>,
+    pub(super) src: PathBuf,
+    pub(super) snapshots: Vec<(String, PathBuf)>,
 }
 
 impl History {
@@ -64,11 +64,11 @@ impl History {
         history
     }
 
-    fn dest_refs(&self) -> Vec<&str> {
+    pub(super) fn dest_refs(&self) -> Vec<&str> {
         self.dests.iter().map(String::as_str).collect()
     }
 
-    fn run<I, S>(&self, args: I) -> Output
+    pub(super) fn run<I, S>(&self, args: I) -> Output
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
@@ -77,7 +77,7 @@ impl History {
     }
 
     /// A new generation of the source: fresh random data of `mib` MiB.
-    fn grow(&self, seed: u64, generation: u64, mib: u64) {
+    pub(super) fn grow(&self, seed: u64, generation: u64, mib: u64) {
         tree::write_generated(
             &self.src.join(format!("gen-{generation}.bin")),
             mib << 20,
@@ -110,7 +110,7 @@ impl History {
     }
 
     /// Restores every remembered snapshot still listed; compares bit for bit.
-    fn verify(&self) -> Outcome {
+    pub(super) fn verify(&self) -> Outcome {
         let mut outcome = Outcome::default();
         let listed = self.run(["--json", "snapshots"]);
         let ids: Vec<String> = listed
@@ -152,7 +152,7 @@ impl History {
     }
 
     /// `check --read-data` must be clean.
-    fn check_clean(&self) -> Result<(), String> {
+    pub(super) fn check_clean(&self) -> Result<(), String> {
         let out = self.run(["check", "--read-data"]);
         if out.code == 0 {
             Ok(())
@@ -171,7 +171,7 @@ fn dice(seed: u64, n: u64) -> f64 {
 }
 
 /// Two local destinations in the sandbox.
-fn two_local() -> History {
+pub(super) fn two_local() -> History {
     let dir = tempfile::Builder::new()
         .prefix("lifeboat-matrix-")
         .tempdir()
@@ -327,7 +327,7 @@ impl Drop for Tmpfs {
     }
 }
 
-fn one_line_error(out: &Output) -> bool {
+pub(super) fn one_line_error(out: &Output) -> bool {
     let lines: Vec<&str> = out
         .stderr
         .lines()

@@ -495,3 +495,64 @@ impl Default for LocalCa {
         Self::new()
     }
 }
+
+/// A loopback TCP proxy to `port` that passes the first `after` bytes the
+/// server sends, then replaces every later byte with noise: a provider
+/// serving garbage.
+pub struct GarblingProxy {
+    port: u16,
+}
+
+impl GarblingProxy {
+    /// Starts the proxy.
+    pub fn start(port: u16, after: i64, seed: u64) -> GarblingProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let proxy_port = listener.local_addr().expect("proxy address").port();
+        let passed = Arc::new(AtomicI64::new(after));
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", port)) else {
+                    continue;
+                };
+                let (c2, s2) = (
+                    client.try_clone().expect("clone"),
+                    server.try_clone().expect("clone"),
+                );
+                std::thread::spawn(move || pipe(c2, s2, None));
+                let passed = passed.clone();
+                std::thread::spawn(move || garble(server, client, passed, seed));
+            }
+        });
+        GarblingProxy { port: proxy_port }
+    }
+
+    /// The proxy's port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+fn garble(mut from: TcpStream, mut to: TcpStream, passed: Arc<AtomicI64>, seed: u64) {
+    let mut buf = [0u8; 16 * 1024];
+    let mut state = seed | 1;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let before = passed.fetch_sub(n as i64, Ordering::Relaxed);
+        let clean = before.clamp(0, n as i64) as usize;
+        for byte in &mut buf[clean..n] {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            *byte = state as u8;
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = from.shutdown(std::net::Shutdown::Both);
+    let _ = to.shutdown(std::net::Shutdown::Both);
+}

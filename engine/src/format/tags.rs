@@ -36,7 +36,7 @@ pub const COLLECTION_COLOR: u32 = 35;
 /// `VTODO`, ...), UTF-8, comma-separated.
 pub const COLLECTION_COMPONENTS: u32 = 36;
 /// Collection directory: the server's synchronization state at the time of
-/// the backup (a WebDAV sync token or CTag, an IMAP UIDVALIDITY), UTF-8.
+/// the backup (a WebDAV sync token, an IMAP UIDVALIDITY), UTF-8.
 pub const COLLECTION_SYNC_STATE: u32 = 37;
 /// Collection directory: where the collection lives on its server (a
 /// WebDAV href or an IMAP mailbox name), UTF-8.
@@ -46,6 +46,10 @@ pub const COLLECTION_HREF: u32 = 38;
 pub const COLLECTION_ATTRIBUTES: u32 = 39;
 /// Collection directory: an IMAP mailbox's hierarchy delimiter, UTF-8.
 pub const COLLECTION_DELIMITER: u32 = 40;
+/// Collection directory: the server's CTag (CalendarServer's `getctag`),
+/// UTF-8: with no sync token, an unchanged CTag means an unchanged
+/// collection.
+pub const COLLECTION_CTAG: u32 = 41;
 
 /// Account directory: the source's URL without credentials, UTF-8.
 pub const ACCOUNT_URL: u32 = 48;

@@ -17,7 +17,8 @@ use std::path::Path;
 use lifeboat_engine::format::extra::Extra;
 use lifeboat_engine::format::tags;
 use lifeboat_engine::source::{
-    Collection, FetchedItem, ItemEntry, ItemSource, SourceError, SourceRoot, SourceTraffic,
+    Collection, FetchedItem, ItemEntry, ItemSource, PreviousState, SourceError, SourceRoot,
+    SourceTraffic,
 };
 use percent_encoding::percent_decode_str;
 use zeroize::Zeroizing;
@@ -144,6 +145,14 @@ impl DavSource {
         let mut found = Discovery::default();
         let mut last_error = None;
         for start in starts {
+            // The first start that names a principal or a home is enough:
+            // both home sets are asked of the principal.
+            if !principals.is_empty()
+                || !found.addressbook_homes.is_empty()
+                || !found.calendar_homes.is_empty()
+            {
+                break;
+            }
             let (responses, at) = match self.propfind(start, "0", &props).await {
                 Ok(found) => found,
                 Err(e @ SourceError::Auth(_)) => return Err(e),
@@ -244,8 +253,11 @@ impl DavSource {
                 if let Some(v) = text("calendar-color") {
                     extra.set(tags::COLLECTION_COLOR, v);
                 }
-                if let Some(v) = text("sync-token").or_else(|| text("getctag")) {
+                if let Some(v) = text("sync-token") {
                     extra.set(tags::COLLECTION_SYNC_STATE, v);
+                }
+                if let Some(v) = text("getctag") {
+                    extra.set(tags::COLLECTION_CTAG, v);
                 }
                 if let Some(set) = r.prop("supported-calendar-component-set") {
                     let comps: Vec<&str> = set
@@ -278,7 +290,6 @@ impl DavSource {
         ];
         let (responses, _) = self.propfind(path, "1", &props).await?;
         let mut items = Vec::new();
-        let mut names = BTreeSet::new();
         for r in responses {
             let href = self.path_of(&r.href)?;
             let is_collection = r
@@ -290,41 +301,46 @@ impl DavSource {
             {
                 continue;
             }
-            let mtime = r
-                .prop_text("getlastmodified")
-                .and_then(|t| httpdate::parse_http_date(&t).ok())
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map_or(0, |d| d.as_secs() as i64);
-            let version = match r.prop_text("getetag") {
-                Some(etag) => etag.into_bytes(),
-                // Without an ETag the item cannot be known unchanged: a
-                // version no later run repeats fetches it every time.
-                None => format!("no-etag:{}", std::process::id()).into_bytes(),
-            };
-            let mut name = item_name(&href);
-            if !name.to_ascii_lowercase().ends_with(kind.extension()) {
-                name.push_str(kind.extension());
-            }
-            // Two hrefs that decode to one name: the later one is told apart.
-            while !names.insert(name.clone()) {
-                name.insert(0, '_');
-            }
-            let mut extra = Extra::new();
-            extra.set(tags::ITEM_HREF, href.into_bytes());
-            let size = r
-                .prop_text("getcontentlength")
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0);
-            items.push(ItemEntry {
-                size,
-                name: name.into_bytes(),
-                version,
-                mtime,
-                extra,
-            });
+            items.push(item_entry(&r, href, kind));
         }
-        items.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(items)
+        Ok(unique_names(items))
+    }
+
+    /// The collection at `path` brought up to date from `previous` (its
+    /// items at `token`) with a `sync-collection` report (RFC 6578): only
+    /// the members changed or removed since come back. The new token too.
+    async fn sync_changes(
+        &self,
+        path: &str,
+        token: &str,
+        kind: CollectionKind,
+        previous: Vec<ItemEntry>,
+    ) -> Result<(Vec<ItemEntry>, Option<String>), SourceError> {
+        let answer = self
+            .http
+            .dav("REPORT", path, "0", &xml::sync_collection(token))
+            .await?;
+        let (responses, new_token) = xml::multistatus(&answer.body)
+            .map_err(|e| SourceError::Failed(format!("REPORT {path}: {e}")))?;
+        let mut by_href: std::collections::BTreeMap<String, ItemEntry> = previous
+            .into_iter()
+            .filter_map(|item| {
+                let href = String::from_utf8_lossy(item.extra.get(tags::ITEM_HREF)?).into_owned();
+                Some((href, item))
+            })
+            .collect();
+        for r in responses {
+            let href = self.path_of(&r.href)?;
+            if href.trim_end_matches('/') == path.trim_end_matches('/') {
+                continue;
+            }
+            if r.failed() {
+                by_href.remove(&href);
+            } else {
+                by_href.insert(href.clone(), item_entry(&r, href, kind));
+            }
+        }
+        Ok((unique_names(by_href.into_values().collect()), new_token))
     }
 }
 
@@ -334,16 +350,44 @@ impl ItemSource for DavSource {
         self.url.root()
     }
 
-    async fn collections(&self) -> Result<Vec<Collection>, SourceError> {
+    async fn collections(
+        &self,
+        previous: &dyn PreviousState,
+    ) -> Result<Vec<Collection>, SourceError> {
         let mut collections = Vec::new();
-        for (path, extra) in self.list_collections().await? {
+        for (path, mut extra) in self.list_collections().await? {
             let kind = CollectionKind::from_extra(&extra);
-            let items = self.list_items(&path, kind).await?;
-            let components = path
+            let components: Vec<Vec<u8>> = path
                 .split('/')
                 .filter(|c| !c.is_empty())
                 .map(|c| percent_decode_str(c).collect::<Vec<u8>>())
                 .collect();
+            let before = previous.collection(&components).await;
+            let old_token = before.as_ref().and_then(|b| {
+                b.extra
+                    .get(tags::COLLECTION_SYNC_STATE)
+                    .map(|t| String::from_utf8_lossy(t).into_owned())
+            });
+            let items = match (before, old_token) {
+                // The token has not moved: nothing changed, nothing to ask.
+                (Some(before), _) if unchanged(&before.extra, &extra) => before.items,
+                // Only what changed since the parent's token.
+                (Some(before), Some(token)) if extra.get(tags::COLLECTION_SYNC_STATE).is_some() => {
+                    match self.sync_changes(&path, &token, kind, before.items).await {
+                        Ok((items, new_token)) => {
+                            if let Some(t) = new_token {
+                                extra.set(tags::COLLECTION_SYNC_STATE, t.into_bytes());
+                            }
+                            items
+                        }
+                        Err(e @ SourceError::Auth(_)) => return Err(e),
+                        // An expired token, or a server that lost its
+                        // history: the full listing.
+                        Err(_) => self.list_items(&path, kind).await?,
+                    }
+                }
+                _ => self.list_items(&path, kind).await?,
+            };
             collections.push(Collection {
                 path: components,
                 extra,
@@ -406,6 +450,67 @@ impl ItemSource for DavSource {
 
     fn traffic(&self) -> SourceTraffic {
         self.http.traffic()
+    }
+}
+
+/// An item as a listing or a sync report gives it.
+fn item_entry(r: &Response, href: String, kind: CollectionKind) -> ItemEntry {
+    let mtime = r
+        .prop_text("getlastmodified")
+        .and_then(|t| httpdate::parse_http_date(&t).ok())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs() as i64);
+    let version = match r.prop_text("getetag") {
+        Some(etag) => etag.into_bytes(),
+        // Without an ETag the item cannot be known unchanged: a version no
+        // later run repeats fetches it every time.
+        None => format!(
+            "no-etag:{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        )
+        .into_bytes(),
+    };
+    let mut name = item_name(&href);
+    if !name.to_ascii_lowercase().ends_with(kind.extension()) {
+        name.push_str(kind.extension());
+    }
+    let mut extra = Extra::new();
+    extra.set(tags::ITEM_HREF, href.into_bytes());
+    ItemEntry {
+        size: r
+            .prop_text("getcontentlength")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0),
+        name: name.into_bytes(),
+        version,
+        mtime,
+        extra,
+    }
+}
+
+/// `items` sorted by name, two hrefs that decode to one name told apart.
+fn unique_names(mut items: Vec<ItemEntry>) -> Vec<ItemEntry> {
+    items.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut names = BTreeSet::new();
+    for item in &mut items {
+        while !names.insert(item.name.clone()) {
+            item.name.insert(0, b'_');
+        }
+    }
+    items.sort_by(|a, b| a.name.cmp(&b.name));
+    items
+}
+
+/// True when the server's token for a collection equals the one the parent
+/// snapshot recorded: nothing in it changed (a sync token, else a CTag).
+fn unchanged(previous: &Extra, now: &Extra) -> bool {
+    match now.get(tags::COLLECTION_SYNC_STATE) {
+        Some(token) => previous.get(tags::COLLECTION_SYNC_STATE) == Some(token),
+        None => now
+            .get(tags::COLLECTION_CTAG)
+            .is_some_and(|ctag| previous.get(tags::COLLECTION_CTAG) == Some(ctag)),
     }
 }
 

@@ -248,6 +248,15 @@ pub fn multiget(calendar: bool, hrefs: &[&str]) -> String {
     body
 }
 
+/// The body of a `sync-collection` REPORT (RFC 6578) from `token`, asking
+/// for what a listing gives.
+pub fn sync_collection(token: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="utf-8"?><d:sync-collection xmlns:d="DAV:"><d:sync-token>{}</d:sync-token><d:sync-level>1</d:sync-level><d:prop><d:getetag/><d:getlastmodified/><d:getcontentlength/></d:prop></d:sync-collection>"#,
+        quick_xml::escape::escape(token)
+    )
+}
+
 /// The DAV namespace.
 pub const DAV: &str = "DAV:";
 /// CardDAV's namespace (RFC 6352).

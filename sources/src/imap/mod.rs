@@ -21,7 +21,8 @@ use futures::TryStreamExt;
 use lifeboat_engine::format::extra::Extra;
 use lifeboat_engine::format::tags;
 use lifeboat_engine::source::{
-    Collection, FetchedItem, ItemEntry, ItemSource, SourceError, SourceRoot, SourceTraffic,
+    Collection, FetchedItem, ItemEntry, ItemSource, PreviousState, SourceError, SourceRoot,
+    SourceTraffic,
 };
 use tokio::sync::Mutex;
 use zeroize::Zeroizing;
@@ -220,7 +221,10 @@ impl ItemSource for ImapSource {
         self.url.root()
     }
 
-    async fn collections(&self) -> Result<Vec<Collection>, SourceError> {
+    async fn collections(
+        &self,
+        _previous: &dyn PreviousState,
+    ) -> Result<Vec<Collection>, SourceError> {
         let mut state = self.state.lock().await;
         let mut collections = Vec::new();
         for (name, delimiter, attributes) in self.mailboxes(&mut state).await? {

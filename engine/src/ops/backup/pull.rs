@@ -217,7 +217,12 @@ impl Puller<'_> {
         owner: &Owner,
         report: &mut SourceReport,
     ) -> Result<Node, Fail> {
-        let listed = self.runtime.block_on(source.collections());
+        let previous = ParentAccount {
+            repo: self.repo,
+            index: &self.shared.index,
+            account: parent,
+        };
+        let listed = self.runtime.block_on(source.collections(&previous));
         let collections = listed.map_err(|e| self.source_failure(root, e))?;
         // Every directory to build: the collections and the directories
         // above them, built deepest first (a path sorts after its prefixes,
@@ -315,18 +320,19 @@ impl Puller<'_> {
             }
             add(&progress.items_listed, 1);
             let old = parent.and_then(|t| t.find(&item.name));
-            match old.filter(|n| n.extra.get(tags::ITEM_VERSION) == Some(&item.version[..])) {
+            // An item stored malformed is fetched again: what the server
+            // served may have been damaged on the way.
+            let reusable = |n: &&Node| {
+                n.extra.get(tags::ITEM_VERSION) == Some(&item.version[..])
+                    && n.extra.get(tags::ITEM_MALFORMED).is_none()
+            };
+            match old.filter(reusable) {
                 Some(Node {
                     kind: NodeKind::File { content },
                     size,
-                    extra,
                     ..
                 }) if content.iter().all(|id| self.shared.index.contains(id)) => {
-                    let mut kept = item_extra(item);
-                    if extra.get(tags::ITEM_MALFORMED).is_some() {
-                        kept.set(tags::ITEM_MALFORMED, Vec::new());
-                        report.malformed += 1;
-                    }
+                    let kept = item_extra(item);
                     let kind = NodeKind::File {
                         content: content.clone(),
                     };
@@ -485,6 +491,53 @@ fn batches(collection: &Collection, wanted: &[usize], count: usize) -> Vec<Vec<u
         }
     }
     batches
+}
+
+/// The parent snapshot's account directory, read for a source's
+/// incremental listing.
+struct ParentAccount<'a> {
+    repo: &'a Repository,
+    index: &'a crate::repo::index::MasterIndex,
+    account: Option<BlobId>,
+}
+
+#[async_trait::async_trait]
+impl crate::source::PreviousState for ParentAccount<'_> {
+    async fn collection(&self, path: &[Vec<u8>]) -> Option<Collection> {
+        let mut tree = self.repo.load_tree(self.index, &self.account?).await.ok()?;
+        let mut extra = Extra::new();
+        for name in path {
+            let node = tree.find(name)?;
+            let NodeKind::Dir { subtree } = node.kind else {
+                return None;
+            };
+            extra = node.extra.clone();
+            tree = self.repo.load_tree(self.index, &subtree).await.ok()?;
+        }
+        let items = tree
+            .nodes
+            .into_iter()
+            .filter(|n| matches!(n.kind, NodeKind::File { .. }))
+            .map(|n| {
+                let version = n.extra.get(tags::ITEM_VERSION).unwrap_or_default().to_vec();
+                let mut extra = n.extra;
+                extra.remove(tags::ITEM_VERSION);
+                extra.remove(tags::ITEM_MALFORMED);
+                crate::source::ItemEntry {
+                    name: n.name,
+                    version,
+                    mtime: n.mtime,
+                    size: n.size,
+                    extra,
+                }
+            })
+            .collect();
+        Some(Collection {
+            path: path.to_vec(),
+            extra,
+            items,
+        })
+    }
 }
 
 /// The metadata an item's node carries: the source's, and its version.
