@@ -123,6 +123,12 @@ pub struct SourceTraffic {
 /// What the parent snapshot holds of one account, for incremental listings.
 #[async_trait::async_trait]
 pub trait PreviousState: Send + Sync {
+    /// The account directory's metadata as the parent snapshot stored it
+    /// (what [`ItemSource::account_extra`] gave then); `None` without one.
+    async fn account(&self) -> Option<Extra> {
+        None
+    }
+
     /// The collection at `path` (below the account directory) as the parent
     /// snapshot stored it: its properties and its items (each with its
     /// version, time, size and metadata); `None` when it has none.
@@ -169,6 +175,13 @@ pub trait ItemSource: Send + Sync {
         collection: &Collection,
         wanted: &[usize],
     ) -> Result<Vec<FetchedItem>, SourceError>;
+
+    /// Metadata for the account's directory, asked after
+    /// [`ItemSource::collections`]: what the next run finds in
+    /// [`PreviousState::account`] (where discovery led, to skip it).
+    fn account_extra(&self) -> Extra {
+        Extra::new()
+    }
 
     /// Items a single [`ItemSource::fetch`] asks for, at most.
     fn batch_size(&self) -> usize {

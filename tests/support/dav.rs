@@ -306,6 +306,8 @@ fn base64(bytes: &[u8]) -> String {
 pub struct CuttingProxy {
     port: u16,
     stop: Arc<AtomicBool>,
+    budget: i64,
+    left: Arc<AtomicI64>,
 }
 
 impl CuttingProxy {
@@ -314,6 +316,7 @@ impl CuttingProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
         let proxy_port = listener.local_addr().expect("proxy address").port();
         let left = Arc::new(AtomicI64::new(budget));
+        let left_for_caller = left.clone();
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();
         std::thread::spawn(move || {
@@ -341,12 +344,19 @@ impl CuttingProxy {
         CuttingProxy {
             port: proxy_port,
             stop,
+            budget,
+            left: left_for_caller,
         }
     }
 
     /// The proxy's port.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Bytes the server sent through the proxy so far (as on the wire).
+    pub fn forwarded(&self) -> i64 {
+        self.budget - self.left.load(Ordering::Relaxed)
     }
 }
 

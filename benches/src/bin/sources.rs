@@ -222,8 +222,21 @@ fn measure_vdirsyncer(port: u16, counts: &Counts, work: &Path) -> Vec<Run> {
             .env("HOME", &dir);
         c
     };
-    // Discovery once beforehand, as its users do; then the runs.
-    run_timed(command(&["discover"]).stdin(std::process::Stdio::null()));
+    // Discovery once beforehand, as its users do (answering yes to creating
+    // the local collection); then the runs.
+    let mut discover = command(&["discover"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("vdirsyncer discover");
+    if let Some(mut stdin) = discover.stdin.take() {
+        use std::io::Write;
+        let _ = stdin.write_all(b"y\ny\ny\n");
+    }
+    assert!(
+        discover.wait().is_ok_and(|s| s.success()),
+        "vdirsyncer discover failed"
+    );
     let mut runs = Vec::new();
     for pass in ["first", "no change"] {
         counts.take();

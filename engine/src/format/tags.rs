@@ -53,3 +53,7 @@ pub const COLLECTION_CTAG: u32 = 41;
 
 /// Account directory: the source's URL without credentials, UTF-8.
 pub const ACCOUNT_URL: u32 = 48;
+/// Account directory: where DAV discovery led, UTF-8 lines `addressbook
+/// <href>`, `calendar <href>` or `collection <href>`: the next run lists
+/// these first and discovers again only when that fails.
+pub const ACCOUNT_HOMES: u32 = 49;

@@ -20,7 +20,7 @@ use lifeboat_engine::source::{
     Collection, FetchedItem, ItemEntry, ItemSource, PreviousState, SourceError, SourceRoot,
     SourceTraffic,
 };
-use percent_encoding::percent_decode_str;
+use percent_encoding::{percent_decode_str, utf8_percent_encode, NON_ALPHANUMERIC};
 use zeroize::Zeroizing;
 
 use crate::url::SourceUrl;
@@ -31,6 +31,8 @@ use xml::{Response, APPLE_ICAL, CALDAV, CALENDARSERVER, CARDDAV, DAV};
 pub struct DavSource {
     url: SourceUrl,
     http: Http,
+    /// Where discovery led this run (or the parent's record of it).
+    known: std::sync::Mutex<Option<Discovery>>,
 }
 
 impl DavSource {
@@ -94,7 +96,11 @@ impl DavSource {
         ca_file: Option<&Path>,
     ) -> Result<Self, SourceError> {
         let http = Http::new(&url, password, ca_file)?;
-        Ok(DavSource { url, http })
+        Ok(DavSource {
+            url,
+            http,
+            known: std::sync::Mutex::new(None),
+        })
     }
 
     async fn propfind(
@@ -114,17 +120,18 @@ impl DavSource {
 
     /// The hrefs whose children are the collections: the home sets found
     /// from the URL, or the URL itself when it names a collection.
-    async fn homes(&self) -> Result<Vec<String>, SourceError> {
-        let found = self.discover().await?;
-        if let Some(collection) = found.collection {
-            return Ok(vec![collection]);
+    /// The hrefs to list collections in, and the depth to list them at.
+    fn homes_of(found: &Discovery) -> (Vec<String>, &'static str) {
+        if let Some(collection) = &found.collection {
+            return (vec![collection.clone()], "0");
         }
         let homes: BTreeSet<String> = found
             .addressbook_homes
-            .into_iter()
-            .chain(found.calendar_homes)
+            .iter()
+            .chain(&found.calendar_homes)
+            .cloned()
             .collect();
-        Ok(homes.into_iter().collect())
+        (homes.into_iter().collect(), "1")
     }
 
     /// Discovery from the URL: the collection it names, or the principal's
@@ -219,7 +226,33 @@ impl DavSource {
     }
 
     /// Every collection below the homes, with its properties.
-    async fn list_collections(&self) -> Result<Vec<(String, Extra)>, SourceError> {
+    async fn list_collections(
+        &self,
+        cached: Option<Discovery>,
+    ) -> Result<Vec<(String, Extra)>, SourceError> {
+        // Where the last run's discovery led, first: one request instead of
+        // four when it still holds.
+        if let Some(found) = cached {
+            match self.list_collections_in(&found).await {
+                Ok(listed) => {
+                    *self.known.lock().unwrap_or_else(|p| p.into_inner()) = Some(found);
+                    return Ok(listed);
+                }
+                Err(e @ SourceError::Auth(_)) => return Err(e),
+                Err(_) => {}
+            }
+        }
+        let found = self.discover().await?;
+        let listed = self.list_collections_in(&found).await?;
+        *self.known.lock().unwrap_or_else(|p| p.into_inner()) = Some(found);
+        Ok(listed)
+    }
+
+    /// Every collection in `found`'s homes, with its properties.
+    async fn list_collections_in(
+        &self,
+        found: &Discovery,
+    ) -> Result<Vec<(String, Extra)>, SourceError> {
         let props = [
             (DAV, "resourcetype"),
             (DAV, "displayname"),
@@ -230,9 +263,10 @@ impl DavSource {
             (CALDAV, "supported-calendar-component-set"),
             (APPLE_ICAL, "calendar-color"),
         ];
-        let mut found: HashMap<String, Extra> = HashMap::new();
-        for home in self.homes().await? {
-            let (responses, _) = self.propfind(&home, "1", &props).await?;
+        let mut listed: HashMap<String, Extra> = HashMap::new();
+        let (homes, depth) = Self::homes_of(found);
+        for home in homes {
+            let (responses, _) = self.propfind(&home, depth, &props).await?;
             for r in responses {
                 let Some(kind) = collection_kind(&r) else {
                     continue;
@@ -268,10 +302,10 @@ impl DavSource {
                         extra.set(tags::COLLECTION_COMPONENTS, comps.join(",").into_bytes());
                     }
                 }
-                found.insert(path, extra);
+                listed.insert(path, extra);
             }
         }
-        let mut collections: Vec<_> = found.into_iter().collect();
+        let mut collections: Vec<_> = listed.into_iter().collect();
         collections.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(collections)
     }
@@ -354,8 +388,14 @@ impl ItemSource for DavSource {
         &self,
         previous: &dyn PreviousState,
     ) -> Result<Vec<Collection>, SourceError> {
+        let cached = previous
+            .account()
+            .await
+            .and_then(|extra| Discovery::from_record(extra.get(tags::ACCOUNT_HOMES)?))
+            // Only a record of the same user and starting point.
+            .filter(|found| found.start == self.discovery_start());
         let mut collections = Vec::new();
-        for (path, mut extra) in self.list_collections().await? {
+        for (path, mut extra) in self.list_collections(cached).await? {
             let kind = CollectionKind::from_extra(&extra);
             let components: Vec<Vec<u8>> = path
                 .split('/')
@@ -451,6 +491,27 @@ impl ItemSource for DavSource {
     fn traffic(&self) -> SourceTraffic {
         self.http.traffic()
     }
+
+    fn account_extra(&self) -> Extra {
+        let mut extra = Extra::new();
+        if let Some(found) = &*self.known.lock().unwrap_or_else(|p| p.into_inner()) {
+            let found = Discovery {
+                start: self.discovery_start(),
+                collection: found.collection.clone(),
+                collection_kind: found.collection_kind,
+                addressbook_homes: found.addressbook_homes.clone(),
+                calendar_homes: found.calendar_homes.clone(),
+            };
+            extra.set(tags::ACCOUNT_HOMES, found.record());
+        }
+        extra
+    }
+
+    fn batch_size(&self) -> usize {
+        // Multigets of up to 250 items (the engine caps their listed bytes):
+        // four requests in flight move a thousand contacts.
+        250
+    }
 }
 
 /// An item as a listing or a sync report gives it.
@@ -538,9 +599,83 @@ fn hrefs_of(r: &Response, name: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+impl DavSource {
+    /// Who discovered from where: a record made for another user or URL
+    /// path is not reused.
+    fn discovery_start(&self) -> String {
+        format!(
+            "{} {}",
+            utf8_percent_encode(&self.url.user, NON_ALPHANUMERIC),
+            self.url.path
+        )
+    }
+}
+
+impl Discovery {
+    /// Where discovery led, as recorded on the account's directory (tag 49).
+    fn record(&self) -> Vec<u8> {
+        let mut lines = vec![format!("start {}", self.start)];
+        if let Some(c) = &self.collection {
+            lines.push(format!(
+                "{} {c}",
+                self.collection_kind.unwrap_or("collection")
+            ));
+        }
+        lines.extend(
+            self.addressbook_homes
+                .iter()
+                .map(|h| format!("addressbook-home {h}")),
+        );
+        lines.extend(
+            self.calendar_homes
+                .iter()
+                .map(|h| format!("calendar-home {h}")),
+        );
+        lines.join("\n").into_bytes()
+    }
+
+    /// The record read back; `None` when it names nothing usable.
+    fn from_record(bytes: &[u8]) -> Option<Discovery> {
+        let mut found = Discovery::default();
+        for line in std::str::from_utf8(bytes).ok()?.lines() {
+            let (kind, href) = line.split_once(' ')?;
+            if kind == "start" {
+                found.start = href.to_string();
+                continue;
+            }
+            if !href.starts_with('/') {
+                return None;
+            }
+            match kind {
+                "addressbook-home" => {
+                    found.addressbook_homes.insert(href.to_string());
+                }
+                "calendar-home" => {
+                    found.calendar_homes.insert(href.to_string());
+                }
+                "addressbook" | "calendar" => {
+                    found.collection = Some(href.to_string());
+                    found.collection_kind = Some(if kind == "calendar" {
+                        "calendar"
+                    } else {
+                        "addressbook"
+                    });
+                }
+                _ => return None,
+            }
+        }
+        let empty = found.collection.is_none()
+            && found.addressbook_homes.is_empty()
+            && found.calendar_homes.is_empty();
+        (!empty).then_some(found)
+    }
+}
+
 /// What discovery found.
 #[derive(Debug, Default)]
 pub(crate) struct Discovery {
+    /// The user and URL path it started from (`alice /`).
+    pub start: String,
     /// The collection the URL names, when it names one.
     pub collection: Option<String>,
     /// Its kind (`addressbook`, `calendar`).
@@ -574,6 +709,26 @@ mod tests {
         assert_eq!(item_name("/a/b%20c%2Fd.ics"), "b c_d.ics");
         assert_eq!(item_name("/a/%2E%2E"), "_..");
         assert_eq!(item_name("/a/.."), "_..");
+    }
+
+    #[test]
+    fn discovery_records_round_trip_and_refuse_junk() {
+        let mut found = Discovery {
+            start: "alice /".into(),
+            ..Discovery::default()
+        };
+        found.addressbook_homes.insert("/alice/".into());
+        found.calendar_homes.insert("/cal/alice/".into());
+        let back = Discovery::from_record(&found.record()).unwrap();
+        assert_eq!(back.start, "alice /");
+        assert_eq!(back.addressbook_homes, found.addressbook_homes);
+        assert_eq!(back.calendar_homes, found.calendar_homes);
+        assert!(
+            Discovery::from_record(b"start alice /").is_none(),
+            "names nothing"
+        );
+        assert!(Discovery::from_record(b"calendar-home https://evil/").is_none());
+        assert!(Discovery::from_record(b"\xff").is_none());
     }
 
     #[test]

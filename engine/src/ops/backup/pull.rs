@@ -156,7 +156,11 @@ impl Puller<'_> {
                 .as_ref()
                 .and_then(|t| subdir(t, root.kind.dir_name().as_bytes()))
                 .and_then(|id| self.load(Some(id)))
-                .and_then(|t| subdir(&t, root.account.as_bytes()));
+                .and_then(|t| t.find(root.account.as_bytes()).cloned())
+                .and_then(|node| match node.kind {
+                    NodeKind::Dir { subtree } => Some((subtree, node.extra)),
+                    _ => None,
+                });
             let mut report = SourceReport {
                 name: root.display(),
                 ..SourceReport::default()
@@ -213,14 +217,19 @@ impl Puller<'_> {
         &self,
         source: &dyn ItemSource,
         root: &SourceRoot,
-        parent: Option<BlobId>,
+        parent: Option<(BlobId, Extra)>,
         owner: &Owner,
         report: &mut SourceReport,
     ) -> Result<Node, Fail> {
+        let (parent, parent_extra) = match parent {
+            Some((id, extra)) => (Some(id), Some(extra)),
+            None => (None, None),
+        };
         let previous = ParentAccount {
             repo: self.repo,
             index: &self.shared.index,
             account: parent,
+            account_extra: parent_extra,
         };
         let listed = self.runtime.block_on(source.collections(&previous));
         let collections = listed.map_err(|e| self.source_failure(root, e))?;
@@ -247,6 +256,9 @@ impl Puller<'_> {
         let mut pending: HashMap<Vec<Vec<u8>>, Vec<Node>> = HashMap::new();
         let mut seal = SealBatch::new(&self.seal);
         let mut account_extra = Extra::new();
+        for field in source.account_extra().fields() {
+            account_extra.set(field.tag, field.value.clone());
+        }
         account_extra.set(tags::ACCOUNT_URL, root.display().into_bytes());
         while let Some((path, collection)) = by_path.pop_last() {
             if self.shared.cancelled() {
@@ -499,10 +511,15 @@ struct ParentAccount<'a> {
     repo: &'a Repository,
     index: &'a crate::repo::index::MasterIndex,
     account: Option<BlobId>,
+    account_extra: Option<Extra>,
 }
 
 #[async_trait::async_trait]
 impl crate::source::PreviousState for ParentAccount<'_> {
+    async fn account(&self) -> Option<Extra> {
+        self.account_extra.clone()
+    }
+
     async fn collection(&self, path: &[Vec<u8>]) -> Option<Collection> {
         let mut tree = self.repo.load_tree(self.index, &self.account?).await.ok()?;
         let mut extra = Extra::new();
