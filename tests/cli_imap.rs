@@ -153,6 +153,9 @@ fn imap_account_round_trips_and_later_runs_fetch_only_new_messages() {
         (total, 0),
         "{r}"
     );
+    // CONDSTORE: no mailbox changed, so none is listed again (sign-in,
+    // LIST and one EXAMINE per mailbox only).
+    assert!(count(&r, "bytes_received") < 5_000, "{r}");
 
     // Two new messages and a flag changed: two downloads, the flag recorded.
     server.deliver(ALICE.0, "INBOX", 5000, &message(5000), "", 1_790_000_000);

@@ -50,6 +50,11 @@ pub const COLLECTION_DELIMITER: u32 = 40;
 /// UTF-8: with no sync token, an unchanged CTag means an unchanged
 /// collection.
 pub const COLLECTION_CTAG: u32 = 41;
+/// Collection directory: an IMAP mailbox's HIGHESTMODSEQ (CONDSTORE, RFC
+/// 7162), decimal UTF-8.
+pub const COLLECTION_MODSEQ: u32 = 42;
+/// Collection directory: an IMAP mailbox's UIDNEXT, decimal UTF-8.
+pub const COLLECTION_UIDNEXT: u32 = 43;
 
 /// Account directory: the source's URL without credentials, UTF-8.
 pub const ACCOUNT_URL: u32 = 48;

@@ -84,7 +84,7 @@ pub async fn sign_in(
             }
         }
     }
-    client
+    let mut session = client
         .login(&url.user, password)
         .await
         .map_err(|(e, _)| match e {
@@ -95,7 +95,18 @@ pub async fn sign_in(
                 ))
             }
             other => fail("login", &other),
-        })
+        })?;
+    // CONDSTORE, where offered: EXAMINE then reports HIGHESTMODSEQ, so an
+    // unchanged mailbox needs no listing (RFC 7162 §3.1).
+    let condstore = session
+        .capabilities()
+        .await
+        .map(|c| c.has_str("CONDSTORE"))
+        .unwrap_or(false);
+    if condstore {
+        let _ = session.run_command_and_check_ok("ENABLE CONDSTORE").await;
+    }
+    Ok(session)
 }
 
 /// Wraps `stream` in TLS for `host`.

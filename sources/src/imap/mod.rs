@@ -68,7 +68,8 @@ impl ImapSource {
     /// The session, signed in on first use.
     async fn session<'a>(&self, state: &'a mut State) -> Result<&'a mut Session, SourceError> {
         if state.session.is_none() {
-            self.requests.fetch_add(2, Ordering::Relaxed);
+            // LOGIN, CAPABILITY, ENABLE (STARTTLS aside).
+            self.requests.fetch_add(3, Ordering::Relaxed);
             let session = connect::sign_in(
                 &self.url,
                 &self.password,
@@ -152,27 +153,53 @@ impl ImapSource {
         Ok(found)
     }
 
-    /// One mailbox's messages as listed.
+    /// One mailbox's messages as listed, and its state (UIDVALIDITY,
+    /// UIDNEXT, HIGHESTMODSEQ). With the parent's listing of the same
+    /// UIDVALIDITY, only what changed is asked for: nothing when CONDSTORE
+    /// (RFC 7162) says no message changed and none came or went; else every
+    /// message's flags, and dates and sizes of the new ones only.
     async fn list_messages(
         &self,
         state: &mut State,
         mailbox: &str,
-    ) -> Result<(u32, Vec<ItemEntry>), SourceError> {
+        before: Option<Collection>,
+    ) -> Result<(MailboxState, Vec<ItemEntry>), SourceError> {
         let opened = self.examine(state, mailbox).await?;
         let validity = opened.uid_validity.ok_or_else(|| {
             SourceError::Failed(format!(
                 "mailbox {mailbox:?} has no UIDVALIDITY; the server does not keep UIDs"
             ))
         })?;
+        let now = MailboxState {
+            validity,
+            next: opened.uid_next,
+            modseq: opened.highest_modseq,
+        };
         if opened.exists == 0 {
-            return Ok((validity, Vec::new()));
+            return Ok((now, Vec::new()));
         }
+        let before = before.filter(|b| MailboxState::of(&b.extra).validity == validity);
+        if let Some(before) = &before {
+            let then = MailboxState::of(&before.extra);
+            if now.modseq.is_some()
+                && then.modseq == now.modseq
+                && then.next == now.next
+                && before.items.len() == opened.exists as usize
+            {
+                return Ok((now, before.items.clone()));
+            }
+        }
+        let query = if before.is_some() {
+            "(UID FLAGS)"
+        } else {
+            "(UID FLAGS INTERNALDATE RFC822.SIZE)"
+        };
         let session = self.session(state).await?;
         self.requests.fetch_add(1, Ordering::Relaxed);
         let fetched: Vec<_> = timed(
             async {
                 session
-                    .uid_fetch("1:*", "(UID FLAGS INTERNALDATE RFC822.SIZE)")
+                    .uid_fetch("1:*", query)
                     .await?
                     .try_collect::<Vec<_>>()
                     .await
@@ -180,38 +207,59 @@ impl ImapSource {
             &format!("UID FETCH in {mailbox}"),
         )
         .await?;
+        let mut known: HashMap<Vec<u8>, ItemEntry> = before
+            .map(|b| {
+                b.items
+                    .into_iter()
+                    .map(|i| (i.version.clone(), i))
+                    .collect()
+            })
+            .unwrap_or_default();
         let mut items = Vec::with_capacity(fetched.len());
-        for message in fetched {
+        let mut new_uids = Vec::new();
+        for message in &fetched {
             let Some(uid) = message.uid else { continue };
             let flags: Vec<String> = message
                 .flags()
                 .filter(|f| !matches!(f, async_imap::types::Flag::Recent))
                 .map(|f| flag_text(&f))
                 .collect();
-            let date = message.internal_date();
-            let mut extra = Extra::new();
-            extra.set(tags::ITEM_FLAGS, flags.join(" ").into_bytes());
-            if let Some(date) = &date {
-                extra.set(
-                    tags::ITEM_DATE,
-                    date.format("%d-%b-%Y %H:%M:%S %z").to_string().into_bytes(),
-                );
+            let version = format!("{validity}-{uid}").into_bytes();
+            match known.remove(&version) {
+                Some(mut item) => {
+                    item.extra
+                        .set(tags::ITEM_FLAGS, flags.join(" ").into_bytes());
+                    items.push(item);
+                }
+                None if message.internal_date().is_none() => new_uids.push((uid, flags)),
+                None => items.push(message_entry(validity, uid, &flags, message)),
             }
-            extra.set(
-                tags::ITEM_SIZE,
-                message.size.unwrap_or(0).to_string().into_bytes(),
-            );
-            items.push(ItemEntry {
-                size: u64::from(message.size.unwrap_or(0)),
-                name: format!("{validity}-{uid}.eml").into_bytes(),
-                version: format!("{validity}-{uid}").into_bytes(),
-                mtime: date.map_or(0, |d| d.timestamp()),
-                extra,
-            });
+        }
+        if !new_uids.is_empty() {
+            let uids: Vec<u32> = new_uids.iter().map(|(u, _)| *u).collect();
+            let session = self.session(state).await?;
+            self.requests.fetch_add(1, Ordering::Relaxed);
+            let details: Vec<_> = timed(
+                async {
+                    session
+                        .uid_fetch(uid_set(&uids), "(UID INTERNALDATE RFC822.SIZE)")
+                        .await?
+                        .try_collect::<Vec<_>>()
+                        .await
+                },
+                &format!("UID FETCH in {mailbox}"),
+            )
+            .await?;
+            let flags_of: HashMap<u32, Vec<String>> = new_uids.into_iter().collect();
+            for message in &details {
+                let Some(uid) = message.uid else { continue };
+                let flags = flags_of.get(&uid).cloned().unwrap_or_default();
+                items.push(message_entry(validity, uid, &flags, message));
+            }
         }
         items.sort_by(|a, b| a.name.cmp(&b.name));
         items.dedup_by(|a, b| a.name == b.name);
-        Ok((validity, items))
+        Ok((now, items))
     }
 }
 
@@ -223,28 +271,26 @@ impl ItemSource for ImapSource {
 
     async fn collections(
         &self,
-        _previous: &dyn PreviousState,
+        previous: &dyn PreviousState,
     ) -> Result<Vec<Collection>, SourceError> {
         let mut state = self.state.lock().await;
         let mut collections = Vec::new();
         for (name, delimiter, attributes) in self.mailboxes(&mut state).await? {
-            let (validity, items) = self.list_messages(&mut state, &name).await?;
             let decoded = utf7::decode(&name);
-            let path = match &delimiter {
+            let path: Vec<Vec<u8>> = match &delimiter {
                 Some(d) if !d.is_empty() => decoded
                     .split(d.as_str())
                     .map(|c| c.as_bytes().to_vec())
                     .collect(),
                 _ => vec![decoded.as_bytes().to_vec()],
             };
+            let before = previous.collection(&path).await;
+            let (mailbox, items) = self.list_messages(&mut state, &name, before).await?;
             let mut extra = Extra::new();
             extra.set(tags::COLLECTION_KIND, b"mailbox".to_vec());
             extra.set(tags::COLLECTION_HREF, name.clone().into_bytes());
             extra.set(tags::COLLECTION_NAME, decoded.clone().into_bytes());
-            extra.set(
-                tags::COLLECTION_SYNC_STATE,
-                validity.to_string().into_bytes(),
-            );
+            mailbox.record(&mut extra);
             extra.set(
                 tags::COLLECTION_ATTRIBUTES,
                 attributes.join(" ").into_bytes(),
@@ -340,6 +386,73 @@ impl ItemSource for ImapSource {
             requests: self.requests.load(Ordering::Relaxed),
             bytes_in: self.received.load(Ordering::Relaxed),
         }
+    }
+}
+
+/// What tells whether a mailbox changed: UIDVALIDITY, UIDNEXT and, with
+/// CONDSTORE, HIGHESTMODSEQ (tags 37, 42, 43).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct MailboxState {
+    validity: u32,
+    next: Option<u32>,
+    modseq: Option<u64>,
+}
+
+impl MailboxState {
+    /// The state the parent recorded on the mailbox's directory.
+    fn of(extra: &Extra) -> Self {
+        let number = |tag| {
+            extra
+                .get(tag)
+                .and_then(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok())
+        };
+        MailboxState {
+            validity: number(tags::COLLECTION_SYNC_STATE).map_or(0, |v| v as u32),
+            next: number(tags::COLLECTION_UIDNEXT).map(|v| v as u32),
+            modseq: number(tags::COLLECTION_MODSEQ),
+        }
+    }
+
+    fn record(&self, extra: &mut Extra) {
+        extra.set(
+            tags::COLLECTION_SYNC_STATE,
+            self.validity.to_string().into_bytes(),
+        );
+        if let Some(next) = self.next {
+            extra.set(tags::COLLECTION_UIDNEXT, next.to_string().into_bytes());
+        }
+        if let Some(modseq) = self.modseq {
+            extra.set(tags::COLLECTION_MODSEQ, modseq.to_string().into_bytes());
+        }
+    }
+}
+
+/// A listed message's entry.
+fn message_entry(
+    validity: u32,
+    uid: u32,
+    flags: &[String],
+    message: &async_imap::types::Fetch,
+) -> ItemEntry {
+    let date = message.internal_date();
+    let mut extra = Extra::new();
+    extra.set(tags::ITEM_FLAGS, flags.join(" ").into_bytes());
+    if let Some(date) = &date {
+        extra.set(
+            tags::ITEM_DATE,
+            date.format("%d-%b-%Y %H:%M:%S %z").to_string().into_bytes(),
+        );
+    }
+    extra.set(
+        tags::ITEM_SIZE,
+        message.size.unwrap_or(0).to_string().into_bytes(),
+    );
+    ItemEntry {
+        size: u64::from(message.size.unwrap_or(0)),
+        name: format!("{validity}-{uid}.eml").into_bytes(),
+        version: format!("{validity}-{uid}").into_bytes(),
+        mtime: date.map_or(0, |d| d.timestamp()),
+        extra,
     }
 }
 
