@@ -221,6 +221,11 @@ fn start_ticker(ctx: &Context, p: Arc<BackupProgress>) -> Ticker {
             p.scan_done.load(Relaxed),
         );
         let counting = if scanned { "" } else { "+" };
+        let (items, items_done) = (p.items_listed.load(Relaxed), p.items_done.load(Relaxed));
+        let items_text = match items {
+            0 => String::new(),
+            n => format!(", {items_done}/{n} items"),
+        };
         let errs = match errors {
             0 => String::new(),
             n => format!(", {}", output::count(n, "error")),
@@ -229,13 +234,13 @@ fn start_ticker(ctx: &Context, p: Arc<BackupProgress>) -> Ticker {
             pos: bytes,
             len: Some(total_bytes.max(bytes)),
             message: format!(
-                "{files}/{total_files}{counting} files, {} stored{errs}",
+                "{files}/{total_files}{counting} files{items_text}, {} stored{errs}",
                 output::bytes(up)
             ),
             json: json!({"message_type": "status", "files_done": files, "bytes_done": bytes,
                 "total_files": total_files, "total_bytes": total_bytes, "scan_finished": scanned,
                 "percent_done": if total_bytes > 0 { bytes as f64 / total_bytes as f64 } else { 0.0 },
-                "bytes_uploaded": up, "errors": errors}),
+                "bytes_uploaded": up, "errors": errors, "items_listed": items, "items_done": items_done}),
         }
     })
 }

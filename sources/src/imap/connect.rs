@@ -52,6 +52,9 @@ pub async fn sign_in(
     .await
     .map_err(|_| fail("connect", &"no answer within 30 s"))?
     .map_err(|e| fail("connect", &e))?;
+    // IMAP is a conversation of small commands: without NODELAY each one
+    // waits for the previous answer's delayed ACK (40 ms on Linux).
+    tcp.set_nodelay(true).map_err(|e| fail("connect", &e))?;
     let counted: Box<dyn Io> = Box::new(Counting {
         inner: tcp,
         received,
