@@ -35,7 +35,12 @@ pub(super) fn link(
     outcome: &mut RestoreOutcome,
 ) {
     for (dir, name, first) in links {
-        if failures.contains_key(&first) {
+        // Never left silently: a name whose content failed is an error too.
+        if let Some(reason) = failures.get(&first) {
+            outcome.errors.push((
+                files.dirs.path_of(dir, &name),
+                format!("hard link of a file that failed ({reason}); not restored"),
+            ));
             continue;
         }
         match files.link(first, dir, &name) {

@@ -278,6 +278,25 @@ pub(super) async fn walk(
                         plan.links.push((parent, node.name.clone().into(), first));
                         continue;
                     }
+                    // The first name of a hard-linked file carries the
+                    // content of every other: when a directory stands where
+                    // it goes, it fails now, so that the next name becomes
+                    // the first and the others are still restored.
+                    if inode.is_some() {
+                        let found = plan
+                            .dirs_open
+                            .dir(parent)
+                            .and_then(|fd| super::target::existing(&fd, &node.name));
+                        if let Ok(Some(e)) = &found {
+                            if e.kind == rustix::fs::FileType::Directory {
+                                outcome.errors.push((
+                                    dest(&plan.dirs_open),
+                                    "a directory is in the way; file not restored".into(),
+                                ));
+                                continue;
+                            }
+                        }
+                    }
                     // A file is created when its first blob arrives, by the
                     // writer (in parallel); only files without content now.
                     if content.is_empty() {
