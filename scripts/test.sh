@@ -11,9 +11,15 @@ if ! need cargo; then
   echo "error: cargo not found; install Rust from https://rustup.rs" >&2
   exit 1
 fi
-# Tools the tests call (setpriv runs a backup as an unprivileged user).
-if ! need setpriv && need apt-get; then
-  (apt-get update -qq && apt-get install -y -qq util-linux) >/dev/null
+# Tools the tests call (setpriv runs a backup as an unprivileged user; curl
+# fills the DAV test server; openssl makes the TLS tests' certificate
+# authority).
+missing=()
+need setpriv || missing+=(util-linux)
+need curl || missing+=(curl)
+need openssl || missing+=(openssl)
+if [ "${#missing[@]}" -gt 0 ] && need apt-get; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}") >/dev/null
 fi
 
 # Test servers on 127.0.0.1: each script in scripts/servers/ installs its server if
