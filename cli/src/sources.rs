@@ -101,7 +101,7 @@ pub fn open(specs: &[SourceSpec]) -> Result<Vec<Arc<dyn ItemSource>>> {
         let password = password(spec, needing_env)?;
         let source = lifeboat_sources::open(&spec.url, password, spec.ca_file.as_deref())
             .map_err(|e| anyhow::anyhow!("source {}: {e}", spec.url.display()))?;
-        sources.push(source);
+        sources.push(source as Arc<dyn ItemSource>);
     }
     Ok(sources)
 }
@@ -123,8 +123,9 @@ pub fn open_sink(
         ))
     })?;
     let password = password(spec, 1)?;
-    lifeboat_sources::open_sink(&spec.url, password, spec.ca_file.as_deref())
-        .map_err(|e| anyhow::anyhow!("--to {}: {e}", spec.url.display()))
+    let account = lifeboat_sources::open(&spec.url, password, spec.ca_file.as_deref())
+        .map_err(|e| anyhow::anyhow!("--to {}: {e}", spec.url.display()))?;
+    Ok(account)
 }
 
 /// One source's password: its file, else the environment when it is the

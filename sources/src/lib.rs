@@ -20,50 +20,25 @@ use zeroize::Zeroizing;
 
 pub use url::{is_source_url, SourceUrl, SourceUrlError};
 
-/// The account `url` names, to upload items to (`restore --to`).
-///
-/// # Errors
-/// As [`open`].
-pub fn open_sink(
-    url: &SourceUrl,
-    password: Zeroizing<String>,
-    ca_file: Option<&Path>,
-) -> Result<Arc<dyn ItemSink>, SourceError> {
-    match url.kind {
-        SourceKind::Dav => Ok(Arc::new(dav::DavSource::new(
-            url.clone(),
-            password,
-            ca_file,
-        )?)),
-        SourceKind::Imap => Ok(Arc::new(imap::ImapSource::new(
-            url.clone(),
-            password,
-            ca_file,
-        ))),
-    }
-}
+/// An account both ways: pulled by a backup, pushed to by `restore --to`.
+pub trait Account: ItemSource + ItemSink {}
+impl<T: ItemSource + ItemSink> Account for T {}
 
-/// The source `url` names, signing in with `password`; `ca_file` adds a
-/// certificate authority to the system's roots.
+/// The account `url` names, signing in with `password`; `ca_file` adds a
+/// certificate authority to the system's roots. Nothing connects yet.
 ///
 /// # Errors
-/// A source that cannot be set up (plain HTTP to a remote host, an
-/// unreadable CA file, a kind not supported yet).
+/// An account that cannot be set up (plain HTTP to a remote host, an
+/// unreadable CA file).
 pub fn open(
     url: &SourceUrl,
     password: Zeroizing<String>,
     ca_file: Option<&Path>,
-) -> Result<Arc<dyn ItemSource>, SourceError> {
-    match url.kind {
-        SourceKind::Dav => Ok(Arc::new(dav::DavSource::new(
-            url.clone(),
-            password,
-            ca_file,
-        )?)),
-        SourceKind::Imap => Ok(Arc::new(imap::ImapSource::new(
-            url.clone(),
-            password,
-            ca_file,
-        ))),
-    }
+) -> Result<Arc<dyn Account>, SourceError> {
+    let (url, dav) = (url.clone(), url.kind == SourceKind::Dav);
+    Ok(if dav {
+        Arc::new(dav::DavSource::new(url, password, ca_file)?)
+    } else {
+        Arc::new(imap::ImapSource::new(url, password, ca_file))
+    })
 }
