@@ -11,6 +11,7 @@ mod excludes;
 mod meta;
 mod parent;
 mod pipeline;
+mod previous;
 mod pull;
 mod scan;
 mod stages;

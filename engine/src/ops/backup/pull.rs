@@ -225,7 +225,7 @@ impl Puller<'_> {
             Some((id, extra)) => (Some(id), Some(extra)),
             None => (None, None),
         };
-        let previous = ParentAccount {
+        let previous = super::previous::ParentAccount {
             repo: self.repo,
             index: &self.shared.index,
             account: parent,
@@ -503,58 +503,6 @@ fn batches(collection: &Collection, wanted: &[usize], count: usize) -> Vec<Vec<u
         }
     }
     batches
-}
-
-/// The parent snapshot's account directory, read for a source's
-/// incremental listing.
-struct ParentAccount<'a> {
-    repo: &'a Repository,
-    index: &'a crate::repo::index::MasterIndex,
-    account: Option<BlobId>,
-    account_extra: Option<Extra>,
-}
-
-#[async_trait::async_trait]
-impl crate::source::PreviousState for ParentAccount<'_> {
-    async fn account(&self) -> Option<Extra> {
-        self.account_extra.clone()
-    }
-
-    async fn collection(&self, path: &[Vec<u8>]) -> Option<Collection> {
-        let mut tree = self.repo.load_tree(self.index, &self.account?).await.ok()?;
-        let mut extra = Extra::new();
-        for name in path {
-            let node = tree.find(name)?;
-            let NodeKind::Dir { subtree } = node.kind else {
-                return None;
-            };
-            extra = node.extra.clone();
-            tree = self.repo.load_tree(self.index, &subtree).await.ok()?;
-        }
-        let items = tree
-            .nodes
-            .into_iter()
-            .filter(|n| matches!(n.kind, NodeKind::File { .. }))
-            .map(|n| {
-                let version = n.extra.get(tags::ITEM_VERSION).unwrap_or_default().to_vec();
-                let mut extra = n.extra;
-                extra.remove(tags::ITEM_VERSION);
-                extra.remove(tags::ITEM_MALFORMED);
-                crate::source::ItemEntry {
-                    name: n.name,
-                    version,
-                    mtime: n.mtime,
-                    size: n.size,
-                    extra,
-                }
-            })
-            .collect();
-        Some(Collection {
-            path: path.to_vec(),
-            extra,
-            items,
-        })
-    }
 }
 
 /// The metadata an item's node carries: the source's, and its version.
