@@ -78,6 +78,14 @@ pub enum Command {
     Snapshots(commands::snapshots::Args),
     /// List the files in a snapshot.
     Ls(commands::ls::Args),
+    /// Find files by name or pattern across snapshots (when did I last have it?).
+    Find(commands::find::Args),
+    /// Show what changed between two snapshots.
+    Diff(commands::diff::Args),
+    /// Write a file from a snapshot to stdout, or a directory as a tar or zip archive.
+    Dump(commands::dump::Args),
+    /// How big snapshots are restored and stored; what each destination holds.
+    Stats(commands::stats::Args),
     /// Restore a snapshot.
     Restore(commands::restore::Args),
     /// Verify the repository's integrity.
@@ -96,4 +104,12 @@ pub enum Command {
     Forget(commands::forget::Args),
     /// Remove data no snapshot uses, on every destination (two phases: mark, then delete).
     Prune(commands::prune::Args),
+    /// Add, remove or set snapshots' tags.
+    Tag(commands::tag::Args),
+    /// Store snapshots again without files matching --exclude (a secret backed up by mistake).
+    Rewrite(commands::rewrite::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completion(commands::completion::CompletionArgs),
+    /// Print the manual page, or write every command's page into a directory (--dir).
+    Man(commands::completion::ManArgs),
 }

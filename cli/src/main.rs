@@ -6,6 +6,7 @@ mod config;
 mod context;
 mod duration;
 mod exit;
+mod filter;
 mod health;
 mod known_keys;
 mod output;
@@ -61,6 +62,21 @@ fn main() {
     tune_malloc();
     let cli = args::Cli::parse();
     init_logging(cli.global.verbose, cli.global.quiet);
+    // Generated from the argument definitions alone: no config, no runtime.
+    let generated = match &cli.command {
+        args::Command::Completion(a) => Some(commands::completion::completion(a)),
+        args::Command::Man(a) => Some(commands::completion::man(a)),
+        _ => None,
+    };
+    if let Some(result) = generated {
+        std::process::exit(match result {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {}", exit::one_line(&e));
+                exit::code_for(&e)
+            }
+        });
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -118,6 +118,15 @@ pub fn table_time(s: &Snapshot) -> String {
     s.datetime().format(&format).unwrap_or_default()
 }
 
+/// Seconds since the epoch as `2026-11-25 23:59:01` (UTC), for tables.
+pub fn table_seconds(seconds: i64) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    time::OffsetDateTime::from_unix_timestamp(seconds)
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_else(|| seconds.to_string())
+}
+
 /// Seconds since the epoch as `2026-11-25 23:59:01 UTC`, for messages.
 pub fn utc_time(seconds: i64) -> String {
     let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
@@ -206,6 +215,7 @@ pub fn snapshot_json(id: &SnapshotId, s: &Snapshot) -> Value {
         "paths": s.paths_lossy(),
         "tags": s.tags,
         "parent": s.parent.map(|p| p.to_hex()),
+        "original": s.original().map(|o| o.to_hex()),
         "tree": s.tree.to_hex(),
         "program_version": s.program_version,
         "summary": SummaryJson::from(&s.summary),

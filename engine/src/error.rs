@@ -125,6 +125,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// Writing a command's output (standard output, a dump's target)
+    /// failed: a closed pipe, a full disk.
+    #[error("cannot write the output: {0}")]
+    Output(#[source] std::io::Error),
     /// The user's input is not acceptable.
     #[error("{0}")]
     InvalidInput(String),

@@ -28,7 +28,8 @@ fn mode_string(node: &Node) -> String {
     mode_text(node.type_char(), node.mode)
 }
 
-fn mode_text(kind: char, mode: u32) -> String {
+/// `drwxr-xr-x` from a type letter and permission bits.
+pub fn mode_text(kind: char, mode: u32) -> String {
     let mut s = String::with_capacity(10);
     s.push(kind);
     // (shift, special bit, its letter)

@@ -3,7 +3,11 @@
 
 pub mod backup;
 pub mod check;
+pub mod completion;
+pub mod diff;
 pub mod drill;
+pub mod dump;
+pub mod find;
 pub mod forget;
 pub mod init;
 pub mod key;
@@ -13,9 +17,12 @@ pub mod prune;
 pub mod repair;
 pub mod restore;
 pub mod restore_to;
+pub mod rewrite;
 pub mod snapshots;
+pub mod stats;
 pub mod status;
 pub mod sync;
+pub mod tag;
 pub mod unlock;
 
 use anyhow::Result;
@@ -30,6 +37,10 @@ pub async fn run(ctx: &Context, command: Command) -> Result<i32> {
         Command::Backup(args) => backup::run(ctx, args).await,
         Command::Snapshots(args) => snapshots::run(ctx, args).await,
         Command::Ls(args) => ls::run(ctx, args).await,
+        Command::Find(args) => find::run(ctx, args).await,
+        Command::Diff(args) => diff::run(ctx, args).await,
+        Command::Dump(args) => dump::run(ctx, args).await,
+        Command::Stats(args) => stats::run(ctx, args).await,
         Command::Restore(args) => restore::run(ctx, args).await,
         Command::Check(args) => check::run(ctx, args).await,
         Command::Status(args) => status::run(ctx, args).await,
@@ -39,6 +50,10 @@ pub async fn run(ctx: &Context, command: Command) -> Result<i32> {
         Command::Unlock(args) => unlock::run(ctx, args).await,
         Command::Forget(args) => forget::run(ctx, args).await,
         Command::Prune(args) => prune::run(ctx, args).await,
+        Command::Tag(args) => tag::run(ctx, args).await,
+        Command::Rewrite(args) => rewrite::run(ctx, args).await,
+        Command::Completion(args) => completion::completion(&args),
+        Command::Man(args) => completion::man(&args),
     }
 }
 

@@ -118,6 +118,23 @@ impl Snapshot {
         self.extra.set(super::tags::SNAPSHOT_SOURCES, id.0.to_vec());
     }
 
+    /// The snapshot this one replaces (`tag`, `rewrite`): the first of the
+    /// line, however many copies were made since.
+    pub fn original(&self) -> Option<SnapshotId> {
+        let value = self.extra.get(super::tags::SNAPSHOT_ORIGINAL)?;
+        <[u8; 32]>::try_from(value).ok().map(SnapshotId)
+    }
+
+    /// A copy of this snapshot (stored as `id`) to be changed and saved as
+    /// its replacement: the same time, host and paths, its original set.
+    pub fn replacement(&self, id: SnapshotId) -> Snapshot {
+        let mut copy = self.clone();
+        let original = self.original().unwrap_or(id);
+        copy.extra
+            .set(super::tags::SNAPSHOT_ORIGINAL, original.0.to_vec());
+        copy
+    }
+
     /// Every tree the snapshot hangs from: the file system's root, then the
     /// sources tree. Both are restored at the target's root, so a source's
     /// items are at `/dav/<host>/…` and `/imap/<user>@<host>/…`.
@@ -147,8 +164,16 @@ impl RepoFile for Snapshot {
     fn validate(&self) -> std::result::Result<(), super::FormatError> {
         self.extra.validate()?;
         match self.extra.get(super::tags::SNAPSHOT_SOURCES) {
+            Some(v) if v.len() != 32 => {
+                return Err(super::FormatError::Invalid(
+                    "the sources tree's id is not 32 bytes".into(),
+                ))
+            }
+            _ => {}
+        }
+        match self.extra.get(super::tags::SNAPSHOT_ORIGINAL) {
             Some(v) if v.len() != 32 => Err(super::FormatError::Invalid(
-                "the sources tree's id is not 32 bytes".into(),
+                "the original snapshot's id is not 32 bytes".into(),
             )),
             _ => Ok(()),
         }

@@ -5,6 +5,9 @@
 /// Snapshot: the sources tree (32-byte blob id): a tree whose entries are
 /// the directories `dav` and `imap`, one directory per account below them.
 pub const SNAPSHOT_SOURCES: u32 = 1;
+/// Snapshot: the original (32-byte snapshot id) this snapshot replaces,
+/// written by `tag` and `rewrite`; a copy of a copy names the first one.
+pub const SNAPSHOT_ORIGINAL: u32 = 2;
 
 /// Item node: the source's version of the item (a WebDAV ETag, an IMAP
 /// message's UIDVALIDITY-UID): the next run downloads the item again only

@@ -49,6 +49,64 @@ pub async fn find_node(
     Ok(found)
 }
 
+/// A depth-first walk of the nodes below one directory, in name order
+/// (pre-order, like `find`: each directory's entries follow it directly),
+/// handing nodes over one at a time so the caller may await between them.
+pub struct Walker<'a> {
+    trees: TreeStream<'a, PathBuf>,
+    stack: Vec<(PathBuf, std::vec::IntoIter<Node>)>,
+    started: bool,
+}
+
+impl<'a> Walker<'a> {
+    /// A walk of the tree `subtree`, whose directory is at `dir`.
+    pub fn new(
+        repo: &'a Repository,
+        index: &'a MasterIndex,
+        subtree: BlobId,
+        dir: PathBuf,
+    ) -> Self {
+        // Every subdirectory is wanted as soon as its parent arrives, and
+        // the stream hands them back depth first, in the order the walk
+        // needs.
+        let mut trees = TreeStream::new(repo, index, Order::DepthFirst);
+        trees.want(subtree, dir);
+        Walker {
+            trees,
+            stack: Vec::new(),
+            started: false,
+        }
+    }
+
+    /// The next node and its path; `None` at the end.
+    ///
+    /// # Errors
+    /// Tree read failures.
+    pub async fn next(&mut self) -> Result<Option<(PathBuf, Node)>> {
+        if !self.started {
+            self.started = true;
+            let first = take(&mut self.trees).await?;
+            self.stack.push(first);
+        }
+        while let Some((dir, nodes)) = self.stack.last_mut() {
+            let Some(node) = nodes.next() else {
+                self.stack.pop();
+                continue;
+            };
+            let path = dir.join(std::ffi::OsStr::from_bytes(&node.name));
+            if let NodeKind::Dir { .. } = node.kind {
+                let (dir, nodes) = take(&mut self.trees).await?;
+                if dir != path {
+                    return Err(Error::internal("tree walk out of step with its stream"));
+                }
+                self.stack.push((dir, nodes));
+            }
+            return Ok(Some((path, node)));
+        }
+        Ok(None)
+    }
+}
+
 /// Visits every node below `start` (a path in the snapshot, `/` for all),
 /// depth-first in name order, calling `visit(path, node)`.
 ///
@@ -62,10 +120,6 @@ pub async fn walk(
     mut visit: impl FnMut(&Path, &Node),
 ) -> Result<()> {
     let start_abs = PathBuf::from("/").join(start);
-    // Pre-order, like `find`: each directory's entries follow it directly.
-    // Every subdirectory is wanted as soon as its parent arrives, and the
-    // stream hands them back depth first, in the order the walk needs.
-    let mut trees = TreeStream::new(repo, index, Order::DepthFirst);
     let first = match find_node(repo, index, root, &start_abs).await? {
         None => Some(root),
         Some(node) => {
@@ -79,20 +133,9 @@ pub async fn walk(
     let Some(id) = first else {
         return Ok(());
     };
-    trees.want(id, start_abs);
-    let mut stack: Vec<(PathBuf, std::vec::IntoIter<Node>)> = vec![take(&mut trees).await?];
-    while let Some((dir, nodes)) = stack.last_mut() {
-        let Some(node) = nodes.next() else {
-            stack.pop();
-            continue;
-        };
-        let path = dir.join(std::ffi::OsStr::from_bytes(&node.name));
+    let mut walker = Walker::new(repo, index, id, start_abs);
+    while let Some((path, node)) = walker.next().await? {
         visit(&path, &node);
-        if let NodeKind::Dir { .. } = node.kind {
-            let (dir, nodes) = take(&mut trees).await?;
-            debug_assert_eq!(dir, path);
-            stack.push((dir, nodes));
-        }
     }
     Ok(())
 }

@@ -4,13 +4,20 @@
 
 pub mod backup;
 pub mod check;
+pub mod diff;
 pub mod drill;
+pub mod dump;
+pub mod find;
 pub mod forget;
 pub mod key_admin;
 pub mod ls;
+pub mod patterns;
 pub mod prune;
 pub mod push;
 pub mod repair;
 pub mod restore;
+pub mod rewrite;
+pub mod stats;
 pub mod status;
 pub mod sync;
+pub mod tag;

@@ -17,6 +17,7 @@ pub mod destinations;
 pub mod index;
 pub(crate) mod inflight;
 pub mod lock;
+pub(crate) mod packer;
 pub mod seen;
 pub mod tree_stream;
 mod whole;

@@ -16,9 +16,8 @@ use std::fmt;
 use std::io::Read;
 use std::path::Path;
 
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
-
 use crate::error::{Error, Result};
+use crate::ops::patterns::{PathPatterns, Reach};
 
 /// The signature that marks a cache directory's `CACHEDIR.TAG`
 /// (<https://bford.info/cachedir/>).
@@ -78,8 +77,8 @@ struct Marker {
 /// The compiled rules.
 #[derive(Debug, Clone, Default)]
 pub struct Excludes {
-    globs: Option<GlobSet>,
-    /// The rule of each glob in `globs`.
+    globs: PathPatterns,
+    /// The rule of each pattern of `globs`.
     glob_rules: Vec<ExcludeReason>,
     markers: Vec<Marker>,
     one_file_system: bool,
@@ -91,53 +90,23 @@ impl Excludes {
     /// # Errors
     /// [`Error::InvalidInput`] naming an invalid pattern or marker.
     pub fn new(options: &ExcludeOptions) -> Result<Self> {
-        let mut set = GlobSetBuilder::new();
-        let mut glob_rules = Vec::new();
-        let all = options
-            .patterns
+        let globs = PathPatterns::new(
+            &options.patterns,
+            &options.caseless_patterns,
+            Reach::Subtree,
+            "exclude",
+        )?;
+        let glob_rules = globs
+            .patterns()
             .iter()
-            .map(|p| (p, false))
-            .chain(options.caseless_patterns.iter().map(|p| (p, true)));
-        for (pattern, caseless) in all {
-            let trimmed = pattern.trim();
-            let body = trimmed.trim_end_matches('/');
-            if body.is_empty() {
-                continue;
-            }
-            let rule = if caseless {
-                ExcludeReason::CaselessPattern(trimmed.to_string())
-            } else {
-                ExcludeReason::Pattern(trimmed.to_string())
-            };
-            let anchored = if body.starts_with('/') {
-                body.to_string()
-            } else {
-                format!("**/{body}")
-            };
-            // The entry itself, and everything below it.
-            for glob in [anchored.clone(), format!("{anchored}/**")] {
-                let compiled = GlobBuilder::new(&glob)
-                    .literal_separator(true)
-                    .backslash_escape(true)
-                    .case_insensitive(caseless)
-                    .build()
-                    .map_err(|e| {
-                        Error::InvalidInput(format!(
-                            "invalid exclude pattern {trimmed:?}: {e}; see README, Patterns"
-                        ))
-                    })?;
-                set.add(compiled);
-                glob_rules.push(rule.clone());
-            }
-        }
-        let globs = if glob_rules.is_empty() {
-            None
-        } else {
-            Some(
-                set.build()
-                    .map_err(|e| Error::InvalidInput(format!("invalid exclude patterns: {e}")))?,
-            )
-        };
+            .map(|p| {
+                if p.caseless {
+                    ExcludeReason::CaselessPattern(p.text.clone())
+                } else {
+                    ExcludeReason::Pattern(p.text.clone())
+                }
+            })
+            .collect();
         let mut markers = Vec::new();
         if options.caches {
             markers.push(Marker {
@@ -188,9 +157,7 @@ impl Excludes {
 
     /// The pattern that excludes the entry at absolute `path`, if any.
     pub fn matching_pattern(&self, path: &Path) -> Option<&ExcludeReason> {
-        let globs = self.globs.as_ref()?;
-        let first = globs.matches(path).into_iter().min()?;
-        self.glob_rules.get(first)
+        self.glob_rules.get(self.globs.matching_index(path)?)
     }
 
     /// The marker that excludes the directory at `dir`, if any: a file of

@@ -12,12 +12,10 @@ use super::PruneProgress;
 use crate::error::Result;
 use crate::format::ids::{BlobId, ObjectKind, PackId};
 use crate::format::index::IndexFile;
-use crate::format::pack::{open_blob, parse_pack, BlobType, PackEntry, PackWriter};
+use crate::format::pack::{open_blob, parse_pack, PackEntry};
 use crate::repo::index::MasterIndex;
+use crate::repo::packer::Packer;
 use crate::repo::Repository;
-
-/// Blobs per index file before a new one is started (the format's rule).
-const INDEX_FILE_BLOBS: usize = crate::format::index::MAX_FILE_BLOBS;
 
 /// Every pack stored on any reachable destination, with its size.
 pub(super) async fn stored_packs(repo: &Repository) -> Result<HashMap<PackId, u64>> {
@@ -93,65 +91,6 @@ impl Unlisted {
     }
 }
 
-/// Writes new packs (and the index files listing them) as they fill.
-struct Writer<'a> {
-    repo: &'a Repository,
-    data: PackWriter,
-    tree: PackWriter,
-    index: IndexFile,
-    packs_written: u64,
-}
-
-impl Writer<'_> {
-    fn pack_for(&mut self, blob_type: BlobType) -> &mut PackWriter {
-        match blob_type {
-            BlobType::Data => &mut self.data,
-            BlobType::Tree => &mut self.tree,
-        }
-    }
-
-    async fn add(
-        &mut self,
-        blob_type: BlobType,
-        id: BlobId,
-        sealed: &[u8],
-        raw: u32,
-    ) -> Result<()> {
-        let limit = self.repo.params().pack_size as usize;
-        let pack = self.pack_for(blob_type);
-        if pack.is_full_for(sealed.len(), limit) {
-            self.flush(blob_type).await?;
-        }
-        self.pack_for(blob_type).add(blob_type, id, sealed, raw);
-        Ok(())
-    }
-
-    async fn flush(&mut self, blob_type: BlobType) -> Result<()> {
-        let room = self.repo.params().pack_size as usize + (1 << 20);
-        let pack = std::mem::replace(self.pack_for(blob_type), PackWriter::with_capacity(room));
-        if pack.is_empty() {
-            return Ok(());
-        }
-        let finished = pack.finish(self.repo.keys());
-        self.repo
-            .destinations()
-            .put_content(&ObjectKind::Pack.key(&finished.id.to_hex()), finished.bytes)
-            .await?;
-        self.packs_written += 1;
-        self.list(finished.id, &finished.entries).await
-    }
-
-    /// Adds a pack to the index being written; writes the index file when full.
-    async fn list(&mut self, pack: PackId, entries: &[PackEntry]) -> Result<()> {
-        self.index.add_pack(pack, entries);
-        if self.index.blob_count() >= INDEX_FILE_BLOBS {
-            let full = std::mem::take(&mut self.index);
-            self.repo.save_index(&full).await?;
-        }
-        Ok(())
-    }
-}
-
 /// Copies the used blobs of `repack` into new packs and writes index files
 /// for every pack neither dropped nor repacked plus the new ones. Returns the
 /// number of new packs.
@@ -163,16 +102,7 @@ pub(super) async fn rewrite(
     repack: &HashSet<u32>,
     progress: Arc<PruneProgress>,
 ) -> Result<u64> {
-    // Room for a full pack and its header up front: a buffer grown by
-    // doubling would reach twice the pack size.
-    let room = repo.params().pack_size as usize + (1 << 20);
-    let mut writer = Writer {
-        repo,
-        data: PackWriter::with_capacity(room),
-        tree: PackWriter::with_capacity(room),
-        index: IndexFile::new(),
-        packs_written: 0,
-    };
+    let mut writer = Packer::new(repo);
     let order = index.positions_by_pack();
     progress
         .repack_total
@@ -221,11 +151,5 @@ pub(super) async fn rewrite(
         progress.repack_done.fetch_add(1, Ordering::Relaxed);
         crate::failpoint("prune-during-repack");
     }
-    writer.flush(BlobType::Data).await?;
-    writer.flush(BlobType::Tree).await?;
-    if !writer.index.packs.is_empty() {
-        let last = std::mem::take(&mut writer.index);
-        repo.save_index(&last).await?;
-    }
-    Ok(writer.packs_written)
+    writer.finish().await
 }
