@@ -6,6 +6,7 @@
 //! back to generated data where those files are missing.
 
 pub mod process;
+pub mod remote;
 pub mod wan;
 
 use std::fs;

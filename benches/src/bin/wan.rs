@@ -12,13 +12,13 @@
 //! `LIFEBOAT_TEST_S3_BUCKET`, `AWS_*`; `LIFEBOAT_TEST_SFTP_{HOST,PORT,USER,
 //! IDENTITY,KNOWN_HOSTS,ROOT}`.
 
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use lifeboat_benches::process::{lifeboat_program, measure, tree_size, warm, Sample};
 use lifeboat_benches::random_bytes;
+use lifeboat_benches::remote::{self, address, env, Remote};
 use lifeboat_benches::wan::{self, Link};
 
 const USAGE: &str = "usage: wan [--rtt-ms N] [--mbit N] [--cap SECONDS] [--sets doc,dirs,big] [--protocols s3,sftp] [--tools lifeboat,restic] [--serve]";
@@ -87,18 +87,6 @@ fn parse() -> Result<Args, String> {
     Ok(args)
 }
 
-fn env(name: &str) -> Result<String, String> {
-    std::env::var(name).map_err(|_| format!("{name} is not set: run this through benches/wan.sh"))
-}
-
-fn address(host: &str, port: &str) -> Result<SocketAddr, String> {
-    format!("{host}:{port}")
-        .to_socket_addrs()
-        .map_err(|e| e.to_string())?
-        .next()
-        .ok_or_else(|| format!("{host}:{port} does not resolve"))
-}
-
 /// One data set: its name and directory.
 fn data_set(name: &str, base: &Path) -> Result<PathBuf, String> {
     let dir = base.join(name);
@@ -139,66 +127,6 @@ fn data_set(name: &str, base: &Path) -> Result<PathBuf, String> {
 }
 
 /// How to reach one protocol's server through the proxy.
-struct Remote {
-    protocol: String,
-    proxy: SocketAddr,
-    /// SFTP: known_hosts naming the proxy's port.
-    known_hosts: Option<PathBuf>,
-}
-
-impl Remote {
-    fn lifeboat_url(&self, repo: &str) -> Result<String, String> {
-        Ok(match self.protocol.as_str() {
-            "s3" => format!(
-                "s3://{}/{repo}?endpoint=http://{}&region=us-east-1",
-                env("LIFEBOAT_TEST_S3_BUCKET")?,
-                self.proxy
-            ),
-            _ => format!(
-                "sftp://{}@127.0.0.1:{}{}/{repo}?known_hosts={}&identity={}",
-                env("LIFEBOAT_TEST_SFTP_USER")?,
-                self.proxy.port(),
-                env("LIFEBOAT_TEST_SFTP_ROOT")?,
-                self.known_hosts
-                    .as_deref()
-                    .unwrap_or(Path::new(""))
-                    .display(),
-                env("LIFEBOAT_TEST_SFTP_IDENTITY")?,
-            ),
-        })
-    }
-
-    /// restic's repository and extra options.
-    fn restic_repo(&self, repo: &str) -> Result<(String, Vec<String>), String> {
-        Ok(match self.protocol.as_str() {
-            "s3" => (
-                format!(
-                    "s3:http://{}/{}/{repo}",
-                    self.proxy,
-                    env("LIFEBOAT_TEST_S3_BUCKET")?
-                ),
-                Vec::new(),
-            ),
-            _ => {
-                let user = env("LIFEBOAT_TEST_SFTP_USER")?;
-                let command = format!(
-                    "ssh -p {} -i {} -o UserKnownHostsFile={} -o StrictHostKeyChecking=yes -o BatchMode=yes {user}@127.0.0.1 -s sftp",
-                    self.proxy.port(),
-                    env("LIFEBOAT_TEST_SFTP_IDENTITY")?,
-                    self.known_hosts.as_deref().unwrap_or(Path::new("")).display(),
-                );
-                (
-                    format!(
-                        "sftp:{user}@127.0.0.1:{}/{repo}",
-                        env("LIFEBOAT_TEST_SFTP_ROOT")?
-                    ),
-                    vec!["-o".into(), format!("sftp.command={command}")],
-                )
-            }
-        })
-    }
-}
-
 /// Runs `cmd` under `timeout`: `None` when it ran past `cap` seconds (then
 /// `unlock` removes the lock the stopped command left).
 fn capped(cmd: Command, cap: u64, unlock: impl Fn() -> Command) -> Result<Option<Sample>, String> {
@@ -339,21 +267,7 @@ fn real_main() -> Result<(), String> {
             .map_err(|e| format!("proxy: {e}"))?;
         let known_hosts = match known_hosts {
             None => None,
-            Some(()) => {
-                // The server's key, under the proxy's port.
-                let original = std::fs::read_to_string(env("LIFEBOAT_TEST_SFTP_KNOWN_HOSTS")?)
-                    .map_err(|e| e.to_string())?;
-                let key = original
-                    .lines()
-                    .next()
-                    .and_then(|l| l.split_once(' '))
-                    .map(|(_, key)| key.to_string())
-                    .ok_or("empty known_hosts")?;
-                let path = work.join(format!("known_hosts-{}", proxy.port()));
-                std::fs::write(&path, format!("[127.0.0.1]:{} {key}\n", proxy.port()))
-                    .map_err(|e| e.to_string())?;
-                Some(path)
-            }
+            Some(()) => Some(remote::proxied_known_hosts(&work, proxy)?),
         };
         if args.serve {
             println!(

@@ -1,13 +1,13 @@
 //! `find`: where and when paths matching patterns occur across snapshots.
 //!
-//! Snapshots are searched newest first with the tree streamer. A directory
-//! is identified by its tree id and its path (anchored patterns depend on
-//! the path): once one snapshot has searched it, every later snapshot that
-//! holds the same tree at the same path takes the answer from memory
-//! instead of reading the tree again, so a hundred snapshots of a mostly
-//! unchanged home directory cost little more than one.
+//! A directory is identified by its tree id and its path (anchored
+//! patterns depend on the path), and each distinct one is read and searched
+//! once, all snapshots' in one stream of reads; every snapshot holding the
+//! same tree at the same path takes the answer from memory, so a hundred
+//! snapshots of a mostly unchanged home directory cost little more than
+//! one. Matches are listed per path, newest snapshot first.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -64,9 +64,12 @@ pub struct FindReport {
     pub matches: BTreeMap<Vec<u8>, Vec<Occurrence>>,
     /// Snapshots searched.
     pub snapshots: usize,
-    /// Trees read from the repository.
+    /// Trees read from the repository: each distinct (tree, path) once.
     pub trees_read: u64,
-    /// Directories answered from an earlier snapshot's search.
+    /// Directories searched, snapshot by snapshot.
+    pub dirs_searched: u64,
+    /// Directories answered without a read, since another snapshot holds
+    /// the same tree at the same path.
     pub trees_reused: u64,
 }
 
@@ -96,62 +99,64 @@ pub async fn find(
         snapshots: snapshots.len(),
         ..FindReport::default()
     };
+    // First every distinct directory of every snapshot is searched, in one
+    // stream: its reads overlap across snapshots, so a slow link costs
+    // about one round trip per level of the deepest change, not one per
+    // level per snapshot.
     let mut searched: HashMap<Key, Searched> = HashMap::new();
+    let mut wanted: HashSet<Key> = HashSet::new();
+    let mut trees: TreeStream<'_, Key> = TreeStream::new(repo, index, Order::AsFetched);
+    let mut outstanding = 0usize;
+    for (_, snapshot) in &snapshots {
+        for root in snapshot.roots() {
+            let key = (root, PathBuf::from("/"));
+            if wanted.insert(key.clone()) {
+                trees.want(root, key);
+                outstanding += 1;
+            }
+        }
+    }
+    while outstanding > 0 {
+        let ((tree_id, dir), tree) = trees
+            .next()
+            .await
+            .ok_or_else(|| Error::internal("find: the tree stream ended early"))?;
+        outstanding -= 1;
+        report.trees_read += 1;
+        let tree = tree?;
+        let mut result = Searched::default();
+        for node in &tree.nodes {
+            let path = dir.join(OsStr::from_bytes(&node.name));
+            if patterns.matching_index(&path).is_some() {
+                result.hits.push((node.name.clone(), Entry::of(node)));
+            }
+            if let NodeKind::Dir { subtree } = node.kind {
+                result.subdirs.push((subtree, node.name.clone()));
+                let key = (subtree, path);
+                if wanted.insert(key.clone()) {
+                    trees.want(subtree, key);
+                    outstanding += 1;
+                }
+            }
+        }
+        searched.insert((tree_id, dir), result);
+    }
+    // Then each snapshot's answer is put together from memory.
     for (id, snapshot) in &snapshots {
         let found = |entry: Entry| Occurrence {
             snapshot: *id,
             time: snapshot.time,
             entry,
         };
-        let mut trees: TreeStream<'_, Key> = TreeStream::new(repo, index, Order::AsFetched);
-        let mut wanted = 0usize;
         for root in snapshot.roots() {
-            let key = (root, PathBuf::from("/"));
-            if searched.contains_key(&key) {
-                replay(&searched, key, &mut report, &found);
-            } else {
-                trees.want(root, key);
-                wanted += 1;
-            }
-        }
-        while wanted > 0 {
-            let ((tree_id, dir), tree) = trees
-                .next()
-                .await
-                .ok_or_else(|| Error::internal("find: the tree stream ended early"))?;
-            wanted -= 1;
-            report.trees_read += 1;
-            let tree = tree?;
-            let mut result = Searched::default();
-            for node in &tree.nodes {
-                let path = dir.join(OsStr::from_bytes(&node.name));
-                if patterns.matching_index(&path).is_some() {
-                    let entry = Entry::of(node);
-                    report
-                        .matches
-                        .entry(path.as_os_str().as_bytes().to_vec())
-                        .or_default()
-                        .push(found(entry.clone()));
-                    result.hits.push((node.name.clone(), entry));
-                }
-                if let NodeKind::Dir { subtree } = node.kind {
-                    result.subdirs.push((subtree, node.name.clone()));
-                    let key = (subtree, path);
-                    if searched.contains_key(&key) {
-                        replay(&searched, key, &mut report, &found);
-                    } else {
-                        trees.want(key.0, key);
-                        wanted += 1;
-                    }
-                }
-            }
-            searched.insert((tree_id, dir), result);
+            replay(&searched, (root, PathBuf::from("/")), &mut report, &found);
         }
     }
+    report.trees_reused = report.dirs_searched.saturating_sub(report.trees_read);
     Ok(report)
 }
 
-/// Adds the matches of the already searched subtree `start` (and of every
+/// Adds the matches of the searched subtree `start` (and of every
 /// directory below it) to `report`, without reading a tree.
 fn replay(
     searched: &HashMap<Key, Searched>,
@@ -164,7 +169,7 @@ fn replay(
         let Some(result) = searched.get(&key) else {
             continue;
         };
-        report.trees_reused += 1;
+        report.dirs_searched += 1;
         let (_, dir) = key;
         for (name, entry) in &result.hits {
             let path = dir.join(OsStr::from_bytes(name));
