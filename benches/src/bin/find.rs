@@ -8,7 +8,10 @@
 //! the latency proxy (the same repository over SFTP); and with each tool's
 //! cache warm, on loopback. Before timing, both answers are parsed and the
 //! number of (path, snapshot) matches compared, so the tools are known to
-//! do the same work. Medians of `--runs`; a markdown table on stdout.
+//! do the same work. Then both dump one directory of the newest snapshot
+//! as tar to a pipe, the same two ways. Medians of `--runs`; a command past
+//! `--cap` seconds is stopped and shown as "> cap". A markdown table on
+//! stdout.
 //!
 //! Environment (from `scripts/servers/sftp.sh`): `LIFEBOAT_TEST_SFTP_{HOST,
 //! PORT,USER,IDENTITY,KNOWN_HOSTS,ROOT}`.
@@ -21,8 +24,7 @@ use lifeboat_benches::process::{lifeboat_program, measure, median};
 use lifeboat_benches::remote::{self, address, env, Remote};
 use lifeboat_benches::wan::{self, Link};
 
-const USAGE: &str =
-    "usage: find [--snapshots N] [--runs N] [--rtt-ms N] [--mbit N] [--pattern GLOB] [--source DIR]";
+const USAGE: &str = "usage: find [--snapshots N] [--runs N] [--rtt-ms N] [--mbit N] [--pattern GLOB] [--source DIR] [--dump SUBDIR] [--cap SECONDS]";
 const PASSWORD: &str = "find-benchmark";
 
 struct Args {
@@ -31,6 +33,11 @@ struct Args {
     link: Link,
     pattern: String,
     source: PathBuf,
+    /// The directory (below the source) dumped as tar.
+    dump: String,
+    /// Seconds a command may run before it is stopped and reported as
+    /// "more than".
+    cap: u64,
 }
 
 fn parse() -> Result<Args, String> {
@@ -43,6 +50,8 @@ fn parse() -> Result<Args, String> {
         },
         pattern: "copyright".into(),
         source: PathBuf::from("/usr/share"),
+        dump: "zoneinfo".into(),
+        cap: 300,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -58,6 +67,8 @@ fn parse() -> Result<Args, String> {
             "--mbit" => args.link.bits_per_second = number(value()?)? * 1_000_000,
             "--pattern" => args.pattern = value()?,
             "--source" => args.source = PathBuf::from(value()?),
+            "--dump" => args.dump = value()?,
+            "--cap" => args.cap = number(value()?)?,
             _ => return Err(USAGE.into()),
         }
     }
@@ -167,12 +178,46 @@ fn agree(lb: &mut Command, restic: &mut Command) -> Result<u64, String> {
     Ok(ours)
 }
 
-fn time(runs: usize, mut make: impl FnMut() -> Result<Command, String>) -> Result<f64, String> {
+/// The median of `runs` runs; `None` when a run went past `cap` seconds
+/// (stopped by timeout(1); the rest are not tried).
+fn time(
+    runs: usize,
+    cap: u64,
+    mut make: impl FnMut() -> Result<Command, String>,
+) -> Result<Option<f64>, String> {
     let mut seconds = Vec::new();
     for _ in 0..runs {
-        seconds.push(measure(&mut make()?)?.seconds);
+        let cmd = make()?;
+        let mut capped = Command::new("timeout");
+        capped
+            .arg(cap.to_string())
+            .arg(cmd.get_program())
+            .args(cmd.get_args());
+        for (k, v) in cmd.get_envs() {
+            match v {
+                Some(v) => capped.env(k, v),
+                None => capped.env_remove(k),
+            };
+        }
+        match measure(&mut capped) {
+            Ok(sample) => seconds.push(sample.seconds),
+            // timeout(1) exits 124 when it stopped the command.
+            Err(e) if e.contains("(0x7c00)") => return Ok(None),
+            Err(e) => return Err(e),
+        }
     }
-    Ok(median(&seconds))
+    Ok(Some(median(&seconds)))
+}
+
+/// A shell command line: `sh -c "…"` (for a dump's redirection).
+fn shell(line: String) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg(line);
+    cmd
+}
+
+fn quoted(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
 }
 
 fn real_main() -> Result<(), String> {
@@ -244,31 +289,80 @@ fn real_main() -> Result<(), String> {
     );
     println!("| case | lifeboat | restic | ratio |");
     println!("|---|---:|---:|---:|");
-    let row = |name: &str, ours: f64, theirs: f64| {
-        println!(
-            "| {name} | {ours:.2} | {theirs:.2} | {:.2} |",
-            ours / theirs
-        );
+    let cap = args.cap;
+    let row = |name: &str, ours: Option<f64>, theirs: Option<f64>| {
+        let show = |v: Option<f64>| v.map_or(format!("> {cap}"), |v| format!("{v:.2}"));
+        let ratio = match (ours, theirs) {
+            (Some(a), Some(b)) => format!("{:.2}", a / b),
+            (Some(a), None) => format!("< {:.3}", a / cap as f64),
+            _ => "–".into(),
+        };
+        println!("| {name} | {} | {} | {ratio} |", show(ours), show(theirs));
     };
-    eprintln!("loopback, no cache...");
-    let ours = time(args.runs, || lb_find(&lb_local, None))?;
-    let theirs = time(args.runs, || Ok(restic_find(&rr_local, &[], None)))?;
-    row("loopback, no cache", ours, theirs);
-    eprintln!("loopback, warm cache...");
-    let ours = time(args.runs, || lb_find(&lb_local, Some(&lb_cache)))?;
-    let theirs = time(args.runs, || {
+    let link = format!(
+        "SFTP, {} ms, {} Mbit/s",
+        args.link.rtt.as_millis(),
+        args.link.bits_per_second / 1_000_000
+    );
+    eprintln!("find, loopback, no cache...");
+    let ours = time(args.runs, cap, || lb_find(&lb_local, None))?;
+    let theirs = time(args.runs, cap, || Ok(restic_find(&rr_local, &[], None)))?;
+    row("find, loopback, no cache", ours, theirs);
+    eprintln!("find, loopback, warm cache...");
+    let ours = time(args.runs, cap, || lb_find(&lb_local, Some(&lb_cache)))?;
+    let theirs = time(args.runs, cap, || {
         Ok(restic_find(&rr_local, &[], Some(&restic_cache)))
     })?;
-    row("loopback, warm cache", ours, theirs);
-    eprintln!("SFTP through the proxy, no cache...");
-    let ours = time(args.runs, || lb_find(&lb_remote, None))?;
-    let theirs = time(args.runs, || Ok(restic_find(&rr_remote, &rr_extra, None)))?;
+    row("find, loopback, warm cache", ours, theirs);
+    eprintln!("find, through the proxy, no cache...");
+    let ours = time(args.runs, cap, || lb_find(&lb_remote, None))?;
+    let theirs = time(args.runs, cap, || {
+        Ok(restic_find(&rr_remote, &rr_extra, None))
+    })?;
+    row(&format!("find, {link}, no cache"), ours, theirs);
+
+    // dump of a directory of the newest snapshot as tar, to a pipe.
+    let dir = data.join(&args.dump);
+    let lb_dump = |dest: &str| -> Result<Command, String> {
+        let cmd = lifeboat(dest, None)?;
+        let envs: String = cmd
+            .get_envs()
+            .filter_map(|(k, v)| {
+                Some(format!(
+                    "{}={} ",
+                    k.to_string_lossy(),
+                    quoted(&v?.to_string_lossy())
+                ))
+            })
+            .collect();
+        Ok(shell(format!(
+            "{envs}{} -d {} dump latest {} | cat >/dev/null",
+            quoted(&lifeboat_program()?.to_string_lossy()),
+            quoted(dest),
+            quoted(&dir.to_string_lossy())
+        )))
+    };
+    let restic_dump = |repo: &str, extra: &[String]| -> Command {
+        let options: String = extra.iter().map(|o| format!("{} ", quoted(o))).collect();
+        shell(format!(
+            "RESTIC_PASSWORD={PASSWORD} restic -r {} {options}--no-cache dump latest {} | cat >/dev/null",
+            quoted(repo),
+            quoted(&dir.to_string_lossy())
+        ))
+    };
+    eprintln!("dump, loopback...");
+    let ours = time(args.runs, cap, || lb_dump(&lb_local))?;
+    let theirs = time(args.runs, cap, || Ok(restic_dump(&rr_local, &[])))?;
     row(
-        &format!(
-            "SFTP, {} ms, {} Mbit/s, no cache",
-            args.link.rtt.as_millis(),
-            args.link.bits_per_second / 1_000_000
-        ),
+        &format!("dump {} (tar), loopback, no cache", args.dump),
+        ours,
+        theirs,
+    );
+    eprintln!("dump, through the proxy...");
+    let ours = time(args.runs, cap, || lb_dump(&lb_remote))?;
+    let theirs = time(args.runs, cap, || Ok(restic_dump(&rr_remote, &rr_extra)))?;
+    row(
+        &format!("dump {} (tar), {link}, no cache", args.dump),
         ours,
         theirs,
     );

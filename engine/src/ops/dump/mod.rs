@@ -194,66 +194,80 @@ async fn send_all(
     tx: &Sender,
 ) -> Result<DumpOutcome> {
     let mut outcome = DumpOutcome::default();
-    let mut links = HashMap::new();
-    match found {
+    let (base, first, roots) = match found {
         Located::Node(node) if matches!(node.kind, NodeKind::File { .. }) => {
             send_content(repo, index, node, tx, &mut outcome).await?;
+            return Ok(outcome);
         }
         Located::Node(node) => {
             // Names relative to the entry's parent: `docs`, `docs/a.txt`.
             let base = path.parent().unwrap_or(Path::new("/")).to_path_buf();
-            let name = relative(&base, path);
-            send_entry(
-                repo,
-                index,
-                name,
-                node,
-                format,
-                tx,
-                &mut links,
-                &mut outcome,
-            )
-            .await?;
-            if let NodeKind::Dir { subtree } = node.kind {
-                let mut walker = Walker::new(repo, index, subtree, path.to_path_buf());
-                while let Some((at, node)) = walker.next().await? {
-                    let name = relative(&base, &at);
-                    send_entry(
-                        repo,
-                        index,
-                        name,
-                        &node,
-                        format,
-                        tx,
-                        &mut links,
-                        &mut outcome,
-                    )
-                    .await?;
-                }
-            }
+            let roots = match node.kind {
+                NodeKind::Dir { subtree } => vec![(subtree, path.to_path_buf())],
+                _ => Vec::new(),
+            };
+            (base, Some((path.to_path_buf(), node.clone())), roots)
         }
         Located::Root(roots) => {
             let base = PathBuf::from("/");
-            for root in roots {
-                let mut walker = Walker::new(repo, index, *root, base.clone());
-                while let Some((at, node)) = walker.next().await? {
-                    let name = relative(&base, &at);
-                    send_entry(
-                        repo,
-                        index,
-                        name,
-                        &node,
-                        format,
-                        tx,
-                        &mut links,
-                        &mut outcome,
-                    )
-                    .await?;
+            let roots = roots.iter().map(|r| (*r, base.clone())).collect();
+            (base, None, roots)
+        }
+    };
+    // Every entry below, in walk order.
+    let walked = futures::stream::iter(roots).flat_map(|(tree, dir)| {
+        futures::stream::unfold(Walker::new(repo, index, tree, dir), |mut walker| async move {
+            walker.next().await.transpose().map(|entry| (entry, walker))
+        })
+    });
+    let entries = futures::stream::iter(first.map(Ok)).chain(walked);
+    // Each entry becomes its header and one read per blob; the reads run
+    // [`ARCHIVE_AHEAD`] ahead of the writer across files, so a directory of
+    // small files costs about one round trip per batch of files, not one
+    // per file.
+    let mut links = HashMap::new();
+    let mut counts = DumpOutcome::default();
+    let mut bytes = 0;
+    {
+        let units = entries
+            .map(|entry| match entry {
+                Ok((at, node)) => plan(
+                    index,
+                    relative(&base, &at),
+                    &node,
+                    format,
+                    &mut links,
+                    &mut counts,
+                ),
+                Err(e) => vec![Err(e)],
+            })
+            .flat_map(futures::stream::iter)
+            .map(|unit| async move {
+                match unit? {
+                    Unit::Ready(message) => Ok(message),
+                    Unit::Blob(id) => repo.read_blob(index, &id).await.map(Message::Data),
                 }
+            })
+            .buffered(ARCHIVE_AHEAD);
+        let mut units = std::pin::pin!(units);
+        while let Some(message) = units.next().await {
+            let message = message?;
+            if let Message::Data(data) = &message {
+                bytes += data.len() as u64;
             }
+            tx.send(message).await?;
         }
     }
-    Ok(outcome)
+    Ok(DumpOutcome { bytes, ..counts })
+}
+
+/// Reads in flight ahead of an archive's writer (across files).
+const ARCHIVE_AHEAD: usize = 16;
+
+/// What an archive entry turns into: its header, then its blobs' reads.
+enum Unit {
+    Ready(Message),
+    Blob(BlobId),
 }
 
 /// `path` below `base`, as the archive's raw name bytes.
@@ -265,21 +279,18 @@ fn relative(base: &Path, path: &Path) -> Vec<u8> {
         .to_vec()
 }
 
-/// One archive entry; a file's content follows it unless it is a hard
-/// link to a file already written (tar only: zip stores a copy).
-#[allow(clippy::too_many_arguments)]
-async fn send_entry(
-    repo: &Repository,
+/// One archive entry: its header, then (unless it is a hard link to a
+/// file already written: tar only, zip stores a copy) a read per blob.
+fn plan(
     index: &MasterIndex,
     name: Vec<u8>,
     node: &Node,
     format: ArchiveFormat,
-    tx: &Sender,
     links: &mut HashMap<(u64, u64), Vec<u8>>,
     outcome: &mut DumpOutcome,
-) -> Result<()> {
+) -> Vec<Result<Unit>> {
     let mut link_to = None;
-    if let NodeKind::File { .. } = node.kind {
+    if let NodeKind::File { content } = &node.kind {
         if node.links > 1 && format == ArchiveFormat::Tar {
             match links.get(&(node.device, node.inode)) {
                 Some(first) => link_to = Some(first.clone()),
@@ -291,26 +302,27 @@ async fn send_entry(
         // The header states the size before any content is read: a node
         // whose blobs add up to another size is refused, not truncated.
         if link_to.is_none() {
-            let stored: u64 = match &node.kind {
-                NodeKind::File { content } => content
-                    .iter()
-                    .map(|id| {
-                        index
-                            .lookup(id)
-                            .map(|l| u64::from(l.raw_length))
-                            .ok_or_else(|| Error::MissingBlob { blob: id.to_hex() })
-                    })
-                    .sum::<Result<u64>>()?,
-                _ => 0,
-            };
-            if stored != node.size {
-                return Err(Error::format(
-                    format!("file {}", String::from_utf8_lossy(&name)),
-                    format!(
-                        "recorded size {} differs from its content's {stored} bytes",
-                        node.size
-                    ),
-                ));
+            let stored = content
+                .iter()
+                .map(|id| {
+                    index
+                        .lookup(id)
+                        .map(|l| u64::from(l.raw_length))
+                        .ok_or_else(|| Error::MissingBlob { blob: id.to_hex() })
+                })
+                .sum::<Result<u64>>();
+            match stored {
+                Ok(stored) if stored == node.size => {}
+                Ok(stored) => {
+                    return vec![Err(Error::format(
+                        format!("file {}", String::from_utf8_lossy(&name)),
+                        format!(
+                            "recorded size {} differs from its content's {stored} bytes",
+                            node.size
+                        ),
+                    ))]
+                }
+                Err(e) => return vec![Err(e)],
             }
         }
     }
@@ -319,17 +331,18 @@ async fn send_entry(
         NodeKind::Dir { .. } => outcome.dirs += 1,
         _ => outcome.others += 1,
     }
-    let follows = link_to.is_none() && matches!(node.kind, NodeKind::File { .. });
-    tx.send(Message::Entry {
+    let blobs = match (&node.kind, &link_to) {
+        (NodeKind::File { content }, None) => content.clone(),
+        _ => Vec::new(),
+    };
+    let mut units = Vec::with_capacity(1 + blobs.len());
+    units.push(Ok(Unit::Ready(Message::Entry {
         name,
         node: Box::new(header_of(node)),
         link_to,
-    })
-    .await?;
-    if follows {
-        send_content(repo, index, node, tx, outcome).await?;
-    }
-    Ok(())
+    })));
+    units.extend(blobs.into_iter().map(|id| Ok(Unit::Blob(id))));
+    units
 }
 
 /// A node without its content list (the writer needs only the metadata).
