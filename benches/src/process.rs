@@ -37,6 +37,31 @@ pub fn lifeboat_program() -> Result<PathBuf, String> {
     }
 }
 
+/// [`measure`] under timeout(1): `None` when `cmd` ran past `cap` seconds
+/// and was stopped.
+///
+/// # Errors
+/// As [`measure`], for any other failure.
+pub fn measure_capped(cmd: &Command, cap: u64) -> Result<Option<Sample>, String> {
+    let mut wrapped = Command::new("timeout");
+    wrapped
+        .arg(cap.to_string())
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => wrapped.env(k, v),
+            None => wrapped.env_remove(k),
+        };
+    }
+    match measure(&mut wrapped) {
+        Ok(sample) => Ok(Some(sample)),
+        // timeout(1) exits 124 when it stopped the command.
+        Err(e) if e.contains("(0x7c00)") => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Runs `cmd` to completion (stdout discarded, stderr kept for the error)
 /// after a `sync`, so no command pays for the previous one's writeback.
 ///

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use lifeboat_benches::process::{lifeboat_program, measure, median};
+use lifeboat_benches::process::{lifeboat_program, measure_capped, median};
 use lifeboat_benches::remote::{self, address, env, Remote};
 use lifeboat_benches::wan::{self, Link};
 
@@ -187,23 +187,9 @@ fn time(
 ) -> Result<Option<f64>, String> {
     let mut seconds = Vec::new();
     for _ in 0..runs {
-        let cmd = make()?;
-        let mut capped = Command::new("timeout");
-        capped
-            .arg(cap.to_string())
-            .arg(cmd.get_program())
-            .args(cmd.get_args());
-        for (k, v) in cmd.get_envs() {
-            match v {
-                Some(v) => capped.env(k, v),
-                None => capped.env_remove(k),
-            };
-        }
-        match measure(&mut capped) {
-            Ok(sample) => seconds.push(sample.seconds),
-            // timeout(1) exits 124 when it stopped the command.
-            Err(e) if e.contains("(0x7c00)") => return Ok(None),
-            Err(e) => return Err(e),
+        match measure_capped(&make()?, cap)? {
+            Some(sample) => seconds.push(sample.seconds),
+            None => return Ok(None),
         }
     }
     Ok(Some(median(&seconds)))

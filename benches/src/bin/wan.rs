@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use lifeboat_benches::process::{lifeboat_program, measure, tree_size, warm, Sample};
+use lifeboat_benches::process::{
+    lifeboat_program, measure, measure_capped, tree_size, warm, Sample,
+};
 use lifeboat_benches::random_bytes;
 use lifeboat_benches::remote::{self, address, env, Remote};
 use lifeboat_benches::wan::{self, Link};
@@ -126,30 +128,14 @@ fn data_set(name: &str, base: &Path) -> Result<PathBuf, String> {
     Ok(dir)
 }
 
-/// How to reach one protocol's server through the proxy.
 /// Runs `cmd` under `timeout`: `None` when it ran past `cap` seconds (then
 /// `unlock` removes the lock the stopped command left).
 fn capped(cmd: Command, cap: u64, unlock: impl Fn() -> Command) -> Result<Option<Sample>, String> {
-    let mut wrapped = Command::new("timeout");
-    wrapped
-        .arg(cap.to_string())
-        .arg(cmd.get_program())
-        .args(cmd.get_args());
-    for (k, v) in cmd.get_envs() {
-        match v {
-            Some(v) => wrapped.env(k, v),
-            None => wrapped.env_remove(k),
-        };
+    let sample = measure_capped(&cmd, cap)?;
+    if sample.is_none() {
+        measure(&mut unlock())?;
     }
-    match measure(&mut wrapped) {
-        Ok(sample) => Ok(Some(sample)),
-        // timeout(1) exits 124 when it stopped the command.
-        Err(e) if e.contains("(0x7c00)") => {
-            measure(&mut unlock())?;
-            Ok(None)
-        }
-        Err(e) => Err(e),
-    }
+    Ok(sample)
 }
 
 /// The five rows for one tool: (seconds, peak RSS) each, `None` past the cap.
