@@ -11,11 +11,12 @@ use lifeboat_tests::tree::{self, TreeOptions};
 use lifeboat_tests::Sandbox;
 use serde_json::Value;
 
-/// `--json <args>` on the sandbox repository, parsed.
+/// `--json <args>` on the sandbox repository: its summary line (status
+/// lines may come before it on a slow run).
 fn json(sb: &Sandbox, args: &[&str]) -> Value {
     let mut all = vec!["--json"];
     all.extend_from_slice(args);
-    sb.repo_cmd(all).success().json()
+    sb.repo_cmd(all).success().summary()
 }
 
 /// The ids of the sandbox's snapshots, oldest first.

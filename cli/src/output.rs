@@ -100,6 +100,23 @@ impl Ticker {
     }
 }
 
+/// Progress of a walk over snapshot trees of unknown total: a counter the
+/// engine adds to, shown as `N <what>`.
+pub fn tree_ticker(ctx: &Context, what: String) -> (Ticker, Arc<std::sync::atomic::AtomicU64>) {
+    let trees = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let seen = trees.clone();
+    let ticker = Ticker::start(ctx, false, move || {
+        let n = seen.load(Ordering::Relaxed);
+        Tick {
+            pos: n,
+            len: None,
+            message: format!("{n} {what}"),
+            json: json!({"message_type": "status", "trees_read": n}),
+        }
+    });
+    (ticker, trees)
+}
+
 /// Bytes as a human figure (binary units).
 pub fn bytes(n: u64) -> String {
     indicatif::HumanBytes(n).to_string()

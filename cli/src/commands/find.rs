@@ -43,7 +43,12 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
     let repo = ctx.open().await?;
     let snapshots = args.filter.select(&repo, &args.snapshots).await?;
     let index = repo.load_index().await?;
-    let report = lifeboat_engine::find::find(&repo, &index, snapshots, &patterns).await?;
+    let count = snapshots.len();
+    let (ticker, progress) =
+        output::tree_ticker(ctx, format!("trees of {count} snapshots searched"));
+    let report = lifeboat_engine::find::find(&repo, &index, snapshots, &patterns, &progress).await;
+    ticker.finish().await;
+    let report = report?;
     if ctx.global.json {
         let list: Vec<_> = report
             .matches

@@ -43,7 +43,13 @@ pub async fn run(ctx: &Context, args: Args) -> Result<i32> {
         raw_data: args.mode == Mode::RawData,
         blobs_per_file: args.mode == Mode::BlobsPerFile,
     };
-    let stats = lifeboat_engine::stats::stats(&repo, &index, &snapshots, wanted).await?;
+    let (ticker, progress) = output::tree_ticker(
+        ctx,
+        format!("trees of {} snapshots counted", snapshots.len()),
+    );
+    let stats = lifeboat_engine::stats::stats(&repo, &index, &snapshots, wanted, &progress).await;
+    ticker.finish().await;
+    let stats = stats?;
     let usage = lifeboat_engine::stats::destinations(&repo).await;
     if ctx.global.json {
         let mut v = json!({

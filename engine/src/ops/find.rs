@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
 use crate::format::ids::{BlobId, SnapshotId};
@@ -84,7 +85,8 @@ struct Searched {
 type Key = (BlobId, PathBuf);
 
 /// Searches `snapshots` for entries whose absolute path matches
-/// `patterns`; see the module documentation.
+/// `patterns`; see the module documentation. `progress` counts the trees
+/// read.
 ///
 /// # Errors
 /// Tree read failures.
@@ -93,6 +95,7 @@ pub async fn find(
     index: &MasterIndex,
     mut snapshots: Vec<(SnapshotId, Snapshot)>,
     patterns: &PathPatterns,
+    progress: &AtomicU64,
 ) -> Result<FindReport> {
     snapshots.sort_by(|(ia, a), (ib, b)| (b.time, b.time_nsec, ib).cmp(&(a.time, a.time_nsec, ia)));
     let mut report = FindReport {
@@ -123,6 +126,7 @@ pub async fn find(
             .ok_or_else(|| Error::internal("find: the tree stream ended early"))?;
         outstanding -= 1;
         report.trees_read += 1;
+        progress.fetch_add(1, Ordering::Relaxed);
         let tree = tree?;
         let mut result = Searched::default();
         for node in &tree.nodes {

@@ -7,6 +7,7 @@
 //! trees cost about as much as one.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
 use crate::format::ids::{BlobId, ObjectKind, SnapshotId};
@@ -88,7 +89,7 @@ struct Totals {
     bytes: u64,
 }
 
-/// Counts `snapshots`.
+/// Counts `snapshots`; `progress` counts the trees read.
 ///
 /// # Errors
 /// Tree read failures.
@@ -97,6 +98,7 @@ pub async fn stats(
     index: &MasterIndex,
     snapshots: &[(SnapshotId, Snapshot)],
     wanted: StatsWanted,
+    progress: &AtomicU64,
 ) -> Result<Stats> {
     let mut out = Stats {
         snapshots: snapshots.len(),
@@ -122,6 +124,7 @@ pub async fn stats(
             .await
             .ok_or_else(|| Error::internal("stats: the tree stream ended early"))?;
         wanted_trees -= 1;
+        progress.fetch_add(1, Ordering::Relaxed);
         let tree = tree?;
         let mut own = TreeFacts::default();
         for node in &tree.nodes {
