@@ -104,7 +104,10 @@ pub async fn tag(
     let mut failure = None;
     for (id, snapshot) in snapshots {
         let tags = change.apply(&snapshot.tags);
-        if tags == snapshot.tags {
+        // The same tags in another order are the same tags: no new snapshot.
+        let same =
+            tags.len() == snapshot.tags.len() && tags.iter().all(|t| snapshot.tags.contains(t));
+        if same {
             outcome.unchanged.push(id);
             continue;
         }
