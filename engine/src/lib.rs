@@ -35,7 +35,7 @@ mod users;
 
 // The operations, at the root for callers (`lifeboat_engine::backup::backup`).
 pub use ops::{
-    backup, check, drill, forget, key_admin, ls, prune, push, repair, restore, status, sync,
+    backup, check, drill, forget, key_admin, ls, mount, prune, push, repair, restore, status, sync,
 };
 
 pub use error::{Error, Result};

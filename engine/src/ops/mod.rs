@@ -8,6 +8,7 @@ pub mod drill;
 pub mod forget;
 pub mod key_admin;
 pub mod ls;
+pub mod mount;
 pub mod prune;
 pub mod push;
 pub mod repair;
