@@ -96,4 +96,6 @@ pub enum Command {
     Forget(commands::forget::Args),
     /// Remove data no snapshot uses, on every destination (two phases: mark, then delete).
     Prune(commands::prune::Args),
+    /// Show the snapshots as a read-only file system (FUSE) until Ctrl-C or `fusermount -u`.
+    Mount(commands::mount::Args),
 }

@@ -9,6 +9,7 @@ pub mod init;
 pub mod key;
 pub mod lock_wait;
 pub mod ls;
+pub mod mount;
 pub mod prune;
 pub mod repair;
 pub mod restore;
@@ -39,6 +40,7 @@ pub async fn run(ctx: &Context, command: Command) -> Result<i32> {
         Command::Unlock(args) => unlock::run(ctx, args).await,
         Command::Forget(args) => forget::run(ctx, args).await,
         Command::Prune(args) => prune::run(ctx, args).await,
+        Command::Mount(args) => mount::run(ctx, args).await,
     }
 }
 
