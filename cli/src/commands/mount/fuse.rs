@@ -1,12 +1,13 @@
 //! The FUSE glue of `mount`: each kernel request becomes one call to the
 //! engine's [`MountFs`] and its answer the reply.
 //!
-//! The session reads requests on its own threads; anything that may wait
-//! for the repository (lookups, opening directories and files, reads) moves
-//! its reply into a task on the command's tokio runtime and answers from
-//! there, so a slow read never holds up the requests behind it. What the
-//! engine answers from memory (attributes, link targets, listings of an
-//! open directory) is answered on the spot.
+//! The session reads requests on its own threads and answers what the
+//! engine has in memory on the spot (attributes, links, listings, lookups
+//! in a cached directory, reads of cached blobs: nearly every request once
+//! read-ahead runs, and no thread hand-off for them). A request that must
+//! wait for the repository moves its reply into a task on the command's
+//! tokio runtime and is answered from there, so a slow read never holds up
+//! the requests behind it.
 
 use std::ffi::OsStr;
 use std::io;
@@ -35,12 +36,20 @@ pub struct Fuse {
     /// Listing a made-up directory reads the snapshot list again when it is
     /// older than this.
     fresh: Duration,
+    /// The kernel opens files without asking (zero-message opens): it is
+    /// told so by the first open's ENOSYS.
+    no_open: bool,
 }
 
 impl Fuse {
     /// The glue for `fs`, answering from tasks on `runtime`.
     pub fn new(fs: MountFs, runtime: tokio::runtime::Handle, fresh: Duration) -> Self {
-        Fuse { fs, runtime, fresh }
+        Fuse {
+            fs,
+            runtime,
+            fresh,
+            no_open: false,
+        }
     }
 }
 
@@ -110,10 +119,21 @@ impl Filesystem for Fuse {
             let _ = config.set_max_readahead(most);
         }
         let _ = config.set_max_background(BACKGROUND_REQUESTS);
+        // Reads go by inode and a file never changes: where the kernel can
+        // open files itself (keeping their cached pages), every open and
+        // release it would send is a request saved.
+        self.no_open = config
+            .capabilities()
+            .contains(InitFlags::FUSE_NO_OPEN_SUPPORT);
         Ok(())
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let reply = match self.fs.try_lookup(parent.0, name.as_bytes()) {
+            Some(Ok(a)) => return reply.entry(&a.ttl, &file_attr(&a), Generation(0)),
+            Some(Err(e)) => return reply.error(errno(&e, &name.to_string_lossy())),
+            None => reply,
+        };
         let (fs, name) = (self.fs.clone(), name.as_bytes().to_vec());
         self.runtime.spawn(async move {
             match fs.lookup(parent.0, &name).await {
@@ -146,49 +166,41 @@ impl Filesystem for Fuse {
             reply.error(Errno::EROFS);
             return;
         }
-        let fs = self.fs.clone();
-        self.runtime.spawn(async move {
-            match fs.open(ino.0).await {
-                // The content never changes: the kernel keeps its pages
-                // from one open to the next.
-                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
-                Err(e) => reply.error(errno(&e, "open")),
-            }
-        });
+        if self.no_open {
+            reply.error(Errno::ENOSYS);
+            return;
+        }
+        match self.fs.open(ino.0) {
+            // The content never changes: the kernel keeps its pages from one
+            // open to the next.
+            Ok(()) => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
+            Err(e) => reply.error(errno(&e, "open")),
+        }
     }
 
     fn read(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
+        ino: INodeNo,
+        _fh: FileHandle,
         offset: u64,
         size: u32,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        let reply = match self.fs.try_read(ino.0, offset, size) {
+            Some(Ok(bytes)) => return reply.data(&bytes),
+            Some(Err(e)) => return reply.error(errno(&e, "read")),
+            None => reply,
+        };
         let fs = self.fs.clone();
         self.runtime.spawn(async move {
-            match fs.read(fh.0, offset, size).await {
+            match fs.read(ino.0, offset, size).await {
                 Ok(bytes) => reply.data(&bytes),
                 Err(e) => reply.error(errno(&e, "read")),
             }
         });
-    }
-
-    fn release(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
-        _flush: bool,
-        reply: ReplyEmpty,
-    ) {
-        self.fs.release(fh.0);
-        reply.ok();
     }
 
     // What follows answers requests that have nothing to do on a read-only
@@ -203,7 +215,8 @@ impl Filesystem for Fuse {
         _lo: LockOwner,
         reply: ReplyEmpty,
     ) {
-        reply.ok();
+        // Nothing to flush; ENOSYS tells the kernel to stop sending them.
+        reply.error(Errno::ENOSYS);
     }
 
     fn fsync(
@@ -271,20 +284,24 @@ impl Filesystem for Fuse {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        let (fs, fresh) = (self.fs.clone(), self.fresh);
-        self.runtime.spawn(async move {
-            match fs.opendir(ino.0, fresh).await {
-                Ok((fh, cacheable)) => {
-                    let flags = if cacheable {
-                        FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE
-                    } else {
-                        FopenFlags::empty()
-                    };
-                    reply.opened(FileHandle(fh), flags);
-                }
-                Err(e) => reply.error(errno(&e, "opendir")),
+        let answer = |reply: ReplyOpen, opened: Result<(u64, bool), FsError>| match opened {
+            Ok((fh, cacheable)) => {
+                // A snapshot's listing never changes: the kernel may keep it.
+                let flags = if cacheable {
+                    FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE
+                } else {
+                    FopenFlags::empty()
+                };
+                reply.opened(FileHandle(fh), flags);
             }
-        });
+            Err(e) => reply.error(errno(&e, "opendir")),
+        };
+        if let Some(opened) = self.fs.try_opendir(ino.0, self.fresh) {
+            return answer(reply, opened);
+        }
+        let (fs, fresh) = (self.fs.clone(), self.fresh);
+        self.runtime
+            .spawn(async move { answer(reply, fs.opendir(ino.0, fresh).await) });
     }
 
     fn readdir(

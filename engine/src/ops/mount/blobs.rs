@@ -86,6 +86,9 @@ struct Missing {
 /// coalesced runs.
 pub(crate) struct BlobStore {
     repo: Repository,
+    /// Where reads run: the FUSE threads that ask for blobs are not the
+    /// runtime's own.
+    runtime: tokio::runtime::Handle,
     index: RwLock<Arc<MasterIndex>>,
     state: Mutex<State>,
     /// Ranged reads in flight at once (the destination's `reads`).
@@ -94,11 +97,17 @@ pub(crate) struct BlobStore {
 
 impl BlobStore {
     /// A store reading through `repo` with `index`, caching `cache_bytes`
-    /// of plaintext.
-    pub(crate) fn new(repo: Repository, index: MasterIndex, cache_bytes: usize) -> Self {
+    /// of plaintext; its reads run on `runtime`.
+    pub(crate) fn new(
+        repo: Repository,
+        index: MasterIndex,
+        cache_bytes: usize,
+        runtime: tokio::runtime::Handle,
+    ) -> Self {
         let reads = repo.destinations().walk_reads().max(1);
         BlobStore {
             repo,
+            runtime,
             index: RwLock::new(Arc::new(index)),
             state: Mutex::new(State {
                 cache: Lru::new(cache_bytes),
@@ -112,6 +121,11 @@ impl BlobStore {
     /// The repository.
     pub(crate) fn repo(&self) -> &Repository {
         &self.repo
+    }
+
+    /// The runtime reads and walks run on.
+    pub(crate) fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.runtime
     }
 
     /// The index in use.
@@ -131,6 +145,13 @@ impl BlobStore {
     /// Plaintext bytes cached (for tests and figures).
     pub(crate) fn cached_bytes(&self) -> usize {
         self.state().cache.weight()
+    }
+
+    /// The plaintexts of `ids` if every one is cached (a read answered at
+    /// once), else `None`.
+    pub(crate) fn cached(&self, ids: &[BlobId]) -> Option<Vec<Bytes>> {
+        let mut state = self.state();
+        ids.iter().map(|id| state.cache.get(id)).collect()
     }
 
     /// Each of `ids` (in the order a reader needs them): from the cache,
@@ -213,7 +234,7 @@ impl BlobStore {
         }
         for (pack, run) in runs {
             let (store, index) = (self.clone(), index.clone());
-            tokio::spawn(async move {
+            self.runtime.spawn(async move {
                 let permit = store.reads.clone().acquire_owned().await;
                 let entries: Vec<PackEntry> = run.iter().map(|m| m.entry).collect();
                 let results = read_run(&store.repo, &index, pack, &entries).await;

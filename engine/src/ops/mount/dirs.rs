@@ -10,9 +10,7 @@ use std::sync::Arc;
 
 use super::inodes::{DirKey, Inode, Kind};
 use super::layout::VEntry;
-use super::{
-    child_identity, child_inode, node_kind, Attr, Child, FileKind, FsError, Handle, MountFs,
-};
+use super::{child_identity, child_inode, node_kind, Attr, Child, FileKind, FsError, MountFs};
 use crate::format::tree::{NodeKind, Tree};
 
 /// The entries of an open directory.
@@ -114,28 +112,30 @@ impl MountFs {
     /// The listing `key` names: one tree, or the snapshot's roots merged
     /// (the first root's entry wins a name both hold).
     pub(crate) async fn tree_of(&self, key: &DirKey) -> Result<Arc<Tree>, FsError> {
-        if let [one] = &key.0[..] {
-            return Ok(self.inner.trees.get(one).await?);
+        if let Some(tree) = self.cached_tree_of(key) {
+            return Ok(tree);
         }
-        let mut names = HashSet::new();
-        let mut nodes = Vec::new();
+        let mut trees = Vec::with_capacity(key.0.len());
         for id in &key.0 {
-            for node in &self.inner.trees.get(id).await?.nodes {
-                if names.insert(node.name.clone()) {
-                    nodes.push(node.clone());
-                }
-            }
+            trees.push(self.inner.trees.get(id).await?);
         }
-        Ok(Arc::new(Tree::new(nodes)))
+        Ok(merged(trees))
     }
 
-    pub(super) fn new_handle(&self, handle: Handle) -> u64 {
+    /// [`MountFs::tree_of`] when every tree is cached.
+    pub(crate) fn cached_tree_of(&self, key: &DirKey) -> Option<Arc<Tree>> {
+        let trees: Option<Vec<Arc<Tree>>> =
+            key.0.iter().map(|id| self.inner.trees.cached(id)).collect();
+        trees.map(merged)
+    }
+
+    fn new_handle(&self, listing: Arc<Listing>) -> u64 {
         let fh = self.inner.next_handle.fetch_add(1, Ordering::Relaxed);
         self.inner
             .handles
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(fh, handle);
+            .insert(fh, listing);
         fh
     }
 
@@ -147,9 +147,69 @@ impl MountFs {
             .unwrap_or_else(|p| p.into_inner())
             .get(&fh)
         {
-            Some(Handle::Dir(listing)) => Ok(listing.clone()),
-            _ => Err(FsError::Stale),
+            Some(listing) => Ok(listing.clone()),
+            None => Err(FsError::Stale),
         }
+    }
+
+    /// [`MountFs::opendir`] when it can be answered from memory (a
+    /// snapshot's directory whose tree is cached, a made-up one whose
+    /// snapshot list is fresh); `None` when it must wait.
+    pub fn try_opendir(
+        &self,
+        ino: u64,
+        fresh: std::time::Duration,
+    ) -> Option<Result<(u64, bool), FsError>> {
+        let inode = match self.inode(ino) {
+            Ok(inode) => inode,
+            Err(e) => return Some(Err(e)),
+        };
+        if let Kind::Virtual(_) = inode.kind {
+            if !self.is_fresh(fresh) {
+                return None;
+            }
+            return Some(Ok(self.open_listing(ino, inode, None)));
+        }
+        let key = match dir_key(&inode) {
+            Ok(key) => key,
+            Err(e) => return Some(Err(e)),
+        };
+        self.walk_below(&inode, &key);
+        let tree = self.cached_tree_of(&key)?;
+        Some(Ok(self.open_listing(ino, inode, Some((tree, key)))))
+    }
+
+    /// Entering a snapshot, or a directory no walk reached yet: reads the
+    /// trees below it ahead of the reader.
+    fn walk_below(&self, inode: &Inode, key: &DirKey) {
+        let cached = key.0.len() == 1 && self.inner.trees.contains(&key.0[0]);
+        if matches!(inode.kind, Kind::Snapshot(_)) || !cached {
+            for root in &key.0 {
+                self.inner.trees.walk(*root);
+            }
+        }
+    }
+
+    /// A handle on `inode`'s listing: `tree` for a snapshot's directory,
+    /// the made-up entries now for the others.
+    fn open_listing(
+        &self,
+        ino: u64,
+        inode: Arc<Inode>,
+        tree: Option<(Arc<Tree>, DirKey)>,
+    ) -> (u64, bool) {
+        let entries = match (&inode.kind, tree) {
+            (_, Some((tree, key))) => Entries::Tree { tree, key },
+            (Kind::Virtual(v), None) => Entries::Virtual(self.layout().children(v)),
+            (_, None) => Entries::Virtual(Vec::new()),
+        };
+        let cacheable = matches!(entries, Entries::Tree { .. });
+        let listing = Listing {
+            ino,
+            inode,
+            entries,
+        };
+        (self.new_handle(Arc::new(listing)), cacheable)
     }
 
     /// Opens directory `ino`; returns the handle, and whether the kernel
@@ -164,33 +224,17 @@ impl MountFs {
         ino: u64,
         fresh: std::time::Duration,
     ) -> Result<(u64, bool), FsError> {
+        if let Some(done) = self.try_opendir(ino, fresh) {
+            return done;
+        }
         let inode = self.inode(ino)?;
-        let entries = match &inode.kind {
-            Kind::Virtual(v) => {
-                self.refresh_if_older(fresh).await;
-                Entries::Virtual(self.layout().children(v))
-            }
-            _ => {
-                let key = dir_key(&inode)?;
-                let cached = key.0.len() == 1 && self.inner.trees.contains(&key.0[0]);
-                if matches!(inode.kind, Kind::Snapshot(_)) || !cached {
-                    // Entering a snapshot, or a directory no walk reached
-                    // yet: read the trees below it ahead of the reader.
-                    for root in &key.0 {
-                        self.inner.trees.walk(*root);
-                    }
-                }
-                let tree = self.tree_of(&key).await?;
-                Entries::Tree { tree, key }
-            }
-        };
-        let cacheable = matches!(entries, Entries::Tree { .. });
-        let listing = Listing {
-            ino,
-            inode,
-            entries,
-        };
-        Ok((self.new_handle(Handle::Dir(Arc::new(listing))), cacheable))
+        if let Kind::Virtual(_) = inode.kind {
+            self.refresh_if_older(fresh).await;
+            return Ok(self.open_listing(ino, inode, None));
+        }
+        let key = dir_key(&inode)?;
+        let tree = self.tree_of(&key).await?;
+        Ok(self.open_listing(ino, inode, Some((tree, key))))
     }
 
     /// The entries of open directory `fh` from `offset` on, each handed to
@@ -269,8 +313,32 @@ impl MountFs {
 
     /// Closes directory handle `fh`.
     pub fn releasedir(&self, fh: u64) {
-        self.release(fh);
+        self.inner
+            .handles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&fh);
     }
+}
+
+/// One listing of `trees`: the tree itself when alone, else their entries
+/// merged (the first tree's entry wins a name several hold).
+fn merged(mut trees: Vec<Arc<Tree>>) -> Arc<Tree> {
+    if trees.len() == 1 {
+        if let Some(one) = trees.pop() {
+            return one;
+        }
+    }
+    let mut names = HashSet::new();
+    let mut nodes = Vec::new();
+    for tree in &trees {
+        for node in &tree.nodes {
+            if names.insert(node.name.clone()) {
+                nodes.push(node.clone());
+            }
+        }
+    }
+    Arc::new(Tree::new(nodes))
 }
 
 /// `.` or `..`.

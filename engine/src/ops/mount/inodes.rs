@@ -13,6 +13,7 @@
 //! kernel's inode cache, not the repository.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::filemap::FileMap;
@@ -105,8 +106,11 @@ pub(crate) struct Inode {
     pub scope: u64,
     /// What it shows.
     pub kind: Kind,
-    /// A file's blobs and offsets, computed when it is first opened.
+    /// A file's blobs and offsets, computed when it is first read.
     pub map: OnceLock<Arc<FileMap>>,
+    /// A file's blobs before this one were asked for already (reading
+    /// ahead within it).
+    pub ahead: AtomicUsize,
 }
 
 impl Inode {
@@ -118,6 +122,7 @@ impl Inode {
             scope,
             kind,
             map: OnceLock::new(),
+            ahead: AtomicUsize::new(0),
         }
     }
 }

@@ -13,13 +13,14 @@
 //!   in bulk in the background.
 //! - **Files** ([`files`], [`filemap`], [`blobs`]): a read fetches only the
 //!   blobs holding its bytes, each verified, with failover across
-//!   destinations; blobs are cached within a budget; reading ahead covers
-//!   the file's next blobs and the next files of its directory, read in
-//!   coalesced pack ranges.
+//!   destinations; blobs are cached within a budget; reading ahead
+//!   ([`ahead`]) covers the file's next blobs and the next files in the
+//!   snapshot's depth-first order, read in coalesced pack ranges.
 //!
 //! Every method is safe to call from many tasks at once; none blocks on
 //! another request's read.
 
+mod ahead;
 mod blobs;
 mod dirs;
 mod filemap;
@@ -41,13 +42,13 @@ use crate::repo::Repository;
 
 use blobs::BlobStore;
 use dirs::Listing;
-use files::OpenFile;
 use inodes::{DirKey, Identity, Inode, InodeTable, Kind};
 use layout::{Layout, VEntry};
 use trees::Trees;
 
+pub use ahead::{AHEAD_BYTES, AHEAD_FILES};
 pub use dirs::DirEntry;
-pub use files::{DIR_AHEAD_BYTES, DIR_AHEAD_FILES, FILE_AHEAD};
+pub use files::FILE_AHEAD;
 pub use inodes::ROOT;
 
 /// How long the kernel may keep what it learnt about the made-up
@@ -183,14 +184,8 @@ pub struct MountStats {
     pub cached_bytes: usize,
     /// Inodes the kernel holds.
     pub inodes: usize,
-    /// Open files and directories.
+    /// Open directories.
     pub handles: usize,
-}
-
-/// What `open` and `opendir` handed out.
-enum Handle {
-    Dir(Arc<Listing>),
-    File(Arc<OpenFile>),
 }
 
 /// When the snapshot list was last read, and the index files then.
@@ -204,10 +199,11 @@ struct Inner {
     trees: Arc<Trees>,
     inodes: InodeTable,
     layout: RwLock<Arc<Layout>>,
-    handles: Mutex<HashMap<u64, Handle>>,
+    /// Open directories.
+    handles: Mutex<HashMap<u64, Arc<Listing>>>,
     next_handle: AtomicU64,
-    /// Per directory being read, how far its files' blobs were read ahead.
-    cursors: Mutex<HashMap<DirKey, usize>>,
+    /// Per snapshot directory (its inode), the files read ahead.
+    ahead: Mutex<HashMap<u64, ahead::Window>>,
     freshness: tokio::sync::Mutex<Freshness>,
     options: MountOptions,
 }
@@ -232,7 +228,9 @@ fn system_time(secs: i64, nanos: u32) -> SystemTime {
 }
 
 impl MountFs {
-    /// The mount of `repo`: reads the index and the snapshot list.
+    /// The mount of `repo`: reads the index and the snapshot list. Must be
+    /// called within a tokio runtime, where its reads will run; its methods
+    /// may then be called from any thread.
     ///
     /// # Errors
     /// When the index or the snapshots cannot be listed.
@@ -240,7 +238,8 @@ impl MountFs {
         let index_names = repo.list_names_everywhere(ObjectKind::Index).await?;
         let index = repo.load_index().await?;
         let layout = Layout::new(&repo.list_snapshots().await?);
-        let store = Arc::new(BlobStore::new(repo, index, options.cache_bytes));
+        let runtime = tokio::runtime::Handle::current();
+        let store = Arc::new(BlobStore::new(repo, index, options.cache_bytes, runtime));
         let trees = Arc::new(Trees::new(store.clone(), options.tree_cache_bytes));
         Ok(MountFs {
             inner: Arc::new(Inner {
@@ -250,7 +249,7 @@ impl MountFs {
                 layout: RwLock::new(Arc::new(layout)),
                 handles: Mutex::new(HashMap::new()),
                 next_handle: AtomicU64::new(1),
-                cursors: Mutex::new(HashMap::new()),
+                ahead: Mutex::new(HashMap::new()),
                 freshness: tokio::sync::Mutex::new(Freshness {
                     at: Instant::now(),
                     index_names,
@@ -303,6 +302,15 @@ impl MountFs {
         self.refresh_locked(&mut freshness).await
     }
 
+    /// True when the snapshot list was read less than `age` ago (and is not
+    /// being read again right now).
+    fn is_fresh(&self, age: Duration) -> bool {
+        self.inner
+            .freshness
+            .try_lock()
+            .is_ok_and(|f| f.at.elapsed() < age)
+    }
+
     /// [`MountFs::refresh`] unless the list was read less than `age` ago; a
     /// failure is logged, not returned (the mount shows what it had).
     pub async fn refresh_if_older(&self, age: Duration) {
@@ -348,6 +356,24 @@ impl MountFs {
         Ok(self.attr(ino, &inode))
     }
 
+    /// [`MountFs::lookup`] when it can be answered from memory (the
+    /// directory's listing is cached); `None` when it must wait for the
+    /// repository.
+    pub fn try_lookup(&self, parent: u64, name: &[u8]) -> Option<Result<Attr, FsError>> {
+        let dir = match self.inode(parent) {
+            Ok(dir) => dir,
+            Err(e) => return Some(Err(e)),
+        };
+        let tree = match &dir.kind {
+            Kind::Virtual(_) | Kind::Link(_) => None,
+            _ => match dirs::dir_key(&dir) {
+                Ok(key) => Some(self.cached_tree_of(&key)?),
+                Err(e) => return Some(Err(e)),
+            },
+        };
+        Some(self.lookup_in(parent, &dir, name, tree))
+    }
+
     /// Looks up `name` in directory `parent` and counts one lookup of the
     /// entry (the kernel will forget it).
     ///
@@ -355,14 +381,30 @@ impl MountFs {
     /// [`FsError::NotFound`], [`FsError::NotDir`], or the repository's
     /// failure to read the directory.
     pub async fn lookup(&self, parent: u64, name: &[u8]) -> Result<Attr, FsError> {
+        if let Some(done) = self.try_lookup(parent, name) {
+            return done;
+        }
         let dir = self.inode(parent)?;
-        let child = match &dir.kind {
-            Kind::Virtual(v) => {
+        let tree = self.tree_of(&dirs::dir_key(&dir)?).await?;
+        self.lookup_in(parent, &dir, name, Some(tree))
+    }
+
+    /// Looks up `name` in `dir` (numbered `parent`), whose listing is
+    /// `tree` when it is a snapshot's directory.
+    fn lookup_in(
+        &self,
+        parent: u64,
+        dir: &Inode,
+        name: &[u8],
+        tree: Option<Arc<crate::format::tree::Tree>>,
+    ) -> Result<Attr, FsError> {
+        let child = match (&dir.kind, tree) {
+            (Kind::Virtual(v), _) => {
                 let entry = self.layout().child(v, name).ok_or(FsError::NotFound)?;
                 Child::Virtual(entry)
             }
-            Kind::Snapshot(_) | Kind::Node { .. } => {
-                let key = dirs::dir_key(&dir)?;
+            (Kind::Link(_), _) => return Err(FsError::NotDir),
+            (_, Some(tree)) => {
                 if let Kind::Snapshot(s) = &dir.kind {
                     // Whatever is looked up in a snapshot is the start of
                     // a walk into it.
@@ -370,13 +412,12 @@ impl MountFs {
                         self.inner.trees.walk(*root);
                     }
                 }
-                let tree = self.tree_of(&key).await?;
                 let node = tree.find(name).ok_or(FsError::NotFound)?.clone();
-                Child::Node(node, key)
+                Child::Node(node, dirs::dir_key(dir)?)
             }
-            Kind::Link(_) => return Err(FsError::NotDir),
+            (_, None) => return Err(FsError::NotDir),
         };
-        let inode = child_inode(parent, &dir, name, child);
+        let inode = child_inode(parent, dir, name, child);
         let (ino, inode) = self.inner.inodes.remember(inode);
         Ok(self.attr(ino, &inode))
     }

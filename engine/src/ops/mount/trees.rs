@@ -75,6 +75,11 @@ impl Trees {
         self.cache().contains(id)
     }
 
+    /// Tree `id` if cached.
+    pub(crate) fn cached(&self, id: &BlobId) -> Option<Arc<Tree>> {
+        self.cache().get(id)
+    }
+
     /// Tree `id`, from the cache or read (verified) now.
     pub(crate) async fn get(&self, id: &BlobId) -> Result<Arc<Tree>, Arc<Error>> {
         if let Some(tree) = self.cache().get(id) {
@@ -99,7 +104,7 @@ impl Trees {
             }
         }
         let trees = self.clone();
-        tokio::spawn(async move {
+        self.store.runtime().spawn(async move {
             let repo = trees.store.repo().clone();
             let index = trees.store.index();
             let mut stream = TreeStream::new(&repo, &index, Order::DepthFirst);
