@@ -13,11 +13,14 @@ if ! need cargo; then
 fi
 # Tools the tests call (setpriv runs a backup as an unprivileged user; curl
 # fills the DAV test server; openssl makes the TLS tests' certificate
-# authority).
+# authority; fusermount3 mounts).
 missing=()
 need setpriv || missing+=(util-linux)
 need curl || missing+=(curl)
 need openssl || missing+=(openssl)
+# `mount` (tests/cli_mount.rs) needs FUSE's fusermount3. Debian's fuse3
+# replaces the old fuse (v2) package, whose `fusermount` it still provides.
+need fusermount3 || missing+=(fuse3)
 if [ "${#missing[@]}" -gt 0 ] && need apt-get; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}") >/dev/null
 fi

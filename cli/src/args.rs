@@ -112,4 +112,6 @@ pub enum Command {
     Completion(commands::completion::CompletionArgs),
     /// Print the manual page, or write every command's page into a directory (--dir).
     Man(commands::completion::ManArgs),
+    /// Show the snapshots as a read-only file system (FUSE) until Ctrl-C or `fusermount -u`.
+    Mount(commands::mount::Args),
 }

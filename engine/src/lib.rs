@@ -35,8 +35,8 @@ mod users;
 
 // The operations, at the root for callers (`lifeboat_engine::backup::backup`).
 pub use ops::{
-    backup, check, diff, drill, dump, find, forget, key_admin, ls, patterns, prune, push, repair,
-    restore, rewrite, stats, status, sync, tag,
+    backup, check, diff, drill, dump, find, forget, key_admin, ls, mount, patterns, prune, push,
+    repair, restore, rewrite, stats, status, sync, tag,
 };
 
 pub use error::{Error, Result};

@@ -13,6 +13,7 @@ pub mod init;
 pub mod key;
 pub mod lock_wait;
 pub mod ls;
+pub mod mount;
 pub mod prune;
 pub mod repair;
 pub mod restore;
@@ -54,6 +55,7 @@ pub async fn run(ctx: &Context, command: Command) -> Result<i32> {
         Command::Rewrite(args) => rewrite::run(ctx, args).await,
         Command::Completion(args) => completion::completion(&args),
         Command::Man(args) => completion::man(&args),
+        Command::Mount(args) => mount::run(ctx, args).await,
     }
 }
 

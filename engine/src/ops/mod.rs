@@ -11,6 +11,7 @@ pub mod find;
 pub mod forget;
 pub mod key_admin;
 pub mod ls;
+pub mod mount;
 pub mod patterns;
 pub mod prune;
 pub mod push;
