@@ -21,7 +21,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use lifeboat_benches::process::{lifeboat_program, measure_capped, median};
-use lifeboat_benches::remote::{self, address, env, Remote};
+use lifeboat_benches::remote::{self, env, Remote};
 use lifeboat_benches::wan::{self, Link};
 
 const USAGE: &str = "usage: find [--snapshots N] [--runs N] [--rtt-ms N] [--mbit N] [--pattern GLOB] [--source DIR] [--dump SUBDIR] [--cap SECONDS]";
@@ -227,18 +227,10 @@ fn real_main() -> Result<(), String> {
     }
 
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-    let upstream = address(
-        &env("LIFEBOAT_TEST_SFTP_HOST")?,
-        &env("LIFEBOAT_TEST_SFTP_PORT")?,
-    )?;
     let proxy = runtime
-        .block_on(wan::start(upstream, args.link))
+        .block_on(wan::start(remote::upstream("sftp")?, args.link))
         .map_err(|e| format!("proxy: {e}"))?;
-    let remote = Remote {
-        protocol: "sftp".into(),
-        proxy,
-        known_hosts: Some(remote::proxied_known_hosts(&work, proxy)?),
-    };
+    let remote = Remote::new("sftp", proxy, &work)?;
     let lb_local = lb_repo.display().to_string();
     let rr_local = restic_repo.display().to_string();
     let lb_remote = remote.lifeboat_url("find-bench-lifeboat")?;

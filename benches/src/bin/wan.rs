@@ -20,7 +20,7 @@ use lifeboat_benches::process::{
     lifeboat_program, measure, measure_capped, tree_size, warm, Sample,
 };
 use lifeboat_benches::random_bytes;
-use lifeboat_benches::remote::{self, address, env, Remote};
+use lifeboat_benches::remote::{self, Remote};
 use lifeboat_benches::wan::{self, Link};
 
 const USAGE: &str = "usage: wan [--rtt-ms N] [--mbit N] [--cap SECONDS] [--sets doc,dirs,big] [--protocols s3,sftp] [--tools lifeboat,restic] [--serve]";
@@ -232,45 +232,23 @@ fn real_main() -> Result<(), String> {
         link.bits_per_second / 1_000_000
     );
     for protocol in &args.protocols {
-        let (upstream, known_hosts) = match protocol.as_str() {
-            "s3" => {
-                let endpoint = env("LIFEBOAT_TEST_S3_ENDPOINT")?;
-                let hostport = endpoint.trim_start_matches("http://").trim_end_matches('/');
-                let (host, port) = hostport.rsplit_once(':').ok_or("bad S3 endpoint")?;
-                (address(host, port)?, None)
-            }
-            "sftp" => (
-                address(
-                    &env("LIFEBOAT_TEST_SFTP_HOST")?,
-                    &env("LIFEBOAT_TEST_SFTP_PORT")?,
-                )?,
-                Some(()),
-            ),
-            other => return Err(format!("unknown protocol {other:?} (s3, sftp)")),
-        };
+        let upstream = remote::upstream(protocol)?;
         let proxy = runtime
             .block_on(wan::start(upstream, link))
             .map_err(|e| format!("proxy: {e}"))?;
-        let known_hosts = match known_hosts {
-            None => None,
-            Some(()) => Some(remote::proxied_known_hosts(&work, proxy)?),
-        };
+        let remote = Remote::new(protocol, proxy, &work)?;
         if args.serve {
             println!(
                 "{protocol}: 127.0.0.1:{} -> {upstream}{}",
                 proxy.port(),
-                known_hosts
+                remote
+                    .known_hosts
                     .as_ref()
                     .map(|k| format!(" (known_hosts {})", k.display()))
                     .unwrap_or_default()
             );
             continue;
         }
-        let remote = Remote {
-            protocol: protocol.clone(),
-            proxy,
-            known_hosts,
-        };
         println!("### {protocol}\n");
         print!("| set | row |");
         for tool in &args.tools {

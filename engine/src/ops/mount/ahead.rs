@@ -289,3 +289,37 @@ impl MountFs {
         (found, ids, frames)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn place(n: u8) -> FilePos {
+        (DirKey(vec![BlobId([n; 32])]), usize::from(n))
+    }
+
+    #[test]
+    fn the_window_moves_with_the_reader() {
+        let mut w = Window::default();
+        for n in 0..5 {
+            w.push(place(n), 100);
+        }
+        assert_eq!((w.next_ordinal, w.total_bytes), (5, 500));
+        // The reader opens the third file: the two before it are consumed.
+        let (ordinal, up_to) = w.places[&place(2)];
+        assert_eq!((ordinal, up_to), (2, 300));
+        w.consume_to(ordinal);
+        assert_eq!(w.files.len(), 3);
+        assert!(!w.places.contains_key(&place(0)) && !w.places.contains_key(&place(1)));
+        assert!(
+            w.places.contains_key(&place(2)),
+            "the file being read stays"
+        );
+        // What lies ahead of it: two files, 200 bytes.
+        assert_eq!((w.next_ordinal - ordinal, w.total_bytes - up_to), (3, 200));
+        w.restart();
+        assert!(w.files.is_empty() && w.places.is_empty() && w.frames.is_empty());
+        w.push(place(9), 7);
+        assert_eq!(w.places[&place(9)], (5, 507), "ordinals and totals go on");
+    }
+}
